@@ -1,0 +1,47 @@
+/* Measurement: the collectors that build the input document (DESIGN.md, "Input"), and the
+ * pure parsers behind them, which take text so that tests and fuzzers can feed them. */
+#pragma once
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#include "../supervisor/core/error.h"
+
+#define TETHER_VERSION "0.1.0"
+
+/* --- pure parsers (parse.c) --- */
+
+/* os-release(5): every KEY=VALUE assignment, unquoted and unescaped, as a JSON object. */
+cJSON *measure_parse_os_release(FILE *f);
+/* Kernel command line: {"key": "value" | true, ...}; quoting as the kernel does it. */
+cJSON *measure_parse_cmdline(const char *s);
+/* /sys/kernel/security/lockdown "none [integrity] confidentiality": the bracketed mode, or
+ * NULL. The result points into a static string. */
+const char *measure_parse_lockdown(const char *s);
+/* EFI SecureBoot variable (4 attribute bytes, then the value): 1, 0, or -1 when unknown. */
+int measure_parse_secure_boot(const unsigned char *data, size_t len);
+/* A "key=value" label; the key is a non-empty run of [A-Za-z0-9._/-]. */
+int measure_parse_label(const char *kv, char **key, char **value, tether_error_t *err);
+
+/* --- collectors --- */
+
+/* The host section.  labels is copied (the node labels of the configuration; may be NULL). */
+cJSON *measure_host_collect(const cJSON *labels);
+
+/* The executable a command names, found as execvp(3) would find it.  Returns 0 with the
+ * path, or -1 with err->code ENOENT (not found) or EACCES (found, not executable). */
+int measure_exe_resolve(const char *cmd, char **path, tether_error_t *err);
+
+/* The exe object {path, sha256, size, owner_uid, owner_gid, mode} of an executable.  When
+ * fd_out is given it receives a read-only, close-on-exec descriptor of the measured file
+ * (or -1 when it could not be opened), so that the bytes measured are the bytes run. */
+int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error_t *err);
+
+/* The workload section; exe is taken over (may be NULL: unknown). */
+cJSON *measure_workload_collect(char *const argv[], cJSON *exe, const cJSON *labels);
+
+/* The whole input document; every section given is taken over, NULL ones become null. */
+cJSON *measure_input_build(const char *phase, cJSON *host, cJSON *workload, cJSON *container,
+                           cJSON *processes);

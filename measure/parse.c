@@ -1,0 +1,135 @@
+/* Pure parsers for measurement sources: text in, JSON out, no I/O beyond a given FILE*. */
+#define _GNU_SOURCE
+#include <ctype.h>
+#include <string.h>
+
+#include "../supervisor/core/cleanup.h"
+#include "../supervisor/core/util.h"
+#include "measure.h"
+
+/* os-release(5): values may be quoted with ' or ", and inside double quotes \ escapes $ " \ `. */
+static char *os_release_value(const char *v)
+{
+    size_t n = strlen(v);
+    char *out = xmalloc(n + 1), *o = out;
+    char quote = 0;
+    for (const char *p = v; *p; p++) {
+        if (quote == 0 && (*p == '"' || *p == '\'')) {
+            quote = *p;
+        } else if (quote != 0 && *p == quote) {
+            quote = 0;
+        } else if (quote != '\'' && *p == '\\' && p[1] != '\0') {
+            *o++ = *++p;
+        } else if (quote == 0 && isspace((unsigned char)*p)) {
+            break; /* unquoted white space ends the value */
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+cJSON *measure_parse_os_release(FILE *f)
+{
+    cJSON *obj = cJSON_CreateObject();
+    cleanup_free char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        char *p = line;
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p == '#' || *p == '\0')
+            continue;
+        char *eq = strchr(p, '=');
+        if (eq == NULL || eq == p)
+            continue;
+        *eq = '\0';
+        bool valid = true;
+        for (char *k = p; *k; k++)
+            if (!(isalnum((unsigned char)*k) || *k == '_'))
+                valid = false;
+        if (!valid)
+            continue;
+        cleanup_free char *value = os_release_value(eq + 1);
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, p); /* the last assignment wins */
+        cJSON_AddStringToObject(obj, p, value);
+    }
+    return obj;
+}
+
+cJSON *measure_parse_cmdline(const char *s)
+{
+    cJSON *obj = cJSON_CreateObject();
+    const char *p = s;
+    for (;;) {
+        while (isspace((unsigned char)*p))
+            p++;
+        if (*p == '\0')
+            break;
+        /* One parameter: quotes group white space and are removed, as the kernel's
+         * next_arg() does. */
+        size_t n = strlen(p);
+        cleanup_free char *param = xmalloc(n + 1);
+        size_t len = 0;
+        bool quoted = false;
+        for (; *p && (quoted || !isspace((unsigned char)*p)); p++) {
+            if (*p == '"')
+                quoted = !quoted;
+            else
+                param[len++] = *p;
+        }
+        param[len] = '\0';
+        if (strcmp(param, "--") == 0)
+            break; /* the rest belongs to init */
+        char *eq = strchr(param, '=');
+        if (eq == param)
+            continue;
+        if (eq != NULL)
+            *eq = '\0';
+        cJSON_DeleteItemFromObjectCaseSensitive(obj, param);
+        if (eq != NULL)
+            cJSON_AddStringToObject(obj, param, eq + 1);
+        else
+            cJSON_AddTrueToObject(obj, param);
+    }
+    return obj;
+}
+
+const char *measure_parse_lockdown(const char *s)
+{
+    static const char *const modes[] = {"none", "integrity", "confidentiality"};
+    const char *open = strchr(s, '[');
+    const char *close = open != NULL ? strchr(open, ']') : NULL;
+    if (close == NULL)
+        return NULL;
+    size_t len = (size_t)(close - open - 1);
+    for (size_t i = 0; i < sizeof modes / sizeof modes[0]; i++)
+        if (strlen(modes[i]) == len && strncmp(open + 1, modes[i], len) == 0)
+            return modes[i];
+    return NULL;
+}
+
+int measure_parse_secure_boot(const unsigned char *data, size_t len)
+{
+    if (len != 5 || data[4] > 1)
+        return -1;
+    return data[4];
+}
+
+int measure_parse_label(const char *kv, char **key, char **value, tether_error_t *err)
+{
+    const char *eq = strchr(kv, '=');
+    if (eq == NULL || eq == kv)
+        return error_set(err, 0, "label `%s` is not of the form key=value", kv);
+    for (const char *p = kv; p < eq; p++)
+        if (!(isalnum((unsigned char)*p) || strchr("._/-", *p) != NULL))
+            return error_set(err, 0, "label key `%.*s` may hold only letters, digits and ._/-",
+                             (int)(eq - kv), kv);
+    *key = xstrndup(kv, (size_t)(eq - kv));
+    *value = xstrdup(eq + 1);
+    return 0;
+}

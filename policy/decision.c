@@ -1,0 +1,220 @@
+/* The decision contract: validation of what an engine returned, and its normal form. */
+#define _GNU_SOURCE
+#include <stdarg.h>
+#include <string.h>
+
+#include "../supervisor/core/cleanup.h"
+#include "../supervisor/core/util.h"
+#include "policy.h"
+
+void decision_clear(struct decision *d)
+{
+    for (size_t i = 0; i < d->n_reasons; i++)
+        free(d->reasons[i]);
+    free(d->reasons);
+    cJSON_Delete(d->doc);
+    memset(d, 0, sizeof *d);
+    d->ttl_s = -1;
+}
+
+static void add_reason(struct decision *d, char *reason)
+{
+    d->reasons = xrealloc(d->reasons, (d->n_reasons + 1) * sizeof *d->reasons);
+    d->reasons[d->n_reasons++] = reason;
+}
+
+void decision_deny(struct decision *out, const char *fmt, ...)
+{
+    decision_clear(out);
+    va_list ap;
+    va_start(ap, fmt);
+    add_reason(out, xvasprintf(fmt, ap));
+    va_end(ap);
+}
+
+static const char *const on_drift_actions[] = {"log", "kill", "stop", "restart", NULL};
+
+static bool in_list(const char *s, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(s, *list) == 0)
+            return true;
+    return false;
+}
+
+/* Returns NULL when valid, or the reason it is not. */
+static char *check_monitor(const cJSON *m)
+{
+    if (!cJSON_IsObject(m))
+        return xasprintf("`monitor` must be an object, not %s", json_type_name(m));
+    const cJSON *f;
+    cJSON_ArrayForEach (f, m) {
+        int64_t v;
+        if (strcmp(f->string, "interval_ms") == 0) {
+            if (!json_get_int(f, 1, 86400000, &v))
+                return xasprintf("`monitor.interval_ms` must be an integer from 1 to 86400000");
+        } else if (strcmp(f->string, "on_drift") == 0) {
+            if (!cJSON_IsString(f) || !in_list(f->valuestring, on_drift_actions))
+                return xasprintf("`monitor.on_drift` must be one of log, kill, stop, restart");
+        } else if (strcmp(f->string, "watch") == 0) {
+            if (!json_is_list(f))
+                return xasprintf("`monitor.watch` must be an array of paths");
+            const cJSON *p;
+            cJSON_ArrayForEach (p, f) {
+                if (!cJSON_IsString(p) || p->valuestring[0] != '/')
+                    return xasprintf("`monitor.watch` must hold absolute paths");
+            }
+        } else {
+            return xasprintf("`monitor.%s` is not a known field", f->string);
+        }
+    }
+    return NULL;
+}
+
+static char *check_key(const cJSON *k)
+{
+    if (!cJSON_IsObject(k))
+        return xasprintf("`key` must be an object or null, not %s", json_type_name(k));
+    const cJSON *id = cJSON_GetObjectItemCaseSensitive(k, "id");
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(k, "value");
+    if ((id == NULL) == (value == NULL))
+        return xasprintf("`key` must have exactly one of `id` and `value`");
+    if (id != NULL && (!cJSON_IsString(id) || id->valuestring[0] == '\0'))
+        return xasprintf("`key.id` must be a non-empty string");
+    /* The value is never quoted back: it may be a secret. */
+    if (value != NULL && !cJSON_IsString(value))
+        return xasprintf("`key.value` must be a base64 string");
+    return NULL;
+}
+
+/* Fills d from doc, or returns the reason doc is not a valid decision. */
+static char *parse(const cJSON *doc, struct decision *d)
+{
+    if (!cJSON_IsObject(doc))
+        return xasprintf("the decision must be an object, not %s", json_type_name(doc));
+
+    const cJSON *allow = cJSON_GetObjectItemCaseSensitive(doc, "allow");
+    if (!cJSON_IsBool(allow))
+        return xasprintf("`allow` must be a boolean, not %s", json_type_name(allow));
+
+    const cJSON *reasons = cJSON_GetObjectItemCaseSensitive(doc, "reasons");
+    if (reasons != NULL && !cJSON_IsNull(reasons)) {
+        if (!json_is_list(reasons))
+            return xasprintf("`reasons` must be an array of strings, not %s",
+                             json_type_name(reasons));
+        size_t i = 0;
+        const cJSON *r;
+        cJSON_ArrayForEach (r, reasons) {
+            if (!cJSON_IsString(r))
+                return xasprintf("`reasons[%zu]` must be a string, not %s", i, json_type_name(r));
+            add_reason(d, xstrdup(r->valuestring));
+            i++;
+        }
+    }
+
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(doc, "key");
+    if (key != NULL && !cJSON_IsNull(key)) {
+        char *why = check_key(key);
+        if (why)
+            return why;
+        d->key = key;
+    }
+
+    const cJSON *confine = cJSON_GetObjectItemCaseSensitive(doc, "confine");
+    if (confine != NULL && !cJSON_IsNull(confine)) {
+        if (!cJSON_IsObject(confine))
+            return xasprintf("`confine` must be an object, not %s", json_type_name(confine));
+        d->confine = confine;
+    }
+
+    const cJSON *monitor = cJSON_GetObjectItemCaseSensitive(doc, "monitor");
+    if (monitor != NULL && !cJSON_IsNull(monitor)) {
+        char *why = check_monitor(monitor);
+        if (why)
+            return why;
+        d->monitor = monitor;
+    }
+
+    const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(doc, "ttl_s");
+    if (ttl != NULL && !cJSON_IsNull(ttl) && !json_get_int(ttl, 0, INT32_MAX, &d->ttl_s))
+        return xasprintf("`ttl_s` must be a non-negative integer");
+
+    d->allow = cJSON_IsTrue(allow);
+    return NULL;
+}
+
+void decision_parse(cJSON *doc, struct decision *out)
+{
+    decision_clear(out);
+    char *why = parse(doc, out);
+    if (why != NULL) {
+        decision_deny(out, "invalid decision: %s", why);
+        free(why);
+        cJSON_Delete(doc);
+        return;
+    }
+    out->doc = doc;
+    if (!out->allow && out->n_reasons == 0)
+        add_reason(out, xstrdup("the policy gave no reason"));
+}
+
+cJSON *decision_to_json(const struct decision *d)
+{
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddBoolToObject(j, "allow", d->allow);
+    cJSON *reasons = cJSON_AddArrayToObject(j, "reasons");
+    for (size_t i = 0; i < d->n_reasons; i++)
+        cJSON_AddItemToArray(reasons, cJSON_CreateString(d->reasons[i]));
+    /* A released key is shown by its id only: eval output lands in terminals and CI logs. */
+    if (d->key != NULL) {
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(d->key, "id");
+        cJSON *k = cJSON_AddObjectToObject(j, "key");
+        if (id != NULL)
+            cJSON_AddStringToObject(k, "id", id->valuestring);
+        else
+            cJSON_AddStringToObject(k, "value", "(redacted)");
+    } else {
+        cJSON_AddNullToObject(j, "key");
+    }
+    cJSON_AddItemToObject(j, "confine",
+                          d->confine ? cJSON_Duplicate(d->confine, true) : cJSON_CreateNull());
+    cJSON_AddItemToObject(j, "monitor",
+                          d->monitor ? cJSON_Duplicate(d->monitor, true) : cJSON_CreateNull());
+    if (d->ttl_s >= 0)
+        cJSON_AddNumberToObject(j, "ttl_s", (double)d->ttl_s);
+    else
+        cJSON_AddNullToObject(j, "ttl_s");
+    return j;
+}
+
+char *decision_reasons_joined(const struct decision *d)
+{
+    size_t len = 1;
+    for (size_t i = 0; i < d->n_reasons; i++)
+        len += strlen(d->reasons[i]) + 2;
+    char *s = xmalloc(len), *p = s;
+    *p = '\0';
+    for (size_t i = 0; i < d->n_reasons; i++)
+        p = stpcpy(stpcpy(p, i ? "; " : ""), d->reasons[i]);
+    return s;
+}
+
+void policy_decide(struct policy *p, const cJSON *input, struct decision *out)
+{
+    cleanup_error tether_error_t err = NULL;
+    cJSON *doc = NULL;
+    decision_clear(out);
+    if (p->ops->evaluate(p, input, &doc, &err) < 0) {
+        decision_deny(out, "policy error: %s", err->msg);
+        return;
+    }
+    decision_parse(doc, out);
+}
+
+void policy_free(struct policy *p)
+{
+    if (p == NULL)
+        return;
+    free(p->source);
+    p->ops->free(p);
+}

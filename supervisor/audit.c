@@ -1,0 +1,228 @@
+/* The audit trail (see audit.h).  A line is the compact JSON of a record whose last member is
+ * "hash": the sha256 of the line's text before `,"hash":`, which includes "prev", the hash of
+ * the line before it (64 zeros for the first). */
+#define _GNU_SOURCE
+#include "audit.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/cleanup.h"
+#include "core/util.h"
+
+#define HASH_MEMBER ",\"hash\":\""
+#define HASH_SUFFIX_LEN (sizeof HASH_MEMBER - 1 + SHA256_HEX_LEN + 2)
+#define TAIL_MAX (256 * 1024)
+
+static const char genesis[SHA256_HEX_LEN + 1] =
+    "0000000000000000000000000000000000000000000000000000000000000000";
+
+cJSON *audit_record_new(const char *event)
+{
+    char now[32];
+    time_rfc3339(now);
+    cJSON *rec = cJSON_CreateObject();
+    cJSON_AddStringToObject(rec, "time", now);
+    cJSON_AddStringToObject(rec, "event", event);
+    cJSON_AddNumberToObject(rec, "tether_pid", getpid());
+    return rec;
+}
+
+static const cJSON *path_get(const cJSON *j, const char *a, const char *b)
+{
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, a), b);
+}
+
+cJSON *audit_decision_record(const char *phase, const struct policy *p, const struct decision *d,
+                             const cJSON *input)
+{
+    cJSON *rec = audit_record_new("decision");
+    cJSON_AddStringToObject(rec, "phase", phase);
+    cJSON_AddStringToObject(rec, "engine", p ? p->ops->engine : "none");
+    cJSON_AddItemToObject(rec, "policy", json_string_or_null(p ? p->source : NULL));
+    cJSON_AddBoolToObject(rec, "allow", d->allow);
+    cJSON *reasons = cJSON_AddArrayToObject(rec, "reasons");
+    for (size_t i = 0; i < d->n_reasons; i++)
+        cJSON_AddItemToArray(reasons, cJSON_CreateString(d->reasons[i]));
+    if (d->key != NULL) {
+        /* Which key was released, never the key. */
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(d->key, "id");
+        cJSON_AddItemToObject(rec, "key_id", json_string_or_null(cJSON_GetStringValue(id)));
+    }
+
+    const cJSON *workload = cJSON_GetObjectItemCaseSensitive(input, "workload");
+    cJSON *w = cJSON_AddObjectToObject(rec, "workload");
+    const cJSON *argv = cJSON_GetObjectItemCaseSensitive(workload, "argv");
+    cJSON_AddItemToObject(
+        w, "argv0",
+        json_string_or_null(cJSON_GetStringValue(cJSON_IsArray(argv) ? argv->child : NULL)));
+    cJSON_AddItemToObject(
+        w, "exe_sha256",
+        json_string_or_null(cJSON_GetStringValue(path_get(workload, "exe", "sha256"))));
+    cJSON *h = cJSON_AddObjectToObject(rec, "host");
+    cJSON_AddItemToObject(
+        h, "machine_id",
+        json_string_or_null(cJSON_GetStringValue(path_get(input, "host", "machine_id"))));
+    return rec;
+}
+
+static int mkdir_parents(const char *path)
+{
+    cleanup_free char *copy = xstrdup(path);
+    char *dir = dirname(copy);
+    if (strcmp(dir, "/") == 0 || strcmp(dir, ".") == 0)
+        return 0;
+    if (mkdir(dir, 0750) == 0 || errno == EEXIST)
+        return 0;
+    if (errno != ENOENT)
+        return -1;
+    if (mkdir_parents(dir) < 0)
+        return -1;
+    return mkdir(dir, 0750) == 0 || errno == EEXIST ? 0 : -1;
+}
+
+/* The hash that the next record must carry as "prev": the last line's "hash", or, when that
+ * line is damaged, the sha256 of its text (verify reports the damage either way).  Sets
+ * *torn when the file does not end with a newline. */
+static int last_hash(int fd, off_t size, char out[SHA256_HEX_LEN + 1], bool *torn,
+                     tether_error_t *err)
+{
+    *torn = false;
+    if (size == 0) {
+        memcpy(out, genesis, sizeof genesis);
+        return 0;
+    }
+    size_t want = size > TAIL_MAX ? TAIL_MAX : (size_t)size;
+    cleanup_free char *buf = xmalloc(want + 1);
+    ssize_t r = pread(fd, buf, want, size - (off_t)want);
+    if (r != (ssize_t)want)
+        return error_set(err, r < 0 ? errno : EIO, "read");
+    size_t end = want;
+    if (buf[end - 1] == '\n')
+        end--;
+    else
+        *torn = true;
+    size_t start = end;
+    while (start > 0 && buf[start - 1] != '\n')
+        start--;
+    buf[end] = '\0';
+    const char *line = buf + start;
+
+    cleanup_json cJSON *rec = cJSON_Parse(line);
+    const char *h = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "hash"));
+    if (h != NULL && strlen(h) == SHA256_HEX_LEN)
+        memcpy(out, h, SHA256_HEX_LEN + 1);
+    else
+        sha256_hex(line, end - start, out);
+    return 0;
+}
+
+int audit_append(const char *path, cJSON *rec, tether_error_t *err)
+{
+    if (mkdir_parents(path) < 0)
+        return error_set(err, errno, "audit log `%s`: cannot create its directory", path);
+    cleanup_close int fd =
+        open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+    if (fd < 0)
+        return error_set(err, errno, "audit log `%s`", path);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return error_set(err, errno, "audit log `%s`", path);
+    if (!S_ISREG(st.st_mode))
+        return error_set(err, 0, "audit log `%s`: not a regular file", path);
+    /* One writer at a time: the chain needs the last line to stay the last line. */
+    while (flock(fd, LOCK_EX) < 0)
+        if (errno != EINTR)
+            return error_set(err, errno, "audit log `%s`: lock", path);
+    if (fstat(fd, &st) < 0)
+        return error_set(err, errno, "audit log `%s`", path);
+
+    char prev[SHA256_HEX_LEN + 1];
+    bool torn;
+    if (last_hash(fd, st.st_size, prev, &torn, err) < 0)
+        return error_wrap(err, "audit log `%s`", path);
+    cJSON_DeleteItemFromObjectCaseSensitive(rec, "prev");
+    cJSON_DeleteItemFromObjectCaseSensitive(rec, "hash");
+    cJSON_AddStringToObject(rec, "prev", prev);
+
+    cleanup_free char *body = json_print(rec);
+    size_t blen = strlen(body) - 1; /* without the closing brace */
+    char hash[SHA256_HEX_LEN + 1];
+    sha256_hex(body, blen, hash);
+    cleanup_free char *line =
+        xasprintf("%s%.*s" HASH_MEMBER "%s\"}\n", torn ? "\n" : "", (int)blen, body, hash);
+
+    if (write_all(fd, line, strlen(line)) < 0 || fsync(fd) < 0)
+        return error_set(err, errno, "audit log `%s`: write", path);
+    return 0;
+}
+
+static bool is_hex64(const char *s)
+{
+    for (size_t i = 0; i < SHA256_HEX_LEN; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return false;
+    return true;
+}
+
+int audit_verify_stream(FILE *f, struct audit_report *rep, tether_error_t *err)
+{
+    memset(rep, 0, sizeof *rep);
+    memcpy(rep->head, genesis, sizeof genesis);
+    cleanup_free char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    size_t lineno = 0;
+    errno = 0;
+    while ((n = getline(&line, &cap, f)) >= 0) {
+        lineno++;
+        size_t len = (size_t)n;
+        if (len > 0 && line[len - 1] == '\n')
+            line[--len] = '\0';
+
+        const char *member = len > HASH_SUFFIX_LEN ? line + len - HASH_SUFFIX_LEN : NULL;
+        if (member == NULL || memcmp(member, HASH_MEMBER, sizeof HASH_MEMBER - 1) != 0 ||
+            strcmp(line + len - 2, "\"}") != 0 || !is_hex64(member + sizeof HASH_MEMBER - 1)) {
+            snprintf(rep->why, sizeof rep->why, "not a tether audit record");
+            rep->bad_line = lineno;
+            return 0;
+        }
+        char want[SHA256_HEX_LEN + 1];
+        sha256_hex(line, (size_t)(member - line), want);
+        if (memcmp(want, member + sizeof HASH_MEMBER - 1, SHA256_HEX_LEN) != 0) {
+            snprintf(rep->why, sizeof rep->why, "the record was edited (its hash does not match)");
+            rep->bad_line = lineno;
+            return 0;
+        }
+        cleanup_json cJSON *rec = cJSON_ParseWithLength(line, len);
+        const char *prev = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "prev"));
+        if (prev == NULL) {
+            snprintf(rep->why, sizeof rep->why, "the record is not valid JSON with a `prev`");
+            rep->bad_line = lineno;
+            return 0;
+        }
+        if (strcmp(prev, rep->head) != 0) {
+            if (lineno == 1)
+                snprintf(rep->why, sizeof rep->why,
+                         "the first record does not start the chain (records before it were "
+                         "removed)");
+            else
+                snprintf(rep->why, sizeof rep->why,
+                         "the record does not follow line %zu (a record was removed, inserted or "
+                         "moved)",
+                         lineno - 1);
+            rep->bad_line = lineno;
+            return 0;
+        }
+        memcpy(rep->head, want, sizeof want);
+        rep->records++;
+    }
+    if (ferror(f))
+        return error_set(err, errno ? errno : EIO, "read");
+    return 0;
+}

@@ -1,0 +1,89 @@
+/* `tether measure`: print the input document a policy would see. */
+#define _GNU_SOURCE
+#include <getopt.h>
+#include <stdio.h>
+
+#include "../measure/measure.h"
+#include "core/cleanup.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "tether.h"
+
+static const char usage[] =
+    "Usage: tether measure [OPTION]... [-- COMMAND [ARG]...]\n"
+    "Print the input document (JSON) that the policy is given: the host, and with COMMAND,\n"
+    "the workload.  Values that cannot be read are null.\n"
+    "\n"
+    "  -c, --config FILE    node configuration (its labels become host.labels)\n"
+    "  -l, --label KEY=VAL  add a workload label; repeatable\n"
+    "      --compact        print on one line\n"
+    "  -h, --help           show this help\n"
+    "\n"
+    "Examples:\n"
+    "  tether measure\n"
+    "  tether measure --label app=web -- nginx -g 'daemon off;' > input.json\n"
+    "  tether eval --policy policies/default.lua --input input.json\n";
+
+int cmd_measure(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"label", required_argument, NULL, 'l'},
+        {"compact", no_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *config_file = NULL;
+    bool compact = false;
+    cleanup_json cJSON *labels = cJSON_CreateObject();
+    cleanup_error tether_error_t err = NULL;
+    int c;
+    while ((c = getopt_long(argc, argv, "+c:l:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c':
+            config_file = optarg;
+            break;
+        case 'l':
+            if (cli_add_label(labels, optarg, &err) < 0) {
+                log_error("%s", err->msg);
+                return EXIT_FAILED;
+            }
+            break;
+        case 'C':
+            compact = true;
+            break;
+        case 'h':
+            return cli_usage(usage, 0);
+        default:
+            return cli_usage("Try 'tether measure --help' for more information.\n", 1);
+        }
+    }
+
+    struct config cfg;
+    if (config_load(config_file, &cfg, &err) < 0) {
+        log_error("%s", err->msg);
+        config_clear(&cfg);
+        return EXIT_FAILED;
+    }
+
+    cJSON *workload = NULL;
+    if (optind < argc) {
+        char **cmd = argv + optind;
+        cleanup_free char *path = NULL;
+        cJSON *exe = NULL;
+        if (measure_exe_resolve(cmd[0], &path, &err) < 0 ||
+            measure_exe_collect(path, &exe, NULL, &err) < 0)
+            log_warn("%s; workload.exe is null", err->msg);
+        workload = measure_workload_collect(cmd, exe, labels);
+    }
+    cleanup_json cJSON *doc =
+        measure_input_build("launch", measure_host_collect(cfg.labels), workload, NULL, NULL);
+    config_clear(&cfg);
+
+    cleanup_free char *text = compact ? json_print(doc) : cJSON_Print(doc);
+    if (text == NULL || printf("%s\n", text) < 0 || fflush(stdout) != 0) {
+        log_error("cannot write the document");
+        return EXIT_FAILED;
+    }
+    return 0;
+}

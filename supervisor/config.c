@@ -1,0 +1,220 @@
+/* The node configuration: a table of known keys drives both parsing and checking, so that an
+ * unknown key or a wrong type is an error naming the key. */
+#define _GNU_SOURCE
+#include "config.h"
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/cleanup.h"
+#include "core/util.h"
+
+#define CONFIG_MAX_BYTES (1 << 20)
+
+enum kind { K_STRING, K_INT, K_BOOL, K_STRMAP, K_STRLIST, K_SECTION };
+
+struct field {
+    const char *name;
+    enum kind kind;
+    size_t offset;
+    int64_t min, max;            /* K_INT */
+    const struct field *section; /* K_SECTION */
+};
+
+#define STR(n, m)                                                                                  \
+    {                                                                                              \
+        n, K_STRING, offsetof(struct config, m), 0, 0, NULL                                        \
+    }
+#define INT(n, m, lo, hi)                                                                          \
+    {                                                                                              \
+        n, K_INT, offsetof(struct config, m), lo, hi, NULL                                         \
+    }
+#define BOOL(n, m)                                                                                 \
+    {                                                                                              \
+        n, K_BOOL, offsetof(struct config, m), 0, 0, NULL                                          \
+    }
+
+static const struct field opa_fields[] = {
+    STR("url", opa.url),
+    STR("path", opa.path),
+    STR("bearer_token_file", opa.bearer_token_file),
+    STR("ca_file", opa.ca_file),
+    STR("client_cert", opa.client_cert),
+    STR("client_key", opa.client_key),
+    INT("connect_timeout_ms", opa.connect_timeout_ms, 1, 600000),
+    INT("timeout_ms", opa.timeout_ms, 1, 600000),
+    INT("max_response_bytes", opa.max_response_bytes, 1024, 1 << 30),
+    INT("retries", opa.retries, 0, 10),
+    BOOL("fail_open", opa.fail_open),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct field audit_fields[] = {
+    STR("path", audit_path),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct field monitor_fields[] = {
+    INT("grace_s", monitor.grace_s, 0, 3600),
+    INT("fail_grace_s", monitor.fail_grace_s, 0, 86400),
+    INT("heartbeat_s", monitor.heartbeat_s, 0, 86400),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct field top_fields[] = {
+    {"labels", K_STRMAP, offsetof(struct config, labels), 0, 0, NULL},
+    STR("policy", policy),
+    {"opa", K_SECTION, 0, 0, 0, opa_fields},
+    {"audit", K_SECTION, 0, 0, 0, audit_fields},
+    STR("keystore", keystore),
+    {"trusted_signers", K_STRLIST, offsetof(struct config, trusted_signers), 0, 0, NULL},
+    BOOL("require_sealed", require_sealed),
+    {"monitor", K_SECTION, 0, 0, 0, monitor_fields},
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static void set_defaults(struct config *cfg)
+{
+    memset(cfg, 0, sizeof *cfg);
+    cfg->opa.path = xstrdup("tether/decision");
+    cfg->opa.connect_timeout_ms = 500;
+    cfg->opa.timeout_ms = 2000;
+    cfg->opa.max_response_bytes = 1 << 20;
+    cfg->opa.retries = 1;
+    cfg->audit_path = xstrdup(AUDIT_DEFAULT_PATH);
+    cfg->keystore = xstrdup("/etc/tether/keys");
+    cfg->labels = cJSON_CreateObject();
+    cfg->trusted_signers = cJSON_CreateArray();
+    cfg->monitor.grace_s = 5;
+    cfg->monitor.fail_grace_s = 30;
+}
+
+static int apply(const struct field *fields, const cJSON *obj, const char *prefix,
+                 struct config *cfg, tether_error_t *err)
+{
+    const cJSON *item;
+    cJSON_ArrayForEach (item, obj) {
+        /* Duplicate keys are refused: which one wins is a guess between two readers. */
+        for (const cJSON *prev = obj->child; prev != item; prev = prev->next)
+            if (strcmp(prev->string, item->string) == 0)
+                return error_set(err, 0, "`%s%s` is given twice", prefix, item->string);
+
+        const struct field *f = fields;
+        while (f->name != NULL && strcmp(f->name, item->string) != 0)
+            f++;
+        if (f->name == NULL)
+            return error_set(err, 0, "unknown key `%s%s`", prefix, item->string);
+
+        void *slot = (char *)cfg + f->offset;
+        int64_t v;
+        switch (f->kind) {
+        case K_STRING:
+            if (!cJSON_IsString(item))
+                return error_set(err, 0, "`%s%s` must be a string, not %s", prefix, f->name,
+                                 json_type_name(item));
+            free(*(char **)slot);
+            *(char **)slot = xstrdup(item->valuestring);
+            break;
+        case K_INT:
+            if (!json_get_int(item, f->min, f->max, &v))
+                return error_set(err, 0, "`%s%s` must be an integer from %lld to %lld", prefix,
+                                 f->name, (long long)f->min, (long long)f->max);
+            *(int64_t *)slot = v;
+            break;
+        case K_BOOL:
+            if (!cJSON_IsBool(item))
+                return error_set(err, 0, "`%s%s` must be true or false, not %s", prefix, f->name,
+                                 json_type_name(item));
+            *(bool *)slot = cJSON_IsTrue(item);
+            break;
+        case K_STRMAP:
+        case K_STRLIST: {
+            bool map = f->kind == K_STRMAP;
+            if (map ? !cJSON_IsObject(item) : !cJSON_IsArray(item))
+                return error_set(err, 0, "`%s%s` must be %s, not %s", prefix, f->name,
+                                 map ? "an object of strings" : "an array of strings",
+                                 json_type_name(item));
+            const cJSON *e;
+            cJSON_ArrayForEach (e, item) {
+                if (!cJSON_IsString(e))
+                    return map ? error_set(err, 0, "`%s%s.%s` must be a string, not %s", prefix,
+                                           f->name, e->string, json_type_name(e))
+                               : error_set(err, 0, "`%s%s` must hold only strings", prefix,
+                                           f->name);
+            }
+            cJSON_Delete(*(cJSON **)slot);
+            *(cJSON **)slot = cJSON_Duplicate(item, true);
+            break;
+        }
+        case K_SECTION: {
+            if (!cJSON_IsObject(item))
+                return error_set(err, 0, "`%s%s` must be an object, not %s", prefix, f->name,
+                                 json_type_name(item));
+            cleanup_free char *sub = xasprintf("%s%s.", prefix, f->name);
+            if (apply(f->section, item, sub, cfg, err) < 0)
+                return -1;
+            break;
+        }
+        }
+    }
+    return 0;
+}
+
+int config_parse(const char *name, const char *text, size_t len, struct config *cfg,
+                 tether_error_t *err)
+{
+    set_defaults(cfg);
+    cfg->path = xstrdup(name);
+    cleanup_json cJSON *doc = NULL;
+    if (json_parse(text, len, &doc, err) < 0)
+        return error_wrap(err, "config `%s`", name);
+    if (!cJSON_IsObject(doc))
+        return error_set(err, 0, "config `%s`: the top level must be an object, not %s", name,
+                         json_type_name(doc));
+    if (apply(top_fields, doc, "", cfg, err) < 0)
+        return error_wrap(err, "config `%s`", name);
+    return 0;
+}
+
+int config_load(const char *path, struct config *cfg, tether_error_t *err)
+{
+    bool explicit = true;
+    if (path == NULL)
+        path = getenv("TETHER_CONFIG");
+    if (path == NULL || *path == '\0') {
+        path = CONFIG_DEFAULT_PATH;
+        explicit = false;
+    }
+
+    cleanup_free char *text = NULL;
+    size_t len = 0;
+    cleanup_error tether_error_t read_err = NULL;
+    if (read_file(path, CONFIG_MAX_BYTES, &text, &len, &read_err) < 0) {
+        if (!explicit && read_err->code == ENOENT) {
+            set_defaults(cfg);
+            return 0;
+        }
+        set_defaults(cfg);
+        return error_set(err, 0, "config: %s", read_err->msg);
+    }
+    return config_parse(path, text, len, cfg, err);
+}
+
+void config_clear(struct config *cfg)
+{
+    free(cfg->path);
+    cJSON_Delete(cfg->labels);
+    free(cfg->policy);
+    free(cfg->opa.url);
+    free(cfg->opa.path);
+    free(cfg->opa.bearer_token_file);
+    free(cfg->opa.ca_file);
+    free(cfg->opa.client_cert);
+    free(cfg->opa.client_key);
+    free(cfg->audit_path);
+    free(cfg->keystore);
+    cJSON_Delete(cfg->trusted_signers);
+    memset(cfg, 0, sizeof *cfg);
+}

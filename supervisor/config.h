@@ -1,0 +1,37 @@
+/* The node configuration (DESIGN.md, "Node configuration"). */
+#pragma once
+
+#include <cjson/cJSON.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/error.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/tether/tether.json"
+#define AUDIT_DEFAULT_PATH "/var/log/tether/audit.jsonl"
+
+struct config {
+    char *path; /* the file read, or NULL when none was */
+    cJSON *labels;
+    char *policy;
+    struct {
+        char *url, *path, *bearer_token_file, *ca_file, *client_cert, *client_key;
+        int64_t connect_timeout_ms, timeout_ms, max_response_bytes, retries;
+        bool fail_open;
+    } opa;
+    char *audit_path;
+    char *keystore;
+    cJSON *trusted_signers;
+    bool require_sealed;
+    struct {
+        int64_t grace_s, fail_grace_s, heartbeat_s;
+    } monitor;
+};
+
+/* Reads the configuration: path when given, else $TETHER_CONFIG, else the default file,
+ * whose absence alone is not an error.  Errors name the file and the key. */
+int config_load(const char *path, struct config *cfg, tether_error_t *err);
+/* The same from a text (for tests and fuzzing); name is used in messages. */
+int config_parse(const char *name, const char *text, size_t len, struct config *cfg,
+                 tether_error_t *err);
+void config_clear(struct config *cfg);

@@ -1,0 +1,52 @@
+/* Logging to stderr, one line per message, prefixed "tether: ". */
+#define _GNU_SOURCE
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static enum log_level threshold = LOG_WARN;
+
+void log_init(void)
+{
+    static const char *const names[] = {"error", "warn", "info", "debug"};
+    const char *v = getenv("TETHER_LOG");
+    if (v == NULL)
+        return;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (strcmp(v, names[i]) == 0)
+            threshold = (enum log_level)i;
+}
+
+void log_set_level(enum log_level level)
+{
+    threshold = level;
+}
+
+int log_enabled(enum log_level level)
+{
+    return level <= threshold;
+}
+
+void log_msg(enum log_level level, const char *fmt, ...)
+{
+    static const char *const prefix[] = {"", "warning: ", "", "debug: "};
+    if (!log_enabled(level))
+        return;
+
+    /* Format first so that one message is one write(2), whole even when stderr is shared. */
+    char line[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return;
+    /* A message never spans lines: a newline inside it would forge a second log line. */
+    for (char *p = line; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    fprintf(stderr, "tether: %s%s\n", prefix[level], line);
+}

@@ -1,0 +1,292 @@
+/* Small helpers used everywhere (see util.h). */
+#define _GNU_SOURCE
+#include "util.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+
+static void __attribute__((noreturn)) die_oom(void)
+{
+    static const char msg[] = "tether: out of memory\n";
+    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+    abort();
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (p == NULL)
+        die_oom();
+    return p;
+}
+
+void *xcalloc(size_t n, size_t size)
+{
+    void *p = calloc(n ? n : 1, size ? size : 1);
+    if (p == NULL)
+        die_oom();
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (p == NULL)
+        die_oom();
+    return p;
+}
+
+char *xstrdup(const char *s)
+{
+    char *p = strdup(s);
+    if (p == NULL)
+        die_oom();
+    return p;
+}
+
+char *xstrndup(const char *s, size_t n)
+{
+    char *p = strndup(s, n);
+    if (p == NULL)
+        die_oom();
+    return p;
+}
+
+char *xvasprintf(const char *fmt, va_list ap)
+{
+    char *s;
+    if (vasprintf(&s, fmt, ap) < 0)
+        die_oom();
+    return s;
+}
+
+char *xasprintf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char *s = xvasprintf(fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+int read_fd(int fd, size_t max, char **out, size_t *len, tether_error_t *err)
+{
+    size_t cap = 4096, n = 0;
+    cleanup_free char *buf = xmalloc(cap);
+    for (;;) {
+        if (n + 1 >= cap) {
+            if (cap > max + 1)
+                return error_set(err, 0, "larger than %zu bytes", max);
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+        ssize_t r = read(fd, buf + n, cap - n - 1);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return error_set(err, errno, "read");
+        if (r == 0)
+            break;
+        n += (size_t)r;
+        if (n > max)
+            return error_set(err, 0, "larger than %zu bytes", max);
+    }
+    buf[n] = '\0';
+    if (len != NULL)
+        *len = n;
+    *out = steal_pointer(&buf);
+    return 0;
+}
+
+int read_file(const char *path, size_t max, char **out, size_t *len, tether_error_t *err)
+{
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0)
+        return error_set(err, errno, "`%s`", path);
+    struct stat st;
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode))
+        return error_set(err, EISDIR, "`%s`", path);
+    if (read_fd(fd, max, out, len, err) < 0)
+        return error_wrap(err, "`%s`", path);
+    return 0;
+}
+
+int write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+    while (len > 0) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w < 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
+    }
+    return 0;
+}
+
+int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out)
+{
+    if (s == NULL || *s == '\0' || *s == ' ' || *s == '+')
+        return -1;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (errno != 0 || *end != '\0' || v < min || v > max)
+        return -1;
+    *out = v;
+    return 0;
+}
+
+void hex_encode(const unsigned char *in, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[in[i] >> 4];
+        out[2 * i + 1] = digits[in[i] & 0xf];
+    }
+    out[2 * n] = '\0';
+}
+
+int sha256_fd(int fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err)
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(ctx);
+        return error_set(err, 0, "sha256: cannot initialise digest");
+    }
+    static __thread unsigned char buf[1 << 16];
+    off_t off = 0;
+    for (;;) {
+        ssize_t r = pread(fd, buf, sizeof buf, off);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            EVP_MD_CTX_free(ctx);
+            return error_set(err, errno, "read");
+        }
+        if (r == 0)
+            break;
+        EVP_DigestUpdate(ctx, buf, (size_t)r);
+        off += r;
+    }
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_DigestFinal_ex(ctx, md, &mdlen);
+    EVP_MD_CTX_free(ctx);
+    hex_encode(md, 32, hex);
+    return 0;
+}
+
+void sha256_hex(const void *data, size_t len, char hex[SHA256_HEX_LEN + 1])
+{
+    unsigned char md[32];
+    unsigned int mdlen = 0;
+    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    hex_encode(md, 32, hex);
+}
+
+void time_rfc3339(char buf[32])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(buf, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf + n, 32 - n, ".%03ldZ", ts.tv_nsec / 1000000);
+}
+
+uint64_t time_mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+cJSON *json_string_or_null(const char *s)
+{
+    return s != NULL ? cJSON_CreateString(s) : cJSON_CreateNull();
+}
+
+char *json_print(const cJSON *j)
+{
+    char *s = cJSON_PrintUnformatted(j);
+    if (s == NULL)
+        die_oom();
+    return s;
+}
+
+int json_parse(const char *text, size_t len, cJSON **out, tether_error_t *err)
+{
+    const char *end = NULL;
+    cJSON *j = cJSON_ParseWithLengthOpts(text, len, &end, false);
+    if (j != NULL) {
+        /* Only white space may follow the document. */
+        while (end < text + len && (*end == ' ' || *end == '\t' || *end == '\n' || *end == '\r'))
+            end++;
+        if (end == text + len) {
+            *out = j;
+            return 0;
+        }
+        cJSON_Delete(j);
+    } else {
+        end = cJSON_GetErrorPtr();
+        if (end == NULL || end < text || end > text + len)
+            end = text;
+    }
+    size_t line = 1, col = 1;
+    for (const char *p = text; p < end; p++, col++)
+        if (*p == '\n')
+            line++, col = 0;
+    return error_set(err, 0, "invalid JSON at line %zu, column %zu", line, col);
+}
+
+bool json_get_int(const cJSON *j, int64_t min, int64_t max, int64_t *out)
+{
+    if (!cJSON_IsNumber(j))
+        return false;
+    double d = j->valuedouble;
+    if (!isfinite(d) || d != floor(d) || d < (double)min || d > (double)max)
+        return false;
+    *out = (int64_t)d;
+    return true;
+}
+
+bool json_is_list(const cJSON *j)
+{
+    return cJSON_IsArray(j) || (cJSON_IsObject(j) && j->child == NULL);
+}
+
+const char *json_type_name(const cJSON *j)
+{
+    if (j == NULL)
+        return "missing";
+    switch (j->type & 0xff) {
+    case cJSON_False:
+    case cJSON_True:
+        return "boolean";
+    case cJSON_NULL:
+        return "null";
+    case cJSON_Number:
+        return "number";
+    case cJSON_String:
+        return "string";
+    case cJSON_Array:
+        return "array";
+    case cJSON_Object:
+        return "object";
+    default:
+        return "invalid";
+    }
+}

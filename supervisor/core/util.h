@@ -1,0 +1,54 @@
+/* Small helpers used everywhere: allocation that cannot fail, bounded file reads, strict
+ * number parsing, hashing, time stamps and JSON conveniences. */
+#pragma once
+
+#include <cjson/cJSON.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "error.h"
+
+#define SHA256_HEX_LEN 64
+
+/* Allocation failure is not recoverable here: these print one line and abort. */
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t size);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+char *xstrndup(const char *s, size_t n);
+char *xasprintf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+char *xvasprintf(const char *fmt, va_list ap) __attribute__((format(printf, 1, 0)));
+
+/* Reads at most max bytes of a file (or fd) into a NUL-terminated buffer; a larger file is
+ * an error, so a caller never acts on a silently truncated document. */
+int read_file(const char *path, size_t max, char **out, size_t *len, tether_error_t *err);
+int read_fd(int fd, size_t max, char **out, size_t *len, tether_error_t *err);
+/* Writes all of buf, retrying on EINTR and short writes. */
+int write_all(int fd, const void *buf, size_t len);
+
+/* Strict decimal integer: the whole string, no sign surprises, within [min, max]. */
+int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+void hex_encode(const unsigned char *in, size_t n, char *out);
+/* SHA-256 of the bytes of fd from offset 0, as lowercase hex. */
+int sha256_fd(int fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err);
+void sha256_hex(const void *data, size_t len, char hex[SHA256_HEX_LEN + 1]);
+
+/* "2026-01-31T12:00:00.123Z" */
+void time_rfc3339(char buf[32]);
+/* Monotonic clock in nanoseconds. */
+uint64_t time_mono_ns(void);
+
+/* JSON conveniences: NULL becomes JSON null. */
+cJSON *json_string_or_null(const char *s);
+char *json_print(const cJSON *j);
+/* Parses a JSON text; on failure the error says where (line and column). */
+int json_parse(const char *text, size_t len, cJSON **out, tether_error_t *err);
+/* An integer-valued JSON number within [min, max]. */
+bool json_get_int(const cJSON *j, int64_t min, int64_t max, int64_t *out);
+/* A JSON array, or an empty object: Lua cannot tell an empty list from an empty map. */
+bool json_is_list(const cJSON *j);
+/* "string", "number", ...: for error messages. */
+const char *json_type_name(const cJSON *j);

@@ -1,0 +1,34 @@
+/* Starting the workload: fork, prepare the child, exec; and supervising it as its parent. */
+#pragma once
+
+#include <signal.h>
+#include <sys/types.h>
+
+#include "core/error.h"
+
+struct launch_spec {
+    char *const *argv; /* as given: argv[0] is kept */
+    const char *path;  /* the resolved executable */
+    int exe_fd;        /* the measured file; exec goes through it unless it is a script */
+};
+
+struct supervisor {
+    int sigfd;         /* signalfd: forwarded signals and SIGCHLD */
+    sigset_t old_mask; /* the caller's mask, restored in the child */
+    pid_t child;
+};
+
+/* Becomes a child subreaper and takes the forwarded signals into a signalfd.  Call before
+ * launch_start so that no signal is lost in between. */
+int supervise_prepare(struct supervisor *sv, tether_error_t *err);
+
+/* Forks and execs.  A failure in the child before exec comes back over a close-on-exec pipe:
+ * then it returns -1 with err and *fail_status (126, 127, or 125 for setup). */
+int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fail_status,
+                 tether_error_t *err);
+
+/* Forwards signals, reaps every child, and returns the workload's exit status (128+N when
+ * signal N ended it). */
+int supervise_wait(struct supervisor *sv);
+
+void supervise_release(struct supervisor *sv);
