@@ -5,8 +5,11 @@
 #include <lauxlib.h>
 #include <lua.h>
 #include <lualib.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "../supervisor/core/cleanup.h"
 #include "../supervisor/core/log.h"
@@ -22,6 +25,7 @@ const struct lua_limits policy_lua_default_limits = {
 
 /* The hook runs every HOOK_STEP instructions while within budget. */
 #define HOOK_STEP 1000
+#define WATCHDOG_SIGNAL (SIGRTMAX - 1)
 
 struct lua_policy {
     struct policy base;
@@ -73,20 +77,58 @@ static void budget_hook(lua_State *L, lua_Debug *ar)
     luaL_error(L, "policy exceeded its %s", lp->exhausted);
 }
 
+/* The last resort.  The hook runs between VM instructions only, so a library call that never
+ * returns (a pathological string.find pattern) is beyond it; when an evaluation overruns its
+ * time budget twice over, tether stops, closed: nothing has been started on its word. */
+static void watchdog_fire(int sig)
+{
+    (void)sig;
+    static const char msg[] = "tether: the policy overran its time budget inside a library "
+                              "call; stopping\n";
+    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+    _exit(125);
+}
+
+static void watchdog_set(uint64_t ms)
+{
+    static timer_t timer;
+    static bool ready;
+    if (!ready) {
+        /* A real-time signal of its own: SIGALRM belongs to whoever embeds the engine
+         * (libFuzzer's -timeout uses it). */
+        struct sigaction sa = {.sa_handler = watchdog_fire};
+        struct sigevent sev = {.sigev_notify = SIGEV_SIGNAL, .sigev_signo = WATCHDOG_SIGNAL};
+        if (sigaction(WATCHDOG_SIGNAL, &sa, NULL) < 0 ||
+            timer_create(CLOCK_MONOTONIC, &sev, &timer) < 0)
+            return;
+        ready = true;
+    }
+    struct itimerspec its = {
+        .it_value = {.tv_sec = (time_t)(ms / 1000), .tv_nsec = (long)(ms % 1000) * 1000000}};
+    timer_settime(timer, 0, &its, NULL);
+}
+
 static void budget_arm(struct lua_policy *lp)
 {
     lp->steps = 0;
     lp->exhausted = NULL;
     lp->deadline_ns = time_mono_ns() + lp->limits.time_ms * 1000000u;
     lua_sethook(lp->L, budget_hook, LUA_MASKCOUNT, HOOK_STEP);
+    watchdog_set(2 * lp->limits.time_ms + 500);
+}
+
+static void budget_disarm(struct lua_policy *lp)
+{
+    lua_sethook(lp->L, NULL, 0, 0);
+    watchdog_set(0);
 }
 
 /* print() goes to the debug log, never to the workload's stdout. */
 static int sandbox_print(lua_State *L)
 {
+    int n = lua_gettop(L); /* before luaL_buffinit, which may push a placeholder */
     luaL_Buffer b;
     luaL_buffinit(L, &b);
-    int n = lua_gettop(L);
     for (int i = 1; i <= n; i++) {
         if (i > 1)
             luaL_addchar(&b, '\t');
@@ -96,6 +138,22 @@ static int sandbox_print(lua_State *L)
     luaL_pushresult(&b);
     log_debug("policy: %s", lua_tostring(L, -1));
     return 0;
+}
+
+/* setmetatable() as the base library's, but a metatable with __gc is refused: Lua runs
+ * finalizers with hooks off, where the budget cannot reach. */
+static int sandbox_setmetatable(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    int t = lua_type(L, 2);
+    luaL_argexpected(L, t == LUA_TNIL || t == LUA_TTABLE, 2, "nil or table");
+    if (t == LUA_TTABLE && lua_getfield(L, 2, "__gc") != LUA_TNIL)
+        return luaL_error(L, "__gc metamethods are not allowed in policies");
+    if (luaL_getmetafield(L, 1, "__metatable") != LUA_TNIL)
+        return luaL_error(L, "cannot change a protected metatable");
+    lua_settop(L, 2);
+    lua_setmetatable(L, 1);
+    return 1;
 }
 
 static int panic(lua_State *L)
@@ -117,14 +175,18 @@ static int sandbox_open(lua_State *L)
         luaL_requiref(L, lib->name, lib->func, 1);
         lua_pop(L, 1);
     }
-    static const char *const removed[] = {"dofile",  "loadfile",       "load",
-                                          "require", "collectgarbage", NULL};
+    /* xpcall is gone because Lua runs a message handler with hooks off, so a loop in one
+     * would escape the budget; pcall does the same job. */
+    static const char *const removed[] = {"dofile",         "loadfile", "load", "require",
+                                          "collectgarbage", "xpcall",   NULL};
     for (const char *const *name = removed; *name; name++) {
         lua_pushnil(L);
         lua_setglobal(L, *name);
     }
     lua_pushcfunction(L, sandbox_print);
     lua_setglobal(L, "print");
+    lua_pushcfunction(L, sandbox_setmetatable);
+    lua_setglobal(L, "setmetatable");
 
     lua_getglobal(L, LUA_STRLIBNAME);
     lua_pushnil(L);
@@ -186,7 +248,7 @@ static int lua_evaluate(struct policy *p, const cJSON *input, cJSON **doc, tethe
     lua_pushinteger(L, lp->decide_ref);
     budget_arm(lp);
     int status = lua_pcall(L, 2, 1, 0);
-    lua_sethook(L, NULL, 0, 0);
+    budget_disarm(lp);
     if (status != LUA_OK)
         return run_error(lp, status, "decide", err);
 
@@ -247,7 +309,7 @@ int policy_lua_open(const char *name, const char *text, size_t len, const struct
         status = luaL_loadbufferx(L, text, len, chunkname, "t");
     if (status == LUA_OK)
         status = lua_pcall(L, 0, 0, 0);
-    lua_sethook(L, NULL, 0, 0);
+    budget_disarm(lp);
     if (status != LUA_OK) {
         run_error(lp, status, "load", err);
         policy_free(p);

@@ -80,21 +80,27 @@ static int table_kind(lua_State *L, int idx, size_t *count)
 {
     size_t n = 0;
     bool all_int = true, all_str = true;
+    lua_Integer lo = LUA_MAXINTEGER, hi = LUA_MININTEGER;
     lua_pushnil(L);
     while (lua_next(L, idx) != 0) {
         n++;
-        if (lua_type(L, -2) == LUA_TSTRING)
+        if (lua_type(L, -2) == LUA_TSTRING) {
             all_int = false;
-        else if (!lua_isinteger(L, -2))
-            all_int = all_str = false;
-        else
+        } else if (lua_isinteger(L, -2)) {
             all_str = false;
+            lua_Integer k = lua_tointeger(L, -2);
+            lo = k < lo ? k : lo;
+            hi = k > hi ? k : hi;
+        } else {
+            all_int = all_str = false;
+        }
         lua_pop(L, 1);
     }
     *count = n;
     if (n == 0)
         return 'o';
-    if (all_int && lua_rawlen(L, idx) == n)
+    /* n distinct integer keys, all within 1..n, are exactly 1..n. */
+    if (all_int && lo == 1 && hi == (lua_Integer)n)
         return 'a';
     return all_str ? 'o' : 0;
 }
