@@ -23,6 +23,7 @@ const char *measure_parse_lockdown(const char *s);
 /* EFI SecureBoot variable (4 attribute bytes, then the value): 1, 0, or -1 when unknown. */
 int measure_parse_secure_boot(const unsigned char *data, size_t len);
 /* A "key=value" label; the key is a non-empty run of [A-Za-z0-9._/-]. */
+bool measure_label_key_valid(const char *key, size_t len);
 int measure_parse_label(const char *kv, char **key, char **value, tether_error_t *err);
 
 /* --- collectors --- */

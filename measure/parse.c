@@ -7,7 +7,8 @@
 #include "../supervisor/core/util.h"
 #include "measure.h"
 
-/* os-release(5): values may be quoted with ' or ", and inside double quotes \ escapes $ " \ `. */
+/* os-release(5) follows shell quoting: ' and " quote; inside double quotes \ escapes only
+ * $ " \ and `, outside quotes any character; inside single quotes nothing. */
 static char *os_release_value(const char *v)
 {
     size_t n = strlen(v);
@@ -18,7 +19,8 @@ static char *os_release_value(const char *v)
             quote = *p;
         } else if (quote != 0 && *p == quote) {
             quote = 0;
-        } else if (quote != '\'' && *p == '\\' && p[1] != '\0') {
+        } else if (*p == '\\' && p[1] != '\0' &&
+                   (quote == 0 || (quote == '"' && strchr("$\"\\`", p[1]) != NULL))) {
             *o++ = *++p;
         } else if (quote == 0 && isspace((unsigned char)*p)) {
             break; /* unquoted white space ends the value */
@@ -120,15 +122,24 @@ int measure_parse_secure_boot(const unsigned char *data, size_t len)
     return data[4];
 }
 
+bool measure_label_key_valid(const char *key, size_t len)
+{
+    if (len == 0)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (!(isalnum((unsigned char)key[i]) || (key[i] != '\0' && strchr("._/-", key[i]))))
+            return false;
+    return true;
+}
+
 int measure_parse_label(const char *kv, char **key, char **value, tether_error_t *err)
 {
     const char *eq = strchr(kv, '=');
     if (eq == NULL || eq == kv)
         return error_set(err, 0, "label `%s` is not of the form key=value", kv);
-    for (const char *p = kv; p < eq; p++)
-        if (!(isalnum((unsigned char)*p) || strchr("._/-", *p) != NULL))
-            return error_set(err, 0, "label key `%.*s` may hold only letters, digits and ._/-",
-                             (int)(eq - kv), kv);
+    if (!measure_label_key_valid(kv, (size_t)(eq - kv)))
+        return error_set(err, 0, "label key `%.*s` may hold only letters, digits and ._/-",
+                         (int)(eq - kv), kv);
     *key = xstrndup(kv, (size_t)(eq - kv));
     *value = xstrdup(eq + 1);
     return 0;

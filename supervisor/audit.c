@@ -49,11 +49,6 @@ cJSON *audit_decision_record(const char *phase, const struct policy *p, const st
     cJSON *reasons = cJSON_AddArrayToObject(rec, "reasons");
     for (size_t i = 0; i < d->n_reasons; i++)
         cJSON_AddItemToArray(reasons, cJSON_CreateString(d->reasons[i]));
-    if (d->key != NULL) {
-        /* Which key was released, never the key. */
-        const cJSON *id = cJSON_GetObjectItemCaseSensitive(d->key, "id");
-        cJSON_AddItemToObject(rec, "key_id", json_string_or_null(cJSON_GetStringValue(id)));
-    }
 
     const cJSON *workload = cJSON_GetObjectItemCaseSensitive(input, "workload");
     cJSON *w = cJSON_AddObjectToObject(rec, "workload");
@@ -88,7 +83,8 @@ static int mkdir_parents(const char *path)
 
 /* The hash that the next record must carry as "prev": the last line's "hash", or, when that
  * line is damaged, the sha256 of its text (verify reports the damage either way).  Sets
- * *torn when the file does not end with a newline. */
+ * *torn when the file does not end with a newline.  Reads backwards from the end, a block at
+ * a time, so the cost does not grow with the trail. */
 static int last_hash(int fd, off_t size, char out[SHA256_HEX_LEN + 1], bool *torn,
                      tether_error_t *err)
 {
@@ -97,19 +93,28 @@ static int last_hash(int fd, off_t size, char out[SHA256_HEX_LEN + 1], bool *tor
         memcpy(out, genesis, sizeof genesis);
         return 0;
     }
-    size_t want = size > TAIL_MAX ? TAIL_MAX : (size_t)size;
-    cleanup_free char *buf = xmalloc(want + 1);
-    ssize_t r = pread(fd, buf, want, size - (off_t)want);
-    if (r != (ssize_t)want)
-        return error_set(err, r < 0 ? errno : EIO, "read");
-    size_t end = want;
-    if (buf[end - 1] == '\n')
-        end--;
-    else
-        *torn = true;
-    size_t start = end;
-    while (start > 0 && buf[start - 1] != '\n')
-        start--;
+    size_t want = 0, start = 0, end = 0;
+    cleanup_free char *buf = NULL;
+    for (size_t block = 4096;; block *= 4) {
+        want = size > (off_t)block ? block : (size_t)size;
+        if (want > TAIL_MAX)
+            want = TAIL_MAX;
+        free(buf);
+        buf = xmalloc(want + 1);
+        ssize_t r = pread(fd, buf, want, size - (off_t)want);
+        if (r != (ssize_t)want)
+            return error_set(err, r < 0 ? errno : EIO, "read");
+        end = want;
+        *torn = buf[end - 1] != '\n';
+        if (!*torn)
+            end--;
+        start = end;
+        while (start > 0 && buf[start - 1] != '\n')
+            start--;
+        /* Done when the line's start is in the buffer, or there is no more to read. */
+        if (start > 0 || want == (size_t)size || want == TAIL_MAX)
+            break;
+    }
     buf[end] = '\0';
     const char *line = buf + start;
 

@@ -28,7 +28,9 @@ static const char usage[] =
     "                       audit.path, else " AUDIT_DEFAULT_PATH ")\n"
     "  -h, --help           show this help\n"
     "\n"
-    "COMMAND is found through PATH as execvp(3) finds it; the file measured is the file run.\n"
+    "COMMAND is found through PATH as execvp(3) finds it.  A binary is executed through the\n"
+    "descriptor that was measured, so the bytes hashed are the bytes run; a script is run by\n"
+    "path (its interpreter is not measured), as is a binary tether cannot read.\n"
     "\n"
     "Exit status:\n"
     "  77   the policy denied the workload (nothing was started)\n"
@@ -40,6 +42,17 @@ static const char usage[] =
     "Examples:\n"
     "  tether run -- /usr/bin/uptime\n"
     "  tether run --policy policies/geofence.lua --label app=billing -- ./billing-batch\n";
+
+/* Once an allow is on record, a launch that then does not happen is put on record too. */
+static void audit_launch_failed(const char *path, const char *argv0, const char *why)
+{
+    cleanup_error tether_error_t err = NULL;
+    cleanup_json cJSON *rec = audit_record_new("launch_failed");
+    cJSON_AddStringToObject(rec, "argv0", argv0);
+    cJSON_AddStringToObject(rec, "reason", why);
+    if (audit_append(path, rec, &err) < 0)
+        log_warn("%s", err->msg);
+}
 
 int cmd_run(int argc, char **argv)
 {
@@ -97,6 +110,12 @@ int cmd_run(int argc, char **argv)
     struct supervisor sv = {.sigfd = -1};
     const char *audit_path = audit_file ? audit_file : cfg.audit_path;
 
+    if (cfg.require_sealed) {
+        log_error("`require_sealed` is set in `%s`: plain commands are refused",
+                  cfg.path ? cfg.path : CONFIG_DEFAULT_PATH);
+        goto out;
+    }
+
     /* 1. Measure.  A command that is not there, or not executable, ends here as env(1)'s
      * does: there is nothing to ask the policy about. */
     if (measure_exe_resolve(cmd[0], &path, &err) < 0) {
@@ -132,9 +151,11 @@ int cmd_run(int argc, char **argv)
         goto out;
     }
     if (d.confine != NULL || d.monitor != NULL) {
-        log_error("the decision asks for %s, which this build cannot apply; not starting the "
-                  "workload",
-                  d.confine ? "confinement" : "monitoring");
+        cleanup_free char *why =
+            xasprintf("the decision asks for %s, which this build cannot apply",
+                      d.confine ? "confinement" : "monitoring");
+        log_error("%s; not starting the workload", why);
+        audit_launch_failed(audit_path, cmd[0], why);
         goto out;
     }
     /* The Lua state is not needed while the workload runs. */
@@ -143,12 +164,14 @@ int cmd_run(int argc, char **argv)
     /* 4. Start, and stay the parent. */
     if (supervise_prepare(&sv, &err) < 0) {
         log_error("%s", err->msg);
+        audit_launch_failed(audit_path, cmd[0], err->msg);
         goto out;
     }
     struct launch_spec spec = {.argv = cmd, .path = path, .exe_fd = exe_fd};
     int fail_status;
     if (launch_start(&sv, &spec, &fail_status, &err) < 0) {
         log_error("%s", err->msg);
+        audit_launch_failed(audit_path, cmd[0], err->msg);
         rc = fail_status;
         goto out;
     }

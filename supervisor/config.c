@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../measure/measure.h"
 #include "core/cleanup.h"
 #include "core/util.h"
 
@@ -138,6 +139,16 @@ static int apply(const struct field *fields, const cJSON *obj, const char *prefi
                                  json_type_name(item));
             const cJSON *e;
             cJSON_ArrayForEach (e, item) {
+                if (map) {
+                    for (const cJSON *prev = item->child; prev != e; prev = prev->next)
+                        if (strcmp(prev->string, e->string) == 0)
+                            return error_set(err, 0, "`%s%s.%s` is given twice", prefix, f->name,
+                                             e->string);
+                    if (!measure_label_key_valid(e->string, strlen(e->string)))
+                        return error_set(err, 0,
+                                         "`%s%s.%s`: a key may hold only letters, digits and ._/-",
+                                         prefix, f->name, e->string);
+                }
                 if (!cJSON_IsString(e))
                     return map ? error_set(err, 0, "`%s%s.%s` must be a string, not %s", prefix,
                                            f->name, e->string, json_type_name(e))

@@ -9,6 +9,9 @@
 int engine_open(const struct config *cfg, const char *policy_file, struct policy **out,
                 tether_error_t *err)
 {
+    if (cfg->opa.url != NULL)
+        return error_set(err, 0, "config `%s`: `opa.url` is set, but this build has no OPA engine",
+                         cfg->path);
     const char *file = policy_file ? policy_file : cfg->policy;
     if (file == NULL)
         return policy_lua_open("builtin:default", policy_default_lua, policy_default_lua_len, NULL,

@@ -15,9 +15,13 @@ void log_init(void)
     const char *v = getenv("TETHER_LOG");
     if (v == NULL)
         return;
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (strcmp(v, names[i]) == 0)
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        if (strcmp(v, names[i]) == 0) {
             threshold = (enum log_level)i;
+            return;
+        }
+    }
+    log_warn("TETHER_LOG=%s is not one of error, warn, info, debug; using warn", v);
 }
 
 void log_set_level(enum log_level level)
