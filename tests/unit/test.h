@@ -27,7 +27,7 @@ static int test_count, test_failed;
         int same_ = (g_ == NULL && w_ == NULL) || (g_ && w_ && strcmp(g_, w_) == 0);               \
         CHECK(same_, __VA_ARGS__);                                                                 \
         if (!same_)                                                                                \
-            printf("#   got:  %s\n#   want: %s\n", g_ ? g_ : "(null)", w_ ? w_ : "(null)");      \
+            printf("#   got:  %s\n#   want: %s\n", g_ ? g_ : "(null)", w_ ? w_ : "(null)");        \
     } while (0)
 
 static inline int test_done(void)

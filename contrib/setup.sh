@@ -1,0 +1,29 @@
+#!/bin/bash
+# Installs the Debian packages tether needs: `setup.sh build` for building, `setup.sh test`
+# for building and running every test.  Only what is missing is installed.
+set -euo pipefail
+
+build_pkgs=(gcc make cmake pkg-config libssl-dev libcurl4-openssl-dev libcjson-dev libcap-dev
+            libseccomp-dev liblua5.4-dev)
+test_pkgs=(python3 clang libclang-rt-14-dev clang-format lua5.4 util-linux openssl)
+
+case "${1:-build}" in
+build) want=("${build_pkgs[@]}") ;;
+test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
+*) echo "usage: $0 build|test" >&2; exit 2 ;;
+esac
+
+missing=()
+for p in "${want[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: missing packages: ${missing[*]}; run as root, or install them" >&2
+    exit 1
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

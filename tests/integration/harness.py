@@ -1,0 +1,130 @@
+"""Integration-test harness: runs the real tether binary.
+
+A test file defines cases with @case and ends with main().  `FILE --list` prints the case
+names (CMake registers one CTest test per case); `FILE NAME` runs one case in a fresh
+directory.  A case raises Skip(reason) when it cannot run here: the exit status is then 77,
+which CTest reports as skipped.
+"""
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+
+SKIP = 77
+SRC = os.environ.get("TETHER_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
+TETHER = os.environ.get("TETHER_BIN", os.path.join(SRC, "build", "tether"))
+POLICIES = os.path.join(SRC, "policies")
+
+_cases = {}
+
+
+class Skip(Exception):
+    pass
+
+
+def case(fn):
+    _cases[fn.__name__] = fn
+    return fn
+
+
+class Workspace:
+    """A temporary directory with a node configuration of its own, so that no test reads
+    /etc/tether or writes /var/log/tether."""
+
+    def __init__(self, root):
+        self.root = root
+        self.audit = self.path("audit.jsonl")
+        self.config = self.write("tether.json", json.dumps({"audit": {"path": self.audit}}))
+        self.env = dict(os.environ, TETHER_CONFIG=self.config)
+
+    def path(self, *parts):
+        return os.path.join(self.root, *parts)
+
+    def write(self, name, text, mode=0o644):
+        p = self.path(name)
+        with open(p, "w") as f:
+            f.write(text)
+        os.chmod(p, mode)
+        return p
+
+    def policy(self, body, name="policy.lua"):
+        """A Lua policy file from the body of decide(input)."""
+        return self.write(name, "function decide(input)\n%s\nend\n" % body)
+
+    def tether(self, *args, env=None, input=None, timeout=60, check_rc=None):
+        p = subprocess.run([TETHER, *args], env=env or self.env, input=input, timeout=timeout,
+                           capture_output=True, text=True, cwd=self.root)
+        if check_rc is not None and p.returncode != check_rc:
+            raise AssertionError("tether %s: exit %d, want %d\nstdout: %s\nstderr: %s"
+                                 % (" ".join(args), p.returncode, check_rc, p.stdout, p.stderr))
+        return p
+
+    def popen(self, *args, **kw):
+        return subprocess.Popen([TETHER, *args], env=self.env, cwd=self.root,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+    def audit_records(self, path=None):
+        try:
+            with open(path or self.audit) as f:
+                return [json.loads(line) for line in f]
+        except FileNotFoundError:
+            return []
+
+
+def eq(got, want, what=""):
+    if got != want:
+        raise AssertionError("%s: got %r, want %r" % (what, got, want))
+
+
+def one_line(text, what="stderr"):
+    lines = text.strip("\n").split("\n")
+    if len(lines) != 1 or not lines[0]:
+        raise AssertionError("%s is not exactly one line: %r" % (what, text))
+    return lines[0]
+
+
+def wait_for(pred, timeout=10.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(0.01)
+    raise AssertionError("timed out waiting for " + what)
+
+
+def children_of(pid):
+    try:
+        with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def main():
+    if len(sys.argv) != 2:
+        sys.exit("usage: %s --list | CASE" % sys.argv[0])
+    if sys.argv[1] == "--list":
+        print("\n".join(_cases))
+        return
+    fn = _cases.get(sys.argv[1])
+    if fn is None:
+        sys.exit("no case " + sys.argv[1])
+    if not os.access(TETHER, os.X_OK):
+        sys.exit("tether binary not found at %s (set TETHER_BIN)" % TETHER)
+    root = tempfile.mkdtemp(prefix="tether-it-")
+    try:
+        fn(Workspace(root))
+    except Skip as e:
+        print("SKIP: %s" % e)
+        sys.exit(SKIP)
+    except Exception:
+        traceback.print_exc()
+        sys.exit(1)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print("PASS")
