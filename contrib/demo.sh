@@ -15,7 +15,8 @@ cat >"$TETHER_CONFIG" <<JSON
 {"labels": {"region": "eu-de", "cluster": "demo"}, "audit": {"path": "$audit"}}
 JSON
 
-say() { printf '\n\033[1m$ %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then bold=$'\033[1m' plain=$'\033[0m'; else bold= plain=; fi
+say() { printf '\n%s$ %s%s\n' "$bold" "$*" "$plain"; }
 run() { say "$*"; set +e; "$@"; rc=$?; set -e; echo "(exit status $rc)"; }
 
 echo "tether demo: node configuration $TETHER_CONFIG, audit trail $audit"
@@ -28,8 +29,14 @@ chmod 0777 "$demo/echo"
 run build/tether run -- "$demo/echo" "this line is never printed"
 
 echo
-echo "Geofencing: policies/geofence.lua allows only regions eu-de, eu-fr and eu-nl."
-run build/tether eval --policy policies/geofence.lua --compact --input <(build/tether measure -- /bin/true)
+echo "Geofencing: policies/geofence.lua allows only approved executables in regions eu-de,"
+echo "eu-fr and eu-nl.  Approve uname by its sha256, then launch it in two regions."
+sha=$(sha256sum "$(command -v uname)" | cut -d' ' -f1)
+sed "s|-- \[\"<64 hex digits>\"\] = \"description\",|[\"$sha\"] = \"uname\",|" \
+    policies/geofence.lua >"$demo/geofence.lua"
+run build/tether run --policy "$demo/geofence.lua" -- uname -m
+sed -i 's/"eu-de"/"us-east"/' "$TETHER_CONFIG"
+run build/tether run --policy "$demo/geofence.lua" -- uname -m
 
 say "cat $audit"
 cat "$audit"
