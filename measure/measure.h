@@ -4,6 +4,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -26,6 +27,12 @@ int measure_parse_secure_boot(const unsigned char *data, size_t len);
 bool measure_label_key_valid(const char *key, size_t len);
 int measure_parse_label(const char *kv, char **key, char **value, tether_error_t *err);
 
+/* /proc/PID/status: {ppid, uid, gid, capabilities: {effective, permitted, inheritable,
+ * bounding, ambient: [names]}, seccomp, no_new_privs}; fields not found are null. */
+cJSON *measure_parse_proc_status(FILE *f);
+/* A capability mask as ["CAP_CHOWN", ...]. */
+cJSON *measure_caps_names(uint64_t mask);
+
 /* --- collectors --- */
 
 /* The host section.  labels is copied (the node labels of the configuration; may be NULL). */
@@ -42,6 +49,10 @@ int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error
 
 /* The workload section; exe is taken over (may be NULL: unknown). */
 cJSON *measure_workload_collect(char *const argv[], cJSON *exe, const cJSON *labels);
+
+/* One entry of `processes`: pid, ppid, uid, gid, exe {path, sha256}, capabilities, seccomp
+ * mode, no_new_privs, namespaces {name: inode}, cgroup. */
+int measure_process_collect(pid_t pid, cJSON **out, tether_error_t *err);
 
 /* The whole input document; every section given is taken over, NULL ones become null. */
 cJSON *measure_input_build(const char *phase, cJSON *host, cJSON *workload, cJSON *container,

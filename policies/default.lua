@@ -3,6 +3,9 @@
 -- Allow an executable only when root owns it and nobody else can change it: owned by uid 0
 -- and neither group- nor world-writable.  Anything else, or an executable that could not
 -- be measured, is denied with the reason.
+--
+-- What is allowed runs confined: the default seccomp filter (doc/seccomp.md), no_new_privs,
+-- and, for a workload that is not root, no capabilities at all.
 
 local GROUP_WRITE, WORLD_WRITE = 0x10, 0x02   -- 0020 and 0002
 
@@ -25,5 +28,14 @@ function decide(input)
   if #reasons > 0 then
     return { allow = false, reasons = reasons }
   end
-  return { allow = true, reasons = { exe.path .. " is owned by root and writable only by root" } }
+  local confine = { seccomp = "default", no_new_privs = true }
+  local user = input.workload.user
+  if user == nil or user.uid ~= 0 then -- unknown is treated as not root
+    confine.capabilities = {}
+  end
+  return {
+    allow = true,
+    reasons = { exe.path .. " is owned by root and writable only by root" },
+    confine = confine,
+  }
 end

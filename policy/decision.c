@@ -1,5 +1,6 @@
 /* The decision contract: validation of what an engine returned, and its normal form. */
 #define _GNU_SOURCE
+#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -7,12 +8,24 @@
 #include "../supervisor/core/util.h"
 #include "policy.h"
 
+/* A key released by value leaves no copy in the heap behind it. */
+static void wipe_key(const cJSON *doc)
+{
+    const cJSON *key = cJSON_GetObjectItemCaseSensitive(doc, "key");
+    const cJSON *value = cJSON_GetObjectItemCaseSensitive(key, "value");
+    if (cJSON_IsString(value))
+        OPENSSL_cleanse(value->valuestring, strlen(value->valuestring));
+}
+
 void decision_clear(struct decision *d)
 {
     for (size_t i = 0; i < d->n_reasons; i++)
         free(d->reasons[i]);
     free(d->reasons);
+    wipe_key(d->doc);
     cJSON_Delete(d->doc);
+    cJSON_Delete(d->engine_info);
+    confine_clear(&d->confinement);
     memset(d, 0, sizeof *d);
     d->ttl_s = -1;
 }
@@ -87,6 +100,30 @@ static char *check_key(const cJSON *k)
     return NULL;
 }
 
+/* An empty Lua table arrives as {}; where the contract has a list, make it the []
+ * that it means, so that every reader sees one form. */
+static void normalise_list(cJSON *parent, const char *field)
+{
+    cJSON *item = cJSON_GetObjectItemCaseSensitive(parent, field);
+    if (cJSON_IsObject(item) && item->child == NULL)
+        cJSON_ReplaceItemInObjectCaseSensitive(parent, field, cJSON_CreateArray());
+}
+
+static void normalise(cJSON *doc)
+{
+    normalise_list(doc, "reasons");
+    cJSON *confine = cJSON_GetObjectItemCaseSensitive(doc, "confine");
+    normalise_list(confine, "capabilities");
+    normalise_list(confine, "namespaces");
+    cJSON *syscalls = cJSON_GetObjectItemCaseSensitive(
+        cJSON_GetObjectItemCaseSensitive(confine, "seccomp"), "syscalls");
+    for (cJSON *list = syscalls ? syscalls->child : NULL, *next; list != NULL; list = next) {
+        next = list->next; /* list itself may be replaced */
+        normalise_list(syscalls, list->string);
+    }
+    normalise_list(cJSON_GetObjectItemCaseSensitive(doc, "monitor"), "watch");
+}
+
 /* Fills d from doc, or returns the reason doc is not a valid decision. */
 static char *parse(const cJSON *doc, struct decision *d)
 {
@@ -121,15 +158,15 @@ static char *parse(const cJSON *doc, struct decision *d)
     }
 
     const cJSON *confine = cJSON_GetObjectItemCaseSensitive(doc, "confine");
-    if (confine != NULL && !cJSON_IsNull(confine)) {
-        if (!cJSON_IsObject(confine))
-            return xasprintf("`confine` must be an object, not %s", json_type_name(confine));
+    char *why = confine_parse(confine, &d->confinement);
+    if (why)
+        return why;
+    if (d->confinement.given)
         d->confine = confine;
-    }
 
     const cJSON *monitor = cJSON_GetObjectItemCaseSensitive(doc, "monitor");
     if (monitor != NULL && !cJSON_IsNull(monitor)) {
-        char *why = check_monitor(monitor);
+        why = check_monitor(monitor);
         if (why)
             return why;
         d->monitor = monitor;
@@ -150,9 +187,11 @@ void decision_parse(cJSON *doc, struct decision *out)
     if (why != NULL) {
         decision_deny(out, "invalid decision: %s", why);
         free(why);
+        wipe_key(doc);
         cJSON_Delete(doc);
         return;
     }
+    normalise(doc);
     out->doc = doc;
     if (!out->allow && out->n_reasons == 0)
         add_reason(out, xstrdup("the policy gave no reason"));
@@ -202,13 +241,15 @@ char *decision_reasons_joined(const struct decision *d)
 void policy_decide(struct policy *p, const cJSON *input, struct decision *out)
 {
     cleanup_error tether_error_t err = NULL;
-    cJSON *doc = NULL;
+    cJSON *doc = NULL, *info = NULL;
     decision_clear(out);
-    if (p->ops->evaluate(p, input, &doc, &err) < 0) {
+    if (p->ops->evaluate(p, input, &doc, &info, &err) < 0) {
         decision_deny(out, "policy error: %s", err->msg);
-        return;
+        out->unreachable = err->code == POLICY_UNREACHABLE;
+    } else {
+        decision_parse(doc, out);
     }
-    decision_parse(doc, out);
+    out->engine_info = info;
 }
 
 void policy_free(struct policy *p)

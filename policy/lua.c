@@ -237,8 +237,10 @@ static int decide_protected(lua_State *L)
     return 1;
 }
 
-static int lua_evaluate(struct policy *p, const cJSON *input, cJSON **doc, tether_error_t *err)
+static int lua_evaluate(struct policy *p, const cJSON *input, cJSON **doc, cJSON **info,
+                        tether_error_t *err)
 {
+    (void)info;
     struct lua_policy *lp = (struct lua_policy *)p;
     lua_State *L = lp->L;
 

@@ -152,6 +152,7 @@ static cJSON *convert_table(struct conv *c, int idx, int depth)
         }
         cJSON_AddItemToObject(obj, key, v);
     }
+    json_sort_keys(obj); /* Lua's table order is not an order: make the output stable */
     return obj;
 }
 

@@ -3,11 +3,13 @@
 #pragma once
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "../supervisor/core/error.h"
+#include "confine.h"
 
 struct decision {
     bool allow;
@@ -17,15 +19,26 @@ struct decision {
     const cJSON *key; /* members of doc, or NULL when absent or null */
     const cJSON *confine;
     const cJSON *monitor;
-    int64_t ttl_s; /* -1 when absent */
+    int64_t ttl_s;              /* -1 when absent */
+    struct confine confinement; /* the confine block resolved, or the defaults without one */
+    cJSON *engine_info;         /* from the engine, for the audit record, or NULL */
+    bool unreachable;           /* denied because the engine could not be reached */
 };
 
 struct policy;
 
+/* err->code of an evaluation that could not reach its engine (refused, unresolvable, no
+ * connection within the timeout): the one failure opa.fail_open may start a workload on. */
+#define POLICY_UNREACHABLE EHOSTUNREACH
+
 struct policy_ops {
     const char *engine; /* "lua", "opa" */
     /* Returns the decision document, or -1 with err when no decision could be had. */
-    int (*evaluate)(struct policy *p, const cJSON *input, cJSON **doc, tether_error_t *err);
+    /* On failure err->code is POLICY_UNREACHABLE when the engine could not be reached at
+     * all.  *info, which may be set either way, is what the audit record should carry about
+     * the engine (an OPA URL, path, decision_id). */
+    int (*evaluate)(struct policy *p, const cJSON *input, cJSON **doc, cJSON **info,
+                    tether_error_t *err);
     void (*free)(struct policy *p);
 };
 
@@ -53,6 +66,26 @@ cJSON *decision_to_json(const struct decision *d);
 /* "r1; r2" */
 char *decision_reasons_joined(const struct decision *d);
 void decision_clear(struct decision *d);
+
+/* --- the OPA engine (opa.c) --- */
+
+struct opa_options {
+    const char *url;  /* https://..., http:// on loopback only, or unix:///path */
+    const char *path; /* the decision's path under /v1/data/ */
+    const char *bearer_token_file, *ca_file, *client_cert, *client_key;
+    long connect_timeout_ms, timeout_ms, max_response_bytes, retries;
+};
+
+/* Checks the options (scheme, loopback for plain http, the token file's permissions) and
+ * reads the token; connects only when asked to decide. */
+int policy_opa_open(const struct opa_options *o, struct policy **out, tether_error_t *err);
+/* OPA's answer to a decision request: the `result` (taken out of the answer), and the facts
+ * for the audit record {url, path, decision_id}.  Any status but 200, a body that is not a
+ * JSON object, or no `result` (an undefined decision) is an error that says which. */
+int policy_opa_parse_answer(long status, const char *body, size_t len, const char *url,
+                            const char *path, cJSON **result, cJSON **info, tether_error_t *err);
+/* The URL without credentials or query, for messages and audit records (free it). */
+char *policy_opa_redact_url(const char *url);
 
 /* --- the Lua engine (lua.c) --- */
 

@@ -45,6 +45,10 @@ cJSON *audit_decision_record(const char *phase, const struct policy *p, const st
     cJSON_AddStringToObject(rec, "phase", phase);
     cJSON_AddStringToObject(rec, "engine", p ? p->ops->engine : "none");
     cJSON_AddItemToObject(rec, "policy", json_string_or_null(p ? p->source : NULL));
+    /* The engine's own facts: an OPA URL (without credentials), path and decision_id. */
+    const cJSON *e;
+    cJSON_ArrayForEach (e, d->engine_info)
+        cJSON_AddItemToObject(rec, e->string, cJSON_Duplicate(e, true));
     cJSON_AddBoolToObject(rec, "allow", d->allow);
     cJSON *reasons = cJSON_AddArrayToObject(rec, "reasons");
     for (size_t i = 0; i < d->n_reasons; i++)

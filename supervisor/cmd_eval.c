@@ -21,6 +21,8 @@ static const char usage[] =
     "                       prints one\n"
     "  -p, --policy FILE    the Lua policy (default: the configuration's `policy`, else the\n"
     "                       built-in default)\n"
+    "  -o, --opa URL        ask the OPA server at URL instead (default: the configuration's\n"
+    "                       opa.url); its other opa settings apply\n"
     "  -c, --config FILE    node configuration\n"
     "      --compact        print on one line\n"
     "  -h, --help           show this help\n"
@@ -31,21 +33,28 @@ static const char usage[] =
 int cmd_eval(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"input", required_argument, NULL, 'i'},  {"policy", required_argument, NULL, 'p'},
-        {"config", required_argument, NULL, 'c'}, {"compact", no_argument, NULL, 'C'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"input", required_argument, NULL, 'i'},
+        {"opa", required_argument, NULL, 'o'},
+        {"policy", required_argument, NULL, 'p'},
+        {"config", required_argument, NULL, 'c'},
+        {"compact", no_argument, NULL, 'C'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
-    const char *input_file = NULL, *policy_file = NULL, *config_file = NULL;
+    const char *input_file = NULL, *policy_file = NULL, *config_file = NULL, *opa_url = NULL;
     bool compact = false;
     cleanup_error tether_error_t err = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "i:p:c:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "i:p:c:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'i':
             input_file = optarg;
             break;
         case 'p':
             policy_file = optarg;
+            break;
+        case 'o':
+            opa_url = optarg;
             break;
         case 'c':
             config_file = optarg;
@@ -82,7 +91,7 @@ int cmd_eval(int argc, char **argv)
     struct config cfg;
     cleanup_policy struct policy *policy = NULL;
     if (config_load(config_file, &cfg, &err) < 0 ||
-        engine_open(&cfg, policy_file, &policy, &err) < 0) {
+        engine_open(&cfg, policy_file, opa_url, &policy, &err) < 0) {
         log_error("%s", err->msg);
         config_clear(&cfg);
         return EXIT_FAILED;

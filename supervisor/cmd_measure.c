@@ -11,9 +11,12 @@
 
 static const char usage[] =
     "Usage: tether measure [OPTION]... [-- COMMAND [ARG]...]\n"
+    "   or: tether measure --pid PID\n"
     "Print the input document (JSON) that the policy is given: the host, and with COMMAND,\n"
-    "the workload.  Values that cannot be read are null.\n"
+    "the workload.  Values that cannot be read are null.  With --pid, print a running\n"
+    "process's measured confinement instead: one entry of the document's `processes`.\n"
     "\n"
+    "      --pid PID        measure the running process PID\n"
     "  -c, --config FILE    node configuration (its labels become host.labels)\n"
     "  -l, --label KEY=VAL  add a workload label; repeatable\n"
     "      --compact        print on one line\n"
@@ -24,22 +27,37 @@ static const char usage[] =
     "  tether measure --label app=web -- nginx -g 'daemon off;' > input.json\n"
     "  tether eval --policy policies/default.lua --input input.json\n";
 
+static int print_json(const cJSON *doc, bool compact)
+{
+    cleanup_free char *text = compact ? json_print(doc) : cJSON_Print(doc);
+    if (text == NULL || printf("%s\n", text) < 0 || fflush(stdout) != 0) {
+        log_error("cannot write the document");
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
 int cmd_measure(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"config", required_argument, NULL, 'c'},
-        {"label", required_argument, NULL, 'l'},
-        {"compact", no_argument, NULL, 'C'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"config", required_argument, NULL, 'c'}, {"label", required_argument, NULL, 'l'},
+        {"compact", no_argument, NULL, 'C'},      {"help", no_argument, NULL, 'h'},
+        {"pid", required_argument, NULL, 'P'},    {NULL, 0, NULL, 0},
     };
     const char *config_file = NULL;
     bool compact = false;
     cleanup_json cJSON *labels = cJSON_CreateObject();
     cleanup_error tether_error_t err = NULL;
     int c;
+    int64_t pid = 0;
     while ((c = getopt_long(argc, argv, "+c:l:h", opts, NULL)) != -1) {
         switch (c) {
+        case 'P':
+            if (parse_int64(optarg, 1, INT32_MAX, &pid) < 0) {
+                log_error("measure: --pid `%s` is not a process id", optarg);
+                return EXIT_FAILED;
+            }
+            break;
         case 'c':
             config_file = optarg;
             break;
@@ -66,6 +84,22 @@ int cmd_measure(int argc, char **argv)
         return EXIT_FAILED;
     }
 
+    if (pid != 0) {
+        if (optind < argc || labels->child != NULL) {
+            log_error("measure: --pid takes no command and no labels");
+            config_clear(&cfg);
+            return EXIT_FAILED;
+        }
+        cleanup_json cJSON *proc = NULL;
+        if (measure_process_collect((pid_t)pid, &proc, &err) < 0) {
+            log_error("measure: %s", err->msg);
+            config_clear(&cfg);
+            return EXIT_FAILED;
+        }
+        config_clear(&cfg);
+        return print_json(proc, compact);
+    }
+
     cJSON *workload = NULL;
     if (optind < argc) {
         char **cmd = argv + optind;
@@ -80,10 +114,5 @@ int cmd_measure(int argc, char **argv)
         measure_input_build("launch", measure_host_collect(cfg.labels), workload, NULL, NULL);
     config_clear(&cfg);
 
-    cleanup_free char *text = compact ? json_print(doc) : cJSON_Print(doc);
-    if (text == NULL || printf("%s\n", text) < 0 || fflush(stdout) != 0) {
-        log_error("cannot write the document");
-        return EXIT_FAILED;
-    }
-    return 0;
+    return print_json(doc, compact);
 }

@@ -21,12 +21,18 @@ static const char usage[] =
     "\n"
     "  -p, --policy FILE    decide with this Lua policy (default: the configuration's\n"
     "                       `policy`, else the built-in default policy)\n"
+    "  -o, --opa URL        ask the OPA server at URL instead (default: the configuration's\n"
+    "                       opa.url); https://, http:// to loopback only, or unix:///path\n"
     "  -c, --config FILE    node configuration (default: $TETHER_CONFIG, else\n"
     "                       " CONFIG_DEFAULT_PATH ")\n"
     "  -l, --label KEY=VAL  add a workload label (input.workload.labels); repeatable\n"
     "  -a, --audit FILE     append audit records to FILE (default: the configuration's\n"
     "                       audit.path, else " AUDIT_DEFAULT_PATH ")\n"
     "  -h, --help           show this help\n"
+    "\n"
+    "On allow, the decision's `confine` block (capabilities, user, no_new_privs, seccomp,\n"
+    "namespaces, rlimits) is applied in the child before exec, seccomp last; without one,\n"
+    "no_new_privs is set and core dumps are off.  Any failure there is exit status 125.\n"
     "\n"
     "COMMAND is found through PATH as execvp(3) finds it.  A binary is executed through the\n"
     "descriptor that was measured, so the bytes hashed are the bytes run; a script is run by\n"
@@ -57,22 +63,29 @@ static void audit_launch_failed(const char *path, const char *argv0, const char 
 int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"policy", required_argument, NULL, 'p'}, {"config", required_argument, NULL, 'c'},
-        {"label", required_argument, NULL, 'l'},  {"audit", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
+        {"policy", required_argument, NULL, 'p'},
+        {"config", required_argument, NULL, 'c'},
+        {"label", required_argument, NULL, 'l'},
+        {"audit", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},
+        {"opa", required_argument, NULL, 'o'},
+        {NULL, 0, NULL, 0},
     };
-    const char *policy_file = NULL, *config_file = NULL, *audit_file = NULL;
+    const char *policy_file = NULL, *config_file = NULL, *audit_file = NULL, *opa_url = NULL;
     cleanup_json cJSON *labels = cJSON_CreateObject();
     cleanup_error tether_error_t err = NULL;
 
     int c;
-    while ((c = getopt_long(argc, argv, "+p:c:l:a:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+p:c:l:a:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
             policy_file = optarg;
             break;
         case 'c':
             config_file = optarg;
+            break;
+        case 'o':
+            opa_url = optarg;
             break;
         case 'a':
             audit_file = optarg;
@@ -108,6 +121,7 @@ int cmd_run(int argc, char **argv)
     cleanup_policy struct policy *policy = NULL;
     struct decision d = {.ttl_s = -1};
     struct supervisor sv = {.sigfd = -1};
+    struct confine_plan plan = {NULL};
     const char *audit_path = audit_file ? audit_file : cfg.audit_path;
 
     if (cfg.require_sealed) {
@@ -132,7 +146,7 @@ int cmd_run(int argc, char **argv)
                                 measure_workload_collect(cmd, exe, labels), NULL, NULL);
 
     /* 2. Decide, and 3. record the decision before acting on it. */
-    if (engine_open(&cfg, policy_file, &policy, &err) < 0) {
+    if (engine_open(&cfg, policy_file, opa_url, &policy, &err) < 0) {
         log_error("%s", err->msg);
         goto out;
     }
@@ -144,18 +158,38 @@ int cmd_run(int argc, char **argv)
         log_error("%s; not starting the workload", err->msg);
         goto out;
     }
+    if (!d.allow && d.unreachable && cfg.opa.fail_open) {
+        /* The one fail-open path: OPA could not be reached at all, and the node's operator
+         * chose availability over control.  Said loudly, and on record. */
+        cleanup_free char *why = decision_reasons_joined(&d);
+        log_warn("%s; starting the workload anyway because opa.fail_open is true", why);
+        cleanup_json cJSON *fo = audit_record_new("fail_open");
+        cJSON_AddStringToObject(fo, "engine", policy->ops->engine);
+        cJSON_AddStringToObject(fo, "url", policy->source);
+        cJSON_AddStringToObject(fo, "argv0", cmd[0]);
+        cJSON_AddStringToObject(fo, "reason", why);
+        if (audit_append(audit_path, fo, &err) < 0) {
+            log_error("%s; not starting the workload", err->msg);
+            goto out;
+        }
+        free(confine_parse(NULL, &d.confinement)); /* the defaults of a decision without one */
+        d.allow = true;
+    }
     if (!d.allow) {
         cleanup_free char *why = decision_reasons_joined(&d);
         log_error("denied: %s", why);
         rc = EXIT_DENIED;
         goto out;
     }
-    if (d.confine != NULL || d.monitor != NULL) {
-        cleanup_free char *why =
-            xasprintf("the decision asks for %s, which this build cannot apply",
-                      d.confine ? "confinement" : "monitoring");
+    if (d.monitor != NULL) {
+        const char *why = "the decision asks for monitoring, which this build cannot apply";
         log_error("%s; not starting the workload", why);
         audit_launch_failed(audit_path, cmd[0], why);
+        goto out;
+    }
+    if (confine_prepare(&d.confinement, &plan, &err) < 0) {
+        log_error("%s; not starting the workload", err->msg);
+        audit_launch_failed(audit_path, cmd[0], err->msg);
         goto out;
     }
     /* The Lua state is not needed while the workload runs. */
@@ -167,7 +201,8 @@ int cmd_run(int argc, char **argv)
         audit_launch_failed(audit_path, cmd[0], err->msg);
         goto out;
     }
-    struct launch_spec spec = {.argv = cmd, .path = path, .exe_fd = exe_fd};
+    struct launch_spec spec = {
+        .argv = cmd, .path = path, .exe_fd = exe_fd, .confine = &d.confinement, .plan = &plan};
     int fail_status;
     if (launch_start(&sv, &spec, &fail_status, &err) < 0) {
         log_error("%s", err->msg);
@@ -186,6 +221,7 @@ int cmd_run(int argc, char **argv)
         log_warn("%s", err->msg);
     cJSON_Delete(done);
 out:
+    confine_plan_release(&plan);
     supervise_release(&sv);
     decision_clear(&d);
     config_clear(&cfg);

@@ -42,6 +42,14 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
 {
     sigprocmask(SIG_SETMASK, &sv->old_mask, NULL);
 
+    const char *step = NULL;
+    if (confine_apply(spec->confine, spec->plan, &step) < 0) {
+        int e = errno;
+        char msg[256];
+        snprintf(msg, sizeof msg, "confine: %s", step);
+        child_fail(report_fd, 125, e, msg);
+    }
+
     /* Exec the very file that was measured.  A script cannot be run from a close-on-exec
      * descriptor (its interpreter would need /dev/fd/N), so it is run by path. */
     if (by_fd)
@@ -65,9 +73,15 @@ int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fai
     cleanup_close int wr = pipefd[1];
     bool by_fd = spec->exe_fd >= 0 && !is_script(spec->exe_fd);
 
+    int ns_restore;
+    if (confine_enter_parent(spec->confine, &ns_restore, err) < 0)
+        return -1;
     pid_t pid = fork();
+    int fork_errno = errno;
+    if (pid != 0)
+        confine_leave_parent(ns_restore);
     if (pid < 0)
-        return error_set(err, errno, "fork");
+        return error_set(err, fork_errno, "fork");
     if (pid == 0) {
         close(rd);
         child_run(sv, spec, by_fd, wr);

@@ -4,12 +4,16 @@
 #include <signal.h>
 #include <sys/types.h>
 
+#include "confine.h"
 #include "core/error.h"
 
 struct launch_spec {
-    char *const *argv; /* as given: argv[0] is kept */
-    const char *path;  /* the resolved executable */
-    int exe_fd;        /* the measured file; exec goes through it unless it is a script */
+    char *const *argv;             /* as given: argv[0] is kept */
+    const char *path;              /* the resolved executable */
+    int exe_fd;                    /* the measured file; exec goes through it unless it is
+                                    * a script */
+    const struct confine *confine; /* applied in the child before exec */
+    const struct confine_plan *plan;
 };
 
 struct supervisor {

@@ -13,7 +13,7 @@ static const struct verb {
     const char *summary;
 } verbs[] = {
     {"run", cmd_run, "measure, decide, and run a command only if the policy allows"},
-    {"measure", cmd_measure, "print the input document the policy would see"},
+    {"measure", cmd_measure, "print the input document, or a process's confinement (--pid)"},
     {"eval", cmd_eval, "decide on an input document, offline"},
     {"audit", cmd_audit, "verify the audit trail (`tether audit verify`)"},
     {NULL, NULL, NULL},

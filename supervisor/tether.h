@@ -24,7 +24,7 @@ int cli_add_label(cJSON *labels, const char *kv, tether_error_t *err);
  * EXIT_FAILED. */
 int cli_usage(const char *text, int is_error);
 
-/* The policy engine this node uses: --policy FILE, else the configuration's policy, else
- * the built-in default. */
-int engine_open(const struct config *cfg, const char *policy_file, struct policy **out,
-                tether_error_t *err);
+/* The policy engine this node uses: --opa URL or --policy FILE, else the configuration's
+ * opa.url or policy, else the built-in default Lua policy. */
+int engine_open(const struct config *cfg, const char *policy_file, const char *opa_url,
+                struct policy **out, tether_error_t *err);

@@ -268,6 +268,30 @@ bool json_is_list(const cJSON *j)
     return cJSON_IsArray(j) || (cJSON_IsObject(j) && j->child == NULL);
 }
 
+static int by_key(const void *a, const void *b)
+{
+    return strcmp((*(cJSON *const *)a)->string, (*(cJSON *const *)b)->string);
+}
+
+void json_sort_keys(cJSON *obj)
+{
+    int n = cJSON_GetArraySize(obj);
+    if (!cJSON_IsObject(obj) || n < 2)
+        return;
+    cJSON **items = xmalloc((size_t)n * sizeof *items);
+    int i = 0;
+    for (cJSON *c = obj->child; c != NULL; c = c->next)
+        items[i++] = c;
+    qsort(items, (size_t)n, sizeof *items, by_key);
+    /* cJSON's list: next links forward; the head's prev points at the tail. */
+    for (i = 0; i < n; i++) {
+        items[i]->next = i + 1 < n ? items[i + 1] : NULL;
+        items[i]->prev = i > 0 ? items[i - 1] : items[n - 1];
+    }
+    obj->child = items[0];
+    free(items);
+}
+
 const char *json_type_name(const cJSON *j)
 {
     if (j == NULL)

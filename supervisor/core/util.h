@@ -50,5 +50,8 @@ int json_parse(const char *text, size_t len, cJSON **out, tether_error_t *err);
 bool json_get_int(const cJSON *j, int64_t min, int64_t max, int64_t *out);
 /* A JSON array, or an empty object: Lua cannot tell an empty list from an empty map. */
 bool json_is_list(const cJSON *j);
+/* Orders an object's members by key (one level), for output that does not depend on a hash
+ * table's iteration order. */
+void json_sort_keys(cJSON *obj);
 /* "string", "number", ...: for error messages. */
 const char *json_type_name(const cJSON *j);

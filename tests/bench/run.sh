@@ -22,6 +22,34 @@ echo "== launch overhead (target: ratio <= 1.3)"
     "env" /usr/bin/env /bin/true
 rm -f /dev/shm/tether-bench.$$
 
+echo "== launch with the default confinement against without (target: ratio <= 1.1)"
+cat >"$tmp/confined.lua" <<'LUA'
+function decide(input)
+  return {allow = true, confine = {seccomp = "default", no_new_privs = true, capabilities = {}}}
+end
+LUA
+"$build/tests/bench/spawnbench" "$runs" \
+    "confined" "$build/tether" run --policy "$tmp/confined.lua" --audit /dev/shm/tether-bench.$$ -- /bin/true :: \
+    "unconfined" "$build/tether" run --policy policies/allow-all.lua --audit /dev/shm/tether-bench.$$ -- /bin/true
+rm -f /dev/shm/tether-bench.$$
+
+echo "== tether eval --opa against the same request made by curl (target: ratio <= 1.1)"
+if command -v curl >/dev/null; then
+    coproc OPA { exec python3 tests/bench/opa_serve.py; }
+    read -r url <&"${OPA[0]}"
+    echo "{\"opa\": {\"url\": \"$url\", \"path\": \"tether/allow\"}}" >"$tmp/opa.json"
+    "$build/tether" measure --compact -- /bin/true >"$tmp/input.json"
+    printf '{"input":%s}' "$(cat "$tmp/input.json")" >"$tmp/body.json"
+    TETHER_CONFIG="$tmp/opa.json" "$build/tests/bench/spawnbench" "$runs" \
+        "tether eval --opa" "$build/tether" eval --compact --input "$tmp/input.json" :: \
+        "curl" "$(command -v curl)" -sf -H "Content-Type: application/json" \
+        --data-binary @"$tmp/body.json" "$url/v1/data/tether/allow"
+    exec {OPA[1]}>&-
+    wait "$OPA_PID" 2>/dev/null || true
+else
+    echo "skipped: curl(1) is not installed"
+fi
+
 echo "== Lua decisions per second (target: >= 100000/s)"
 "$build/tether" measure --compact -- /bin/true >"$tmp/input.json"
 "$build/tests/bench/bench_lua" policies/default.lua "$tmp/input.json" 2

@@ -18,6 +18,7 @@ SKIP = 77
 SRC = os.environ.get("TETHER_SRC", os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
 TETHER = os.environ.get("TETHER_BIN", os.path.join(SRC, "build", "tether"))
 POLICIES = os.path.join(SRC, "policies")
+PROBE = os.environ.get("TETHER_PROBE", os.path.join(SRC, "build", "tests", "probe"))
 
 _cases = {}
 
@@ -50,6 +51,35 @@ class Workspace:
             f.write(text)
         os.chmod(p, mode)
         return p
+
+    def env_for_user(self, uid):
+        """An environment with a configuration and an audit trail that user uid can use."""
+        os.chmod(self.root, 0o755)
+        d = self.path("user-%d" % uid)
+        os.makedirs(d, exist_ok=True)
+        os.chown(d, uid, uid)
+        cfg = os.path.join(d, "tether.json")
+        with open(cfg, "w") as f:
+            json.dump({"audit": {"path": os.path.join(d, "audit.jsonl")}}, f)
+        os.chmod(cfg, 0o644)
+        for name in os.listdir(self.root):
+            if name.endswith(".lua"):
+                os.chmod(self.path(name), 0o644)
+        return dict(self.env, TETHER_CONFIG=cfg)
+
+    def as_user(self, uid, *args, check_rc=None):
+        """Runs tether as user uid (with setpriv) in an environment made for it."""
+        env = self.env_for_user(uid)
+        p = subprocess.run(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid, "--clear-groups",
+                            TETHER, *args], env=env, capture_output=True, text=True, cwd="/")
+        if check_rc is not None and p.returncode != check_rc:
+            raise AssertionError("tether %s as uid %d: exit %d, want %d\nstderr: %s"
+                                 % (" ".join(args), uid, p.returncode, check_rc, p.stderr))
+        return p
+
+    def decision_policy(self, decision, name="policy.lua"):
+        """A policy that returns this decision (a dict) for every input."""
+        return self.policy("return " + lua_literal(decision), name)
 
     def policy(self, body, name="policy.lua"):
         """A Lua policy file from the body of decide(input)."""
@@ -128,3 +158,18 @@ def main():
     finally:
         shutil.rmtree(root, ignore_errors=True)
     print("PASS")
+
+
+def lua_literal(v):
+    """A Python value as a Lua constructor, for writing policies from test data."""
+    if v is None:
+        return "nil"
+    if v is True or v is False:
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "{" + ", ".join(lua_literal(x) for x in v) + "}"
+    return "{" + ", ".join("[%s] = %s" % (lua_literal(k), lua_literal(x)) for k, x in v.items()) + "}"

@@ -1,0 +1,172 @@
+"""A real HTTP(S) server on loopback that answers as OPA's REST Data API documents:
+POST /v1/data/<path> with {"input": ...} -> 200 {"result": ..., "decision_id": ...}, 200 {}
+when undefined, and {"code", "message"} with 4xx/5xx.  The last segment of the path picks
+the behaviour, so that one server covers every case; every request is recorded.
+
+Used by test_opa.py, in-process, on a thread: started by the test and stopped after it.
+"""
+import http.server
+import json
+import os
+import socket
+import socketserver
+import ssl
+import subprocess
+import threading
+import time
+
+TOKEN = "s3cret-token-for-tests"
+KEY_B64 = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA="  # 32 bytes
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, doc=None, raw=None, chunked=False, headers=()):
+        body = raw if raw is not None else json.dumps(doc).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        for k, v in headers:
+            self.send_header(k, v)
+        if chunked:
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(0, len(body), 7):
+                part = body[i:i + 7]
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    def do_POST(self):
+        n = int(self.headers.get("Content-Length", "0"))
+        raw = self.rfile.read(n)
+        srv = self.server
+        rec = {"method": "POST", "path": self.path, "headers": dict(self.headers.items()),
+               "body": raw.decode(errors="replace")}
+        srv.requests.append(rec)
+        try:
+            doc = json.loads(raw)
+        except ValueError:
+            return self._send(400, {"code": "invalid_parameter", "message": "body is not JSON"})
+        if not self.path.startswith("/v1/data/"):
+            return self._send(404, {"code": "resource_not_found", "message": "no such API"})
+        mode = self.path.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
+        did = "dec-%d" % len(srv.requests)
+        if mode == "allow":
+            return self._send(200, {"result": {"allow": True, "reasons": ["opa says yes"]},
+                                    "decision_id": did})
+        if mode == "deny":
+            return self._send(200, {"result": {"allow": False, "reasons": ["opa says no"]},
+                                    "decision_id": did})
+        if mode == "echo":  # allow when the input came through whole
+            ok = isinstance(doc.get("input"), dict) and "host" in doc["input"]
+            return self._send(200, {"result": {"allow": ok, "reasons": ["echo"]}})
+        if mode == "undefined":
+            return self._send(200, {"decision_id": did})
+        if mode == "bad":
+            return self._send(400, {"code": "invalid_parameter", "message": "rego_type_error: x"})
+        if mode == "auth":
+            if self.headers.get("Authorization") != "Bearer " + TOKEN:
+                return self._send(401, {"code": "unauthorized",
+                                        "message": "authentication required"})
+            return self._send(200, {"result": {"allow": True, "reasons": ["token accepted"]}})
+        if mode == "error":
+            return self._send(500, {"code": "internal_error", "message": "storage failure"})
+        if mode == "slow":
+            time.sleep(3)
+            return self._send(200, {"result": {"allow": True}})
+        if mode == "huge":
+            return self._send(200, {"result": {"allow": True, "reasons": ["x" * (64 << 10)]}})
+        if mode == "chunked":
+            return self._send(200, {"result": {"allow": True, "reasons": ["in chunks"]}},
+                              chunked=True)
+        if mode == "garbage":
+            return self._send(200, raw=b"<html>not json</html>")
+        if mode == "redirect":
+            return self._send(307, {}, headers=[("Location", "/v1/data/tether/allow")])
+        if mode == "key":
+            return self._send(200, {"result": {"allow": True, "reasons": ["key released"],
+                                               "key": {"value": KEY_B64}}, "decision_id": did})
+        return self._send(200, {"decision_id": did})  # any other path: undefined
+
+
+class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+
+    def get_request(self):
+        conn, _ = self.socket.accept()
+        return conn, ("unix", 0)
+
+
+class DataAPI:
+    """start() -> self; .url; .requests; stop()."""
+
+    def __init__(self, tls=None, unix_path=None):
+        self.tls = tls
+        self.unix_path = unix_path
+
+    def start(self):
+        if self.unix_path:
+            self.httpd = UnixServer(self.unix_path, Handler)
+            self.url = "unix://" + self.unix_path
+        else:
+            self.httpd = Server(("127.0.0.1", 0), Handler)
+            port = self.httpd.server_address[1]
+            self.url = "%s://127.0.0.1:%d" % ("https" if self.tls else "http", port)
+        if self.tls:
+            self.httpd.socket = self.tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.httpd.requests = []
+        self.requests = self.httpd.requests
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def stop(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def make_pki(d):
+    """A CA, a server certificate for 127.0.0.1 and localhost, and a client certificate,
+    made with the openssl command line."""
+    def ossl(*args):
+        subprocess.run(["openssl", *args], check=True, cwd=d, capture_output=True)
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+         "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=tether test CA")
+    with open(os.path.join(d, "san.cnf"), "w") as f:
+        f.write("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, ext in (("server", ["-extfile", "san.cnf"]), ("client", [])):
+        ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + name)
+        ossl("x509", "-req", "-in", name + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+             "-CAcreateserial", "-out", name + ".pem", "-days", "2", *ext)
+    return {k: os.path.join(d, k) for k in ("ca.pem", "server.pem", "server.key",
+                                             "client.pem", "client.key")}
+
+
+def tls_context(pki, require_client=False):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(pki["server.pem"], pki["server.key"])
+    if require_client:
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(pki["ca.pem"])
+    return ctx
+
+
+def closed_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port

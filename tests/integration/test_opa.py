@@ -1,0 +1,248 @@
+"""The OPA engine against a real HTTP(S) server on loopback speaking the Data API."""
+import json
+import os
+import shutil
+import time
+
+from harness import Skip, case, eq, main, one_line
+from opa_server import KEY_B64, TOKEN, DataAPI, closed_port, make_pki, tls_context
+
+
+def configure(ws, **opa):
+    ws.write("tether.json", json.dumps({"audit": {"path": ws.audit}, "opa": opa}))
+
+
+def measured_input(ws):
+    return ws.write("in.json", ws.tether("measure", "--", "/bin/true", check_rc=0).stdout)
+
+
+def evaluate(ws, url, path, rc, **opa):
+    configure(ws, url=url, path=path, **opa)
+    p = ws.tether("eval", "--compact", "--input", measured_input(ws), check_rc=rc, timeout=30)
+    return p
+
+
+def denied_with(ws, url, path, needle, **opa):
+    configure(ws, url=url, path=path, **opa)
+    marker = ws.path("marker")
+    p = ws.tether("run", "--", "touch", marker, check_rc=77, timeout=30)
+    line = one_line(p.stderr)
+    assert line.startswith("tether: denied: ") and needle in line, (needle, line)
+    assert not os.path.exists(marker), "the workload started"
+    return line
+
+
+@case
+def request_is_the_documented_data_api_call(ws):
+    srv = DataAPI().start()
+    try:
+        inp = measured_input(ws)
+        configure(ws, url=srv.url, path="tether/echo")
+        p = ws.tether("eval", "--compact", "--input", inp, check_rc=0)
+        eq(json.loads(p.stdout)["allow"], True, "allow")
+        r = srv.requests[-1]
+        eq((r["method"], r["path"]), ("POST", "/v1/data/tether/echo"), "method and path")
+        eq(r["headers"]["Content-Type"], "application/json", "content type")
+        eq(json.loads(r["body"]), {"input": json.load(open(inp))}, "body is {input: document}")
+        # --opa on the command line wins over the configuration's URL
+        configure(ws, url="http://127.0.0.1:1", path="tether/allow")
+        ws.tether("eval", "--opa", srv.url, "--input", inp, check_rc=0)
+        eq(srv.requests[-1]["path"], "/v1/data/tether/allow", "path from the configuration")
+    finally:
+        srv.stop()
+
+
+@case
+def allow_and_deny_are_audited_with_opa_facts(ws):
+    srv = DataAPI().start()
+    try:
+        configure(ws, url=srv.url, path="tether/allow")
+        p = ws.tether("run", "--", "echo", "started", check_rc=0)
+        eq(p.stdout, "started\n", "the workload ran")
+        rec = ws.audit_records()[0]
+        eq((rec["engine"], rec["url"], rec["path"], rec["decision_id"], rec["allow"]),
+           ("opa", srv.url + "/", "tether/allow", "dec-1", True), "audit record")
+        line = denied_with(ws, srv.url, "tether/deny", "opa says no")
+        eq(line, "tether: denied: opa says no", "deny line")
+        eq(ws.audit_records()[-1]["decision_id"], "dec-2", "decision_id of the deny")
+    finally:
+        srv.stop()
+
+
+@case
+def undefined_and_error_answers_are_denies(ws):
+    srv = DataAPI().start()
+    try:
+        denied_with(ws, srv.url, "tether/undefined", "the decision `tether/undefined` is undefined")
+        denied_with(ws, srv.url, "tether/bad", "HTTP 400 invalid_parameter: rego_type_error: x")
+        denied_with(ws, srv.url, "tether/auth", "HTTP 401 unauthorized: authentication required")
+        denied_with(ws, srv.url, "tether/error", "HTTP 500 internal_error: storage failure")
+        denied_with(ws, srv.url, "tether/garbage", "invalid JSON")
+        denied_with(ws, srv.url, "tether/redirect", "HTTP 307")
+        eq([r["path"] for r in srv.requests].count("/v1/data/tether/allow"), 0,
+           "the redirect was not followed")
+    finally:
+        srv.stop()
+
+
+@case
+def bearer_token_from_a_file(ws):
+    srv = DataAPI().start()
+    try:
+        tok = ws.write("token", TOKEN + "\n", 0o600)
+        configure(ws, url=srv.url, path="tether/auth", bearer_token_file=tok)
+        p = ws.tether("run", "--", "true", check_rc=0)
+        eq(srv.requests[-1]["headers"]["Authorization"], "Bearer " + TOKEN, "header sent")
+        trail = open(ws.audit).read()
+        assert TOKEN not in trail and TOKEN not in p.stderr, "the token leaked"
+        os.chmod(tok, 0o644)
+        p = ws.tether("run", "--", "true", check_rc=125)
+        assert "may be read by others" in one_line(p.stderr)
+        assert TOKEN not in p.stderr
+    finally:
+        srv.stop()
+
+
+@case
+def slow_answer_times_out_closed(ws):
+    srv = DataAPI().start()
+    try:
+        t0 = time.monotonic()
+        denied_with(ws, srv.url, "tether/slow", "timed out", timeout_ms=500)
+        assert time.monotonic() - t0 < 2.5, "the timeout was not kept"
+    finally:
+        srv.stop()
+
+
+@case
+def oversized_answer_is_refused(ws):
+    srv = DataAPI().start()
+    try:
+        denied_with(ws, srv.url, "tether/huge", "larger than 4096 bytes", max_response_bytes=4096)
+        evaluate(ws, srv.url, "tether/huge", 0, max_response_bytes=1 << 20)
+    finally:
+        srv.stop()
+
+
+@case
+def chunked_answer_works(ws):
+    srv = DataAPI().start()
+    try:
+        p = evaluate(ws, srv.url, "tether/chunked", 0)
+        eq(json.loads(p.stdout)["reasons"], ["in chunks"], "reasons")
+    finally:
+        srv.stop()
+
+
+@case
+def https_with_a_test_ca(ws):
+    if shutil.which("openssl") is None:
+        raise Skip("needs the openssl command line to make a CA")
+    pki = make_pki(ws.root)
+    srv = DataAPI(tls=tls_context(pki)).start()
+    try:
+        evaluate(ws, srv.url, "tether/allow", 0, ca_file=pki["ca.pem"])
+        localhost = srv.url.replace("127.0.0.1", "localhost")
+        evaluate(ws, localhost, "tether/allow", 0, ca_file=pki["ca.pem"])
+        denied_with(ws, srv.url, "tether/allow", "certificate")  # the system CAs do not know it
+    finally:
+        srv.stop()
+
+
+@case
+def mutual_tls_required(ws):
+    if shutil.which("openssl") is None:
+        raise Skip("needs the openssl command line to make a CA")
+    pki = make_pki(ws.root)
+    srv = DataAPI(tls=tls_context(pki, require_client=True)).start()
+    try:
+        evaluate(ws, srv.url, "tether/allow", 0, ca_file=pki["ca.pem"],
+                 client_cert=pki["client.pem"], client_key=pki["client.key"])
+        denied_with(ws, srv.url, "tether/allow", "OPA", ca_file=pki["ca.pem"])
+        eq(len(srv.requests), 1, "no request was answered without the client certificate")
+        configure(ws, url=srv.url, client_cert=pki["client.pem"])
+        p = ws.tether("run", "--", "true", check_rc=125)
+        assert "go together" in one_line(p.stderr)
+    finally:
+        srv.stop()
+
+
+@case
+def server_down_is_a_deny(ws):
+    url = "http://127.0.0.1:%d" % closed_port()
+    line = denied_with(ws, url, "tether/allow", "onnect", retries=2)
+    assert "127.0.0.1" in line
+
+
+@case
+def fail_open_only_when_unreachable(ws):
+    url = "http://127.0.0.1:%d" % closed_port()
+    configure(ws, url=url, path="tether/allow", fail_open=True)
+    p = ws.tether("run", "--", "echo", "ran anyway", check_rc=0)
+    eq(p.stdout, "ran anyway\n", "the workload started")
+    line = one_line(p.stderr)
+    assert line.startswith("tether: warning: ") and "opa.fail_open" in line, line
+    events = [r["event"] for r in ws.audit_records()]
+    eq(events, ["decision", "fail_open", "exit"], "audited")
+    eq(ws.audit_records()[1]["url"], url + "/", "the record names the server")
+    srv = DataAPI().start()
+    try:
+        for path, needle in (("tether/deny", "opa says no"), ("tether/error", "HTTP 500"),
+                             ("tether/undefined", "undefined")):
+            denied_with(ws, srv.url, path, needle, fail_open=True)
+    finally:
+        srv.stop()
+
+
+@case
+def plain_http_only_to_loopback(ws):
+    for url in ("http://10.0.0.1:8181", "http://opa.example:8181", "ftp://127.0.0.1/",
+                "gopher://127.0.0.1", "not a url"):
+        configure(ws, url=url)
+        p = ws.tether("run", "--", "true", check_rc=125)
+        assert "opa.url" in one_line(p.stderr), p.stderr
+    p = ws.tether("run", "--opa", "http://10.0.0.1", "--policy", "x.lua", "--", "true", check_rc=125)
+    assert "exclude each other" in p.stderr
+
+
+@case
+def unix_socket(ws):
+    sock = ws.path("opa.sock")
+    srv = DataAPI(unix_path=sock).start()
+    try:
+        evaluate(ws, "unix://" + sock, "tether/allow", 0)
+        eq(srv.requests[-1]["path"], "/v1/data/tether/allow", "path over the socket")
+    finally:
+        srv.stop()
+
+
+@case
+def credentials_stay_out_of_the_trail(ws):
+    srv = DataAPI().start()
+    try:
+        url = srv.url.replace("http://", "http://alice:hunter2@") + "/?token=abc"
+        configure(ws, url=url, path="tether/allow")
+        ws.tether("run", "--", "true", check_rc=0)
+        trail = open(ws.audit).read()
+        assert "hunter2" not in trail and "token=abc" not in trail, trail
+        eq(ws.audit_records()[0]["url"], srv.url + "/", "url without credentials")
+    finally:
+        srv.stop()
+
+
+@case
+def released_key_never_shows(ws):
+    srv = DataAPI().start()
+    try:
+        p = evaluate(ws, srv.url, "tether/key", 0)
+        d = json.loads(p.stdout)
+        eq(d["key"], {"value": "(redacted)"}, "eval shows no key")
+        p = ws.tether("run", "--", "true", check_rc=0)
+        for text in (p.stdout, p.stderr, open(ws.audit).read()):
+            assert KEY_B64 not in text, "the key leaked"
+    finally:
+        srv.stop()
+
+
+if __name__ == "__main__":
+    main()

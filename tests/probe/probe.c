@@ -1,0 +1,231 @@
+/* A static probe run as the workload by the integration tests.  It reports what confinement
+ * looks like from the inside and tries system calls, then prints one JSON object.
+ *
+ *   probe [ACTION]...
+ *     status          /proc/self/status fields, ids, groups, namespaces, rlimits
+ *     try A,B,...     call each system call with harmless arguments; report 0 or errno
+ *     bind PORT       bind a TCP socket to 127.0.0.1:PORT; report 0 or errno
+ *     mark FILE       write "ran" to FILE
+ *     trap CODE       on SIGTERM, exit with CODE
+ *     ready FILE      create FILE (after the actions before it)
+ *     sleep SECONDS   sleep (fractions allowed)
+ *     sigsys NAME     call NAME, which a kill filter should answer with SIGSYS
+ *     exec PATH ARG.. exec PATH with the rest of the arguments
+ *
+ * Static, so that it runs in any mount namespace, and free of tether's code. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static char out[65536];
+static size_t outlen;
+
+static void emit(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void emit(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(out + outlen, sizeof out - outlen, fmt, ap);
+    va_end(ap);
+    if (n > 0 && (size_t)n < sizeof out - outlen)
+        outlen += (size_t)n;
+}
+
+static long try_one(const char *name)
+{
+    long r;
+    if (strcmp(name, "getpid") == 0)
+        r = syscall(SYS_getpid) > 0 ? 0 : -1;
+    else if (strcmp(name, "uname") == 0)
+        r = syscall(SYS_uname, NULL); /* EFAULT unfiltered */
+    else if (strcmp(name, "unshare") == 0)
+        r = syscall(SYS_unshare, 0); /* a no-op: 0 unfiltered */
+    else if (strcmp(name, "setns") == 0)
+        r = syscall(SYS_setns, -1, 0);
+    else if (strcmp(name, "ptrace") == 0)
+        r = syscall(SYS_ptrace, 0x4206 /* PTRACE_SEIZE */, 0, 0, 0);
+    else if (strcmp(name, "bpf") == 0)
+        r = syscall(SYS_bpf, -1, NULL, 0);
+    else if (strcmp(name, "mount") == 0)
+        r = syscall(SYS_mount, NULL, NULL, NULL, 0, NULL);
+    else if (strcmp(name, "umount2") == 0)
+        r = syscall(SYS_umount2, "", 0);
+    else if (strcmp(name, "kexec_load") == 0)
+        r = syscall(SYS_kexec_load, 0, 0, NULL, 0xffffffffUL);
+    else if (strcmp(name, "init_module") == 0)
+        r = syscall(SYS_init_module, NULL, 0, NULL);
+    else if (strcmp(name, "perf_event_open") == 0)
+        r = syscall(SYS_perf_event_open, NULL, 0, -1, -1, 0);
+    else if (strcmp(name, "keyctl") == 0)
+        r = syscall(SYS_keyctl, -1, 0, 0, 0, 0);
+    else if (strcmp(name, "add_key") == 0)
+        r = syscall(SYS_add_key, NULL, NULL, NULL, 0, 0);
+    else if (strcmp(name, "userfaultfd") == 0)
+        r = syscall(SYS_userfaultfd, -1);
+    else if (strcmp(name, "process_vm_readv") == 0)
+        r = syscall(SYS_process_vm_readv, 0, NULL, 0, NULL, 0, 0);
+    else if (strcmp(name, "clock_settime") == 0)
+        r = syscall(SYS_clock_settime, -1, NULL);
+    else if (strcmp(name, "open_by_handle_at") == 0)
+        r = syscall(SYS_open_by_handle_at, -1, NULL, 0);
+    else if (strcmp(name, "io_uring_setup") == 0)
+        r = syscall(SYS_io_uring_setup, 0, NULL);
+    else if (strcmp(name, "socket_vsock") == 0) {
+        r = syscall(SYS_socket, 40, SOCK_STREAM, 0);
+        if (r >= 0)
+            close((int)r), r = 0;
+    } else if (strcmp(name, "clone3") == 0)
+        r = syscall(SYS_clone3, NULL, 0);
+    else if (strcmp(name, "clone_newuts") == 0) {
+        r = syscall(SYS_clone, CLONE_NEWUTS | SIGCHLD, 0, 0, 0, 0);
+        if (r == 0)
+            _exit(0);
+        if (r > 0)
+            waitpid((pid_t)r, NULL, 0), r = 0;
+    } else {
+        errno = ENOTSUP;
+        return -2;
+    }
+    return r < 0 ? errno : 0;
+}
+
+static void status(void)
+{
+    static const char *const keys[] = {"CapInh", "CapPrm",     "CapEff",  "CapBnd",
+                                       "CapAmb", "NoNewPrivs", "Seccomp", NULL};
+    emit("\"pid\":%d,\"ppid\":%d,\"uid\":%d,\"gid\":%d,\"groups\":[", getpid(), getppid(), getuid(),
+         getgid());
+    gid_t groups[64];
+    int n = getgroups(64, groups);
+    for (int i = 0; i < n; i++)
+        emit("%s%d", i ? "," : "", groups[i]);
+    emit("],\"status\":{");
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    int first = 1;
+    while (f && fgets(line, sizeof line, f)) {
+        char *colon = strchr(line, ':');
+        if (!colon)
+            continue;
+        *colon = '\0';
+        for (int i = 0; keys[i]; i++) {
+            if (strcmp(line, keys[i]) == 0) {
+                char *v = colon + 1;
+                v += strspn(v, " \t");
+                v[strcspn(v, "\n")] = '\0';
+                emit("%s\"%s\":\"%s\"", first ? "" : ",", line, v);
+                first = 0;
+            }
+        }
+    }
+    if (f)
+        fclose(f);
+    emit("},\"ns\":{");
+    static const char *const ns[] = {"cgroup", "ipc", "mnt", "net", "pid", "uts", NULL};
+    for (int i = 0; ns[i]; i++) {
+        char path[64], link[128] = "";
+        snprintf(path, sizeof path, "/proc/self/ns/%s", ns[i]);
+        ssize_t l = readlink(path, link, sizeof link - 1);
+        link[l > 0 ? l : 0] = '\0';
+        emit("%s\"%s\":\"%s\"", i ? "," : "", ns[i], link);
+    }
+    emit("},\"rlimits\":{");
+    static const struct {
+        const char *name;
+        int res;
+    } rl[] = {{"nofile", RLIMIT_NOFILE}, {"nproc", RLIMIT_NPROC}, {"as", RLIMIT_AS},
+              {"cpu", RLIMIT_CPU},       {"fsize", RLIMIT_FSIZE}, {"core", RLIMIT_CORE}};
+    for (size_t i = 0; i < sizeof rl / sizeof rl[0]; i++) {
+        struct rlimit r;
+        getrlimit(rl[i].res, &r);
+        emit("%s\"%s\":[%lld,%lld]", i ? "," : "", rl[i].name,
+             r.rlim_cur == RLIM_INFINITY ? -1LL : (long long)r.rlim_cur,
+             r.rlim_max == RLIM_INFINITY ? -1LL : (long long)r.rlim_max);
+    }
+    emit("}");
+}
+
+static int trap_code;
+static void on_term(int sig)
+{
+    (void)sig;
+    _exit(trap_code);
+}
+
+int main(int argc, char **argv)
+{
+    int sections = 0;
+    emit("{");
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *arg = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "status") == 0) {
+            emit("%s", sections++ ? "," : "");
+            status();
+        } else if (strcmp(a, "try") == 0 && arg) {
+            emit("%s\"try\":{", sections++ ? "," : "");
+            char *list = strdup(arg), *save = NULL;
+            int first = 1;
+            for (char *n = strtok_r(list, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
+                emit("%s\"%s\":%ld", first ? "" : ",", n, try_one(n));
+                first = 0;
+            }
+            emit("}");
+            i++;
+        } else if (strcmp(a, "bind") == 0 && arg) {
+            int fd = socket(AF_INET, SOCK_STREAM, 0);
+            struct sockaddr_in sa = {.sin_family = AF_INET,
+                                     .sin_port = htons((uint16_t)atoi(arg)),
+                                     .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+            int r = bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 ? errno : 0;
+            close(fd);
+            emit("%s\"bind\":%d", sections++ ? "," : "", r);
+            i++;
+        } else if ((strcmp(a, "mark") == 0 || strcmp(a, "ready") == 0) && arg) {
+            int fd = open(arg, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0) {
+                (void)!write(fd, "ran\n", 4);
+                close(fd);
+            }
+            i++;
+        } else if (strcmp(a, "trap") == 0 && arg) {
+            trap_code = atoi(arg);
+            signal(SIGTERM, on_term);
+            i++;
+        } else if (strcmp(a, "sleep") == 0 && arg) {
+            double s = atof(arg);
+            struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
+            while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+                ;
+            i++;
+        } else if (strcmp(a, "sigsys") == 0 && arg) {
+            fflush(stdout);
+            try_one(arg);
+            emit("%s\"sigsys\":\"survived\"", sections++ ? "," : "");
+            i++;
+        } else if (strcmp(a, "exec") == 0 && arg) {
+            execv(arg, argv + i + 1);
+            emit("%s\"exec\":%d", sections++ ? "," : "", errno);
+            break;
+        } else {
+            fprintf(stderr, "probe: unknown action %s\n", a);
+            return 2;
+        }
+    }
+    emit("}\n");
+    (void)!write(STDOUT_FILENO, out, outlen);
+    return 0;
+}
