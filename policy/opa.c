@@ -348,8 +348,11 @@ static int setup_curl(struct opa_policy *op, const struct opa_options *o, struct
     SET(CURLOPT_SSL_VERIFYPEER, 1L);
     SET(CURLOPT_SSL_VERIFYHOST, 2L);
     SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    if (o->ca_file != NULL)
+    if (o->ca_file != NULL) {
+        /* The given CA alone: not the system's public CAs besides. */
         SET(CURLOPT_CAINFO, o->ca_file);
+        SET(CURLOPT_CAPATH, NULL);
+    }
     if (o->client_cert != NULL)
         SET(CURLOPT_SSLCERT, o->client_cert);
     if (o->client_key != NULL)

@@ -11,6 +11,9 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "launch.h"
+#include "monitor.h"
+#include "run.h"
+#include "status.h"
 #include "tether.h"
 
 static const char usage[] =
@@ -49,17 +52,6 @@ static const char usage[] =
     "  tether run -- /usr/bin/uptime\n"
     "  tether run --policy policies/geofence.lua --label app=billing -- ./billing-batch\n";
 
-/* Once an allow is on record, a launch that then does not happen is put on record too. */
-static void audit_launch_failed(const char *path, const char *argv0, const char *why)
-{
-    cleanup_error tether_error_t err = NULL;
-    cleanup_json cJSON *rec = audit_record_new("launch_failed");
-    cJSON_AddStringToObject(rec, "argv0", argv0);
-    cJSON_AddStringToObject(rec, "reason", why);
-    if (audit_append(path, rec, &err) < 0)
-        log_warn("%s", err->msg);
-}
-
 int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -71,24 +63,26 @@ int cmd_run(int argc, char **argv)
         {"opa", required_argument, NULL, 'o'},
         {NULL, 0, NULL, 0},
     };
-    const char *policy_file = NULL, *config_file = NULL, *audit_file = NULL, *opa_url = NULL;
+    struct run r;
+    run_init(&r);
     cleanup_json cJSON *labels = cJSON_CreateObject();
     cleanup_error tether_error_t err = NULL;
+    r.labels = labels;
 
     int c;
     while ((c = getopt_long(argc, argv, "+p:c:l:a:o:h", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
-            policy_file = optarg;
+            r.policy_file = optarg;
             break;
         case 'c':
-            config_file = optarg;
+            r.config_file = optarg;
             break;
         case 'o':
-            opa_url = optarg;
+            r.opa_url = optarg;
             break;
         case 'a':
-            audit_file = optarg;
+            r.audit_file = optarg;
             break;
         case 'l':
             if (cli_add_label(labels, optarg, &err) < 0) {
@@ -106,124 +100,25 @@ int cmd_run(int argc, char **argv)
         log_error("run: no command given");
         return cli_usage("Try 'tether run --help' for more information.\n", 1);
     }
-    char **cmd = argv + optind;
+    r.cmd = argv + optind;
 
-    struct config cfg;
-    if (config_load(config_file, &cfg, &err) < 0) {
-        log_error("%s", err->msg);
-        config_clear(&cfg);
-        return EXIT_FAILED;
-    }
-    int rc = EXIT_FAILED;
-    cleanup_free char *path = NULL;
-    cleanup_close int exe_fd = -1;
-    cleanup_json cJSON *input = NULL;
-    cleanup_policy struct policy *policy = NULL;
-    struct decision d = {.ttl_s = -1};
-    struct supervisor sv = {.sigfd = -1};
-    struct confine_plan plan = {NULL};
-    const char *audit_path = audit_file ? audit_file : cfg.audit_path;
-
-    if (cfg.require_sealed) {
-        log_error("`require_sealed` is set in `%s`: plain commands are refused",
-                  cfg.path ? cfg.path : CONFIG_DEFAULT_PATH);
-        goto out;
-    }
-
-    /* 1. Measure.  A command that is not there, or not executable, ends here as env(1)'s
-     * does: there is nothing to ask the policy about. */
-    if (measure_exe_resolve(cmd[0], &path, &err) < 0) {
-        log_error("%s", err->msg);
-        rc = err->code == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
-        goto out;
-    }
-    cJSON *exe = NULL;
-    if (measure_exe_collect(path, &exe, &exe_fd, &err) < 0) {
-        log_error("measure: %s", err->msg);
-        goto out;
-    }
-    input = measure_input_build("launch", measure_host_collect(cfg.labels),
-                                measure_workload_collect(cmd, exe, labels), NULL, NULL);
-
-    /* 2. Decide, and 3. record the decision before acting on it. */
-    if (engine_open(&cfg, policy_file, opa_url, &policy, &err) < 0) {
-        log_error("%s", err->msg);
-        goto out;
-    }
-    policy_decide(policy, input, &d);
-    cJSON *rec = audit_decision_record("launch", policy, &d, input);
-    int arc = audit_append(audit_path, rec, &err);
-    cJSON_Delete(rec);
-    if (arc < 0) {
-        log_error("%s; not starting the workload", err->msg);
-        goto out;
-    }
-    if (!d.allow && d.unreachable && cfg.opa.fail_open) {
-        /* The one fail-open path: OPA could not be reached at all, and the node's operator
-         * chose availability over control.  Said loudly, and on record. */
-        cleanup_free char *why = decision_reasons_joined(&d);
-        log_warn("%s; starting the workload anyway because opa.fail_open is true", why);
-        cleanup_json cJSON *fo = audit_record_new("fail_open");
-        cJSON_AddStringToObject(fo, "engine", policy->ops->engine);
-        cJSON_AddStringToObject(fo, "url", policy->source);
-        cJSON_AddStringToObject(fo, "argv0", cmd[0]);
-        cJSON_AddStringToObject(fo, "reason", why);
-        if (audit_append(audit_path, fo, &err) < 0) {
-            log_error("%s; not starting the workload", err->msg);
-            goto out;
+    int rc = run_load(&r);
+    if (rc == 0)
+        rc = run_gate(&r);
+    if (rc == 0)
+        rc = run_start(&r);
+    if (rc == 0) {
+        if (r.monitored) {
+            rc = monitor_run(&r);
+        } else {
+            status_write(&r, "running", 1, 0);
+            /* Nothing more to ask: the engine is not kept while the workload runs. */
+            policy_free(steal_pointer(&r.policy));
+            rc = supervise_wait(&r.sv);
+            status_remove();
         }
-        free(confine_parse(NULL, &d.confinement)); /* the defaults of a decision without one */
-        d.allow = true;
+        run_audit_exit(&r, rc);
     }
-    if (!d.allow) {
-        cleanup_free char *why = decision_reasons_joined(&d);
-        log_error("denied: %s", why);
-        rc = EXIT_DENIED;
-        goto out;
-    }
-    if (d.monitor != NULL) {
-        const char *why = "the decision asks for monitoring, which this build cannot apply";
-        log_error("%s; not starting the workload", why);
-        audit_launch_failed(audit_path, cmd[0], why);
-        goto out;
-    }
-    if (confine_prepare(&d.confinement, &plan, &err) < 0) {
-        log_error("%s; not starting the workload", err->msg);
-        audit_launch_failed(audit_path, cmd[0], err->msg);
-        goto out;
-    }
-    /* The Lua state is not needed while the workload runs. */
-    policy_free(steal_pointer(&policy));
-
-    /* 4. Start, and stay the parent. */
-    if (supervise_prepare(&sv, &err) < 0) {
-        log_error("%s", err->msg);
-        audit_launch_failed(audit_path, cmd[0], err->msg);
-        goto out;
-    }
-    struct launch_spec spec = {
-        .argv = cmd, .path = path, .exe_fd = exe_fd, .confine = &d.confinement, .plan = &plan};
-    int fail_status;
-    if (launch_start(&sv, &spec, &fail_status, &err) < 0) {
-        log_error("%s", err->msg);
-        audit_launch_failed(audit_path, cmd[0], err->msg);
-        rc = fail_status;
-        goto out;
-    }
-    close(steal_fd(&exe_fd));
-    rc = supervise_wait(&sv);
-
-    cJSON *done = audit_record_new("exit");
-    cJSON_AddStringToObject(done, "argv0", cmd[0]);
-    cJSON_AddNumberToObject(done, "pid", sv.child);
-    cJSON_AddNumberToObject(done, "status", rc);
-    if (audit_append(audit_path, done, &err) < 0)
-        log_warn("%s", err->msg);
-    cJSON_Delete(done);
-out:
-    confine_plan_release(&plan);
-    supervise_release(&sv);
-    decision_clear(&d);
-    config_clear(&cfg);
+    run_release(&r);
     return rc;
 }

@@ -61,6 +61,8 @@ static const struct field monitor_fields[] = {
     INT("grace_s", monitor.grace_s, 0, 3600),
     INT("fail_grace_s", monitor.fail_grace_s, 0, 86400),
     INT("heartbeat_s", monitor.heartbeat_s, 0, 86400),
+    INT("restart_max", monitor.restart_max, 0, 1000),
+    INT("restart_backoff_ms", monitor.restart_backoff_ms, 0, 3600000),
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -90,6 +92,8 @@ static void set_defaults(struct config *cfg)
     cfg->trusted_signers = cJSON_CreateArray();
     cfg->monitor.grace_s = 5;
     cfg->monitor.fail_grace_s = 30;
+    cfg->monitor.restart_max = 3;
+    cfg->monitor.restart_backoff_ms = 1000;
 }
 
 static int apply(const struct field *fields, const cJSON *obj, const char *prefix,

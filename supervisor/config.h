@@ -24,7 +24,7 @@ struct config {
     cJSON *trusted_signers;
     bool require_sealed;
     struct {
-        int64_t grace_s, fail_grace_s, heartbeat_s;
+        int64_t grace_s, fail_grace_s, heartbeat_s, restart_max, restart_backoff_ms;
     } monitor;
 };
 

@@ -42,6 +42,9 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
 {
     sigprocmask(SIG_SETMASK, &sv->old_mask, NULL);
 
+    if (spec->cgroup != NULL && cgroup_enter(spec->cgroup) < 0)
+        child_fail(report_fd, 125, errno, "joining the workload's cgroup");
+
     const char *step = NULL;
     if (confine_apply(spec->confine, spec->plan, &step) < 0) {
         int e = errno;

@@ -2,8 +2,10 @@
 #pragma once
 
 #include <signal.h>
+#include <stdbool.h>
 #include <sys/types.h>
 
+#include "cgroup.h"
 #include "confine.h"
 #include "core/error.h"
 
@@ -14,6 +16,7 @@ struct launch_spec {
                                     * a script */
     const struct confine *confine; /* applied in the child before exec */
     const struct confine_plan *plan;
+    const struct cgroup *cgroup; /* the child moves itself into it first, or NULL */
 };
 
 struct supervisor {
@@ -34,5 +37,12 @@ int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fai
 /* Forwards signals, reaps every child, and returns the workload's exit status (128+N when
  * signal N ended it). */
 int supervise_wait(struct supervisor *sv);
+
+/* One signal from sv->sigfd: forwards it, or reaps on SIGCHLD.  True when the workload
+ * itself ended, with its status in *code. */
+struct signalfd_siginfo;
+bool supervise_on_signal(struct supervisor *sv, const struct signalfd_siginfo *si, int *code);
+/* A wait status as an exit status: the code, or 128+N for signal N. */
+int supervise_status_code(int status);
 
 void supervise_release(struct supervisor *sv);

@@ -16,6 +16,7 @@ static const struct verb {
     {"measure", cmd_measure, "print the input document, or a process's confinement (--pid)"},
     {"eval", cmd_eval, "decide on an input document, offline"},
     {"audit", cmd_audit, "verify the audit trail (`tether audit verify`)"},
+    {"status", cmd_status, "list the workloads tether supervises on this node"},
     {NULL, NULL, NULL},
 };
 

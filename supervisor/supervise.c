@@ -38,7 +38,7 @@ int supervise_prepare(struct supervisor *sv, tether_error_t *err)
     return 0;
 }
 
-static int status_code(int status)
+int supervise_status_code(int status)
 {
     if (WIFEXITED(status))
         return WEXITSTATUS(status);
@@ -57,7 +57,7 @@ static bool reap(struct supervisor *sv, int *code)
         if (pid <= 0)
             break;
         if (pid == sv->child) {
-            *code = status_code(status);
+            *code = supervise_status_code(status);
             done = true;
         } else {
             log_debug("reaped orphan %d", (int)pid);
@@ -66,9 +66,21 @@ static bool reap(struct supervisor *sv, int *code)
     return done;
 }
 
+bool supervise_on_signal(struct supervisor *sv, const struct signalfd_siginfo *si, int *code)
+{
+    if (si->ssi_signo == SIGCHLD)
+        return reap(sv, code);
+    /* A signal the terminal sent went to the whole foreground process group, the workload
+     * included; only signals sent to tether alone are passed on. */
+    if (si->ssi_code == SI_KERNEL)
+        return false;
+    if (kill(sv->child, (int)si->ssi_signo) < 0 && errno != ESRCH)
+        log_warn("cannot forward signal %u: %s", si->ssi_signo, strerror(errno));
+    return false;
+}
+
 int supervise_wait(struct supervisor *sv)
 {
-    int code = 125;
     for (;;) {
         struct signalfd_siginfo si;
         ssize_t n = read(sv->sigfd, &si, sizeof si);
@@ -81,19 +93,11 @@ int supervise_wait(struct supervisor *sv)
             while (waitpid(sv->child, &status, 0) < 0)
                 if (errno != EINTR)
                     return 125;
-            return status_code(status);
+            return supervise_status_code(status);
         }
-        if (si.ssi_signo == SIGCHLD) {
-            if (reap(sv, &code))
-                return code;
-            continue;
-        }
-        /* A signal the terminal sent went to the whole foreground process group, the
-         * workload included; only signals sent to tether alone are passed on. */
-        if (si.ssi_code == SI_KERNEL)
-            continue;
-        if (kill(sv->child, (int)si.ssi_signo) < 0 && errno != ESRCH)
-            log_warn("cannot forward signal %u: %s", si.ssi_signo, strerror(errno));
+        int code;
+        if (supervise_on_signal(sv, &si, &code))
+            return code;
     }
 }
 

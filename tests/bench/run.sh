@@ -50,6 +50,10 @@ else
     echo "skipped: curl(1) is not installed"
 fi
 
+echo "== drift monitoring (targets: median detection under 20 ms, CPU under 1%, RSS under 8 MB)"
+python3 tests/bench/bench_monitor.py "$build/tether" "$build/tests/probe" "${BENCH_TRIALS:-100}" \
+    "${BENCH_MONITOR_SECONDS:-60}"
+
 echo "== Lua decisions per second (target: >= 100000/s)"
 "$build/tether" measure --compact -- /bin/true >"$tmp/input.json"
 "$build/tests/bench/bench_lua" policies/default.lua "$tmp/input.json" 2

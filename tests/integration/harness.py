@@ -67,6 +67,16 @@ class Workspace:
                 os.chmod(self.path(name), 0o644)
         return dict(self.env, TETHER_CONFIG=cfg)
 
+    def probe_for_users(self):
+        """A copy of the probe that any user can reach (the build tree may sit under a
+        directory only root can enter), still root-owned and writable by root alone."""
+        dst = self.path("probe")
+        if not os.path.exists(dst):
+            shutil.copy(PROBE, dst)
+            os.chmod(dst, 0o755)
+        os.chmod(self.root, 0o755)
+        return dst
+
     def as_user(self, uid, *args, check_rc=None):
         """Runs tether as user uid (with setpriv) in an environment made for it."""
         env = self.env_for_user(uid)

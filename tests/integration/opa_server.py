@@ -25,6 +25,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
+    def setup(self):
+        super().setup()
+        self.server.conns.add(self.connection)
+
+    def finish(self):
+        super().finish()
+        self.server.conns.discard(self.connection)
+
     def _send(self, status, doc=None, raw=None, chunked=False, headers=()):
         body = raw if raw is not None else json.dumps(doc).encode()
         self.send_response(status)
@@ -60,6 +68,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
         did = "dec-%d" % len(srv.requests)
         if mode == "allow":
             return self._send(200, {"result": {"allow": True, "reasons": ["opa says yes"]},
+                                    "decision_id": did})
+        if mode == "monitored":
+            return self._send(200, {"result": {"allow": True, "reasons": ["watched"],
+                                               "monitor": {"interval_ms": 100, "on_drift": "kill"}},
                                     "decision_id": did})
         if mode == "deny":
             return self._send(200, {"result": {"allow": False, "reasons": ["opa says no"]},
@@ -127,14 +139,21 @@ class DataAPI:
         if self.tls:
             self.httpd.socket = self.tls.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.requests = []
+        self.httpd.conns = set()
         self.requests = self.httpd.requests
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
         return self
 
     def stop(self):
+        """Down as a dead server is: no listener, and no open connection either."""
         self.httpd.shutdown()
         self.httpd.server_close()
+        for c in list(self.httpd.conns):
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
 
 def make_pki(d):

@@ -24,7 +24,7 @@ def need_root():
 def probe(ws, confine, *actions, check_rc=0, env=None, user=None):
     pol = ws.decision_policy({"allow": True, "confine": confine} if confine is not None
                              else {"allow": True})
-    cmd = ["run", "--policy", pol, "--", PROBE, *actions]
+    cmd = ["run", "--policy", pol, "--", PROBE if user is None else ws.probe_for_users(), *actions]
     if user is None:
         p = ws.tether(*cmd, env=env, check_rc=check_rc)
     else:
@@ -181,7 +181,8 @@ def rlimits_are_set(ws):
 def refused(ws, confine, needle, rc=77, user=None):
     marker = ws.path("marker")
     pol = ws.decision_policy({"allow": True, "confine": confine})
-    cmd = ["run", "--policy", pol, "--", PROBE, "mark", marker]
+    probe = PROBE if user is None else ws.probe_for_users()
+    cmd = ["run", "--policy", pol, "--", probe, "mark", marker]
     if user is None:
         p = ws.tether(*cmd, check_rc=rc)
     else:
@@ -236,7 +237,8 @@ def failures_in_the_child_are_125_naming_the_step(ws):
 def unprivileged_tether_runs_the_default_confinement(ws):
     if shutil.which("setpriv") is None or os.geteuid() != 0:
         raise Skip("needs root and setpriv(1) to run tether as another user")
-    r = json.loads(ws.as_user(65534, "run", "--", PROBE, "status", check_rc=0).stdout)
+    probe_copy = ws.probe_for_users()
+    r = json.loads(ws.as_user(65534, "run", "--", probe_copy, "status", check_rc=0).stdout)
     eq((r["status"]["Seccomp"], r["status"]["NoNewPrivs"], int(r["status"]["CapEff"], 16)),
        ("2", "1", 0), "default policy: seccomp, no_new_privs, no capabilities")
 

@@ -135,16 +135,6 @@ def failure_before_exec_is_125(ws):
 
 
 @case
-def a_decision_that_cannot_be_honoured_starts_nothing(ws):
-    marker = ws.path("marker")
-    pol = ws.policy('return {allow = true, monitor = {interval_ms = 100, on_drift = "kill"}}')
-    p = ws.tether("run", "--policy", pol, "--", "touch", marker, check_rc=125)
-    assert "monitoring" in one_line(p.stderr), p.stderr
-    assert not os.path.exists(marker)
-    eq([r["event"] for r in ws.audit_records()], ["decision", "launch_failed"], "audit events")
-
-
-@case
 def argv_env_stdio_pass_through(ws):
     env = dict(ws.env, TETHER_TEST_VAR="kept")
     p = ws.tether("run", "--policy", ALLOW_ALL, "--", "sh", "-c", 'echo "$0|$1|$TETHER_TEST_VAR"; cat',

@@ -7,6 +7,8 @@
  *     bind PORT       bind a TCP socket to 127.0.0.1:PORT; report 0 or errno
  *     mark FILE       write "ran" to FILE
  *     trap CODE       on SIGTERM, exit with CODE
+ *     ignore-term     ignore SIGTERM
+ *     stamp FILE      write CLOCK_MONOTONIC in nanoseconds and the pid to FILE
  *     ready FILE      create FILE (after the actions before it)
  *     sleep SECONDS   sleep (fractions allowed)
  *     sigsys NAME     call NAME, which a kill filter should answer with SIGSYS
@@ -205,6 +207,20 @@ int main(int argc, char **argv)
             trap_code = atoi(arg);
             signal(SIGTERM, on_term);
             i++;
+        } else if (strcmp(a, "stamp") == 0 && arg) {
+            struct timespec ts;
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            char buf[64];
+            int len = snprintf(buf, sizeof buf, "%lld %d\n",
+                               (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec, (int)getpid());
+            int fd = open(arg, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+            if (fd >= 0) {
+                (void)!write(fd, buf, (size_t)len);
+                close(fd);
+            }
+            i++;
+        } else if (strcmp(a, "ignore-term") == 0) {
+            signal(SIGTERM, SIG_IGN);
         } else if (strcmp(a, "sleep") == 0 && arg) {
             double s = atof(arg);
             struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};

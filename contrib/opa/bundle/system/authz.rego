@@ -1,6 +1,8 @@
 # Who may query OPA (with --authorization=basic).  tether authenticates with a bearer token
 # (--authentication=token): the token's sha256 is listed here, never the token itself.
-# Make one with:  openssl rand -base64 32 > token; sha256sum < token | cut -d' ' -f1
+# Make one with:  umask 077; openssl rand -base64 32 > token
+#                 printf %s "$(cat token)" | sha256sum | cut -d' ' -f1
+# (tether sends the token without its trailing newline, so hash it without one)
 package system.authz
 
 import rego.v1

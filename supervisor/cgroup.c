@@ -1,0 +1,141 @@
+/* The workload's cgroup (see cgroup.h). */
+#define _GNU_SOURCE
+#include "cgroup.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/cleanup.h"
+#include "core/log.h"
+#include "core/util.h"
+
+/* Where the cgroup2 hierarchy is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on a
+ * hybrid system. */
+static char *cgroup2_mount(void)
+{
+    cleanup_file FILE *f = fopen("/proc/self/mountinfo", "re");
+    cleanup_free char *line = NULL;
+    size_t cap = 0;
+    while (f && getline(&line, &cap, f) > 0) {
+        char *sep = strstr(line, " - ");
+        if (sep == NULL || strncmp(sep + 3, "cgroup2 ", 8) != 0)
+            continue;
+        char mnt[4096];
+        if (sscanf(line, "%*s %*s %*s %*s %4095s", mnt) == 1)
+            return xstrdup(mnt);
+    }
+    return NULL;
+}
+
+/* tether's own cgroup2 path ("0::/path"). */
+static char *own_cgroup(void)
+{
+    cleanup_free char *text = NULL;
+    if (read_file("/proc/self/cgroup", 64 * 1024, &text, NULL, NULL) < 0)
+        return NULL;
+    char *v2 = strstr(text, "0::");
+    if (v2 == NULL || (v2 != text && v2[-1] != '\n'))
+        return NULL;
+    v2 += 3;
+    v2[strcspn(v2, "\n")] = '\0';
+    return xstrdup(v2);
+}
+
+bool cgroup_create(struct cgroup *cg)
+{
+    memset(cg, 0, sizeof *cg);
+    cg->procs_fd = -1;
+    cleanup_free char *mnt = cgroup2_mount();
+    cleanup_free char *own = own_cgroup();
+    if (mnt == NULL || own == NULL)
+        return false;
+    static unsigned serial;
+    const char *sep = strcmp(own, "/") == 0 ? "" : "/";
+    cg->rel = xasprintf("%s%stether-%d-%u", own, sep, (int)getpid(), serial++);
+    cg->dir = xasprintf("%s%s", mnt, cg->rel);
+    cleanup_free char *procs = xasprintf("%s/cgroup.procs", cg->dir);
+    if (mkdir(cg->dir, 0755) < 0 || (cg->procs_fd = open(procs, O_WRONLY | O_CLOEXEC)) < 0) {
+        log_debug("no cgroup for the workload (%s): %s", cg->dir, strerror(errno));
+        rmdir(cg->dir);
+        free(cg->dir);
+        free(cg->rel);
+        cg->dir = cg->rel = NULL;
+        return false;
+    }
+    return true;
+}
+
+int cgroup_enter(const struct cgroup *cg)
+{
+    if (cg->procs_fd < 0)
+        return 0;
+    return write(cg->procs_fd, "0\n", 2) == 2 ? 0 : -1;
+}
+
+int cgroup_pids(const struct cgroup *cg, pid_t **pids, size_t *n)
+{
+    *pids = NULL;
+    *n = 0;
+    cleanup_free char *path = xasprintf("%s/cgroup.procs", cg->dir);
+    cleanup_free char *text = NULL;
+    if (read_file(path, 4 << 20, &text, NULL, NULL) < 0)
+        return -1;
+    for (char *save = NULL, *t = strtok_r(text, "\n", &save); t; t = strtok_r(NULL, "\n", &save)) {
+        int64_t v;
+        if (parse_int64(t, 1, INT32_MAX, &v) == 0) {
+            *pids = xrealloc(*pids, (*n + 1) * sizeof **pids);
+            (*pids)[(*n)++] = (pid_t)v;
+        }
+    }
+    return 0;
+}
+
+int cgroup_freeze(const struct cgroup *cg, bool frozen)
+{
+    cleanup_free char *path = xasprintf("%s/cgroup.freeze", cg->dir);
+    cleanup_close int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0 || write(fd, frozen ? "1" : "0", 1) != 1)
+        return -1;
+    /* Wait (briefly) until cgroup.events says the whole tree reached the state. */
+    cleanup_free char *events = xasprintf("%s/cgroup.events", cg->dir);
+    const char *want = frozen ? "frozen 1" : "frozen 0";
+    for (int i = 0; i < 200; i++) {
+        cleanup_free char *text = NULL;
+        if (read_file(events, 4096, &text, NULL, NULL) == 0 && strstr(text, want) != NULL)
+            return 0;
+        nanosleep(&(struct timespec){0, 5 * 1000 * 1000}, NULL);
+    }
+    errno = ETIMEDOUT;
+    return -1;
+}
+
+bool cgroup_has(const struct cgroup *cg, pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
+    cleanup_free char *text = NULL;
+    if (cg->rel == NULL || read_file(path, 64 * 1024, &text, NULL, NULL) < 0)
+        return false;
+    cleanup_free char *want = xasprintf("0::%s\n", cg->rel);
+    return strstr(text, want) != NULL;
+}
+
+void cgroup_destroy(struct cgroup *cg)
+{
+    if (cg->procs_fd >= 0)
+        close(cg->procs_fd);
+    if (cg->dir != NULL) {
+        /* The last processes may still be on their way out. */
+        for (int i = 0; i < 100 && rmdir(cg->dir) < 0 && errno == EBUSY; i++)
+            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    free(cg->dir);
+    free(cg->rel);
+    memset(cg, 0, sizeof *cg);
+    cg->procs_fd = -1;
+}

@@ -1,0 +1,25 @@
+/* A cgroup (v2) of the workload's own: exact membership of its process tree, the freezer for
+ * `stop`, and cgroup.kill.  Optional: without a writable cgroup2 hierarchy, monitoring falls
+ * back to the process tree and SIGSTOP. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+struct cgroup {
+    char *dir;    /* /sys/fs/cgroup/.../tether-<pid>-<n>, or NULL when there is none */
+    char *rel;    /* the same, relative to the hierarchy's root, as /proc/PID/cgroup says */
+    int procs_fd; /* cgroup.procs, open for the child to write itself into */
+};
+
+/* Creates a cgroup under tether's own; false (and dir NULL) when that cannot be done. */
+bool cgroup_create(struct cgroup *cg);
+/* In the child, before exec: moves the caller into the cgroup. */
+int cgroup_enter(const struct cgroup *cg);
+/* The pids in it; -1 on error. */
+int cgroup_pids(const struct cgroup *cg, pid_t **pids, size_t *n);
+int cgroup_freeze(const struct cgroup *cg, bool frozen);
+/* True when the process is a member (its /proc/PID/cgroup names the cgroup). */
+bool cgroup_has(const struct cgroup *cg, pid_t pid);
+/* Removes the cgroup once it is empty. */
+void cgroup_destroy(struct cgroup *cg);

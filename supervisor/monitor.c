@@ -1,0 +1,795 @@
+/* Drift monitoring (see monitor.h).  One epoll loop: the signalfd (forwarding, reaping), a
+ * pidfd for the workload, timerfds for the interval, the decision's ttl, the heartbeat, the
+ * kill grace period and the restart backoff, inotify on the executable, the policy, the
+ * configuration and the watched paths, and the kernel's process connector for exec events
+ * in the workload's tree.
+ *
+ * Drift is: a deny from the policy; the executable changing on disk; a watched path
+ * changing; a policy or configuration that no longer loads; the engine unreachable for
+ * longer than monitor.fail_grace_s.  The decision's monitor.on_drift says what follows. */
+#define _GNU_SOURCE
+#include "monitor.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <linux/cn_proc.h>
+#include <linux/connector.h>
+#include <linux/netlink.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/inotify.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "../measure/measure.h"
+#include "audit.h"
+#include "core/cleanup.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "status.h"
+#include "tether.h"
+
+enum {
+    EV_SIGNAL,
+    EV_PIDFD,
+    EV_TICK,
+    EV_TTL,
+    EV_BEAT,
+    EV_GRACE,
+    EV_BACKOFF,
+    EV_SETTLE,
+    EV_INOTIFY,
+    EV_CN
+};
+
+/* A changed policy or configuration is read once its writer is done: on close-after-write
+ * or rename, and after this long without further events, so that a half-written file is
+ * never taken for the new one. */
+#define SETTLE_MS 50
+
+enum watched { W_EXE, W_POLICY, W_CONFIG, W_WATCH };
+
+struct watch {
+    int wd_dir;       /* the directory: the file replaced, created, removed */
+    int wd_file;      /* the file itself: written, its attributes changed */
+    char *dir, *name; /* the file */
+    enum watched what;
+};
+
+#define DIR_EVENTS (IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE)
+#define FILE_EVENTS (IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF)
+
+struct mon {
+    struct run *r;
+    int ep, pidfd, tick, ttl, beat, grace, backoff, settle, ino, cn;
+    bool policy_changed, config_changed; /* waiting for the settle timer */
+    struct watch *watches;
+    size_t n_watches;
+
+    const char *on_drift;
+    int64_t interval_ms;
+    enum { RUNNING, STOPPED, ENDING } state;
+    bool restart_after; /* the workload is being killed in order to restart it */
+    int restarts;
+    bool sigkill_sent;
+
+    bool unreachable;
+    uint64_t unreachable_since;
+    bool have_decision, last_allow;
+    uint64_t last_decision_ns;
+    uint64_t status_written_ns;
+    bool evaluate_pending;
+};
+
+static int timer_new(void)
+{
+    return timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+}
+
+static void timer_set(int fd, uint64_t ms, bool repeat)
+{
+    struct itimerspec its = {0};
+    its.it_value.tv_sec = (time_t)(ms / 1000);
+    its.it_value.tv_nsec = (long)(ms % 1000) * 1000000;
+    if (ms == 0)
+        its.it_value.tv_nsec = 0; /* disarm */
+    if (repeat)
+        its.it_interval = its.it_value;
+    timerfd_settime(fd, 0, &its, NULL);
+}
+
+static void drain(int fd)
+{
+    char buf[4096];
+    while (read(fd, buf, sizeof buf) > 0)
+        ;
+}
+
+static void ep_add(struct mon *m, int fd, int tag)
+{
+    struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)tag};
+    if (fd >= 0)
+        epoll_ctl(m->ep, EPOLL_CTL_ADD, fd, &ev);
+}
+
+static void audit_event(struct mon *m, const char *event, const char *key, const char *value)
+{
+    cleanup_error tether_error_t err = NULL;
+    cleanup_json cJSON *rec = audit_record_new(event);
+    cJSON_AddStringToObject(rec, "argv0", m->r->cmd[0]);
+    cJSON_AddNumberToObject(rec, "pid", m->r->sv.child);
+    if (key != NULL)
+        cJSON_AddStringToObject(rec, key, value);
+    if (audit_append(m->r->audit_path, rec, &err) < 0)
+        log_warn("%s", err->msg);
+}
+
+/* --- the workload's process tree --- */
+
+/* Every process below tether (the subreaper adopts orphans, so the tree is tether's), or
+ * the members of the workload's cgroup when it has one. */
+static size_t tree_pids(struct mon *m, pid_t **out)
+{
+    size_t n = 0;
+    if (m->r->cg.dir != NULL && cgroup_pids(&m->r->cg, out, &n) == 0)
+        return n;
+    *out = NULL;
+    cleanup_free pid_t *pids = NULL, *ppids = NULL;
+    size_t all = 0;
+    DIR *d = opendir("/proc");
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        int64_t pid;
+        if (parse_int64(e->d_name, 1, INT32_MAX, &pid) < 0)
+            continue;
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        if (len <= 0)
+            continue;
+        buf[len] = '\0';
+        char *rp = strrchr(buf, ')');
+        int ppid;
+        if (rp == NULL || sscanf(rp + 2, "%*c %d", &ppid) != 1)
+            continue;
+        pids = xrealloc(pids, (all + 1) * sizeof *pids);
+        ppids = xrealloc(ppids, (all + 1) * sizeof *ppids);
+        pids[all] = (pid_t)pid;
+        ppids[all] = ppid;
+        all++;
+    }
+    if (d)
+        closedir(d);
+    /* Breadth first from tether. */
+    pid_t self = getpid();
+    *out = xmalloc((all + 1) * sizeof **out);
+    size_t head = 0;
+    for (size_t i = 0; i < all; i++)
+        if (ppids[i] == self)
+            (*out)[n++] = pids[i];
+    while (head < n) {
+        pid_t p = (*out)[head++];
+        for (size_t i = 0; i < all; i++)
+            if (ppids[i] == p)
+                (*out)[n++] = pids[i];
+    }
+    return n;
+}
+
+static void signal_tree(struct mon *m, int sig)
+{
+    if (sig == SIGKILL && m->r->cg.dir != NULL) {
+        cleanup_free char *path = xasprintf("%s/cgroup.kill", m->r->cg.dir);
+        int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0) {
+            bool ok = write(fd, "1", 1) == 1;
+            close(fd);
+            if (ok)
+                return;
+        }
+    }
+    if (m->pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, m->pidfd, sig, NULL, 0);
+    cleanup_free pid_t *pids = NULL;
+    size_t n = tree_pids(m, &pids);
+    for (size_t i = 0; i < n; i++)
+        kill(pids[i], sig);
+}
+
+static int freeze(struct mon *m, bool frozen)
+{
+    if (m->r->cg.dir != NULL)
+        return cgroup_freeze(&m->r->cg, frozen);
+    signal_tree(m, frozen ? SIGSTOP : SIGCONT);
+    return 0;
+}
+
+/* --- status file --- */
+
+static void status_update(struct mon *m, bool force)
+{
+    uint64_t now = time_mono_ns();
+    if (!force && now - m->status_written_ns < 1000000000u)
+        return;
+    m->status_written_ns = now;
+    static const char *const states[] = {"running", "stopped", "ending"};
+    status_write(m->r, states[m->state], m->have_decision ? (m->last_allow ? 1 : 0) : -1,
+                 m->restarts);
+}
+
+/* --- drift and its consequences --- */
+
+static void drift(struct mon *m, const char *why)
+{
+    if (m->state == ENDING)
+        return;
+    log_warn("drift: %s; action: %s", why, m->on_drift);
+    cleanup_error tether_error_t err = NULL;
+    cleanup_json cJSON *rec = audit_record_new("drift");
+    cJSON_AddStringToObject(rec, "argv0", m->r->cmd[0]);
+    cJSON_AddNumberToObject(rec, "pid", m->r->sv.child);
+    cJSON_AddStringToObject(rec, "reason", why);
+    cJSON_AddStringToObject(rec, "action", m->on_drift);
+    if (audit_append(m->r->audit_path, rec, &err) < 0)
+        log_warn("%s", err->msg);
+
+    if (strcmp(m->on_drift, "log") == 0)
+        return;
+    if (strcmp(m->on_drift, "stop") == 0) {
+        if (m->state == RUNNING) {
+            if (freeze(m, true) < 0)
+                log_warn("cannot freeze the workload: %s", strerror(errno));
+            m->state = STOPPED;
+            audit_event(m, "stopped", "reason", why);
+            status_update(m, true);
+        }
+        return;
+    }
+    /* kill, or restart: SIGTERM to the whole tree, SIGKILL after the grace period. */
+    if (m->state == STOPPED)
+        freeze(m, false); /* a frozen process cannot act on SIGTERM */
+    m->state = ENDING;
+    m->restart_after = strcmp(m->on_drift, "restart") == 0;
+    signal_tree(m, SIGTERM);
+    timer_set(m->grace, (uint64_t)m->r->cfg.monitor.grace_s * 1000 + 1, false);
+    status_update(m, true);
+}
+
+/* One look at the workload: measure, decide, act. */
+static void evaluate(struct mon *m, const char *why)
+{
+    m->evaluate_pending = false;
+    if (m->state == ENDING)
+        return;
+    struct run *r = m->r;
+    cleanup_json cJSON *input = run_measure_monitor(r);
+    cJSON *procs = cJSON_CreateArray();
+    cleanup_free pid_t *pids = NULL;
+    size_t n = tree_pids(m, &pids);
+    for (size_t i = 0; i < n; i++) {
+        cJSON *p = NULL;
+        if (measure_process_collect(pids[i], &p, NULL) == 0)
+            cJSON_AddItemToArray(procs, p);
+    }
+    cJSON_ReplaceItemInObjectCaseSensitive(input, "processes", procs);
+
+    struct decision d = {.ttl_s = -1};
+    policy_decide(r->policy, input, &d);
+    uint64_t now = time_mono_ns();
+    if (d.unreachable) {
+        if (!m->unreachable) {
+            m->unreachable = true;
+            m->unreachable_since = now;
+            audit_event(m, "policy_unreachable", "reason", d.reasons[0]);
+            log_warn("%s; keeping the workload for up to %lld s", d.reasons[0],
+                     (long long)r->cfg.monitor.fail_grace_s);
+        }
+        if (now - m->unreachable_since <= (uint64_t)r->cfg.monitor.fail_grace_s * 1000000000u) {
+            decision_clear(&d);
+            return;
+        }
+    } else if (m->unreachable) {
+        m->unreachable = false;
+        audit_event(m, "policy_reachable", NULL, NULL);
+    }
+
+    bool changed = !m->have_decision || m->last_allow != d.allow;
+    m->have_decision = true;
+    m->last_allow = d.allow;
+    m->last_decision_ns = now;
+    if (changed || !d.allow) {
+        cleanup_error tether_error_t err = NULL;
+        cleanup_json cJSON *rec = audit_decision_record("monitor", r->policy, &d, input);
+        cJSON_AddStringToObject(rec, "trigger", why);
+        if (audit_append(r->audit_path, rec, &err) < 0)
+            log_warn("%s", err->msg);
+    }
+    if (d.allow) {
+        if (m->state == STOPPED) {
+            if (freeze(m, false) < 0)
+                log_warn("cannot thaw the workload: %s", strerror(errno));
+            m->state = RUNNING;
+            audit_event(m, "thawed", "trigger", why);
+        }
+    } else {
+        cleanup_free char *reasons = decision_reasons_joined(&d);
+        drift(m, reasons);
+    }
+    decision_clear(&d);
+    status_update(m, changed);
+}
+
+/* --- inotify --- */
+
+static void watch_add(struct mon *m, const char *path, enum watched what)
+{
+    if (path == NULL || *path == '\0')
+        return;
+    cleanup_free char *copy1 = xstrdup(path), *copy2 = xstrdup(path);
+    const char *dir = dirname(copy1), *name = basename(copy2);
+    /* Only names coming and going in the directory: a busy directory's other writes are not
+     * our business (a watch on /tmp would otherwise see every write to it). */
+    int wd = inotify_add_watch(m->ino, dir, DIR_EVENTS);
+    if (wd < 0) {
+        log_warn("cannot watch `%s`: %s", path, strerror(errno));
+        return;
+    }
+    m->watches = xrealloc(m->watches, (m->n_watches + 1) * sizeof *m->watches);
+    m->watches[m->n_watches++] =
+        (struct watch){.wd_dir = wd,
+                       .wd_file = inotify_add_watch(m->ino, path, FILE_EVENTS),
+                       .dir = xstrdup(dir),
+                       .name = xstrdup(name),
+                       .what = what};
+}
+
+static void on_exe_event(struct mon *m, const struct watch *w)
+{
+    cleanup_free char *path = xasprintf("%s/%s", w->dir, w->name);
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    char hex[SHA256_HEX_LEN + 1] = "";
+    if (fd >= 0)
+        sha256_fd(fd, hex, NULL);
+    if (strcmp(hex, m->r->exe_sha) != 0) {
+        cleanup_free char *why =
+            xasprintf("the executable `%s` changed on disk after launch", path);
+        drift(m, why);
+    }
+}
+
+static void on_policy_change(struct mon *m)
+{
+    struct run *r = m->r;
+    const char *file = r->policy_file ? r->policy_file : r->cfg.policy;
+    cleanup_error tether_error_t err = NULL;
+    struct policy *p = NULL;
+    if (engine_open(&r->cfg, r->policy_file, r->opa_url, &p, &err) < 0) {
+        cleanup_free char *why = xasprintf("the policy `%s` no longer loads: %s", file, err->msg);
+        drift(m, why);
+        return;
+    }
+    policy_free(r->policy);
+    r->policy = p;
+    audit_event(m, "policy_reloaded", "policy", file);
+    evaluate(m, "policy changed");
+}
+
+static void on_config_change(struct mon *m)
+{
+    struct run *r = m->r;
+    cleanup_error tether_error_t err = NULL;
+    struct config cfg;
+    if (config_load(r->config_file, &cfg, &err) < 0) {
+        config_clear(&cfg);
+        cleanup_free char *why =
+            xasprintf("the node configuration is no longer valid: %s", err->msg);
+        drift(m, why);
+        return;
+    }
+    /* New labels and settings; the audit trail stays where it was. */
+    config_clear(&r->cfg);
+    r->cfg = cfg;
+    audit_event(m, "config_reloaded", "config", r->cfg.path ? r->cfg.path : "");
+    evaluate(m, "configuration changed");
+}
+
+static void on_inotify(struct mon *m)
+{
+    /* One batch per wakeup: epoll calls again while more is queued, and signals, the
+     * workload's exit and timers get their turn in between. */
+    char buf[8192] __attribute__((aligned(__alignof__(struct inotify_event))));
+    bool exe = false, policy = false, config = false;
+    const struct watch *exe_w = NULL;
+    cleanup_free char *watched = NULL;
+    ssize_t len = read(m->ino, buf, sizeof buf);
+    for (char *p = buf; len > 0 && p < buf + len;) {
+        const struct inotify_event *ev = (const struct inotify_event *)p;
+        p += sizeof *ev + ev->len;
+        for (size_t i = 0; i < m->n_watches; i++) {
+            struct watch *w = &m->watches[i];
+            bool on_file = ev->wd == w->wd_file;
+            bool on_dir = ev->wd == w->wd_dir && ev->len > 0 && strcmp(ev->name, w->name) == 0;
+            if (!on_file && !on_dir)
+                continue;
+            if (on_dir && (ev->mask & (IN_MOVED_TO | IN_CREATE))) {
+                /* A new file under the name: watch it from now on. */
+                cleanup_free char *path = xasprintf("%s/%s", w->dir, w->name);
+                w->wd_file = inotify_add_watch(m->ino, path, FILE_EVENTS);
+            }
+            /* Files read whole (policy, configuration): only a finished write counts. */
+            bool finished = on_dir || (ev->mask & (IN_CLOSE_WRITE | IN_DELETE_SELF | IN_MOVE_SELF));
+            if (w->what == W_EXE)
+                exe = true, exe_w = w;
+            else if (w->what == W_POLICY)
+                policy |= finished;
+            else if (w->what == W_CONFIG)
+                config |= finished;
+            else if (watched == NULL)
+                watched = xasprintf("%s/%s", w->dir, w->name);
+        }
+    }
+    if (exe)
+        on_exe_event(m, exe_w);
+    if (watched != NULL) {
+        cleanup_free char *why = xasprintf("the watched path `%s` changed", watched);
+        drift(m, why);
+    }
+    if (config || policy) {
+        m->config_changed |= config;
+        m->policy_changed |= policy;
+        timer_set(m->settle, SETTLE_MS, false);
+    }
+}
+
+static void on_settled(struct mon *m)
+{
+    bool config = m->config_changed, policy = m->policy_changed;
+    m->config_changed = m->policy_changed = false;
+    if (config)
+        on_config_change(m);
+    if (policy)
+        on_policy_change(m);
+}
+
+/* --- the process connector --- */
+
+static int cn_open(void)
+{
+    int fd = socket(PF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_CONNECTOR);
+    if (fd < 0)
+        return -1;
+    struct sockaddr_nl sa = {.nl_family = AF_NETLINK, .nl_groups = CN_IDX_PROC};
+    /* nlmsghdr, cn_msg, then the operation: laid out in a buffer, as cn_msg ends in a
+     * flexible array. */
+    char buf[NLMSG_SPACE(sizeof(struct cn_msg) + sizeof(enum proc_cn_mcast_op))]
+        __attribute__((aligned(NLMSG_ALIGNTO))) = {0};
+    struct nlmsghdr *nl = (struct nlmsghdr *)buf;
+    struct cn_msg *cn = NLMSG_DATA(nl);
+    enum proc_cn_mcast_op op = PROC_CN_MCAST_LISTEN;
+    nl->nlmsg_len = NLMSG_LENGTH(sizeof *cn + sizeof op);
+    nl->nlmsg_type = NLMSG_DONE;
+    nl->nlmsg_pid = (uint32_t)getpid();
+    cn->id.idx = CN_IDX_PROC;
+    cn->id.val = CN_VAL_PROC;
+    cn->len = sizeof op;
+    memcpy(cn->data, &op, sizeof op);
+    /* Room for bursts of exec events from the whole host (root may exceed rmem_max). */
+    int size = 4 << 20;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof size) < 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof size);
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) < 0 || send(fd, buf, nl->nlmsg_len, 0) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* True when pid is in the workload's tree. */
+static bool in_tree(struct mon *m, pid_t pid)
+{
+    if (m->r->cg.dir != NULL)
+        return cgroup_has(&m->r->cg, pid);
+    pid_t self = getpid();
+    for (int depth = 0; depth < 64 && pid > 1; depth++) {
+        char path[64], buf[512];
+        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+        int fd = open(path, O_RDONLY | O_CLOEXEC);
+        ssize_t len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+        if (fd >= 0)
+            close(fd);
+        if (len <= 0)
+            return false;
+        buf[len] = '\0';
+        char *rp = strrchr(buf, ')');
+        int ppid;
+        if (rp == NULL || sscanf(rp + 2, "%*c %d", &ppid) != 1)
+            return false;
+        if (ppid == self)
+            return true;
+        pid = ppid;
+    }
+    return false;
+}
+
+static void on_cn(struct mon *m)
+{
+    char buf[8192] __attribute__((aligned(NLMSG_ALIGNTO)));
+    ssize_t len;
+    /* A bounded batch per wakeup, as for inotify: a busy host execs all the time. */
+    for (int batch = 0; batch < 32; batch++) {
+        len = recv(m->cn, buf, sizeof buf, 0);
+        if (len < 0 && errno == ENOBUFS) {
+            /* Events were dropped (a busy host outran us): one of them may have been an
+             * exec in the workload's tree, so look. */
+            m->evaluate_pending = true;
+            continue;
+        }
+        if (len <= 0)
+            break;
+        for (struct nlmsghdr *nh = (struct nlmsghdr *)buf; NLMSG_OK(nh, (size_t)len);
+             nh = NLMSG_NEXT(nh, len)) {
+            struct cn_msg *cn = NLMSG_DATA(nh);
+            /* The event sits unaligned in the message: copy it out. */
+            struct proc_event ev = {0};
+            memcpy(&ev, cn->data, cn->len < sizeof ev ? cn->len : sizeof ev);
+            if (ev.what == PROC_EVENT_EXEC && in_tree(m, ev.event_data.exec.process_pid))
+                m->evaluate_pending = true;
+        }
+    }
+}
+
+/* --- the loop --- */
+
+static void arm_for_decision(struct mon *m)
+{
+    const struct decision *d = &m->r->d;
+    m->on_drift = "kill";
+    m->interval_ms = 0;
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(d->monitor, "on_drift");
+    if (cJSON_IsString(v))
+        m->on_drift = v->valuestring;
+    v = cJSON_GetObjectItemCaseSensitive(d->monitor, "interval_ms");
+    if (cJSON_IsNumber(v))
+        m->interval_ms = (int64_t)v->valuedouble;
+    timer_set(m->tick, (uint64_t)m->interval_ms, true);
+    timer_set(m->ttl, d->ttl_s > 0 ? (uint64_t)d->ttl_s * 1000 : 0, true);
+}
+
+static void start_watches(struct mon *m)
+{
+    struct run *r = m->r;
+    for (size_t i = 0; i < m->n_watches; i++) {
+        inotify_rm_watch(m->ino, m->watches[i].wd_dir);
+        if (m->watches[i].wd_file >= 0)
+            inotify_rm_watch(m->ino, m->watches[i].wd_file);
+        free(m->watches[i].dir);
+        free(m->watches[i].name);
+    }
+    m->n_watches = 0;
+    watch_add(m, r->path, W_EXE);
+    watch_add(m, r->policy_file ? r->policy_file : r->opa_url ? NULL : r->cfg.policy, W_POLICY);
+    watch_add(m, r->cfg.path, W_CONFIG);
+    const cJSON *w;
+    cJSON_ArrayForEach (w, cJSON_GetObjectItemCaseSensitive(r->d.monitor, "watch"))
+        watch_add(m, w->valuestring, W_WATCH);
+}
+
+static bool moved_since(const char *path, const struct stat *then)
+{
+    struct stat now;
+    if (path == NULL)
+        return false;
+    if (stat(path, &now) < 0)
+        return then->st_ino != 0;
+    return now.st_ino != then->st_ino || now.st_dev != then->st_dev ||
+           now.st_size != then->st_size || now.st_mtim.tv_sec != then->st_mtim.tv_sec ||
+           now.st_mtim.tv_nsec != then->st_mtim.tv_nsec;
+}
+
+/* What changed between the launch's measurement and the watches' start is caught here,
+ * once the watches are in place: nothing falls between the two. */
+static void catch_up(struct mon *m)
+{
+    struct run *r = m->r;
+    const char *policy = r->policy_file ? r->policy_file : r->opa_url ? NULL : r->cfg.policy;
+    m->config_changed |= moved_since(r->cfg.path, &r->config_st);
+    m->policy_changed |= moved_since(policy, &r->policy_st);
+    if (m->config_changed || m->policy_changed)
+        timer_set(m->settle, SETTLE_MS, false);
+    for (size_t i = 0; i < m->n_watches; i++)
+        if (m->watches[i].what == W_EXE)
+            on_exe_event(m, &m->watches[i]);
+}
+
+static void open_pidfd(struct mon *m)
+{
+    if (m->pidfd >= 0) {
+        epoll_ctl(m->ep, EPOLL_CTL_DEL, m->pidfd, NULL);
+        close(m->pidfd);
+    }
+    m->pidfd = (int)syscall(SYS_pidfd_open, m->r->sv.child, 0);
+    ep_add(m, m->pidfd, EV_PIDFD);
+}
+
+/* The workload ended: the run ends, or (restart) it starts again after a pause. */
+static int on_exit_of_workload(struct mon *m, int code, bool *done)
+{
+    *done = true;
+    timer_set(m->grace, 0, false);
+    if (m->state != ENDING)
+        return code; /* it ended on its own: its status is tether's */
+    if (!m->restart_after)
+        return EXIT_DRIFT_KILLED;
+    int64_t max = m->r->cfg.monitor.restart_max;
+    if (m->restarts >= max) {
+        cleanup_free char *n = xasprintf("%lld", (long long)max);
+        audit_event(m, "restart_limit", "restarts", n);
+        log_error("drifted again after %lld restarts; giving up", (long long)max);
+        return EXIT_RESTART_LIMIT;
+    }
+    uint64_t delay = (uint64_t)m->r->cfg.monitor.restart_backoff_ms << m->restarts;
+    m->restarts++;
+    timer_set(m->backoff, delay ? delay : 1, false);
+    *done = false;
+    return 0;
+}
+
+static int relaunch(struct mon *m, bool *done)
+{
+    struct run *r = m->r;
+    *done = true;
+    audit_event(m, "restart", NULL, NULL);
+    int rc = run_gate(r);
+    if (rc == 0)
+        rc = run_start(r);
+    if (rc != 0)
+        return rc;
+    *done = false;
+    m->state = RUNNING;
+    m->sigkill_sent = false;
+    m->have_decision = false;
+    open_pidfd(m);
+    arm_for_decision(m);
+    start_watches(m);
+    catch_up(m);
+    status_update(m, true);
+    return 0;
+}
+
+int monitor_run(struct run *r)
+{
+    struct mon m = {.r = r, .pidfd = -1, .cn = -1};
+    m.ep = epoll_create1(EPOLL_CLOEXEC);
+    m.tick = timer_new();
+    m.ttl = timer_new();
+    m.beat = timer_new();
+    m.grace = timer_new();
+    m.backoff = timer_new();
+    m.settle = timer_new();
+    m.ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    m.cn = cn_open();
+    if (m.cn < 0)
+        log_debug("no process connector (%s): exec events are seen on the timer only",
+                  strerror(errno));
+    /* Drained in a loop below: a blocking read there would wait for the next signal with
+     * every timer stopped behind it. */
+    fcntl(r->sv.sigfd, F_SETFL, fcntl(r->sv.sigfd, F_GETFL) | O_NONBLOCK);
+    ep_add(&m, r->sv.sigfd, EV_SIGNAL);
+    ep_add(&m, m.tick, EV_TICK);
+    ep_add(&m, m.ttl, EV_TTL);
+    ep_add(&m, m.beat, EV_BEAT);
+    ep_add(&m, m.grace, EV_GRACE);
+    ep_add(&m, m.backoff, EV_BACKOFF);
+    ep_add(&m, m.settle, EV_SETTLE);
+    ep_add(&m, m.ino, EV_INOTIFY);
+    ep_add(&m, m.cn, EV_CN);
+    open_pidfd(&m);
+    arm_for_decision(&m);
+    start_watches(&m);
+    catch_up(&m);
+    if (r->cfg.monitor.heartbeat_s > 0)
+        timer_set(m.beat, (uint64_t)r->cfg.monitor.heartbeat_s * 1000, true);
+    audit_event(&m, "monitor_started", "on_drift", m.on_drift);
+    /* The launch decision was just made: the first monitor-phase decision comes with the
+     * first event or timer. */
+    status_update(&m, true);
+
+    int rc = 125;
+    for (bool done = false; !done;) {
+        struct epoll_event evs[8];
+        int n = epoll_wait(m.ep, evs, 8, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            log_error("epoll: %s", strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n && !done; i++) {
+            switch (evs[i].data.u32) {
+            case EV_SIGNAL: {
+                struct signalfd_siginfo si;
+                int code;
+                while (read(r->sv.sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+                    if (supervise_on_signal(&r->sv, &si, &code)) {
+                        rc = on_exit_of_workload(&m, code, &done);
+                        break;
+                    }
+                break;
+            }
+            case EV_PIDFD:
+                /* The workload ended; SIGCHLD brings the status.  Stop listening. */
+                epoll_ctl(m.ep, EPOLL_CTL_DEL, m.pidfd, NULL);
+                break;
+            case EV_TICK:
+                drain(m.tick);
+                evaluate(&m, "interval");
+                break;
+            case EV_TTL:
+                drain(m.ttl);
+                audit_event(&m, "ttl_expired", NULL, NULL);
+                evaluate(&m, "ttl expired");
+                break;
+            case EV_BEAT: {
+                drain(m.beat);
+                cleanup_error tether_error_t err = NULL;
+                cleanup_json cJSON *rec = audit_record_new("heartbeat");
+                cJSON_AddStringToObject(rec, "argv0", r->cmd[0]);
+                cJSON_AddNumberToObject(rec, "pid", r->sv.child);
+                cJSON_AddBoolToObject(rec, "allow", m.last_allow);
+                cJSON_AddNumberToObject(rec, "decision_age_ms",
+                                        (double)((time_mono_ns() - m.last_decision_ns) / 1000000));
+                if (audit_append(r->audit_path, rec, &err) < 0)
+                    log_warn("%s", err->msg);
+                break;
+            }
+            case EV_GRACE:
+                drain(m.grace);
+                if (!m.sigkill_sent) {
+                    m.sigkill_sent = true;
+                    audit_event(&m, "killed", "signal", "SIGKILL");
+                    signal_tree(&m, SIGKILL);
+                }
+                break;
+            case EV_BACKOFF:
+                drain(m.backoff);
+                rc = relaunch(&m, &done);
+                break;
+            case EV_SETTLE:
+                drain(m.settle);
+                on_settled(&m);
+                break;
+            case EV_INOTIFY:
+                on_inotify(&m);
+                break;
+            case EV_CN:
+                on_cn(&m);
+                break;
+            }
+        }
+        if (!done && m.evaluate_pending)
+            evaluate(&m, "exec in the workload's tree");
+    }
+
+    status_remove();
+    for (size_t i = 0; i < m.n_watches; i++) {
+        free(m.watches[i].dir);
+        free(m.watches[i].name);
+    }
+    free(m.watches);
+    int fds[] = {m.ep, m.pidfd, m.tick, m.ttl, m.beat, m.grace, m.backoff, m.settle, m.ino, m.cn};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+    return rc;
+}

@@ -1,0 +1,51 @@
+/* The gated launch that `tether run` performs, in steps the monitor can repeat: load the
+ * engine, measure, decide and record, start; and the state a supervised run carries. */
+#pragma once
+
+#include <cjson/cJSON.h>
+#include <sys/stat.h>
+
+#include "../policy/policy.h"
+#include "cgroup.h"
+#include "config.h"
+#include "launch.h"
+
+struct run {
+    /* what was asked */
+    char **cmd;
+    cJSON *labels;
+    const char *policy_file, *opa_url, *config_file, *audit_file;
+
+    /* the node */
+    struct config cfg;
+    char *audit_path; /* fixed at start: a reloaded configuration does not move the trail */
+    struct stat config_st, policy_st; /* the files as they were when read (st_ino 0: none) */
+    struct policy *policy;
+
+    /* the current launch */
+    struct decision d;
+    char *path;       /* the executable, as resolved */
+    int exe_fd;       /* the measured file */
+    char exe_sha[65]; /* its sha256 at launch, or "" */
+    cJSON *workload;  /* the workload section measured at launch */
+    struct supervisor sv;
+    struct cgroup cg;
+    bool monitored; /* the decision has a monitor block or a ttl */
+};
+
+void run_init(struct run *r);
+void run_release(struct run *r);
+
+/* Reads the configuration and opens the engine: 0, or the exit status (125). */
+int run_load(struct run *r);
+/* Measures, decides and records the decision (fail_open included): 0 when the workload may
+ * start, else the exit status (77, 125, 126, 127). */
+int run_gate(struct run *r);
+/* Confines and starts the workload under r->sv: 0, or the exit status. */
+int run_start(struct run *r);
+/* The input document of the monitor phase, without processes (the monitor adds them). */
+cJSON *run_measure_monitor(struct run *r);
+/* Records the workload's end. */
+void run_audit_exit(struct run *r, int status);
+/* Records an allowed launch that did not happen. */
+void run_audit_launch_failed(struct run *r, const char *why);

@@ -1,0 +1,260 @@
+"""Drift monitoring: each drift source ends in the right action with the right audit record;
+each action does what it says; permitted behaviour is never acted on."""
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from harness import PROBE, Skip, TETHER, case, children_of, eq, main, wait_for
+from opa_server import DataAPI
+
+DRIFT_KILLED, RESTART_LIMIT = 78, 79
+
+
+def config(ws, labels=None, **monitor):
+    cfg = {"audit": {"path": ws.audit}, "labels": labels or {}, "monitor": monitor}
+    ws.write("tether.json", json.dumps(cfg))
+
+
+def monitored_policy(ws, monitor, deny_if="false", name="policy.lua"):
+    """Allows at launch with this monitor block; in the monitor phase denies when the Lua
+    expression deny_if holds (it sees `input` and `p`, each process)."""
+    return ws.policy("""
+local monitor = %s
+if input.tether.phase == "monitor" then
+  for _, p in ipairs(input.processes or {}) do
+    if %s then return {allow = false, reasons = {"forbidden: " .. tostring(p.exe.path)}} end
+  end
+  if %s then return {allow = false, reasons = {"forbidden"}} end
+end
+return {allow = true, reasons = {"ok"}, monitor = monitor}""" % (
+        monitor, deny_if.replace("input.", "input."), "false" if "p." in deny_if else deny_if),
+        name)
+
+
+def events(ws):
+    return [r["event"] for r in ws.audit_records()]
+
+
+def start(ws, pol, *args):
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", pol, "--", *args)
+    return proc, ready
+
+
+@case
+def forbidden_exec_is_killed(ws):
+    config(ws)
+    pol = monitored_policy(ws, '{on_drift = "kill"}', 'p.exe.path == "/usr/bin/dash"')
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", pol, "--", PROBE, "ready", ready, "sleep", "0.3",
+                    "exec", "/bin/sh", "-c", "sleep 30")
+    eq(proc.wait(timeout=20), DRIFT_KILLED, "exit status")
+    ev = events(ws)
+    assert "drift" in ev, ev
+    drift = [r for r in ws.audit_records() if r["event"] == "drift"][0]
+    assert "dash" in drift["reason"] and drift["action"] == "kill", drift
+    deny = [r for r in ws.audit_records() if r["event"] == "decision" and not r["allow"]][0]
+    eq(deny["phase"], "monitor", "the deny came from the monitor phase")
+
+
+@case
+def executable_replaced_on_disk(ws):
+    config(ws)
+    exe = ws.path("probe")
+    shutil.copy(PROBE, exe)
+    pol = monitored_policy(ws, '{on_drift = "kill"}')
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", pol, "--", exe, "ready", ready, "sleep", "30")
+    try:
+        wait_for(lambda: os.path.exists(ready), what="the workload")
+        shutil.copy("/bin/true", exe + ".new")
+        os.rename(exe + ".new", exe)
+        eq(proc.wait(timeout=20), DRIFT_KILLED, "exit status")
+    finally:
+        proc.kill()
+    drift = [r for r in ws.audit_records() if r["event"] == "drift"][0]
+    assert "changed on disk" in drift["reason"], drift
+
+
+@case
+def node_label_change_in_the_configuration(ws):
+    config(ws, labels={"region": "eu-de"})
+    pol = monitored_policy(ws, '{on_drift = "kill"}', 'input.host.labels.region ~= "eu-de"')
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", pol, "--", PROBE, "ready", ready, "sleep", "30")
+    try:
+        wait_for(lambda: os.path.exists(ready), what="the workload")
+        config(ws, labels={"region": "us-east"})
+        eq(proc.wait(timeout=20), DRIFT_KILLED, "exit status")
+    finally:
+        proc.kill()
+    ev = events(ws)
+    assert ev.index("config_reloaded") < ev.index("drift"), ev
+
+
+@case
+def watched_file_edited(ws):
+    config(ws)
+    watched = ws.write("watched.conf", "a=1\n")
+    pol = monitored_policy(ws, '{on_drift = "kill", watch = {"%s"}}' % watched)
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", pol, "--", PROBE, "ready", ready, "sleep", "30")
+    try:
+        wait_for(lambda: os.path.exists(ready), what="the workload")
+        with open(watched, "a") as f:
+            f.write("a=2\n")
+        eq(proc.wait(timeout=20), DRIFT_KILLED, "exit status")
+    finally:
+        proc.kill()
+    drift = [r for r in ws.audit_records() if r["event"] == "drift"][0]
+    assert "watched.conf" in drift["reason"], drift
+
+
+@case
+def ttl_expiry_asks_again(ws):
+    config(ws)
+    # No interval: only the ttl makes tether ask again, and the monitor phase denies.
+    pol = ws.policy('if input.tether.phase == "monitor" then '
+                    'return {allow = false, reasons = {"key expired and not renewed"}} end '
+                    'return {allow = true, ttl_s = 1}')
+    t0 = time.monotonic()
+    p = ws.tether("run", "--policy", pol, "--", PROBE, "sleep", "30", timeout=30)
+    eq(p.returncode, DRIFT_KILLED, "exit status")
+    assert 0.9 < time.monotonic() - t0 < 10, "asked again at the ttl"
+    ev = events(ws)
+    assert ev.index("ttl_expired") < ev.index("drift"), ev
+
+
+@case
+def opa_down_past_the_grace_period(ws):
+    srv = DataAPI().start()
+    cfg = {"audit": {"path": ws.audit}, "monitor": {"fail_grace_s": 1},
+           "opa": {"url": srv.url, "path": "tether/monitored", "connect_timeout_ms": 200}}
+    ws.write("tether.json", json.dumps(cfg))
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--", PROBE, "ready", ready, "sleep", "30")
+    try:
+        wait_for(lambda: os.path.exists(ready), what="the workload")
+        time.sleep(0.3)
+        assert proc.poll() is None, "killed while OPA answered"
+        srv.stop()
+        t_down = time.monotonic()
+        eq(proc.wait(timeout=20), DRIFT_KILLED, "exit status")
+        assert time.monotonic() - t_down >= 1.0, "killed before the grace period ended"
+    finally:
+        proc.kill()
+    ev = events(ws)
+    assert ev.index("policy_unreachable") < ev.index("drift"), ev
+
+
+@case
+def kill_escalates_to_sigkill(ws):
+    config(ws, grace_s=1)
+    pol = monitored_policy(ws, '{on_drift = "kill", interval_ms = 100}',
+                           'input.workload ~= nil')
+    t0 = time.monotonic()
+    p = ws.tether("run", "--policy", pol, "--", PROBE, "ignore-term", "sleep", "30", timeout=30)
+    eq(p.returncode, DRIFT_KILLED, "exit status")
+    assert time.monotonic() - t0 >= 1.0, "SIGKILL came before the grace period"
+    killed = [r for r in ws.audit_records() if r["event"] == "killed"]
+    eq([r["signal"] for r in killed], ["SIGKILL"], "escalation recorded")
+
+
+COUNTER = r"""
+import sys, time
+n = 0
+while True:
+    n += 1
+    with open(sys.argv[1], "w") as f:
+        f.write(str(n))
+    time.sleep(0.02)
+"""
+
+
+@case
+def stop_and_thaw(ws):
+    config(ws, labels={"mode": "run"})
+    pol = monitored_policy(ws, '{on_drift = "stop"}', 'input.host.labels.mode == "stop"')
+    counter = ws.path("counter")
+    proc = ws.popen("run", "--policy", pol, "--", sys.executable, "-c", COUNTER, counter)
+    read = lambda: int(open(counter).read() or 0)
+    try:
+        wait_for(lambda: os.path.exists(counter) and read() > 3, what="the counter")
+        config(ws, labels={"mode": "stop"})
+        wait_for(lambda: "stopped" in events(ws), what="the stop")
+        time.sleep(0.1)
+        frozen_at = read()
+        time.sleep(0.5)
+        eq(read(), frozen_at, "the workload is frozen")
+        config(ws, labels={"mode": "run"})
+        wait_for(lambda: "thawed" in events(ws), what="the thaw")
+        wait_for(lambda: read() > frozen_at + 3, what="the counter to move again")
+        proc.send_signal(signal.SIGTERM)
+        eq(proc.wait(timeout=10), 143, "the thawed workload still takes signals")
+    finally:
+        proc.kill()
+
+
+@case
+def restart_up_to_the_limit(ws):
+    config(ws, restart_max=2, restart_backoff_ms=100)
+    pol = monitored_policy(ws, '{on_drift = "restart"}', 'p.exe.path == "/usr/bin/dash"')
+    p = ws.tether("run", "--policy", pol, "--", PROBE, "sleep", "0.2", "exec", "/bin/sh", "-c",
+                  "sleep 30", timeout=60)
+    eq(p.returncode, RESTART_LIMIT, "exit status")
+    ev = events(ws)
+    eq(ev.count("restart"), 2, "restarts")
+    eq(ev.count("drift"), 3, "drifts")
+    eq(ev[-2:], ["restart_limit", "exit"], "gave up, on record")
+    eq([r["phase"] for r in ws.audit_records() if r["event"] == "decision" and r["allow"]
+        and r["phase"] == "launch"], ["launch"] * 3, "each restart was a full gated launch")
+
+
+@case
+def permitted_behaviour_is_never_acted_on(ws):
+    config(ws, heartbeat_s=1)
+    pol = monitored_policy(ws, '{on_drift = "kill", interval_ms = 20}',
+                           'p.exe.path == "/usr/bin/dash"')
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c",
+                  "import time, subprocess\n"
+                  "for i in range(6):\n"
+                  "    subprocess.run(['/bin/true']); time.sleep(0.5)\n", timeout=30)
+    eq(p.returncode, 0, "ended on its own: " + p.stderr)
+    ev = events(ws)
+    assert "drift" not in ev and "stopped" not in ev, ev
+    assert ev.count("heartbeat") >= 2, "the heartbeat shows the monitor alive: %s" % ev
+    monitor_decisions = [r for r in ws.audit_records()
+                         if r["event"] == "decision" and r["phase"] == "monitor"]
+    assert all(r["allow"] for r in monitor_decisions) and monitor_decisions, monitor_decisions
+
+
+@case
+def status_lists_supervised_workloads(ws):
+    config(ws)
+    pol = monitored_policy(ws, '{on_drift = "log", interval_ms = 100}')
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", pol, "--", PROBE, "ready", ready, "sleep", "30")
+    try:
+        wait_for(lambda: os.path.exists(ready), what="the workload")
+        time.sleep(0.3)
+        mine = lambda: [s for s in json.loads(ws.tether("status", "--json", check_rc=0).stdout)
+                        if s["tether_pid"] == proc.pid]
+        s = wait_for(mine, what="the status entry")[0]
+        eq((s["state"], s["allow"], s["monitored"], s["argv"][0]),
+           ("running", True, True, PROBE), "status")
+        table = ws.tether("status", check_rc=0).stdout
+        line = [l for l in table.splitlines() if l.startswith(str(proc.pid))]
+        assert line and "running" in line[0] and "allow" in line[0], table
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+        eq(mine(), [], "gone once the run ended")
+    finally:
+        proc.kill()
+
+
+if __name__ == "__main__":
+    main()
