@@ -101,6 +101,7 @@ int cmd_run(int argc, char **argv)
         return cli_usage("Try 'tether run --help' for more information.\n", 1);
     }
     r.cmd = argv + optind;
+    r.argc_left = argc - optind;
 
     int rc = run_load(&r);
     if (rc == 0)

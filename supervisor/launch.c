@@ -74,7 +74,7 @@ int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fai
         return error_set(err, errno, "pipe");
     cleanup_close int rd = pipefd[0];
     cleanup_close int wr = pipefd[1];
-    bool by_fd = spec->exe_fd >= 0 && !is_script(spec->exe_fd);
+    bool by_fd = spec->fd_only || (spec->exe_fd >= 0 && !is_script(spec->exe_fd));
 
     int ns_restore;
     if (confine_enter_parent(spec->confine, &ns_restore, err) < 0)

@@ -17,6 +17,7 @@ struct launch_spec {
     const struct confine *confine; /* applied in the child before exec */
     const struct confine_plan *plan;
     const struct cgroup *cgroup; /* the child moves itself into it first, or NULL */
+    bool fd_only;                /* exec through exe_fd, never by path (a decrypted memfd) */
 };
 
 struct supervisor {

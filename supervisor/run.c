@@ -3,11 +3,16 @@
 #include "run.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "../measure/measure.h"
 #include "audit.h"
+#include "key.h"
+#include "seal.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -31,6 +36,7 @@ static void launch_clear(struct run *r)
         close(r->exe_fd);
     r->exe_fd = -1;
     r->exe_sha[0] = '\0';
+    r->sealed = false;
     cJSON_Delete(r->workload);
     r->workload = NULL;
     decision_clear(&r->d);
@@ -101,25 +107,232 @@ cJSON *run_measure_monitor(struct run *r)
                                cJSON_Duplicate(r->workload, true), NULL, NULL);
 }
 
+/* <keystore>/<key_id>.key, which only root may read: the directory and the file. */
+static int keystore_read(const struct run *r, const char *key_id, struct secret **out,
+                         tether_error_t *err)
+{
+    const char *dir = r->cfg.keystore;
+    struct stat st;
+    if (stat(dir, &st) < 0)
+        return error_set(err, errno, "key store `%s`", dir);
+    if (st.st_uid != 0 || (st.st_mode & 0077))
+        return error_set(err, 0,
+                         "key store `%s` is open to others (owner %d, mode %04o): it "
+                         "must be root's, mode 0700",
+                         dir, (int)st.st_uid, st.st_mode & 07777);
+    cleanup_free char *path = xasprintf("%s/%s.key", dir, key_id);
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    if (fd < 0)
+        return error_set(err, errno, "no key `%s` in the key store: `%s`", key_id, path);
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return error_set(err, 0, "key `%s` is not a regular file", path);
+    if (st.st_uid != 0 || (st.st_mode & 0077))
+        return error_set(err, 0,
+                         "key `%s` is open to others (owner %d, mode %04o): it must be "
+                         "root's, mode 0600 or 0400",
+                         path, (int)st.st_uid, st.st_mode & 07777);
+    if (st.st_size != KEY_BYTES)
+        return error_set(err, 0, "key `%s` is %lld bytes, not %d", path, (long long)st.st_size,
+                         KEY_BYTES);
+    if (secret_new(KEY_BYTES, out, err) < 0)
+        return -1;
+    if (pread(fd, (*out)->data, KEY_BYTES, 0) != KEY_BYTES) {
+        secret_free(*out);
+        *out = NULL;
+        return error_set(err, EIO, "key `%s`", path);
+    }
+    return 0;
+}
+
+/* Audits a decision of the gate; false (after saying why) when it could not be written. */
+static bool audit_decision(struct run *r, struct policy *p, const struct decision *d,
+                           const cJSON *input)
+{
+    cleanup_error tether_error_t err = NULL;
+    cleanup_json cJSON *rec = audit_decision_record("launch", p, d, input);
+    if (audit_append(r->audit_path, rec, &err) < 0) {
+        log_error("%s; not starting the workload", err->msg);
+        return false;
+    }
+    return true;
+}
+
+static bool is_sealed(int fd)
+{
+    char magic[8];
+    return fd >= 0 && pread(fd, magic, 8, 0) == 8 && memcmp(magic, SEAL_MAGIC, 8) == 0;
+}
+
+/* The gate for a sealed workload: signature, both policies, key release, and decryption
+ * into a sealed memfd that becomes the file to execute.  Nothing decrypted touches a disk. */
+static int gate_sealed(struct run *r, cJSON *exe)
+{
+    cleanup_error tether_error_t err = NULL;
+    struct sealed s;
+    if (seal_open(r->exe_fd, &s, &err) < 0) {
+        cJSON_Delete(exe);
+        log_error("`%s`: %s", r->path, err->msg);
+        return EXIT_FAILED;
+    }
+    size_t n_trusted = (size_t)cJSON_GetArraySize(r->cfg.trusted_signers);
+    const char **trusted = xcalloc(n_trusted + 1, sizeof *trusted);
+    size_t i = 0;
+    const cJSON *t;
+    cJSON_ArrayForEach (t, r->cfg.trusted_signers)
+        trusted[i++] = t->valuestring;
+    const char *trusted_file = NULL;
+    int rc = EXIT_FAILED;
+    cJSON *input = NULL;
+    struct policy *embedded = NULL;
+    struct secret *key = NULL;
+    struct decision ed = {.ttl_s = -1};
+    int memfd = -1;
+    char hex[65];
+
+    r->workload = measure_workload_collect(r->cmd, exe, r->labels);
+    if (seal_verify(&s, trusted, n_trusted, &trusted_file, &err) < 0) {
+        log_error("`%s`: %s", r->path, err->msg);
+        goto out;
+    }
+    cJSON *sealed = cJSON_CreateObject();
+    cJSON_AddStringToObject(sealed, "digest", s.digest);
+    cJSON_AddStringToObject(sealed, "key_id", s.h.key_id);
+    cJSON_AddItemToObject(sealed, "signer", json_string_or_null(s.has_signature ? s.signer : NULL));
+    cJSON_AddItemToObject(sealed, "signer_trusted", json_string_or_null(trusted_file));
+    hex_encode(s.h.policy_sha256, 32, hex);
+    cJSON_AddStringToObject(sealed, "policy_sha256", hex);
+    cJSON_AddStringToObject(sealed, "type", s.h.type == SEAL_TYPE_ROOTFS ? "rootfs" : "executable");
+    cJSON_ReplaceItemInObjectCaseSensitive(r->workload, "sealed", sealed);
+    input = measure_input_build("launch", measure_host_collect(r->cfg.labels),
+                                cJSON_Duplicate(r->workload, true), NULL, NULL);
+
+    /* The node's policy, then the workload's own: the same input, and both must allow. */
+    policy_decide(r->policy, input, &r->d);
+    if (!audit_decision(r, r->policy, &r->d, input))
+        goto out;
+    if (!r->d.allow) {
+        char *why = decision_reasons_joined(&r->d);
+        log_error("denied: %s", why);
+        free(why);
+        rc = EXIT_DENIED;
+        goto out;
+    }
+    if (s.h.policy_len > 0) {
+        char *name = xasprintf("embedded:%.16s", hex);
+        int orc = policy_lua_open(name, s.h.policy, s.h.policy_len, NULL, &embedded, &err);
+        free(name);
+        if (orc < 0) {
+            log_error("`%s`: %s", r->path, err->msg);
+            goto out;
+        }
+        policy_decide(embedded, input, &ed);
+        if (!audit_decision(r, embedded, &ed, input))
+            goto out;
+        if (!ed.allow) {
+            char *why = decision_reasons_joined(&ed);
+            log_error("denied by the workload's embedded policy: %s", why);
+            free(why);
+            rc = EXIT_DENIED;
+            goto out;
+        }
+    }
+
+    /* The key: released by the node's decision (OPA), else from the node's key store. */
+    const char *source = "opa";
+    if (key_from_decision(&r->d, &key, &err) < 0) {
+        log_error("`%s`: %s", r->path, err->msg);
+        goto out;
+    }
+    if (key == NULL) {
+        source = "keystore";
+        if (keystore_read(r, s.h.key_id, &key, &err) < 0) {
+            log_error("`%s`: %s", r->path, err->msg);
+            goto out;
+        }
+    }
+    cJSON *rel = audit_record_new("key_release");
+    cJSON_AddStringToObject(rel, "argv0", r->cmd[0]);
+    cJSON_AddStringToObject(rel, "digest", s.digest);
+    cJSON_AddStringToObject(rel, "key_id", s.h.key_id);
+    cJSON_AddItemToObject(rel, "signer", json_string_or_null(s.has_signature ? s.signer : NULL));
+    cJSON_AddStringToObject(rel, "source", source);
+    cJSON_AddStringToObject(rel, "engine", r->policy->ops->engine);
+    int arc = audit_append(r->audit_path, rel, &err);
+    cJSON_Delete(rel);
+    if (arc < 0) {
+        log_error("%s; not starting the workload", err->msg);
+        goto out;
+    }
+
+    memfd = memfd_create("tether-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (memfd < 0) {
+        log_error("memfd: %s", strerror(errno));
+        goto out;
+    }
+    if (seal_decrypt(&s, key, memfd, &err) < 0) {
+        log_error("`%s`: %s", r->path, err->msg);
+        run_audit_launch_failed(r, err->msg);
+        goto out;
+    }
+    secret_free(key); /* done with it: wiped now, not at exit */
+    key = NULL;
+    if (fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        log_error("memfd: sealing: %s", strerror(errno));
+        goto out;
+    }
+    close(r->exe_fd);
+    r->exe_fd = memfd;
+    memfd = -1;
+    r->sealed = true;
+    rc = 0;
+out:
+    if (memfd >= 0)
+        close(memfd);
+    secret_free(key);
+    policy_free(embedded);
+    cJSON_Delete(input);
+    decision_clear(&ed);
+    free(trusted);
+    seal_close(&s);
+    return rc;
+}
+
 int run_gate(struct run *r)
 {
     cleanup_error tether_error_t err = NULL;
     launch_clear(r);
-    if (r->cfg.require_sealed) {
-        log_error("`require_sealed` is set in `%s`: plain commands are refused",
-                  r->cfg.path ? r->cfg.path : CONFIG_DEFAULT_PATH);
-        return EXIT_FAILED;
-    }
 
     /* 1. Measure.  A command that is not there, or not executable, ends here as env(1)'s
      * does: there is nothing to ask the policy about. */
-    if (measure_exe_resolve(r->cmd[0], &r->path, &err) < 0) {
+    /* A sealed workload is data until it is decrypted: named by its path, not searched for,
+     * and not executable itself. */
+    cleanup_close int probe = strchr(r->cmd[0], '/') ? open(r->cmd[0], O_RDONLY | O_CLOEXEC) : -1;
+    if (is_sealed(probe))
+        r->path = xstrdup(r->cmd[0]);
+    else if (measure_exe_resolve(r->cmd[0], &r->path, &err) < 0) {
         log_error("%s", err->msg);
         return err->code == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
     }
     cJSON *exe = NULL;
     if (measure_exe_collect(r->path, &exe, &r->exe_fd, &err) < 0) {
         log_error("measure: %s", err->msg);
+        return EXIT_FAILED;
+    }
+    if (is_sealed(r->exe_fd)) {
+        /* `tether run FILE -- ARGS`: the "--" separates tether's word from the workload's. */
+        if (r->cmd[1] != NULL && strcmp(r->cmd[1], "--") == 0)
+            memmove(r->cmd + 1, r->cmd + 2, sizeof *r->cmd * (size_t)(r->argc_left - 1));
+        const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(exe, "sha256"));
+        snprintf(r->exe_sha, sizeof r->exe_sha, "%s", sha ? sha : "");
+        int rc = gate_sealed(r, exe);
+        if (rc == 0)
+            r->monitored = r->d.monitor != NULL || r->d.ttl_s > 0;
+        return rc;
+    }
+    if (r->cfg.require_sealed) {
+        cJSON_Delete(exe);
+        log_error("`require_sealed` is set in `%s`: plain commands are refused",
+                  r->cfg.path ? r->cfg.path : CONFIG_DEFAULT_PATH);
         return EXIT_FAILED;
     }
     const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(exe, "sha256"));
@@ -188,7 +401,8 @@ int run_start(struct run *r)
                                .exe_fd = r->exe_fd,
                                .confine = &r->d.confinement,
                                .plan = &plan,
-                               .cgroup = r->cg.dir ? &r->cg : NULL};
+                               .cgroup = r->cg.dir ? &r->cg : NULL,
+                               .fd_only = r->sealed};
     int fail_status;
     int rc = launch_start(&r->sv, &spec, &fail_status, &err);
     confine_plan_release(&plan);

@@ -13,6 +13,7 @@
 struct run {
     /* what was asked */
     char **cmd;
+    int argc_left; /* entries in cmd, for rearranging it */
     cJSON *labels;
     const char *policy_file, *opa_url, *config_file, *audit_file;
 
@@ -31,6 +32,7 @@ struct run {
     struct supervisor sv;
     struct cgroup cg;
     bool monitored; /* the decision has a monitor block or a ttl */
+    bool sealed;    /* exe_fd is a sealed memfd holding the decrypted workload */
 };
 
 void run_init(struct run *r);

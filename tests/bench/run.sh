@@ -54,6 +54,26 @@ echo "== drift monitoring (targets: median detection under 20 ms, CPU under 1%, 
 python3 tests/bench/bench_monitor.py "$build/tether" "$build/tests/probe" "${BENCH_TRIALS:-100}" \
     "${BENCH_MONITOR_SECONDS:-60}"
 
+echo "== sealed workloads (targets: throughput ratios >= 0.8)"
+"$build/tests/bench/bench_seal" 64
+if [ "$(id -u)" -eq 0 ]; then
+    # Launch of a sealed 50 MB executable against the same one unsealed.
+    mkdir -m 700 "$tmp/keys"
+    head -c 32 /dev/urandom >"$tmp/keys/bench.key"
+    chmod 600 "$tmp/keys/bench.key"
+    { cat "$build/tests/probe"; head -c $((50 << 20)) /dev/urandom; } >"$tmp/big"
+    chmod 755 "$tmp/big"
+    "$build/tether" seal --key "$tmp/keys/bench.key" --key-id bench -o "$tmp/big.sealed" "$tmp/big"
+    echo "{\"keystore\": \"$tmp/keys\", \"audit\": {\"path\": \"/dev/shm/tether-bench.$$\"}}" \
+        >"$tmp/sealed.json"
+    TETHER_CONFIG="$tmp/sealed.json" "$build/tests/bench/spawnbench" 20 \
+        "sealed 50 MB" "$build/tether" run --policy policies/allow-all.lua "$tmp/big.sealed" :: \
+        "plain 50 MB" "$build/tether" run --policy policies/allow-all.lua -- "$tmp/big"
+    rm -f /dev/shm/tether-bench.$$
+else
+    echo "sealed launch: skipped (the key store must be root's)"
+fi
+
 echo "== Lua decisions per second (target: >= 100000/s)"
 "$build/tether" measure --compact -- /bin/true >"$tmp/input.json"
 "$build/tests/bench/bench_lua" policies/default.lua "$tmp/input.json" 2

@@ -1,0 +1,446 @@
+/* Sealed workloads (see seal.h and doc/sealed-format.md).  AES-256-GCM in fixed-size chunks,
+ * after OpenSSL's demos/cipher/aesgcm.c: each chunk has its own nonce (a random per-file
+ * prefix and the chunk's index) and authenticates, besides itself, the sha256 of the whole
+ * header, its index and whether it is the last: a changed header or policy, a truncated
+ * file, reordered or swapped chunks all fail. */
+#define _GNU_SOURCE
+#include "seal.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "core/cleanup.h"
+#include "core/util.h"
+
+#define CHUNK_MIN 4096u
+#define CHUNK_MAX (16u << 20)
+#define POLICY_MAX (1u << 20)
+static const char sign_context[] = "tether-seal-v1";
+
+static uint16_t get16(const unsigned char *p)
+{
+    return (uint16_t)(p[0] << 8 | p[1]);
+}
+static uint32_t get32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+static uint64_t get64(const unsigned char *p)
+{
+    return (uint64_t)get32(p) << 32 | get32(p + 4);
+}
+static void put16(unsigned char *p, uint16_t v)
+{
+    p[0] = (unsigned char)(v >> 8), p[1] = (unsigned char)v;
+}
+static void put32(unsigned char *p, uint32_t v)
+{
+    for (int i = 0; i < 4; i++)
+        p[i] = (unsigned char)(v >> (24 - 8 * i));
+}
+static void put64(unsigned char *p, uint64_t v)
+{
+    put32(p, (uint32_t)(v >> 32));
+    put32(p + 4, (uint32_t)v);
+}
+
+void seal_header_clear(struct seal_header *h)
+{
+    free(h->key_id);
+    free(h->entrypoint);
+    free(h->policy);
+    memset(h, 0, sizeof *h);
+}
+
+uint64_t seal_chunks(const struct seal_header *h)
+{
+    uint64_t n = (h->plain_size + h->chunk_size - 1) / h->chunk_size;
+    return n ? n : 1; /* an empty workload is one empty, authenticated chunk */
+}
+
+uint64_t seal_payload_len(const struct seal_header *h)
+{
+    return h->plain_size + seal_chunks(h) * SEAL_TAG_LEN;
+}
+
+static bool key_id_valid(const char *s, size_t n)
+{
+    if (n == 0 || n > 255 || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || strchr("._-", s[i]) != NULL) ||
+            s[i] == '\0')
+            return false;
+    return true;
+}
+
+int seal_parse_header(const unsigned char *buf, size_t len, struct seal_header *h,
+                      tether_error_t *err)
+{
+    memset(h, 0, sizeof *h);
+    if (len < SEAL_FIXED_LEN || memcmp(buf, SEAL_MAGIC, 8) != 0)
+        return error_set(err, 0, "not a sealed workload (no TETHSEAL header)");
+    h->version = get16(buf + 8);
+    if (h->version != SEAL_VERSION)
+        return error_set(err, 0, "sealed format version %u is not supported (this is %u)",
+                         h->version, SEAL_VERSION);
+    h->type = buf[10];
+    h->cipher = buf[11];
+    h->flags = buf[12];
+    if (h->type != SEAL_TYPE_EXECUTABLE && h->type != SEAL_TYPE_ROOTFS)
+        return error_set(err, 0, "sealed header: unknown payload type %u", h->type);
+    if (h->cipher != SEAL_CIPHER_AES256GCM)
+        return error_set(err, 0, "sealed header: unknown cipher %u", h->cipher);
+    if ((h->flags & ~SEAL_FLAG_SIGNED) != 0 || buf[13] != 0)
+        return error_set(err, 0, "sealed header: unknown flags");
+    h->chunk_size = get32(buf + 14);
+    if (h->chunk_size < CHUNK_MIN || h->chunk_size > CHUNK_MAX)
+        return error_set(err, 0, "sealed header: chunk size %u is out of range", h->chunk_size);
+    h->plain_size = get64(buf + 18);
+    if (h->plain_size > (UINT64_C(1) << 40))
+        return error_set(err, 0, "sealed header: payload size out of range");
+    memcpy(h->nonce_prefix, buf + 26, 8);
+    size_t kl = get16(buf + 34), el = get16(buf + 36), pl = get32(buf + 38);
+    memcpy(h->policy_sha256, buf + 42, 32);
+    if (el > 4095 || pl > POLICY_MAX)
+        return error_set(err, 0, "sealed header: a field's length is out of range");
+    size_t total = SEAL_FIXED_LEN + kl + el + pl;
+    if (len < total)
+        return error_set(err, 0, "sealed header: truncated");
+    const char *p = (const char *)buf + SEAL_FIXED_LEN;
+    if (!key_id_valid(p, kl))
+        return error_set(err, 0, "sealed header: the key id is not a name of [A-Za-z0-9._-]");
+    if (memchr(p + kl, '\0', el) != NULL || memchr(p + kl + el, '\0', pl) != NULL)
+        return error_set(err, 0, "sealed header: a NUL byte in the entrypoint or policy");
+    if ((h->type == SEAL_TYPE_ROOTFS) != (el > 0))
+        return error_set(err, 0, "sealed header: an entrypoint belongs to a root file system");
+    unsigned char sha[32];
+    EVP_Digest(p + kl + el, pl, sha, NULL, EVP_sha256(), NULL);
+    if (memcmp(sha, h->policy_sha256, 32) != 0)
+        return error_set(err, 0, "sealed header: the embedded policy does not match its sha256");
+    h->key_id = xstrndup(p, kl);
+    h->entrypoint = xstrndup(p + kl, el);
+    h->policy = xstrndup(p + kl + el, pl);
+    h->policy_len = pl;
+    h->header_len = total;
+    EVP_Digest(buf, total, h->header_sha256, NULL, EVP_sha256(), NULL);
+    return 0;
+}
+
+static void chunk_nonce_aad(const struct seal_header *h, uint64_t i, bool last,
+                            unsigned char nonce[12], unsigned char aad[41])
+{
+    memcpy(nonce, h->nonce_prefix, 8);
+    put32(nonce + 8, (uint32_t)i);
+    memcpy(aad, h->header_sha256, 32);
+    put64(aad + 32, i);
+    aad[40] = last;
+}
+
+/* One chunk through AES-256-GCM; enc=1 writes the tag, enc=0 checks it. */
+static int gcm(EVP_CIPHER_CTX *ctx, int enc, const struct secret *key,
+               const unsigned char nonce[12], const unsigned char aad[41], const unsigned char *in,
+               size_t n, unsigned char *out, unsigned char tag[SEAL_TAG_LEN])
+{
+    int len;
+    if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1 ||
+        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1 ||
+        EVP_CipherInit_ex(ctx, NULL, NULL, key->data, nonce, enc) != 1 ||
+        EVP_CipherUpdate(ctx, NULL, &len, aad, 41) != 1 ||
+        EVP_CipherUpdate(ctx, out, &len, in, (int)n) != 1)
+        return -1;
+    if (!enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, SEAL_TAG_LEN, tag) != 1)
+        return -1;
+    if (EVP_CipherFinal_ex(ctx, out + len, &len) != 1)
+        return -1;
+    if (enc && EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, SEAL_TAG_LEN, tag) != 1)
+        return -1;
+    return 0;
+}
+
+static int read_full(int fd, void *buf, size_t n)
+{
+    size_t got = 0;
+    while (got < n) {
+        ssize_t r = read(fd, (char *)buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return -1;
+        got += (size_t)r;
+    }
+    return 0;
+}
+
+int seal_write(int in_fd, int out_fd, const struct secret *key, const struct seal_options *o,
+               tether_error_t *err)
+{
+    struct stat st;
+    if (fstat(in_fd, &st) < 0)
+        return error_set(err, errno, "input");
+    if (key->len != 32)
+        return error_set(err, 0, "the key must be 32 bytes, not %zu", key->len);
+    size_t kl = strlen(o->key_id), el = o->entrypoint ? strlen(o->entrypoint) : 0;
+    size_t pl = o->policy ? o->policy_len : 0;
+    if (!key_id_valid(o->key_id, kl))
+        return error_set(err, 0,
+                         "--key-id `%s` must be 1-255 of [A-Za-z0-9._-], not starting "
+                         "with a dot",
+                         o->key_id);
+    if (pl > POLICY_MAX || memchr(o->policy ? o->policy : "", '\0', pl) != NULL)
+        return error_set(err, 0, "the policy must be text of at most 1 MiB");
+    uint32_t chunk = o->chunk_size ? o->chunk_size : 1u << 16;
+
+    size_t hlen = SEAL_FIXED_LEN + kl + el + pl;
+    cleanup_free unsigned char *hdr = xcalloc(1, hlen);
+    memcpy(hdr, SEAL_MAGIC, 8);
+    put16(hdr + 8, SEAL_VERSION);
+    hdr[10] = o->entrypoint ? SEAL_TYPE_ROOTFS : SEAL_TYPE_EXECUTABLE;
+    hdr[11] = SEAL_CIPHER_AES256GCM;
+    hdr[12] = o->signer ? SEAL_FLAG_SIGNED : 0;
+    put32(hdr + 14, chunk);
+    put64(hdr + 18, (uint64_t)st.st_size);
+    if (RAND_bytes(hdr + 26, 8) != 1)
+        return error_set(err, 0, "no randomness for the nonce prefix");
+    put16(hdr + 34, (uint16_t)kl);
+    put16(hdr + 36, (uint16_t)el);
+    put32(hdr + 38, (uint32_t)pl);
+    EVP_Digest(o->policy ? o->policy : "", pl, hdr + 42, NULL, EVP_sha256(), NULL);
+    memcpy(hdr + SEAL_FIXED_LEN, o->key_id, kl);
+    if (el)
+        memcpy(hdr + SEAL_FIXED_LEN + kl, o->entrypoint, el);
+    if (pl)
+        memcpy(hdr + SEAL_FIXED_LEN + kl + el, o->policy, pl);
+
+    struct seal_header h;
+    if (seal_parse_header(hdr, hlen, &h, err) < 0)
+        return error_wrap(err, "internal");
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    cleanup_free unsigned char *in = xmalloc(chunk), *out = xmalloc(chunk + SEAL_TAG_LEN);
+    int rc = -1;
+    if (md == NULL || ctx == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        error_set(err, 0, "OpenSSL: cannot set up sha256 and AES-256-GCM");
+        goto out;
+    }
+    if (write_all(out_fd, hdr, hlen) < 0) {
+        error_set(err, errno, "output");
+        goto out;
+    }
+    EVP_DigestUpdate(md, hdr, hlen);
+    uint64_t n = seal_chunks(&h), left = h.plain_size;
+    for (uint64_t i = 0; i < n; i++) {
+        size_t m = left < chunk ? (size_t)left : chunk;
+        unsigned char nonce[12], aad[41];
+        chunk_nonce_aad(&h, i, i + 1 == n, nonce, aad);
+        if (read_full(in_fd, in, m) < 0) {
+            error_set(err, errno ? errno : EIO, "input: it changed while it was being sealed");
+            goto out;
+        }
+        if (gcm(ctx, 1, key, nonce, aad, in, m, out, out + m) < 0) {
+            error_set(err, 0, "AES-256-GCM failed");
+            goto out;
+        }
+        if (write_all(out_fd, out, m + SEAL_TAG_LEN) < 0) {
+            error_set(err, errno, "output");
+            goto out;
+        }
+        EVP_DigestUpdate(md, out, m + SEAL_TAG_LEN);
+        left -= m;
+        if (o->progress && n > 1)
+            fprintf(stderr, "\rtether: sealing %3d%%", (int)((i + 1) * 100 / n));
+    }
+    if (o->progress && n > 1)
+        fprintf(stderr, "\n");
+    if (o->signer != NULL) {
+        unsigned char digest[32], msg[sizeof sign_context - 1 + 32], trailer[SEAL_TRAILER_LEN];
+        size_t publen = 32, siglen = 64;
+        EVP_DigestFinal_ex(md, digest, NULL);
+        memcpy(msg, sign_context, sizeof sign_context - 1);
+        memcpy(msg + sizeof sign_context - 1, digest, 32);
+        EVP_MD_CTX *sctx = EVP_MD_CTX_new();
+        bool ok = sctx && EVP_PKEY_get_raw_public_key(o->signer, trailer, &publen) == 1 &&
+                  publen == 32 && EVP_DigestSignInit(sctx, NULL, NULL, NULL, o->signer) == 1 &&
+                  EVP_DigestSign(sctx, trailer + 32, &siglen, msg, sizeof msg) == 1 && siglen == 64;
+        EVP_MD_CTX_free(sctx);
+        if (!ok) {
+            error_set(err, 0, "signing failed (is --sign an Ed25519 private key?)");
+            goto out;
+        }
+        if (write_all(out_fd, trailer, sizeof trailer) < 0) {
+            error_set(err, errno, "output");
+            goto out;
+        }
+    }
+    rc = 0;
+out:
+    OPENSSL_cleanse(in, chunk);
+    EVP_CIPHER_CTX_free(ctx);
+    EVP_MD_CTX_free(md);
+    seal_header_clear(&h);
+    return rc;
+}
+
+int seal_open(int fd, struct sealed *s, tether_error_t *err)
+{
+    memset(s, 0, sizeof *s);
+    s->fd = fd;
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return error_set(err, errno, "sealed file");
+    size_t want = SEAL_FIXED_LEN + 255 + 4095 + POLICY_MAX;
+    if ((uint64_t)st.st_size < want)
+        want = (size_t)st.st_size;
+    cleanup_free unsigned char *buf = xmalloc(want ? want : 1);
+    if (pread(fd, buf, want, 0) != (ssize_t)want)
+        return error_set(err, errno ? errno : EIO, "sealed file: read");
+    if (seal_parse_header(buf, want, &s->h, err) < 0)
+        return -1;
+    s->has_signature = s->h.flags & SEAL_FLAG_SIGNED;
+    uint64_t expect =
+        s->h.header_len + seal_payload_len(&s->h) + (s->has_signature ? SEAL_TRAILER_LEN : 0);
+    if ((uint64_t)st.st_size != expect) {
+        seal_header_clear(&s->h);
+        return error_set(err, 0, "sealed file: %s (%lld bytes, the header says %llu)",
+                         (uint64_t)st.st_size < expect ? "truncated" : "has bytes beyond its end",
+                         (long long)st.st_size, (unsigned long long)expect);
+    }
+    /* The digest over header and ciphertext: what is signed, and what policies see. */
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    static __thread unsigned char block[1 << 16];
+    uint64_t end = expect - (s->has_signature ? SEAL_TRAILER_LEN : 0);
+    for (uint64_t off = 0; off < end;) {
+        size_t n = end - off < sizeof block ? (size_t)(end - off) : sizeof block;
+        ssize_t r = pread(fd, block, n, (off_t)off);
+        if (r <= 0) {
+            EVP_MD_CTX_free(md);
+            seal_header_clear(&s->h);
+            return error_set(err, errno ? errno : EIO, "sealed file: read");
+        }
+        EVP_DigestUpdate(md, block, (size_t)r);
+        off += (uint64_t)r;
+    }
+    unsigned char digest[32];
+    EVP_DigestFinal_ex(md, digest, NULL);
+    EVP_MD_CTX_free(md);
+    hex_encode(digest, 32, s->digest);
+    if (s->has_signature) {
+        unsigned char trailer[SEAL_TRAILER_LEN];
+        if (pread(fd, trailer, sizeof trailer, (off_t)end) != (ssize_t)sizeof trailer) {
+            seal_header_clear(&s->h);
+            return error_set(err, EIO, "sealed file: read");
+        }
+        memcpy(s->signer_pub, trailer, 32);
+        memcpy(s->signature, trailer + 32, 64);
+        char hex[65];
+        sha256_hex(s->signer_pub, 32, hex);
+        snprintf(s->signer, sizeof s->signer, "ed25519:%s", hex);
+    }
+    return 0;
+}
+
+void seal_close(struct sealed *s)
+{
+    seal_header_clear(&s->h);
+}
+
+static bool signature_valid(const struct sealed *s)
+{
+    unsigned char digest[32], msg[sizeof sign_context - 1 + 32];
+    for (int i = 0; i < 32; i++)
+        sscanf(s->digest + 2 * i, "%2hhx", &digest[i]);
+    memcpy(msg, sign_context, sizeof sign_context - 1);
+    memcpy(msg + sizeof sign_context - 1, digest, 32);
+    EVP_PKEY *pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, s->signer_pub, 32);
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    bool ok = pub && ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pub) == 1 &&
+              EVP_DigestVerify(ctx, s->signature, 64, msg, sizeof msg) == 1;
+    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_free(pub);
+    return ok;
+}
+
+int seal_verify(struct sealed *s, const char *const *trusted, size_t n_trusted,
+                const char **trusted_file, tether_error_t *err)
+{
+    *trusted_file = NULL;
+    if (n_trusted == 0) {
+        if (s->has_signature && !signature_valid(s))
+            return error_set(err, 0, "sealed file: the signature does not verify");
+        return 0;
+    }
+    if (!s->has_signature)
+        return error_set(err, 0,
+                         "sealed file: unsigned, and this node trusts only signed "
+                         "workloads (trusted_signers)");
+    for (size_t i = 0; i < n_trusted; i++) {
+        FILE *f = fopen(trusted[i], "re");
+        EVP_PKEY *k = f ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;
+        if (f)
+            fclose(f);
+        unsigned char raw[32];
+        size_t rawlen = sizeof raw;
+        bool same = k && EVP_PKEY_get_raw_public_key(k, raw, &rawlen) == 1 && rawlen == 32 &&
+                    memcmp(raw, s->signer_pub, 32) == 0;
+        EVP_PKEY_free(k);
+        if (k == NULL)
+            return error_set(err, 0, "trusted_signers: `%s` is not an Ed25519 public key in PEM",
+                             trusted[i]);
+        if (same) {
+            if (!signature_valid(s))
+                return error_set(err, 0, "sealed file: the signature does not verify");
+            *trusted_file = trusted[i];
+            return 0;
+        }
+    }
+    return error_set(err, 0, "sealed file: signed by %s, which this node does not trust",
+                     s->signer);
+}
+
+int seal_decrypt(const struct sealed *s, const struct secret *key, int out_fd, tether_error_t *err)
+{
+    if (key->len != 32)
+        return error_set(err, 0, "the key is %zu bytes, not 32", key->len);
+    const struct seal_header *h = &s->h;
+    uint64_t n = seal_chunks(h), left = h->plain_size;
+    off_t off = (off_t)h->header_len;
+    cleanup_free unsigned char *in = xmalloc(h->chunk_size + SEAL_TAG_LEN);
+    cleanup_free unsigned char *out = xmalloc(h->chunk_size);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    int rc = -1;
+    for (uint64_t i = 0; i < n; i++) {
+        size_t m = left < h->chunk_size ? (size_t)left : h->chunk_size;
+        unsigned char nonce[12], aad[41];
+        chunk_nonce_aad(h, i, i + 1 == n, nonce, aad);
+        if (pread(s->fd, in, m + SEAL_TAG_LEN, off) != (ssize_t)(m + SEAL_TAG_LEN)) {
+            error_set(err, errno ? errno : EIO, "sealed file: read");
+            goto out;
+        }
+        if (gcm(ctx, 0, key, nonce, aad, in, m, out, in + m) < 0) {
+            error_set(err, 0,
+                      "sealed file: chunk %llu of %llu failed authentication: the file "
+                      "was altered, or the key is not its key",
+                      (unsigned long long)i + 1, (unsigned long long)n);
+            goto out;
+        }
+        if (write_all(out_fd, out, m) < 0) {
+            error_set(err, errno, "decrypting into memory");
+            goto out;
+        }
+        left -= m;
+        off += (off_t)(m + SEAL_TAG_LEN);
+    }
+    rc = 0;
+out:
+    OPENSSL_cleanse(out, h->chunk_size);
+    EVP_CIPHER_CTX_free(ctx);
+    return rc;
+}

@@ -1,0 +1,78 @@
+/* Sealed workloads: the file format (doc/sealed-format.md), sealing, and opening: signature,
+ * header, and decryption into a file descriptor of the caller's choosing (a memfd). */
+#pragma once
+
+#include <openssl/evp.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "core/error.h"
+#include "core/secret.h"
+
+#define SEAL_MAGIC "TETHSEAL"
+#define SEAL_VERSION 1
+#define SEAL_TYPE_EXECUTABLE 1
+#define SEAL_TYPE_ROOTFS 2
+#define SEAL_CIPHER_AES256GCM 1
+#define SEAL_FLAG_SIGNED 1
+#define SEAL_FIXED_LEN 74 /* the header before its variable parts */
+#define SEAL_TAG_LEN 16
+#define SEAL_TRAILER_LEN (32 + 64) /* signer's Ed25519 public key, signature */
+
+struct seal_header {
+    uint16_t version;
+    uint8_t type, cipher, flags;
+    uint32_t chunk_size;
+    uint64_t plain_size;
+    unsigned char nonce_prefix[8];
+    char *key_id;
+    char *entrypoint; /* "" for an executable */
+    char *policy;     /* the embedded Lua policy ("" when none) */
+    size_t policy_len;
+    unsigned char policy_sha256[32];
+    size_t header_len;
+    unsigned char header_sha256[32]; /* of the header bytes: bound into every chunk */
+};
+
+/* Parses and checks a header from the start of a file (buf may hold more).  Pure: no I/O. */
+int seal_parse_header(const unsigned char *buf, size_t len, struct seal_header *h,
+                      tether_error_t *err);
+void seal_header_clear(struct seal_header *h);
+/* Number of chunks, and the bytes they take in the file. */
+uint64_t seal_chunks(const struct seal_header *h);
+uint64_t seal_payload_len(const struct seal_header *h);
+
+struct seal_options {
+    const char *key_id;
+    const char *entrypoint; /* NULL for an executable */
+    const char *policy;     /* Lua text, or NULL */
+    size_t policy_len;
+    uint32_t chunk_size;
+    EVP_PKEY *signer; /* Ed25519 private key, or NULL */
+    bool progress;    /* show progress on stderr */
+};
+
+/* Seals the bytes of in_fd (an executable) into out_fd. */
+int seal_write(int in_fd, int out_fd, const struct secret *key, const struct seal_options *o,
+               tether_error_t *err);
+
+struct sealed {
+    int fd;
+    struct seal_header h;
+    char digest[65]; /* sha256 of header and ciphertext, hex */
+    bool has_signature;
+    unsigned char signer_pub[32];
+    unsigned char signature[64];
+    char signer[80]; /* "ed25519:<sha256 of the public key>", or "" */
+};
+
+/* Opens a sealed file: the header, the digest over header and ciphertext, the trailer. */
+int seal_open(int fd, struct sealed *s, tether_error_t *err);
+void seal_close(struct sealed *s);
+/* Checks the signature against trusted Ed25519 public keys (PEM files).  With none
+ * configured, a signature is checked against its own key only (it names a signer, it
+ * proves no trust); with some, an unsigned file or another signer is refused. */
+int seal_verify(struct sealed *s, const char *const *trusted, size_t n_trusted,
+                const char **trusted_file, tether_error_t *err);
+/* Decrypts into out_fd, chunk by chunk, each authenticated before it is written. */
+int seal_decrypt(const struct sealed *s, const struct secret *key, int out_fd, tether_error_t *err);

@@ -1,0 +1,297 @@
+"""Sealed workloads: round trip, plaintext only in memory, the key nowhere it should not be,
+and every refusal with a one-line reason and nothing started."""
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+
+from harness import PROBE, POLICIES, Skip, case, eq, main, one_line, wait_for
+from opa_server import DataAPI
+
+ALLOW_ALL = os.path.join(POLICIES, "allow-all.lua")
+HEADER_FIXED = 74
+
+
+def need_root():
+    if os.geteuid() != 0:
+        raise Skip("needs root: the key store must be root's")
+
+
+class Kit:
+    """A key store, a signing key, a marked copy of the probe, and a node configuration."""
+
+    def __init__(self, ws, signers=True):
+        need_root()
+        if shutil.which("openssl") is None:
+            raise Skip("needs the openssl command line for keys")
+        self.ws = ws
+        self.keys = ws.path("keys")
+        os.mkdir(self.keys, 0o700)
+        self.key = os.urandom(32)
+        self.write_key("k1", self.key)
+        self.sign = ws.path("sign.pem")
+        subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", self.sign], check=True,
+                       capture_output=True)
+        self.pub = ws.path("sign.pub.pem")
+        subprocess.run(["openssl", "pkey", "-in", self.sign, "-pubout", "-out", self.pub], check=True)
+        # A plaintext with a unique marker: the probe with bytes appended still runs.
+        self.marker = ("TETHER-PLAINTEXT-MARKER-%s" % os.urandom(8).hex()).encode()
+        self.exe = ws.path("probe-marked")
+        with open(PROBE, "rb") as f:
+            data = f.read()
+        with open(self.exe, "wb") as f:
+            f.write(data + self.marker)
+        os.chmod(self.exe, 0o755)
+        self.configure(signers)
+
+    def write_key(self, key_id, data):
+        path = os.path.join(self.keys, key_id + ".key")
+        with open(path, "wb") as f:
+            f.write(data)
+        os.chmod(path, 0o600)
+        return path
+
+    def configure(self, signers=True, **extra):
+        cfg = {"audit": {"path": self.ws.audit}, "keystore": self.keys,
+               "trusted_signers": [self.pub] if signers else []}
+        cfg.update(extra)
+        self.ws.write("tether.json", json.dumps(cfg))
+
+    def seal(self, out="w.sealed", policy=None, sign=True, key_file=None, key_id="k1", src=None):
+        out = self.ws.path(out)
+        if os.path.exists(out):
+            os.unlink(out)
+        args = ["seal", "--key", key_file or os.path.join(self.keys, "k1.key"), "--key-id", key_id,
+                "-o", out, src or self.exe]
+        if policy is not None:
+            args += ["--policy", self.ws.write("embedded.lua", policy)]
+        if sign:
+            args += ["--sign", self.sign]
+        self.ws.tether(*args, check_rc=0)
+        return out
+
+    def run(self, sealed, *args, rc=0, policy=ALLOW_ALL, **kw):
+        cmd = ["run"] + (["--policy", policy] if policy else []) + [sealed, "--", *args]
+        return self.ws.tether(*cmd, check_rc=rc, **kw)
+
+
+def refused(kit, sealed, rc, needle, policy=ALLOW_ALL):
+    marker = kit.ws.path("ran")
+    if os.path.exists(marker):
+        os.unlink(marker)
+    p = kit.run(sealed, "mark", marker, rc=rc, policy=policy)
+    line = one_line(p.stderr)
+    assert needle in line, (needle, line)
+    assert not os.path.exists(marker), "the workload ran"
+    return line
+
+
+@case
+def round_trip_executable(ws):
+    kit = Kit(ws)
+    sealed = kit.seal(policy='function decide(i) return {allow = i.workload.sealed ~= nil} end')
+    info = json.loads(ws.tether("inspect", sealed, check_rc=0).stdout)
+    eq((info["type"], info["key_id"], info["signed"], info["plaintext_size"]),
+       ("executable", "k1", True, os.path.getsize(kit.exe)), "header")
+    assert "allow = i.workload.sealed" in info["policy"]
+    assert kit.marker not in open(sealed, "rb").read(), "the plaintext is in the sealed file"
+    p = kit.run(sealed, "status")
+    r = json.loads(p.stdout)
+    eq(r["status"]["NoNewPrivs"], "1", "it ran, confined as any workload")
+    recs = ws.audit_records()
+    eq([r["event"] for r in recs], ["decision", "decision", "key_release", "exit"], "audit")
+    eq(recs[1]["policy"][:9], "embedded:", "the embedded policy decided too")
+    rel = recs[2]
+    eq((rel["digest"], rel["key_id"], rel["source"], rel["signer"]),
+       (info["digest"], "k1", "keystore", info["signer"]), "key release record")
+    eq(recs[0]["workload"]["exe_sha256"] is not None, True, "measured")
+
+
+@case
+def plaintext_never_touches_a_disk(ws):
+    kit = Kit(ws)
+    sealed = kit.seal()
+    stamp = ws.path("stamp")
+    open(stamp, "w").close()
+    time.sleep(0.05)
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", ALLOW_ALL, sealed, "--", "ready", ready, "sleep", "1")
+    wait_for(lambda: os.path.exists(ready), what="the workload")
+    eq(proc.wait(timeout=20), 0, "exit status")
+    os.unlink(kit.exe)  # the only place the marker was meant to be
+    # Every disk-backed file changed since the stamp, on every disk-backed file system.
+    fs = subprocess.run(["findmnt", "-rn", "-o", "TARGET,FSTYPE"], capture_output=True, text=True).stdout
+    disk = [t for t, typ in (l.split(" ", 1) for l in fs.splitlines())
+            if typ in ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs", "vfat", "overlay")]
+    assert disk, "no disk-backed file system found: " + fs
+    hits, scanned = [], 0
+    for mnt in disk:
+        out = subprocess.run(["find", mnt, "-xdev", "-type", "f", "-newer", stamp, "-size", "-64M"],
+                             capture_output=True, text=True).stdout.split("\n")
+        for path in filter(None, out):
+            try:
+                with open(path, "rb") as f:
+                    scanned += 1
+                    if kit.marker in f.read():
+                        hits.append(path)
+            except OSError:
+                pass
+    eq(hits, [], "files on disk holding the plaintext")
+    assert scanned > 0, "nothing was scanned: the check would pass blind"
+
+
+@case
+def key_stays_out_of_the_workload_and_the_trail(ws):
+    kit = Kit(ws)
+    sealed = kit.seal()
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", ALLOW_ALL, sealed, "--", "ready", ready, "sleep", "30")
+    try:
+        wait_for(lambda: os.path.exists(ready), what="the workload")
+        from harness import children_of
+        pid = children_of(proc.pid)[0]
+        forms = [kit.key, kit.key.hex().encode(), base64.b64encode(kit.key)]
+        for what in ("environ", "cmdline"):
+            data = open("/proc/%d/%s" % (pid, what), "rb").read()
+            assert not any(f in data for f in forms), "the key is in the workload's " + what
+        tether_env = open("/proc/%d/environ" % proc.pid, "rb").read()
+        assert not any(f in tether_env for f in forms), "the key is in tether's environment"
+        st = {l.split(":")[0]: l.split(":")[1].strip() for l in open("/proc/%d/status" % proc.pid)}
+        eq(os.stat("/proc/%d" % proc.pid).st_uid, 0, "tether is not dumpable (its /proc is root's)")
+    finally:
+        proc.kill()
+        proc.wait()
+    trail = open(ws.audit, "rb").read()
+    assert not any(f in trail for f in forms), "the key is in the audit trail"
+
+
+@case
+def key_released_by_opa(ws):
+    kit = Kit(ws, signers=False)
+    os.unlink(os.path.join(kit.keys, "k1.key"))  # only OPA has it
+    srv = DataAPI().start()
+    try:
+        from opa_server import KEY_B64
+        key_file = ws.path("opa.key")
+        open(key_file, "wb").write(base64.b64decode(KEY_B64))
+        sealed = kit.seal(key_file=key_file)
+        kit.configure(signers=False, opa={"url": srv.url, "path": "tether/key"})
+        p = kit.run(sealed, "status", policy=None)
+        eq(json.loads(p.stdout)["uid"], 0, "ran")
+        rel = [r for r in ws.audit_records() if r["event"] == "key_release"][0]
+        eq((rel["source"], rel["engine"]), ("opa", "opa"), "released by OPA")
+        assert KEY_B64 not in open(ws.audit).read()
+    finally:
+        srv.stop()
+
+
+def header_len(data):
+    """From the header's own length fields (doc/sealed-format.md)."""
+    kl, el = int.from_bytes(data[34:36], "big"), int.from_bytes(data[36:38], "big")
+    return HEADER_FIXED + kl + el + int.from_bytes(data[38:42], "big")
+
+
+def flip(path, offset, out):
+    data = bytearray(open(path, "rb").read())
+    data[offset] ^= 0x01
+    open(out, "wb").write(bytes(data))
+    return out
+
+
+@case
+def tampering_is_refused(ws):
+    kit = Kit(ws, signers=False)  # no signature: the AEAD alone must catch each change
+    sealed = kit.seal(sign=False, policy='function decide(i) return {allow = true} end')
+    info = json.loads(ws.tether("inspect", sealed, check_rc=0).stdout)
+    data = open(sealed, "rb").read()
+    hlen = header_len(data)
+    chunk = info["chunk_size"] + 16
+    refused(kit, flip(sealed, 20, ws.path("t1")), 125, "sealed")            # plain_size
+    refused(kit, flip(sealed, 28, ws.path("t2")), 125, "failed authentication")  # nonce prefix
+    refused(kit, flip(sealed, hlen - 5, ws.path("t3")), 125, "does not match its sha256")  # policy
+    refused(kit, flip(sealed, hlen + 100, ws.path("t4")), 125, "chunk 1 of")  # ciphertext
+    refused(kit, flip(sealed, len(data) - 3, ws.path("t5")), 125, "failed authentication")  # a tag
+    open(ws.path("t6"), "wb").write(data[:-100])
+    refused(kit, ws.path("t6"), 125, "truncated")
+    # truncated at a chunk boundary and the size fixed up: the last-chunk flag catches it
+    n = info["chunks"]
+    cut = bytearray(data[:hlen + (n - 1) * chunk])
+    cut[18:26] = ((n - 1) * info["chunk_size"]).to_bytes(8, "big")
+    open(ws.path("t7"), "wb").write(bytes(cut))
+    refused(kit, ws.path("t7"), 125, "failed authentication")
+    # two chunks swapped
+    c = [data[hlen + i * chunk: hlen + (i + 1) * chunk] for i in range(n - 1)]
+    swapped = data[:hlen] + c[1] + c[0] + b"".join(c[2:]) + data[hlen + (n - 1) * chunk:]
+    open(ws.path("t8"), "wb").write(swapped)
+    refused(kit, ws.path("t8"), 125, "chunk 1 of")
+    # the embedded policy transplanted from another sealed file (with its own sha256)
+    other = kit.seal("other.sealed", sign=False,
+                     policy='function decide(i) return {allow = true, reasons = {"x"}} end')
+    od = open(other, "rb").read()
+    ohlen = header_len(od)
+    open(ws.path("t9"), "wb").write(od[:ohlen] + data[hlen:])
+    refused(kit, ws.path("t9"), 125, "sealed")
+
+
+@case
+def signature_checks(ws):
+    kit = Kit(ws, signers=True)
+    unsigned = kit.seal("unsigned.sealed", sign=False)
+    refused(kit, unsigned, 125, "unsigned, and this node trusts only signed")
+    signed = kit.seal("signed.sealed")
+    data = open(signed, "rb").read()
+    refused(kit, flip(signed, len(data) - 10, ws.path("badsig")), 125, "signature does not verify")
+    other = ws.path("other.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", other], check=True,
+                   capture_output=True)
+    kit.sign, mine = other, kit.sign
+    stranger = kit.seal("stranger.sealed")
+    kit.sign = mine
+    refused(kit, stranger, 125, "which this node does not trust")
+    kit.run(signed, "status")
+
+
+@case
+def key_refusals(ws):
+    kit = Kit(ws, signers=False)
+    sealed = kit.seal(sign=False)
+    kit.write_key("k1", os.urandom(32))
+    refused(kit, sealed, 125, "failed authentication")  # the wrong key
+    os.unlink(os.path.join(kit.keys, "k1.key"))
+    refused(kit, sealed, 125, "no key `k1` in the key store")
+    kit.write_key("k1", kit.key)
+    os.chmod(os.path.join(kit.keys, "k1.key"), 0o644)
+    refused(kit, sealed, 125, "open to others")
+    os.chmod(os.path.join(kit.keys, "k1.key"), 0o600)
+    os.chmod(kit.keys, 0o755)
+    refused(kit, sealed, 125, "key store")
+    os.chmod(kit.keys, 0o700)
+    kit.run(sealed, "status")
+
+
+@case
+def policy_refusals(ws):
+    kit = Kit(ws, signers=False)
+    denying = kit.seal("deny.sealed", sign=False,
+                       policy='function decide(i) return {allow = false, reasons = {"not in this region"}} end')
+    refused(kit, denying, 77, "embedded policy: not in this region")
+    allowing = kit.seal("ok.sealed", sign=False)
+    node_deny = ws.policy('return {allow = false, reasons = {"node says no"}}')
+    refused(kit, allowing, 77, "denied: node says no", policy=node_deny)
+    ev = [r["event"] for r in ws.audit_records()]
+    assert "key_release" not in ev, "a key was released for a denied workload"
+
+
+@case
+def require_sealed_refuses_plain_commands(ws):
+    kit = Kit(ws, signers=False)
+    kit.configure(signers=False, require_sealed=True)
+    p = ws.tether("run", "--policy", ALLOW_ALL, "--", "true", check_rc=125)
+    assert "require_sealed" in one_line(p.stderr)
+    kit.run(kit.seal(sign=False), "status")
+
+
+if __name__ == "__main__":
+    main()
