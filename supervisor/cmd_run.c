@@ -36,6 +36,9 @@ static const char usage[] =
     "On allow, the decision's `confine` block (capabilities, user, no_new_privs, seccomp,\n"
     "namespaces, rlimits) is applied in the child before exec, seccomp last; without one,\n"
     "no_new_privs is set and core dumps are off.  Any failure there is exit status 125.\n"
+    "With a `monitor` block or a `ttl_s`, tether stays resident: it re-measures and asks\n"
+    "again on events and timers, and acts on drift as the block says (see tether(1)).\n"
+    "A sealed workload (tether seal) runs as `tether run [OPTION]... FILE [-- ARG]...`.\n"
     "\n"
     "COMMAND is found through PATH as execvp(3) finds it.  A binary is executed through the\n"
     "descriptor that was measured, so the bytes hashed are the bytes run; a script is run by\n"
@@ -46,6 +49,8 @@ static const char usage[] =
     "  125  tether failed before the workload started\n"
     "  126  COMMAND was found but could not be executed\n"
     "  127  COMMAND was not found\n"
+    "  78   a monitored workload drifted and was killed (monitor.on_drift \"kill\")\n"
+    "  79   it drifted again after the last allowed restart (\"restart\")\n"
     "  N    otherwise COMMAND's own status, or 128+N when signal N ended it\n"
     "\n"
     "Examples:\n"
@@ -106,18 +111,17 @@ int cmd_run(int argc, char **argv)
     int rc = run_load(&r);
     if (rc == 0)
         rc = run_gate(&r);
-    if (rc == 0)
-        rc = run_start(&r);
-    if (rc == 0) {
-        if (r.monitored) {
-            rc = monitor_run(&r);
-        } else {
-            status_write(&r, "running", 1, 0);
-            /* Nothing more to ask: the engine is not kept while the workload runs. */
-            policy_free(steal_pointer(&r.policy));
-            rc = supervise_wait(&r.sv);
-            status_remove();
-        }
+    if (rc == 0 && r.monitored) {
+        bool started;
+        rc = monitor_run(&r, &started);
+        if (started)
+            run_audit_exit(&r, rc);
+    } else if (rc == 0 && (rc = run_start(&r)) == 0) {
+        status_write(&r, "running", 1, 0);
+        /* Nothing more to ask: the engine is not kept while the workload runs. */
+        policy_free(steal_pointer(&r.policy));
+        rc = supervise_wait(&r.sv);
+        status_remove();
         run_audit_exit(&r, rc);
     }
     run_release(&r);

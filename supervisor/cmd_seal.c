@@ -13,13 +13,15 @@
 #include "core/log.h"
 #include "core/secret.h"
 #include "core/util.h"
+#include "rootfs.h"
 #include "seal.h"
 #include "tether.h"
 
 static const char seal_usage[] =
     "Usage: tether seal --key KEYFILE --key-id ID [OPTION]... -o OUT INPUT\n"
-    "Encrypt the executable INPUT into the sealed workload OUT (AES-256-GCM in 64 KiB chunks,\n"
-    "the header, with the embedded policy, authenticated with every chunk).  `tether run OUT`\n"
+    "Encrypt the executable (or, with --entrypoint, the directory tree) INPUT into the sealed\n"
+    "workload OUT: AES-256-GCM in 64 KiB chunks, the header, with the embedded policy,\n"
+    "authenticated with every chunk (doc/sealed-format.md).  `tether run OUT`\n"
     "runs it where the node's policy and the embedded policy both allow, with the key the\n"
     "node releases: from OPA (decision.key.value) or from <keystore>/ID.key.\n"
     "\n"
@@ -31,7 +33,8 @@ static const char seal_usage[] =
     "                       (make one: openssl genpkey -algorithm ed25519 -out sign.pem;\n"
     "                       its public half for trusted_signers: openssl pkey -in sign.pem\n"
     "                       -pubout -out sign.pub.pem)\n"
-    "  -e, --entrypoint P   for a root file system tree (not built yet: refused)\n"
+    "  -e, --entrypoint P   INPUT is a directory: a root file system to seal whole, and P\n"
+    "                       (absolute, inside it) is the program to start in it\n"
     "  -o, --output OUT     the sealed file to write (not overwritten if it exists)\n"
     "  -h, --help           show this help\n";
 
@@ -103,15 +106,31 @@ int cmd_seal(int argc, char **argv)
     const char *input = argv[optind];
     cleanup_close int in = open(input, O_RDONLY | O_CLOEXEC | O_NOCTTY);
     struct stat st;
+    char magic[2];
     if (in < 0 || fstat(in, &st) < 0) {
         log_error("seal: `%s`: %s", input, strerror(errno));
         return EXIT_FAILED;
     }
-    if (S_ISDIR(st.st_mode) || o.entrypoint != NULL) {
-        log_error("seal: sealing a root file system tree is not built yet; seal an executable");
+    if (S_ISDIR(st.st_mode)) {
+        /* A root file system: packed into a tar stream in memory, then sealed. */
+        int tar = -1;
+        if (rootfs_pack(input, o.entrypoint, &tar, &err) < 0) {
+            log_error("seal: %s", err->msg);
+            return EXIT_FAILED;
+        }
+        close(in);
+        in = tar;
+        fstat(in, &st); /* the tar stream's size, for the progress display */
+    } else if (o.entrypoint != NULL) {
+        log_error("seal: --entrypoint goes with a directory tree, not a file");
         return EXIT_FAILED;
-    }
-    if (!S_ISREG(st.st_mode)) {
+    } else if (S_ISREG(st.st_mode) && pread(in, magic, 2, 0) == 2 && memcmp(magic, "#!", 2) == 0) {
+        /* A script names its interpreter by path, which a memfd cannot give it. */
+        log_error("seal: `%s` is a script: it cannot run from memory; seal a tree with its "
+                  "interpreter (--entrypoint) instead",
+                  input);
+        return EXIT_FAILED;
+    } else if (!S_ISREG(st.st_mode)) {
         log_error("seal: `%s` is not a regular file", input);
         return EXIT_FAILED;
     }

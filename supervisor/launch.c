@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "rootfs.h"
 #include "core/util.h"
 
 extern char **environ;
@@ -46,6 +47,11 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
         child_fail(report_fd, 125, errno, "joining the workload's cgroup");
 
     const char *step = NULL;
+    if (spec->rootfs_dir != NULL &&
+        rootfs_enter(spec->exe_fd, spec->rootfs_dir, spec->rootfs_cap, &step) < 0) {
+        int e = errno;
+        child_fail(report_fd, 125, e, step);
+    }
     if (confine_apply(spec->confine, spec->plan, &step) < 0) {
         int e = errno;
         char msg[256];
@@ -55,7 +61,17 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
 
     /* Exec the very file that was measured.  A script cannot be run from a close-on-exec
      * descriptor (its interpreter would need /dev/fd/N), so it is run by path. */
-    if (by_fd)
+    if (spec->rootfs_dir != NULL) {
+        /* Inside the unpacked tree: the entrypoint by its path there, as argv[0]. */
+        size_t n = 0;
+        while (spec->argv[n] != NULL)
+            n++;
+        char **argv = xcalloc(n + 1, sizeof *argv);
+        argv[0] = (char *)spec->entrypoint;
+        for (size_t i = 1; i < n; i++)
+            argv[i] = spec->argv[i];
+        execve(spec->entrypoint, argv, environ);
+    } else if (by_fd)
         execveat(spec->exe_fd, "", spec->argv, environ, AT_EMPTY_PATH);
     else
         execve(spec->path, spec->argv, environ);

@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "cgroup.h"
@@ -18,6 +19,9 @@ struct launch_spec {
     const struct confine_plan *plan;
     const struct cgroup *cgroup; /* the child moves itself into it first, or NULL */
     bool fd_only;                /* exec through exe_fd, never by path (a decrypted memfd) */
+    const char *entrypoint;      /* with rootfs_dir: exe_fd is a tar to unpack and chroot into */
+    const char *rootfs_dir;
+    uint64_t rootfs_cap;
 };
 
 struct supervisor {

@@ -17,7 +17,7 @@ static const struct verb {
     {"eval", cmd_eval, "decide on an input document, offline"},
     {"audit", cmd_audit, "verify the audit trail (`tether audit verify`)"},
     {"status", cmd_status, "list the workloads tether supervises on this node"},
-    {"seal", cmd_seal, "encrypt an executable into a sealed workload"},
+    {"seal", cmd_seal, "encrypt an executable or a root file system into a sealed workload"},
     {"inspect", cmd_inspect, "print a sealed workload's header"},
     {NULL, NULL, NULL},
 };

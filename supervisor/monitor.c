@@ -87,6 +87,7 @@ struct mon {
     uint64_t last_decision_ns;
     uint64_t status_written_ns;
     bool evaluate_pending;
+    bool launch_exec_seen; /* the workload's own first exec, which tether made, is no event */
 };
 
 static int timer_new(void)
@@ -543,7 +544,14 @@ static void on_cn(struct mon *m)
             /* The event sits unaligned in the message: copy it out. */
             struct proc_event ev = {0};
             memcpy(&ev, cn->data, cn->len < sizeof ev ? cn->len : sizeof ev);
-            if (ev.what == PROC_EVENT_EXEC && in_tree(m, ev.event_data.exec.process_pid))
+            if (ev.what != PROC_EVENT_EXEC)
+                continue;
+            pid_t pid = ev.event_data.exec.process_pid;
+            if (pid == m->r->sv.child && !m->launch_exec_seen) {
+                m->launch_exec_seen = true;
+                continue;
+            }
+            if (in_tree(m, pid))
                 m->evaluate_pending = true;
         }
     }
@@ -629,6 +637,9 @@ static int on_exit_of_workload(struct mon *m, int code, bool *done)
     timer_set(m->grace, 0, false);
     if (m->state != ENDING)
         return code; /* it ended on its own: its status is tether's */
+    /* The main process is gone; what is left of its tree does not get the rest of the grace
+     * period (nor outlive tether, which is about to exit or start anew). */
+    signal_tree(m, SIGKILL);
     if (!m->restart_after)
         return EXIT_DRIFT_KILLED;
     int64_t max = m->r->cfg.monitor.restart_max;
@@ -638,7 +649,10 @@ static int on_exit_of_workload(struct mon *m, int code, bool *done)
         log_error("drifted again after %lld restarts; giving up", (long long)max);
         return EXIT_RESTART_LIMIT;
     }
-    uint64_t delay = (uint64_t)m->r->cfg.monitor.restart_backoff_ms << m->restarts;
+    uint64_t delay = (uint64_t)m->r->cfg.monitor.restart_backoff_ms
+                     << (m->restarts < 20 ? m->restarts : 20);
+    if (delay > 3600000)
+        delay = 3600000; /* an hour at most between tries */
     m->restarts++;
     timer_set(m->backoff, delay ? delay : 1, false);
     *done = false;
@@ -651,25 +665,38 @@ static int relaunch(struct mon *m, bool *done)
     *done = true;
     audit_event(m, "restart", NULL, NULL);
     int rc = run_gate(r);
-    if (rc == 0)
-        rc = run_start(r);
+    if (rc != 0)
+        return rc;
+    /* Watches first, then the workload: nothing it does can fall before them. */
+    arm_for_decision(m);
+    start_watches(m);
+    catch_up(m);
+    rc = run_start(r);
     if (rc != 0)
         return rc;
     *done = false;
     m->state = RUNNING;
     m->sigkill_sent = false;
+    m->launch_exec_seen = false;
     m->have_decision = false;
     open_pidfd(m);
-    arm_for_decision(m);
-    start_watches(m);
-    catch_up(m);
     status_update(m, true);
     return 0;
 }
 
-int monitor_run(struct run *r)
+int monitor_run(struct run *r, bool *started)
 {
-    struct mon m = {.r = r, .pidfd = -1, .cn = -1};
+    *started = false;
+    /* Signals are taken into the signalfd before anything starts, so none is lost. */
+    cleanup_error tether_error_t perr = NULL;
+    if (r->sv.sigfd < 0 && supervise_prepare(&r->sv, &perr) < 0) {
+        log_error("%s", perr->msg);
+        run_audit_launch_failed(r, perr->msg);
+        return EXIT_FAILED;
+    }
+    /* The launch decision, just made, allowed: that is the state until the first look. */
+    struct mon m = {
+        .r = r, .pidfd = -1, .cn = -1, .last_allow = true, .last_decision_ns = time_mono_ns()};
     m.ep = epoll_create1(EPOLL_CLOEXEC);
     m.tick = timer_new();
     m.ttl = timer_new();
@@ -694,10 +721,15 @@ int monitor_run(struct run *r)
     ep_add(&m, m.settle, EV_SETTLE);
     ep_add(&m, m.ino, EV_INOTIFY);
     ep_add(&m, m.cn, EV_CN);
-    open_pidfd(&m);
+    /* Watches first, then the workload: nothing it does can fall before them. */
     arm_for_decision(&m);
     start_watches(&m);
     catch_up(&m);
+    int rc = run_start(r);
+    if (rc != 0)
+        goto out;
+    *started = true;
+    open_pidfd(&m);
     if (r->cfg.monitor.heartbeat_s > 0)
         timer_set(m.beat, (uint64_t)r->cfg.monitor.heartbeat_s * 1000, true);
     audit_event(&m, "monitor_started", "on_drift", m.on_drift);
@@ -705,7 +737,7 @@ int monitor_run(struct run *r)
      * first event or timer. */
     status_update(&m, true);
 
-    int rc = 125;
+    rc = 125;
     for (bool done = false; !done;) {
         struct epoll_event evs[8];
         int n = epoll_wait(m.ep, evs, 8, -1);
@@ -781,6 +813,7 @@ int monitor_run(struct run *r)
             evaluate(&m, "exec in the workload's tree");
     }
 
+out:
     status_remove();
     for (size_t i = 0; i < m.n_watches; i++) {
         free(m.watches[i].dir);

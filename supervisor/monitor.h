@@ -8,5 +8,6 @@
 #define EXIT_DRIFT_KILLED 78  /* the workload was killed because it drifted */
 #define EXIT_RESTART_LIMIT 79 /* it drifted again after the last allowed restart */
 
-/* Supervises the started workload of r until it ends; returns tether's exit status. */
-int monitor_run(struct run *r);
+/* Starts the workload of r (its gate passed) under watch, and supervises it until it
+ * ends; returns tether's exit status.  *started says whether the workload ever started. */
+int monitor_run(struct run *r, bool *started);

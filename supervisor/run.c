@@ -13,6 +13,7 @@
 #include "audit.h"
 #include "key.h"
 #include "seal.h"
+#include "status.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -37,6 +38,12 @@ static void launch_clear(struct run *r)
     r->exe_fd = -1;
     r->exe_sha[0] = '\0';
     r->sealed = false;
+    free(r->entrypoint);
+    r->entrypoint = NULL;
+    if (r->rootfs_dir != NULL)
+        rmdir(r->rootfs_dir);
+    free(r->rootfs_dir);
+    r->rootfs_dir = NULL;
     cJSON_Delete(r->workload);
     r->workload = NULL;
     decision_clear(&r->d);
@@ -238,15 +245,17 @@ static int gate_sealed(struct run *r, cJSON *exe)
     }
 
     /* The key: released by the node's decision (OPA), else from the node's key store. */
-    const char *source = "opa";
+    const char *source = "decision"; /* which engine: the record's "engine" */
     if (key_from_decision(&r->d, &key, &err) < 0) {
         log_error("`%s`: %s", r->path, err->msg);
+        run_audit_launch_failed(r, err->msg);
         goto out;
     }
     if (key == NULL) {
         source = "keystore";
         if (keystore_read(r, s.h.key_id, &key, &err) < 0) {
             log_error("`%s`: %s", r->path, err->msg);
+            run_audit_launch_failed(r, err->msg);
             goto out;
         }
     }
@@ -284,6 +293,20 @@ static int gate_sealed(struct run *r, cJSON *exe)
     r->exe_fd = memfd;
     memfd = -1;
     r->sealed = true;
+    if (s.h.type == SEAL_TYPE_ROOTFS) {
+        /* The tree gets a tmpfs of its own, twice its size, mounted in the child's private
+         * mount namespace on an empty directory: the host never sees it filled. */
+        cleanup_free char *dir = status_dir();
+        mkdir(dir, 0700);
+        r->rootfs_dir = xasprintf("%s/root.%d", dir, (int)getpid());
+        if (mkdir(r->rootfs_dir, 0700) < 0 && errno != EEXIST) {
+            log_error("`%s`: %s", r->rootfs_dir, strerror(errno));
+            rc = EXIT_FAILED;
+            goto out;
+        }
+        r->entrypoint = xstrdup(s.h.entrypoint);
+        r->rootfs_cap = 2 * s.h.plain_size + (64u << 20);
+    }
     rc = 0;
 out:
     if (memfd >= 0)
@@ -402,7 +425,10 @@ int run_start(struct run *r)
                                .confine = &r->d.confinement,
                                .plan = &plan,
                                .cgroup = r->cg.dir ? &r->cg : NULL,
-                               .fd_only = r->sealed};
+                               .fd_only = r->sealed,
+                               .entrypoint = r->entrypoint,
+                               .rootfs_dir = r->rootfs_dir,
+                               .rootfs_cap = r->rootfs_cap};
     int fail_status;
     int rc = launch_start(&r->sv, &spec, &fail_status, &err);
     confine_plan_release(&plan);

@@ -31,8 +31,11 @@ struct run {
     cJSON *workload;  /* the workload section measured at launch */
     struct supervisor sv;
     struct cgroup cg;
-    bool monitored; /* the decision has a monitor block or a ttl */
-    bool sealed;    /* exe_fd is a sealed memfd holding the decrypted workload */
+    bool monitored;      /* the decision has a monitor block or a ttl */
+    bool sealed;         /* exe_fd is a sealed memfd holding the decrypted workload */
+    char *entrypoint;    /* a sealed root file system: what to start in it */
+    char *rootfs_dir;    /* its (empty) mount point on the host */
+    uint64_t rootfs_cap; /* the size of its tmpfs */
 };
 
 void run_init(struct run *r);

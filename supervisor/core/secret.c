@@ -39,7 +39,7 @@ int secret_new(size_t len, struct secret **out, tether_error_t *err)
     /* Out of core dumps, and out of a child's copy after fork. */
     madvise(p, map_len, MADV_DONTDUMP);
     madvise(p, map_len, MADV_WIPEONFORK);
-    /* While a secret lives, no core dump and no ptrace attach by the same user. */
+    /* From now on, no core dump and no ptrace attach by the same user. */
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 
     struct secret *s = xcalloc(1, sizeof *s);

@@ -1,5 +1,6 @@
-/* Secret bytes (keys, tokens): in their own locked pages, excluded from core dumps, the
- * process non-dumpable while any is held, wiped when freed. */
+/* Secret bytes (keys, tokens): in their own locked pages, excluded from core dumps and
+ * wiped in forked children, wiped when freed; the process is non-dumpable from the first
+ * secret on (and stays so: a dump later could still hold what a secret touched). */
 #pragma once
 
 #include <stddef.h>

@@ -164,6 +164,29 @@ def kill_escalates_to_sigkill(ws):
     eq([r["signal"] for r in killed], ["SIGKILL"], "escalation recorded")
 
 
+STUBBORN = r"""
+import os, signal, subprocess, sys, time
+child = subprocess.Popen([sys.argv[1], "ignore-term", "sleep", "60"])
+open(sys.argv[2], "w").write(str(child.pid))
+time.sleep(0.3)
+os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 30"])
+"""
+
+
+@case
+def kill_takes_the_whole_tree(ws):
+    config(ws, grace_s=30)
+    pol = monitored_policy(ws, '{on_drift = "kill"}', 'p.exe.path == "/usr/bin/dash"')
+    pidfile = ws.path("child.pid")
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", STUBBORN, PROBE, pidfile,
+                  timeout=20)
+    eq(p.returncode, DRIFT_KILLED, "exit status")
+    child = int(open(pidfile).read())
+    wait_for(lambda: not os.path.exists("/proc/%d" % child) or
+             open("/proc/%d/stat" % child).read().split(")")[1].split()[0] in "ZX",
+             timeout=5, what="the child that ignores SIGTERM to be gone")
+
+
 COUNTER = r"""
 import sys, time
 n = 0

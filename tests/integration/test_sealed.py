@@ -181,7 +181,7 @@ def key_released_by_opa(ws):
         p = kit.run(sealed, "status", policy=None)
         eq(json.loads(p.stdout)["uid"], 0, "ran")
         rel = [r for r in ws.audit_records() if r["event"] == "key_release"][0]
-        eq((rel["source"], rel["engine"]), ("opa", "opa"), "released by OPA")
+        eq((rel["source"], rel["engine"]), ("decision", "opa"), "released by OPA's decision")
         assert KEY_B64 not in open(ws.audit).read()
     finally:
         srv.stop()
@@ -282,6 +282,81 @@ def policy_refusals(ws):
     refused(kit, allowing, 77, "denied: node says no", policy=node_deny)
     ev = [r["event"] for r in ws.audit_records()]
     assert "key_release" not in ev, "a key was released for a denied workload"
+
+
+def make_tree(kit):
+    """A root file system: the static probe as /bin/probe, and data with the marker."""
+    tree = kit.ws.path("tree")
+    for d in ("bin", "data", "proc"):
+        os.makedirs(os.path.join(tree, d))
+    shutil.copy(PROBE, os.path.join(tree, "bin", "probe"))
+    with open(os.path.join(tree, "data", "secret.txt"), "wb") as f:
+        f.write(kit.marker)
+    return tree
+
+
+@case
+def round_trip_root_file_system(ws):
+    kit = Kit(ws, signers=False)
+    tree = make_tree(kit)
+    out = ws.path("tree.sealed")
+    ws.tether("seal", "--key", os.path.join(kit.keys, "k1.key"), "--key-id", "k1",
+              "--entrypoint", "/bin/probe", "-o", out, tree, check_rc=0)
+    info = json.loads(ws.tether("inspect", out, check_rc=0).stdout)
+    eq((info["type"], info["entrypoint"]), ("rootfs", "/bin/probe"), "header")
+    assert kit.marker not in open(out, "rb").read(), "the plaintext is in the sealed file"
+    shutil.rmtree(tree)
+    run_dir = "/run/tether"
+    before = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else set()
+    p = kit.run(out, "exists", "/data/secret.txt", "exists", "/etc/machine-id", "exists",
+                ws.root, "try", "getpid")
+    r = json.loads(p.stdout)
+    eq(r["exists /data/secret.txt"], 0, "the tree is the workload's root")
+    eq(r["exists /etc/machine-id"], 2, "the host's files are not there")
+    eq(r["exists " + ws.root], 2, "nor this test's directory")
+    eq(r["try"], {"getpid": 0}, "it ran")
+    after = set(os.listdir(run_dir)) if os.path.isdir(run_dir) else set()
+    eq([x for x in after - before if x.startswith("root.")], [], "the mount point is removed")
+    # refusals particular to trees, and to scripts, which cannot run from memory
+    script = ws.write("script.sh", "#!/bin/sh\necho hi\n", 0o755)
+    p = ws.tether("seal", "--key", os.path.join(kit.keys, "k1.key"), "--key-id", "k1", "-o",
+                  ws.path("s.sealed"), script, check_rc=125)
+    assert "is a script" in one_line(p.stderr)
+    p = ws.tether("seal", "--key", os.path.join(kit.keys, "k1.key"), "--key-id", "k1", "-o",
+                  ws.path("x.sealed"), ws.root, "--entrypoint", "/nope", check_rc=125)
+    assert "not an executable file" in one_line(p.stderr)
+
+
+@case
+def root_file_system_plaintext_stays_in_memory(ws):
+    kit = Kit(ws, signers=False)
+    tree = make_tree(kit)
+    out = ws.path("tree.sealed")
+    ws.tether("seal", "--key", os.path.join(kit.keys, "k1.key"), "--key-id", "k1",
+              "--entrypoint", "/bin/probe", "-o", out, tree, check_rc=0)
+    shutil.rmtree(tree)
+    os.unlink(kit.exe)
+    stamp = ws.path("stamp")
+    open(stamp, "w").close()
+    time.sleep(0.05)
+    kit.run(out, "exists", "/data/secret.txt", "sleep", "0.5")
+    fs = subprocess.run(["findmnt", "-rn", "-o", "TARGET,FSTYPE"], capture_output=True, text=True).stdout
+    disk = [t for t, typ in (l.split(" ", 1) for l in fs.splitlines())
+            if typ in ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs", "vfat", "overlay")]
+    hits, scanned = [], 0
+    for mnt in disk:
+        found = subprocess.run(["find", mnt, "-xdev", "-type", "f", "-newer", stamp, "-size", "-64M"],
+                               capture_output=True, text=True).stdout.split("\n")
+        for path in filter(None, found):
+            try:
+                with open(path, "rb") as f:
+                    scanned += 1
+                    if kit.marker in f.read():
+                        hits.append(path)
+            except OSError:
+                pass
+    eq(hits, [], "files on disk holding the tree's plaintext")
+    assert scanned > 0, "nothing was scanned"
 
 
 @case

@@ -8,6 +8,7 @@
  *     mark FILE       write "ran" to FILE
  *     trap CODE       on SIGTERM, exit with CODE
  *     ignore-term     ignore SIGTERM
+ *     exists PATH     report 0 when PATH exists, else errno
  *     stamp FILE      write CLOCK_MONOTONIC in nanoseconds and the pid to FILE
  *     ready FILE      create FILE (after the actions before it)
  *     sleep SECONDS   sleep (fractions allowed)
@@ -218,6 +219,10 @@ int main(int argc, char **argv)
                 (void)!write(fd, buf, (size_t)len);
                 close(fd);
             }
+            i++;
+        } else if (strcmp(a, "exists") == 0 && arg) {
+            emit("%s\"exists %s\":%d", sections++ ? "," : "", arg,
+                 access(arg, F_OK) == 0 ? 0 : errno);
             i++;
         } else if (strcmp(a, "ignore-term") == 0) {
             signal(SIGTERM, SIG_IGN);
