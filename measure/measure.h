@@ -33,7 +33,18 @@ cJSON *measure_parse_proc_status(FILE *f);
 /* A capability mask as ["CAP_CHOWN", ...]. */
 cJSON *measure_caps_names(uint64_t mask);
 
+/* OCI: the runtime's state on a hook's stdin (ociVersion, id, status, bundle required; pid
+ * and annotations checked when present); and a bundle's config.json as the container
+ * section (state, for id and annotations, may be NULL). */
+int measure_parse_oci_state(const char *text, size_t len, cJSON **out, tether_error_t *err);
+int measure_parse_oci_config(const char *text, size_t len, const char *bundle, const cJSON *state,
+                             cJSON **out, tether_error_t *err);
+
 /* --- collectors --- */
+
+/* The container section from <bundle>/config.json. */
+int measure_container_collect(const char *bundle, const cJSON *state, cJSON **out,
+                              tether_error_t *err);
 
 /* The host section.  labels is copied (the node labels of the configuration; may be NULL). */
 cJSON *measure_host_collect(const cJSON *labels);

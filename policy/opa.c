@@ -208,6 +208,11 @@ static bool connection_failed(CURLcode rc, CURL *curl)
 {
     if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
         return true;
+    /* A connection that broke before any answer (OPA went away mid-request): no answer. */
+    long status = 0;
+    if ((rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING) &&
+        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 0)
+        return true;
     /* A timeout before any connection was made: nobody there to answer. */
     curl_off_t connected = 0;
     return rc == CURLE_OPERATION_TIMEDOUT &&

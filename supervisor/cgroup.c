@@ -46,6 +46,26 @@ static char *own_cgroup(void)
     return xstrdup(v2);
 }
 
+bool cgroup_of_pid(pid_t pid, struct cgroup *cg)
+{
+    memset(cg, 0, sizeof *cg);
+    cg->procs_fd = -1;
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
+    cleanup_free char *text = NULL;
+    cleanup_free char *mnt = cgroup2_mount();
+    if (mnt == NULL || read_file(path, 64 * 1024, &text, NULL, NULL) < 0)
+        return false;
+    char *v2 = strstr(text, "0::");
+    if (v2 == NULL || (v2 != text && v2[-1] != '\n'))
+        return false;
+    v2 += 3;
+    v2[strcspn(v2, "\n")] = '\0';
+    cg->rel = xstrdup(v2);
+    cg->dir = xasprintf("%s%s", mnt, v2);
+    return true;
+}
+
 bool cgroup_create(struct cgroup *cg)
 {
     memset(cg, 0, sizeof *cg);

@@ -14,6 +14,8 @@ struct cgroup {
 
 /* Creates a cgroup under tether's own; false (and dir NULL) when that cannot be done. */
 bool cgroup_create(struct cgroup *cg);
+/* The cgroup2 group a process is in (someone else's: destroy only frees the names). */
+bool cgroup_of_pid(pid_t pid, struct cgroup *cg);
 /* In the child, before exec: moves the caller into the cgroup. */
 int cgroup_enter(const struct cgroup *cg);
 /* The pids in it; -1 on error. */

@@ -31,6 +31,8 @@ static const char usage[] =
     "  -l, --label KEY=VAL  add a workload label (input.workload.labels); repeatable\n"
     "  -a, --audit FILE     append audit records to FILE (default: the configuration's\n"
     "                       audit.path, else " AUDIT_DEFAULT_PATH ")\n"
+    "  -b, --bundle DIR     COMMAND starts the OCI bundle DIR (runc run -b DIR ID, crun):\n"
+    "                       its config.json is measured as the input's `container`\n"
     "  -h, --help           show this help\n"
     "\n"
     "On allow, the decision's `confine` block (capabilities, user, no_new_privs, seccomp,\n"
@@ -55,18 +57,16 @@ static const char usage[] =
     "\n"
     "Examples:\n"
     "  tether run -- /usr/bin/uptime\n"
+    "  tether run --bundle /srv/web -- runc run -b /srv/web web1\n"
     "  tether run --policy policies/geofence.lua --label app=billing -- ./billing-batch\n";
 
 int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"policy", required_argument, NULL, 'p'},
-        {"config", required_argument, NULL, 'c'},
-        {"label", required_argument, NULL, 'l'},
-        {"audit", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},
-        {"opa", required_argument, NULL, 'o'},
-        {NULL, 0, NULL, 0},
+        {"policy", required_argument, NULL, 'p'}, {"config", required_argument, NULL, 'c'},
+        {"label", required_argument, NULL, 'l'},  {"audit", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},         {"opa", required_argument, NULL, 'o'},
+        {"bundle", required_argument, NULL, 'b'}, {NULL, 0, NULL, 0},
     };
     struct run r;
     run_init(&r);
@@ -75,7 +75,7 @@ int cmd_run(int argc, char **argv)
     r.labels = labels;
 
     int c;
-    while ((c = getopt_long(argc, argv, "+p:c:l:a:o:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+p:c:l:a:o:b:h", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
             r.policy_file = optarg;
@@ -85,6 +85,9 @@ int cmd_run(int argc, char **argv)
             break;
         case 'o':
             r.opa_url = optarg;
+            break;
+        case 'b':
+            r.bundle = optarg;
             break;
         case 'a':
             r.audit_file = optarg;

@@ -19,6 +19,7 @@ static const struct verb {
     {"status", cmd_status, "list the workloads tether supervises on this node"},
     {"seal", cmd_seal, "encrypt an executable or a root file system into a sealed workload"},
     {"inspect", cmd_inspect, "print a sealed workload's header"},
+    {"hook", cmd_hook, "gate containers as an OCI runtime hook (hooks.d)"},
     {NULL, NULL, NULL},
 };
 

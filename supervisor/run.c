@@ -361,8 +361,14 @@ int run_gate(struct run *r)
     const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(exe, "sha256"));
     snprintf(r->exe_sha, sizeof r->exe_sha, "%s", sha ? sha : "");
     r->workload = measure_workload_collect(r->cmd, exe, r->labels);
-    cleanup_json cJSON *input = measure_input_build("launch", measure_host_collect(r->cfg.labels),
-                                                    cJSON_Duplicate(r->workload, true), NULL, NULL);
+    cJSON *container = NULL;
+    if (r->bundle != NULL && measure_container_collect(r->bundle, NULL, &container, &err) < 0) {
+        log_error("%s", err->msg);
+        return EXIT_FAILED;
+    }
+    cleanup_json cJSON *input =
+        measure_input_build("launch", measure_host_collect(r->cfg.labels),
+                            cJSON_Duplicate(r->workload, true), container, NULL);
 
     /* 2. Decide, and 3. record the decision before acting on it. */
     policy_decide(r->policy, input, &r->d);

@@ -16,6 +16,7 @@ struct run {
     int argc_left; /* entries in cmd, for rearranging it */
     cJSON *labels;
     const char *policy_file, *opa_url, *config_file, *audit_file;
+    const char *bundle; /* --bundle: measured as the input's container section */
 
     /* the node */
     struct config cfg;

@@ -157,9 +157,13 @@ int cmd_status(int argc, char **argv)
             char cmd[256] = "";
             size_t off = 0;
             const cJSON *a;
-            cJSON_ArrayForEach (a, cJSON_GetObjectItem(s, "argv"))
-                off += (size_t)snprintf(cmd + off, off < sizeof cmd ? sizeof cmd - off : 0, "%s%s",
-                                        off ? " " : "", cJSON_GetStringValue(a));
+            cJSON_ArrayForEach (a, cJSON_GetObjectItem(s, "argv")) {
+                if (off >= sizeof cmd - 1)
+                    break; /* long command lines are cut, not overrun */
+                int w = snprintf(cmd + off, sizeof cmd - off, "%s%s", off ? " " : "",
+                                 cJSON_GetStringValue(a));
+                off = w < 0 ? sizeof cmd - 1 : off + (size_t)w;
+            }
             long age =
                 (long)(now - (time_t)cJSON_GetNumberValue(cJSON_GetObjectItem(s, "decided_at")));
             char ages[32];

@@ -74,6 +74,9 @@ else
     echo "sealed launch: skipped (the key store must be root's)"
 fi
 
+echo "== OCI hook (target: under 10 ms added to runc run)"
+python3 tests/bench/bench_oci.py "$build/tether" "$build/tests/probe" "${BENCH_OCI_RUNS:-30}"
+
 echo "== Lua decisions per second (target: >= 100000/s)"
 "$build/tether" measure --compact -- /bin/true >"$tmp/input.json"
 "$build/tests/bench/bench_lua" policies/default.lua "$tmp/input.json" 2

@@ -1,0 +1,196 @@
+/* The container section of the input document, from an OCI bundle's config.json and the
+ * runtime's state (OCI runtime spec: config.md, runtime.md "State").  Pure parsers over text;
+ * the caller reads the files. */
+#define _GNU_SOURCE
+#include <string.h>
+
+#include "../supervisor/core/cleanup.h"
+#include "../supervisor/core/util.h"
+#include "measure.h"
+
+int measure_parse_oci_state(const char *text, size_t len, cJSON **out, tether_error_t *err)
+{
+    cleanup_json cJSON *st = NULL;
+    if (json_parse(text, len, &st, err) < 0)
+        return error_wrap(err, "container state");
+    if (!cJSON_IsObject(st))
+        return error_set(err, 0, "container state: not a JSON object");
+    static const char *const strings[] = {"ociVersion", "id", "status", "bundle"};
+    for (size_t i = 0; i < sizeof strings / sizeof strings[0]; i++) {
+        const cJSON *v = cJSON_GetObjectItemCaseSensitive(st, strings[i]);
+        if (!cJSON_IsString(v) || v->valuestring[0] == '\0')
+            return error_set(err, 0, "container state: `%s` must be a non-empty string",
+                             strings[i]);
+    }
+    if (cJSON_GetObjectItemCaseSensitive(st, "bundle")->valuestring[0] != '/')
+        return error_set(err, 0, "container state: `bundle` must be an absolute path");
+    int64_t pid;
+    const cJSON *p = cJSON_GetObjectItemCaseSensitive(st, "pid");
+    if (p != NULL && !json_get_int(p, 0, INT32_MAX, &pid))
+        return error_set(err, 0, "container state: `pid` must be a process id");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(st, "annotations");
+    if (a != NULL && !cJSON_IsObject(a))
+        return error_set(err, 0, "container state: `annotations` must be an object");
+    *out = steal_pointer(&st);
+    return 0;
+}
+
+static cJSON *strings_or_empty(const cJSON *list)
+{
+    cJSON *out = cJSON_CreateArray();
+    const cJSON *e;
+    cJSON_ArrayForEach (e, list)
+        if (cJSON_IsString(e))
+            cJSON_AddItemToArray(out, cJSON_CreateString(e->valuestring));
+    return out;
+}
+
+/* Image identity: the standard annotations, and podman's and CRI-O's where present. */
+static cJSON *image_of(const cJSON *ann)
+{
+    static const char *const keys[][2] = {
+        {"name", "org.opencontainers.image.ref.name"},
+        {"name", "io.kubernetes.cri-o.ImageName"},
+        {"name", "io.podman.annotations.image"},
+        {"digest", "org.opencontainers.image.digest"},
+        {"digest", "io.kubernetes.cri-o.ImageRef"},
+        {"version", "org.opencontainers.image.version"},
+        {"revision", "org.opencontainers.image.revision"},
+        {"source", "org.opencontainers.image.source"},
+        {"created", "org.opencontainers.image.created"},
+    };
+    cJSON *img = cJSON_CreateObject();
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ann, keys[i][1]));
+        if (v != NULL && cJSON_GetObjectItemCaseSensitive(img, keys[i][0]) == NULL)
+            cJSON_AddStringToObject(img, keys[i][0], v);
+    }
+    static const char *const fields[] = {"name",     "digest", "version",
+                                         "revision", "source", "created"};
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
+        if (cJSON_GetObjectItemCaseSensitive(img, fields[i]) == NULL)
+            cJSON_AddNullToObject(img, fields[i]);
+    return img;
+}
+
+int measure_parse_oci_config(const char *text, size_t len, const char *bundle, const cJSON *state,
+                             cJSON **out, tether_error_t *err)
+{
+    cleanup_json cJSON *cfg = NULL;
+    if (json_parse(text, len, &cfg, err) < 0)
+        return error_wrap(err, "config.json");
+    if (!cJSON_IsObject(cfg))
+        return error_set(err, 0, "config.json: not a JSON object");
+    const cJSON *proc = cJSON_GetObjectItemCaseSensitive(cfg, "process");
+    const cJSON *root = cJSON_GetObjectItemCaseSensitive(cfg, "root");
+    if (!cJSON_IsObject(root) || !cJSON_IsString(cJSON_GetObjectItemCaseSensitive(root, "path")))
+        return error_set(err, 0, "config.json: `root.path` must be a string");
+    if (proc != NULL && !cJSON_IsObject(proc))
+        return error_set(err, 0, "config.json: `process` must be an object");
+    const cJSON *linux_ = cJSON_GetObjectItemCaseSensitive(cfg, "linux");
+
+    char sha[SHA256_HEX_LEN + 1];
+    sha256_hex(text, len, sha);
+    cJSON *c = cJSON_CreateObject();
+    cJSON_AddItemToObject(
+        c, "id",
+        json_string_or_null(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "id"))));
+    cJSON_AddStringToObject(c, "bundle", bundle);
+    cJSON_AddStringToObject(c, "config_sha256", sha);
+    const char *rp = cJSON_GetObjectItemCaseSensitive(root, "path")->valuestring;
+    cleanup_free char *rootpath = rp[0] == '/' ? xstrdup(rp) : xasprintf("%s/%s", bundle, rp);
+    cJSON_AddStringToObject(c, "root", rootpath);
+    cJSON_AddBoolToObject(c, "root_readonly",
+                          cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(root, "readonly")));
+
+    /* Annotations: the config's, then the runtime state's over them. */
+    cJSON *ann = cJSON_CreateObject();
+    const cJSON *a;
+    cJSON_ArrayForEach (a, cJSON_GetObjectItemCaseSensitive(cfg, "annotations"))
+        if (cJSON_IsString(a))
+            cJSON_AddStringToObject(ann, a->string, a->valuestring);
+    cJSON_ArrayForEach (a, cJSON_GetObjectItemCaseSensitive(state, "annotations")) {
+        if (cJSON_IsString(a)) {
+            cJSON_DeleteItemFromObjectCaseSensitive(ann, a->string);
+            cJSON_AddStringToObject(ann, a->string, a->valuestring);
+        }
+    }
+    cJSON_AddItemToObject(c, "image", image_of(ann));
+    cJSON_AddItemToObject(c, "annotations", ann);
+
+    cJSON *p = cJSON_AddObjectToObject(c, "process");
+    cJSON_AddItemToObject(p, "args",
+                          strings_or_empty(cJSON_GetObjectItemCaseSensitive(proc, "args")));
+    /* Environment variable names only: values are often secrets. */
+    cJSON *env = cJSON_AddArrayToObject(p, "env_names");
+    const cJSON *e;
+    cJSON_ArrayForEach (e, cJSON_GetObjectItemCaseSensitive(proc, "env")) {
+        if (!cJSON_IsString(e))
+            continue;
+        const char *eq = strchr(e->valuestring, '=');
+        cleanup_free char *name =
+            eq ? xstrndup(e->valuestring, (size_t)(eq - e->valuestring)) : xstrdup(e->valuestring);
+        cJSON_AddItemToArray(env, cJSON_CreateString(name));
+    }
+    const cJSON *user = cJSON_GetObjectItemCaseSensitive(proc, "user");
+    cJSON *u = cJSON_AddObjectToObject(p, "user");
+    int64_t v;
+    cJSON_AddItemToObject(
+        u, "uid",
+        json_get_int(cJSON_GetObjectItemCaseSensitive(user, "uid"), 0, UINT32_MAX, &v)
+            ? cJSON_CreateNumber((double)v)
+            : cJSON_CreateNull());
+    cJSON_AddItemToObject(
+        u, "gid",
+        json_get_int(cJSON_GetObjectItemCaseSensitive(user, "gid"), 0, UINT32_MAX, &v)
+            ? cJSON_CreateNumber((double)v)
+            : cJSON_CreateNull());
+    cJSON *caps = cJSON_AddObjectToObject(p, "capabilities");
+    static const char *const sets[] = {"bounding", "effective", "permitted", "inheritable",
+                                       "ambient"};
+    const cJSON *pc = cJSON_GetObjectItemCaseSensitive(proc, "capabilities");
+    for (size_t i = 0; i < sizeof sets / sizeof sets[0]; i++)
+        cJSON_AddItemToObject(caps, sets[i],
+                              strings_or_empty(cJSON_GetObjectItemCaseSensitive(pc, sets[i])));
+    cJSON_AddBoolToObject(p, "no_new_privs",
+                          cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(proc, "noNewPrivileges")));
+    cJSON_AddItemToObject(
+        p, "cwd",
+        json_string_or_null(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(proc, "cwd"))));
+
+    cJSON *ns = cJSON_AddArrayToObject(c, "namespaces");
+    const cJSON *n;
+    cJSON_ArrayForEach (n, cJSON_GetObjectItemCaseSensitive(linux_, "namespaces")) {
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(n, "type"));
+        if (type != NULL)
+            cJSON_AddItemToArray(ns, cJSON_CreateString(type));
+    }
+    cJSON_AddBoolToObject(c, "seccomp",
+                          cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(linux_, "seccomp")));
+    cJSON *mounts = cJSON_AddArrayToObject(c, "mounts");
+    const cJSON *m;
+    cJSON_ArrayForEach (m, cJSON_GetObjectItemCaseSensitive(cfg, "mounts")) {
+        cJSON *mm = cJSON_CreateObject();
+        static const char *const mf[] = {"destination", "type", "source"};
+        for (size_t i = 0; i < 3; i++)
+            cJSON_AddItemToObject(mm, mf[i],
+                                  json_string_or_null(cJSON_GetStringValue(
+                                      cJSON_GetObjectItemCaseSensitive(m, mf[i]))));
+        cJSON_AddItemToObject(mm, "options",
+                              strings_or_empty(cJSON_GetObjectItemCaseSensitive(m, "options")));
+        cJSON_AddItemToArray(mounts, mm);
+    }
+    *out = c;
+    return 0;
+}
+
+int measure_container_collect(const char *bundle, const cJSON *state, cJSON **out,
+                              tether_error_t *err)
+{
+    cleanup_free char *path = xasprintf("%s/config.json", bundle);
+    cleanup_free char *text = NULL;
+    size_t len = 0;
+    if (read_file(path, 4 << 20, &text, &len, err) < 0)
+        return error_wrap(err, "bundle");
+    return measure_parse_oci_config(text, len, bundle, state, out, err);
+}
