@@ -10,6 +10,11 @@
 local GROUP_WRITE, WORLD_WRITE = 0x10, 0x02   -- 0020 and 0002
 
 function decide(input)
+  -- A container at a runtime hook: this policy judges executables, not images.
+  if input.tether ~= nil and input.tether.phase == "hook" then
+    return { allow = false, reasons = { "the default policy does not judge containers: "
+                                        .. "configure a container policy (policies/README.md)" } }
+  end
   local exe = input.workload and input.workload.exe
   if exe == nil then
     return { allow = false, reasons = { "the executable could not be measured" } }
@@ -27,6 +32,14 @@ function decide(input)
   end
   if #reasons > 0 then
     return { allow = false, reasons = reasons }
+  end
+  -- A container runtime (tether run --bundle) confines the container itself, from its
+  -- config.json; confining the runtime would only stop it from doing so.
+  if input.container ~= nil then
+    return {
+      allow = true,
+      reasons = { exe.path .. " is owned by root and writable only by root" },
+    }
   end
   local confine = { seccomp = "default", no_new_privs = true }
   local user = input.workload.user

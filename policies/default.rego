@@ -9,7 +9,14 @@ import rego.v1
 
 exe := input.workload.exe
 
-measured if is_object(exe)
+hook if input.tether.phase == "hook"
+
+deny_reasons contains "the default policy does not judge containers: configure a container policy (policies/README.md)" if hook
+
+measured if {
+	is_object(exe)
+	not hook
+}
 
 deny_reasons contains "the executable could not be measured" if not measured
 
@@ -34,6 +41,11 @@ confine := {"seccomp": "default", "no_new_privs": true} if {
 
 decision := {"allow": false, "reasons": deny_reasons} if {
 	count(deny_reasons) > 0
+} else := {
+	"allow": true,
+	"reasons": [sprintf("%s is owned by root and writable only by root", [exe.path])],
+} if {
+	is_object(input.container)
 } else := {
 	"allow": true,
 	"reasons": [sprintf("%s is owned by root and writable only by root", [exe.path])],

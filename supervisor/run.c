@@ -402,6 +402,19 @@ int run_gate(struct run *r)
         log_error("denied: %s", why);
         return EXIT_DENIED;
     }
+    if (r->bundle != NULL) {
+        /* The command is a container runtime: the container's confinement is its
+         * config.json's (judged through input.container); confining the runtime would only
+         * stop it from applying that. */
+        if (r->d.confine != NULL) {
+            const char *why = "the decision confines a container runtime (--bundle); put the "
+                              "confinement in the bundle's config.json instead";
+            log_error("%s; not starting it", why);
+            run_audit_launch_failed(r, why);
+            return EXIT_FAILED;
+        }
+        confine_clear(&r->d.confinement);
+    }
     r->monitored = r->d.monitor != NULL || r->d.ttl_s > 0;
     return 0;
 }

@@ -33,8 +33,11 @@ def make(name, hook):
     c["process"]["terminal"] = False
     c["process"]["args"] = ["/probe", "try", "getpid"]
     if hook:
-        c["hooks"] = {"createRuntime": [{"path": tether, "args": ["tether", "hook", "createRuntime",
-                                                                   "--config", conf]}]}
+        c["hooks"] = {
+            "createRuntime": [{"path": tether, "args": ["tether", "hook", "createRuntime",
+                                                        "--config", conf]}],
+            "poststop": [{"path": tether, "args": ["tether", "hook", "poststop", "--config", conf]}],
+        }
     json.dump(c, open(os.path.join(b, "config.json"), "w"))
     return b
 

@@ -171,5 +171,23 @@ def forbidden_binary_in_a_container_is_killed_by_its_monitor(ws):
     assert not os.path.exists("/run/tether/tether-mon"), "poststop removed the state"
 
 
+@case
+def wrapper_with_the_default_policy(ws):
+    """The default policy allows a root-owned runtime and leaves the container's confinement
+    to its config.json; at a hook it says it does not judge containers."""
+    ws.write("tether.json", json.dumps({"audit": {"path": ws.audit}}))
+    b = bundle(ws, ["/probe", "try", "getpid"], hooks=False)
+    p = ws.tether("run", "--bundle", b, "--", runc(), "run", "-b", b, "tether-def", timeout=60)
+    eq((p.returncode, json.loads(p.stdout)), (0, {"try": {"getpid": 0}}), "ran: " + p.stderr)
+    pol = ws.decision_policy({"allow": True, "confine": {"seccomp": "default"}}, "confining.lua")
+    p = ws.tether("run", "--policy", pol, "--bundle", b, "--", runc(), "run", "-b", b, "tether-c",
+                  check_rc=125)
+    assert "config.json instead" in one_line(p.stderr)
+    st = json.dumps({"ociVersion": "1.0.2", "id": "tether-dh", "status": "creating",
+                     "pid": os.getpid(), "bundle": b})
+    p = hook(ws, "createRuntime", st, 77)
+    assert "does not judge containers" in one_line(p.stderr)
+
+
 if __name__ == "__main__":
     main()
