@@ -109,6 +109,28 @@ def round_trip_executable(ws):
     eq(recs[0]["workload"]["exe_sha256"] is not None, True, "measured")
 
 
+def disk_files_holding(marker, stamp):
+    """Every file on a disk-backed file system changed since stamp that holds marker, and how
+    many files were read (a scan of nothing would pass blind)."""
+    fs = subprocess.run(["findmnt", "-rn", "-o", "TARGET,FSTYPE"], capture_output=True, text=True).stdout
+    disk = [t for t, typ in (l.split(" ", 1) for l in fs.splitlines())
+            if typ in ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs", "vfat", "overlay")]
+    assert disk, "no disk-backed file system found: " + fs
+    hits, scanned = [], 0
+    for mnt in disk:
+        found = subprocess.run(["find", mnt, "-xdev", "-type", "f", "-newer", stamp, "-size", "-64M"],
+                               capture_output=True, text=True).stdout.split("\n")
+        for path in filter(None, found):
+            try:
+                with open(path, "rb") as f:
+                    scanned += 1
+                    if marker in f.read():
+                        hits.append(path)
+            except OSError:
+                pass
+    return hits, scanned
+
+
 @case
 def plaintext_never_touches_a_disk(ws):
     kit = Kit(ws)
@@ -121,23 +143,7 @@ def plaintext_never_touches_a_disk(ws):
     wait_for(lambda: os.path.exists(ready), what="the workload")
     eq(proc.wait(timeout=20), 0, "exit status")
     os.unlink(kit.exe)  # the only place the marker was meant to be
-    # Every disk-backed file changed since the stamp, on every disk-backed file system.
-    fs = subprocess.run(["findmnt", "-rn", "-o", "TARGET,FSTYPE"], capture_output=True, text=True).stdout
-    disk = [t for t, typ in (l.split(" ", 1) for l in fs.splitlines())
-            if typ in ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs", "vfat", "overlay")]
-    assert disk, "no disk-backed file system found: " + fs
-    hits, scanned = [], 0
-    for mnt in disk:
-        out = subprocess.run(["find", mnt, "-xdev", "-type", "f", "-newer", stamp, "-size", "-64M"],
-                             capture_output=True, text=True).stdout.split("\n")
-        for path in filter(None, out):
-            try:
-                with open(path, "rb") as f:
-                    scanned += 1
-                    if kit.marker in f.read():
-                        hits.append(path)
-            except OSError:
-                pass
+    hits, scanned = disk_files_holding(kit.marker, stamp)
     eq(hits, [], "files on disk holding the plaintext")
     assert scanned > 0, "nothing was scanned: the check would pass blind"
 
@@ -340,21 +346,7 @@ def root_file_system_plaintext_stays_in_memory(ws):
     open(stamp, "w").close()
     time.sleep(0.05)
     kit.run(out, "exists", "/data/secret.txt", "sleep", "0.5")
-    fs = subprocess.run(["findmnt", "-rn", "-o", "TARGET,FSTYPE"], capture_output=True, text=True).stdout
-    disk = [t for t, typ in (l.split(" ", 1) for l in fs.splitlines())
-            if typ in ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs", "vfat", "overlay")]
-    hits, scanned = [], 0
-    for mnt in disk:
-        found = subprocess.run(["find", mnt, "-xdev", "-type", "f", "-newer", stamp, "-size", "-64M"],
-                               capture_output=True, text=True).stdout.split("\n")
-        for path in filter(None, found):
-            try:
-                with open(path, "rb") as f:
-                    scanned += 1
-                    if kit.marker in f.read():
-                        hits.append(path)
-            except OSError:
-                pass
+    hits, scanned = disk_files_holding(kit.marker, stamp)
     eq(hits, [], "files on disk holding the tree's plaintext")
     assert scanned > 0, "nothing was scanned"
 
