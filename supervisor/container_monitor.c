@@ -66,8 +66,8 @@ static void watch(const struct config *cfg, const char *audit_path, const char *
     cleanup_json cJSON *state = cJSON_CreateObject();
     cJSON_AddStringToObject(state, "id", id);
     audit_event(audit_path, "monitor_started", id, "on_drift", on_drift);
-    bool ending = false;
-    uint64_t kill_at = 0;
+    bool ending = false, frozen = false, unreachable = false;
+    uint64_t kill_at = 0, unreachable_since = 0;
     for (;;) {
         struct pollfd p = {.fd = pidfd, .events = POLLIN};
         int timeout = ending ? 100 : (int)interval_ms;
@@ -99,7 +99,31 @@ static void watch(const struct config *cfg, const char *audit_path, const char *
             "monitor", measure_host_collect(cfg->labels), NULL, container, procs);
         struct decision d = {.ttl_s = -1};
         policy_decide(policy, input, &d);
-        if (!d.allow) {
+        /* An engine that cannot be reached is given monitor.fail_grace_s, as under run. */
+        if (d.unreachable) {
+            if (!unreachable) {
+                unreachable = true;
+                unreachable_since = time_mono_ns();
+                audit_event(audit_path, "policy_unreachable", id, "reason", d.reasons[0]);
+            }
+            if (time_mono_ns() - unreachable_since <=
+                (uint64_t)cfg->monitor.fail_grace_s * 1000000000u) {
+                decision_clear(&d);
+                continue;
+            }
+        } else if (unreachable) {
+            unreachable = false;
+            audit_event(audit_path, "policy_reachable", id, NULL, NULL);
+        }
+        if (d.allow && frozen) {
+            if (cg.dir != NULL)
+                cgroup_freeze(&cg, false);
+            else
+                signal_cgroup(&cg, pidfd, SIGCONT);
+            frozen = false;
+            audit_event(audit_path, "thawed", id, NULL, NULL);
+        }
+        if (!d.allow && !frozen) {
             cleanup_free char *why = decision_reasons_joined(&d);
             cleanup_json cJSON *rec = audit_decision_record("monitor", policy, &d, input);
             cJSON_AddStringToObject(rec, "container_id", id);
@@ -111,8 +135,13 @@ static void watch(const struct config *cfg, const char *audit_path, const char *
             cJSON_AddStringToObject(drift, "action", on_drift);
             audit_append(audit_path, drift, &err);
             error_free(&err);
-            if (strcmp(on_drift, "stop") == 0 && cg.dir != NULL) {
-                cgroup_freeze(&cg, true);
+            if (strcmp(on_drift, "stop") == 0) {
+                if (cg.dir != NULL)
+                    cgroup_freeze(&cg, true);
+                else
+                    signal_cgroup(&cg, pidfd, SIGSTOP);
+                frozen = true;
+                audit_event(audit_path, "stopped", id, "reason", why);
             } else if (strcmp(on_drift, "log") != 0) {
                 signal_cgroup(&cg, pidfd, SIGTERM);
                 ending = true;
