@@ -32,11 +32,13 @@ static char *cgroup2_mount(void)
     return NULL;
 }
 
-/* tether's own cgroup2 path ("0::/path"). */
-static char *own_cgroup(void)
+/* The cgroup2 path of a process ("0::/path" in /proc/PID/cgroup), or NULL. */
+static char *cgroup_path_of(pid_t pid)
 {
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
     cleanup_free char *text = NULL;
-    if (read_file("/proc/self/cgroup", 64 * 1024, &text, NULL, NULL) < 0)
+    if (read_file(path, 64 * 1024, &text, NULL, NULL) < 0)
         return NULL;
     char *v2 = strstr(text, "0::");
     if (v2 == NULL || (v2 != text && v2[-1] != '\n'))
@@ -50,19 +52,12 @@ bool cgroup_of_pid(pid_t pid, struct cgroup *cg)
 {
     memset(cg, 0, sizeof *cg);
     cg->procs_fd = -1;
-    char path[64];
-    snprintf(path, sizeof path, "/proc/%d/cgroup", (int)pid);
-    cleanup_free char *text = NULL;
     cleanup_free char *mnt = cgroup2_mount();
-    if (mnt == NULL || read_file(path, 64 * 1024, &text, NULL, NULL) < 0)
+    char *rel = mnt ? cgroup_path_of(pid) : NULL;
+    if (rel == NULL)
         return false;
-    char *v2 = strstr(text, "0::");
-    if (v2 == NULL || (v2 != text && v2[-1] != '\n'))
-        return false;
-    v2 += 3;
-    v2[strcspn(v2, "\n")] = '\0';
-    cg->rel = xstrdup(v2);
-    cg->dir = xasprintf("%s%s", mnt, v2);
+    cg->rel = rel;
+    cg->dir = xasprintf("%s%s", mnt, rel);
     return true;
 }
 
@@ -71,7 +66,7 @@ bool cgroup_create(struct cgroup *cg)
     memset(cg, 0, sizeof *cg);
     cg->procs_fd = -1;
     cleanup_free char *mnt = cgroup2_mount();
-    cleanup_free char *own = own_cgroup();
+    cleanup_free char *own = cgroup_path_of(getpid());
     if (mnt == NULL || own == NULL)
         return false;
     static unsigned serial;

@@ -135,6 +135,26 @@ static void audit_event(struct mon *m, const char *event, const char *key, const
 
 /* --- the workload's process tree --- */
 
+/* A process's parent, from /proc/PID/stat (the field after the command's closing
+ * parenthesis and the state), or -1. */
+static int ppid_of(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
+    if (fd >= 0)
+        close(fd);
+    if (len <= 0)
+        return -1;
+    buf[len] = '\0';
+    char *rp = strrchr(buf, ')');
+    int ppid;
+    if (rp == NULL || sscanf(rp + 2, "%*c %d", &ppid) != 1)
+        return -1;
+    return ppid;
+}
+
 /* Every process below tether (the subreaper adopts orphans, so the tree is tether's), or
  * the members of the workload's cgroup when it has one. */
 static size_t tree_pids(struct mon *m, pid_t **out)
@@ -151,18 +171,8 @@ static size_t tree_pids(struct mon *m, pid_t **out)
         int64_t pid;
         if (parse_int64(e->d_name, 1, INT32_MAX, &pid) < 0)
             continue;
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        ssize_t len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-        if (fd >= 0)
-            close(fd);
-        if (len <= 0)
-            continue;
-        buf[len] = '\0';
-        char *rp = strrchr(buf, ')');
-        int ppid;
-        if (rp == NULL || sscanf(rp + 2, "%*c %d", &ppid) != 1)
+        int ppid = ppid_of((pid_t)pid);
+        if (ppid < 0)
             continue;
         pids = xrealloc(pids, (all + 1) * sizeof *pids);
         ppids = xrealloc(ppids, (all + 1) * sizeof *ppids);
@@ -503,18 +513,8 @@ static bool in_tree(struct mon *m, pid_t pid)
         return cgroup_has(&m->r->cg, pid);
     pid_t self = getpid();
     for (int depth = 0; depth < 64 && pid > 1; depth++) {
-        char path[64], buf[512];
-        snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-        int fd = open(path, O_RDONLY | O_CLOEXEC);
-        ssize_t len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-        if (fd >= 0)
-            close(fd);
-        if (len <= 0)
-            return false;
-        buf[len] = '\0';
-        char *rp = strrchr(buf, ')');
-        int ppid;
-        if (rp == NULL || sscanf(rp + 2, "%*c %d", &ppid) != 1)
+        int ppid = ppid_of(pid);
+        if (ppid < 0)
             return false;
         if (ppid == self)
             return true;
