@@ -69,6 +69,10 @@ static char *check_monitor(const cJSON *m)
         } else if (strcmp(f->string, "on_drift") == 0) {
             if (!cJSON_IsString(f) || !in_list(f->valuestring, on_drift_actions))
                 return xasprintf("`monitor.on_drift` must be one of log, kill, stop, restart");
+        } else if (strcmp(f->string, "on_main_exit") == 0) {
+            if (!cJSON_IsString(f) ||
+                (strcmp(f->valuestring, "kill") != 0 && strcmp(f->valuestring, "supervise") != 0))
+                return xasprintf("`monitor.on_main_exit` must be kill or supervise");
         } else if (strcmp(f->string, "watch") == 0) {
             if (!json_is_list(f))
                 return xasprintf("`monitor.watch` must be an array of paths");

@@ -250,17 +250,21 @@ static int lua_evaluate(struct policy *p, const cJSON *input, cJSON **doc, cJSON
     lua_pushinteger(L, lp->decide_ref);
     budget_arm(lp);
     int status = lua_pcall(L, 2, 1, 0);
-    budget_disarm(lp);
-    if (status != LUA_OK)
+    if (status != LUA_OK) {
+        budget_disarm(lp);
         return run_error(lp, status, "decide", err);
-
+    }
     if (!lua_istable(L, -1)) {
+        budget_disarm(lp);
         error_set(err, 0, "decide() must return a table, not %s", luaL_typename(L, -1));
         lua_settop(L, 0);
         return -1;
     }
+    /* The conversion is the policy's work too: the same budget of memory and time, so a
+     * result that names one large string many times cannot cost more than the policy may. */
     char *why = NULL;
-    *doc = luajson_to_json(L, -1, &why);
+    *doc = luajson_to_json_within(L, -1, lp->limits.memory_bytes, lp->deadline_ns, &why);
+    budget_disarm(lp);
     lua_settop(L, 0);
     if (*doc == NULL) {
         error_set(err, 0, "decide() returned a value with no JSON form: %s", why);
@@ -293,6 +297,8 @@ int policy_lua_open(const char *name, const char *text, size_t len, const struct
     lp->limits = limits ? *limits : policy_lua_default_limits;
     lp->decide_ref = LUA_NOREF;
     struct policy *p = &lp->base;
+    /* The watchdog's own bound (2 x time_ms + 500), and a second to spare. */
+    p->bound_ms = 2 * lp->limits.time_ms + 1500;
 
     lp->L = lua_newstate(sandbox_alloc, lp);
     if (lp->L == NULL) {

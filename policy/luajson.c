@@ -49,7 +49,24 @@ struct conv {
     lua_State *L;
     char path[256];
     char *why;
+    size_t bytes, max_bytes; /* what the document costs so far, and its cap */
+    uint64_t deadline_ns;    /* 0: none */
+    unsigned nodes;
 };
+
+/* Every value costs its node and its text.  A string the result names many times is paid for
+ * every time: that is what the JSON document, and everything after it, pays. */
+#define NODE_BYTES 64
+
+static bool charge(struct conv *c, size_t len)
+{
+    c->bytes += NODE_BYTES + len;
+    if (c->bytes > c->max_bytes)
+        return false;
+    if (c->deadline_ns != 0 && (++c->nodes & 1023) == 0 && time_mono_ns() > c->deadline_ns)
+        return false;
+    return true;
+}
 
 static cJSON *fail(struct conv *c, const char *what)
 {
@@ -159,6 +176,12 @@ static cJSON *convert_table(struct conv *c, int idx, int depth)
 static cJSON *convert(struct conv *c, int idx, int depth)
 {
     lua_State *L = c->L;
+    size_t len = 0;
+    if (lua_type(L, idx) == LUA_TSTRING)
+        lua_tolstring(L, idx, &len);
+    if (!charge(c, len))
+        return fail(c, c->bytes > c->max_bytes ? "the result exceeds the memory budget"
+                                               : "the result exceeds the time budget");
     switch (lua_type(L, idx)) {
     case LUA_TNIL:
         return cJSON_CreateNull();
@@ -171,7 +194,6 @@ static cJSON *convert(struct conv *c, int idx, int depth)
             return fail(c, "a number that is not finite");
         return cJSON_CreateNumber(lua_tonumber(L, idx));
     case LUA_TSTRING: {
-        size_t len;
         const char *s = lua_tolstring(L, idx, &len);
         if (strlen(s) != len)
             return fail(c, "a string with a NUL byte");
@@ -189,7 +211,13 @@ static cJSON *convert(struct conv *c, int idx, int depth)
 
 cJSON *luajson_to_json(lua_State *L, int idx, char **why)
 {
-    struct conv c = {.L = L};
+    return luajson_to_json_within(L, idx, SIZE_MAX, 0, why);
+}
+
+cJSON *luajson_to_json_within(lua_State *L, int idx, size_t max_bytes, uint64_t deadline_ns,
+                              char **why)
+{
+    struct conv c = {.L = L, .max_bytes = max_bytes, .deadline_ns = deadline_ns};
     cJSON *j = convert(&c, lua_absindex(L, idx), 0);
     if (j == NULL)
         *why = c.why;

@@ -4,6 +4,8 @@
 
 #include <cjson/cJSON.h>
 #include <lua.h>
+#include <stddef.h>
+#include <stdint.h>
 
 #define LUAJSON_MAX_DEPTH 64
 
@@ -15,3 +17,9 @@ void luajson_push(lua_State *L, const cJSON *j);
  * (free it).  Raises no Lua error.  Arrays are tables with exactly the keys 1..n; other
  * tables need string keys; an empty table becomes {}. */
 cJSON *luajson_to_json(lua_State *L, int idx, char **why);
+
+/* The same within a budget: the document may cost at most max_bytes (every value counts
+ * NODE_BYTES plus its text, each time it is referenced), and the conversion gives up after
+ * deadline_ns (CLOCK_MONOTONIC; 0: no deadline). */
+cJSON *luajson_to_json_within(lua_State *L, int idx, size_t max_bytes, uint64_t deadline_ns,
+                              char **why);

@@ -308,10 +308,21 @@ int policy_opa_parse_answer(long status, const char *body, size_t len, const cha
     return 0;
 }
 
+/* The parent's connection (and TLS session) stay the parent's: the child talks over a
+ * handle of its own, with the same options, and never closes the parent's. */
+static void opa_forked(struct policy *p)
+{
+    struct opa_policy *op = (struct opa_policy *)p;
+    CURL *fresh = curl_easy_duphandle(op->curl);
+    if (fresh != NULL)
+        op->curl = fresh;
+}
+
 static const struct policy_ops opa_ops = {
     .engine = "opa",
     .evaluate = opa_evaluate,
     .free = opa_free,
+    .forked = opa_forked,
 };
 
 static int setup_curl(struct opa_policy *op, const struct opa_options *o, struct secret *token,
@@ -397,6 +408,8 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
     op->max_response = (size_t)o->max_response_bytes;
     op->retries = o->retries;
     struct policy *p = &op->base;
+    p->bound_ms =
+        (uint64_t)(o->connect_timeout_ms + o->timeout_ms) * (uint64_t)(o->retries + 1) + 1000;
 
     size_t ulen = strlen(o->url);
     while (ulen > 0 && o->url[ulen - 1] == '/')

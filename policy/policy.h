@@ -40,11 +40,16 @@ struct policy_ops {
     int (*evaluate)(struct policy *p, const cJSON *input, cJSON **doc, cJSON **info,
                     tether_error_t *err);
     void (*free)(struct policy *p);
+    /* In a forked child that will evaluate: drop what is shared with the parent (a
+     * connection).  Optional. */
+    void (*forked)(struct policy *p);
 };
 
 struct policy {
     const struct policy_ops *ops;
-    char *source; /* "builtin:default", a file, a URL: for messages and the audit trail */
+    char *source;      /* "builtin:default", a file, a URL: for messages and the audit trail */
+    uint64_t bound_ms; /* the longest one evaluation may take, all budgets and retries
+                        * included: policy_decide_isolated's deadline */
 };
 
 /* Evaluates and validates; never fails: an engine error is a deny whose reason says why. */
@@ -55,6 +60,13 @@ static inline void policy_freep(struct policy **p)
 {
     policy_free(*p);
 }
+
+/* policy_decide in a forked child, which the caller's process outlives whatever the policy
+ * does: one that hangs in a library call past p->bound_ms is killed, and one that crashes or
+ * overruns is a deny saying so.  For the monitor phase, where the supervisor must go on
+ * watching.  The child's state is thrown away: a policy keeps nothing from one evaluation
+ * to the next. */
+void policy_decide_isolated(struct policy *p, const cJSON *input, struct decision *out);
 
 /* Validates a decision document (taken over).  A wrong type is a deny naming the field. */
 void decision_parse(cJSON *doc, struct decision *out);

@@ -1,24 +1,56 @@
 /* Fork and exec, with the child's setup errors reported to the parent over a close-on-exec
- * pipe (as crun's sync socket): the parent learns whether exec happened, and why not. */
+ * socket (as crun's sync socket): the parent learns whether exec happened, and why not.
+ *
+ * A supervised (monitored) workload does not hang off tether directly.  Its parent is an
+ * init of tether's making (doc/supervision.md):
+ *
+ *   tether ── init (PID 1 of a pid namespace of its own, in a mount namespace with a fresh
+ *                   /proc, and a cgroup namespace over a read-only cgroup file system)
+ *                └─ the workload, and everything it starts
+ *
+ * The init holds a parent-death signal (SIGKILL) and the read end of a pipe whose only
+ * writer is tether: when tether ends, however it ends, the kernel kills the init, and with a
+ * pid namespace's init the kernel kills every process in the namespace.  The workload sees
+ * neither tether nor its cgroup's parent; it cannot signal its init (the kernel drops
+ * signals to a namespace's init that it has no handler for).  When the main process exits,
+ * the init ends the rest of the tree (SIGTERM, SIGKILL after monitor.grace_s), or with
+ * monitor.on_main_exit "supervise" waits until the tree is empty, and exits with the main
+ * process's status.
+ *
+ * A container runtime (--bundle) needs the host's view of pids and cgroups, so in wrapper
+ * mode the init is a child subreaper without namespaces, which kills its tree (the
+ * container's cgroup included) when tether's pipe closes. */
 #define _GNU_SOURCE
 #include "launch.h"
 
 #include <errno.h>
-#include <stdbool.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/mount.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/cleanup.h"
-#include "rootfs.h"
+#include "core/log.h"
 #include "core/util.h"
+#include "rootfs.h"
+#include "tree.h"
 
 extern char **environ;
 
+enum { REPORT_HELLO = 1, REPORT_FAIL = 2 };
+
 struct child_report {
+    int32_t kind;
     int32_t status; /* the exit status tether should give */
     int32_t errnum;
     char msg[256];
@@ -26,9 +58,9 @@ struct child_report {
 
 static void __attribute__((noreturn)) child_fail(int fd, int status, int errnum, const char *msg)
 {
-    struct child_report rep = {.status = status, .errnum = errnum};
+    struct child_report rep = {.kind = REPORT_FAIL, .status = status, .errnum = errnum};
     snprintf(rep.msg, sizeof rep.msg, "%s", msg);
-    (void)!write(fd, &rep, sizeof rep);
+    (void)!send(fd, &rep, sizeof rep, MSG_NOSIGNAL);
     _exit(status);
 }
 
@@ -38,12 +70,33 @@ static bool is_script(int fd)
     return fd >= 0 && pread(fd, magic, 2, 0) == 2 && magic[0] == '#' && magic[1] == '!';
 }
 
+/* The workload's first words: its pid, which the kernel writes into the credentials as
+ * tether's namespace sees it; then it waits until tether holds a pidfd for it. */
+static void say_hello(int fd)
+{
+    struct child_report rep = {.kind = REPORT_HELLO};
+    struct ucred cred = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
+    char ctl[CMSG_SPACE(sizeof cred)] = {0};
+    struct iovec iov = {.iov_base = &rep, .iov_len = sizeof rep};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_CREDENTIALS;
+    cm->cmsg_len = CMSG_LEN(sizeof cred);
+    memcpy(CMSG_DATA(cm), &cred, sizeof cred);
+    char ack;
+    if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof rep || recv(fd, &ack, 1, 0) != 1)
+        _exit(125);
+}
+
 static void __attribute__((noreturn))
 child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd, int report_fd)
 {
     sigprocmask(SIG_SETMASK, &sv->old_mask, NULL);
-
-    if (spec->cgroup != NULL && cgroup_enter(spec->cgroup) < 0)
+    if (spec->supervised)
+        say_hello(report_fd);
+    else if (spec->cgroup != NULL && cgroup_enter(spec->cgroup) < 0)
         child_fail(report_fd, 125, errno, "joining the workload's cgroup");
 
     const char *step = NULL;
@@ -52,7 +105,10 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
         int e = errno;
         child_fail(report_fd, 125, e, step);
     }
-    if (confine_apply(spec->confine, spec->plan, &step) < 0) {
+    struct confine c = *spec->confine;
+    if (spec->supervised)
+        c.namespaces &= ~(unsigned long)CLONE_NEWPID; /* the init's namespace is the workload's */
+    if (confine_apply(&c, spec->plan, &step) < 0) {
         int e = errno;
         char msg[256];
         snprintf(msg, sizeof msg, "confine: %s", step);
@@ -81,46 +137,329 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
     child_fail(report_fd, e == ENOENT ? 127 : 126, e, msg);
 }
 
+/* --- the init --- */
+
+static int write_file(const char *path, const char *text)
+{
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    ssize_t len = (ssize_t)strlen(text), n = write(fd, text, (size_t)len);
+    int e = errno;
+    close(fd);
+    errno = e;
+    return n == len ? 0 : -1;
+}
+
+/* The cgroup file systems, read-only in the init's mount namespace: with a cgroup namespace
+ * rooted at the workload's own group, nothing in it can write itself elsewhere. */
+static int cgroupfs_readonly(const char **step)
+{
+    *step = "read-only cgroup file system";
+    cleanup_file FILE *f = fopen("/proc/self/mountinfo", "re");
+    cleanup_free char *line = NULL;
+    size_t cap = 0;
+    if (f == NULL)
+        return -1;
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_RDONLY};
+    while (getline(&line, &cap, f) > 0) {
+        char *sep = strstr(line, " - ");
+        char mnt[4096];
+        if (sep == NULL ||
+            (strncmp(sep + 3, "cgroup2 ", 8) != 0 && strncmp(sep + 3, "cgroup ", 7) != 0) ||
+            sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1)
+            continue;
+        if (mount_setattr(AT_FDCWD, mnt, 0, &attr, sizeof attr) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+static bool tether_gone(int life_fd)
+{
+    struct pollfd p = {.fd = life_fd, .events = POLLIN};
+    return poll(&p, 1, 0) != 0;
+}
+
+/* Signals what is left of the tree: in a namespace of its own, everything but the init. */
+static void signal_rest(const struct launch_spec *spec, int sig)
+{
+    if (!spec->wrapper) {
+        kill(-1, sig);
+        return;
+    }
+    cleanup_free pid_t *pids = NULL;
+    size_t n = tree_descendants(getpid(), &pids);
+    if (sig == SIGKILL)
+        tree_kill_cgroups(pids, n);
+    for (size_t i = 0; i < n; i++)
+        kill(pids[i], sig);
+}
+
+static void __attribute__((noreturn))
+init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd, int life_fd,
+         int report_fd)
+{
+    /* Tether's death is ours from here on; if it died before, the pipe says so. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || tether_gone(life_fd))
+        _exit(125);
+    prctl(PR_SET_NAME, "tether-init");
+    if (spec->cgroup != NULL && cgroup_enter(spec->cgroup) < 0)
+        child_fail(report_fd, 125, errno, "joining the workload's cgroup");
+    const char *step = "supervision: mount namespace";
+    if (!spec->wrapper) {
+        if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+            child_fail(report_fd, 125, errno, step);
+        step = "supervision: mounting /proc";
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+            child_fail(report_fd, 125, errno, step);
+        if (spec->cgroup != NULL) {
+            step = "supervision: cgroup namespace";
+            if (unshare(CLONE_NEWCGROUP) < 0 || cgroupfs_readonly(&step) < 0)
+                child_fail(report_fd, 125, errno, step);
+        }
+    } else if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0) {
+        child_fail(report_fd, 125, errno, "supervision: child subreaper");
+    }
+
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    sigprocmask(SIG_BLOCK, &chld, NULL);
+    int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (sfd < 0)
+        child_fail(report_fd, 125, errno, "supervision: signalfd");
+    pid_t main_pid = fork();
+    if (main_pid < 0)
+        child_fail(report_fd, 125, errno, "fork");
+    if (main_pid == 0) {
+        close(sfd);
+        close(life_fd);
+        child_run(sv, spec, by_fd, report_fd);
+    }
+    close(report_fd);
+    if (spec->cgroup != NULL)
+        close(spec->cgroup->procs_fd);
+
+    int code = 125;
+    bool main_done = false, killed = false;
+    uint64_t kill_at = UINT64_MAX;
+    for (;;) {
+        int status;
+        pid_t pid;
+        while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
+            if (pid != main_pid)
+                continue;
+            main_done = true;
+            code = WIFEXITED(status)     ? WEXITSTATUS(status)
+                   : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
+                                         : 125;
+            if (!spec->keep_tree) {
+                signal_rest(spec, SIGTERM);
+                kill_at = time_mono_ns() + (uint64_t)spec->grace_s * 1000000000u;
+            }
+        }
+        if (pid < 0 && errno == ECHILD && main_done)
+            _exit(code);
+        if (!killed && time_mono_ns() >= kill_at) {
+            signal_rest(spec, SIGKILL);
+            killed = true;
+        }
+        struct pollfd p[2] = {{.fd = sfd, .events = POLLIN}, {.fd = life_fd, .events = POLLIN}};
+        int timeout =
+            kill_at == UINT64_MAX || killed ? -1 : (int)((kill_at - time_mono_ns()) / 1000000u) + 1;
+        if (poll(p, 2, timeout) > 0 && p[1].revents != 0) {
+            /* Tether is gone: so is its workload. */
+            signal_rest(spec, SIGKILL);
+            _exit(125);
+        }
+        struct signalfd_siginfo si;
+        while (read(sfd, &si, sizeof si) > 0)
+            ;
+    }
+}
+
+/* The go-between that makes the namespaces: a user namespace first when tether is not root
+ * (mapping its own uid and gid only), then a pid namespace whose first process, the init,
+ * it forks.  It reports the init's pid and exits, and the init, an orphan, comes to tether,
+ * the subreaper. */
+static void __attribute__((noreturn))
+maker_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd, int life_fd,
+          int report_fd, int pid_fd, int go_fd)
+{
+    if (!spec->wrapper) {
+        if (geteuid() != 0) {
+            uid_t uid = geteuid();
+            gid_t gid = getegid();
+            char map[64];
+            if (unshare(CLONE_NEWUSER) < 0)
+                child_fail(report_fd, 125, errno, "supervision: user namespace");
+            /* /proc/self of a non-dumpable process is root's: dumpable for the moment it
+             * takes to write its own maps (the secrets in this copy of tether are its
+             * user's own). */
+            prctl(PR_SET_DUMPABLE, 1);
+            snprintf(map, sizeof map, "%u %u 1\n", (unsigned)uid, (unsigned)uid);
+            if (write_file("/proc/self/setgroups", "deny\n") < 0 ||
+                write_file("/proc/self/uid_map", map) < 0)
+                child_fail(report_fd, 125, errno, "supervision: user namespace: uid_map");
+            snprintf(map, sizeof map, "%u %u 1\n", (unsigned)gid, (unsigned)gid);
+            if (write_file("/proc/self/gid_map", map) < 0)
+                child_fail(report_fd, 125, errno, "supervision: user namespace: gid_map");
+            prctl(PR_SET_DUMPABLE, 0);
+        }
+        if (unshare(CLONE_NEWPID) < 0)
+            child_fail(report_fd, 125, errno, "supervision: pid namespace");
+    }
+    pid_t init = fork();
+    if (init < 0)
+        child_fail(report_fd, 125, errno, "fork");
+    if (init == 0) {
+        close(pid_fd);
+        char go;
+        if (read(go_fd, &go, 1) != 1)
+            _exit(125);
+        close(go_fd);
+        init_run(sv, spec, by_fd, life_fd, report_fd);
+    }
+    int32_t v = init;
+    (void)!write(pid_fd, &v, sizeof v);
+    _exit(0);
+}
+
+/* Reads one report; 0 at end of file (the workload exec'd), 1 with *rep, -1 on error. With
+ * creds, the sender's pid as tether sees it. */
+static int read_report(int fd, struct child_report *rep, pid_t *creds)
+{
+    char ctl[CMSG_SPACE(sizeof(struct ucred))];
+    struct iovec iov = {.iov_base = rep, .iov_len = sizeof *rep};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+    ssize_t n;
+    do
+        n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n == 0)
+        return 0;
+    if (n != (ssize_t)sizeof *rep)
+        return -1;
+    rep->msg[sizeof rep->msg - 1] = '\0';
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); creds && cm; cm = CMSG_NXTHDR(&mh, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_CREDENTIALS) {
+            struct ucred c;
+            memcpy(&c, CMSG_DATA(cm), sizeof c);
+            *creds = c.pid;
+        }
+    return 1;
+}
+
+/* The supervised start: maker, init, workload.  Returns the init's pid, or -1. */
+static pid_t start_supervised(struct supervisor *sv, const struct launch_spec *spec, bool by_fd,
+                              int report_wr, tether_error_t *err)
+{
+    int life[2], pidp[2], gop[2];
+    if (pipe2(life, O_CLOEXEC) < 0)
+        return error_set(err, errno, "pipe");
+    if (pipe2(pidp, O_CLOEXEC) < 0 || pipe2(gop, O_CLOEXEC) < 0) {
+        close(life[0]), close(life[1]);
+        return error_set(err, errno, "pipe");
+    }
+    pid_t maker = fork();
+    if (maker == 0) {
+        close(life[1]), close(pidp[0]), close(gop[1]);
+        maker_run(sv, spec, by_fd, life[0], report_wr, pidp[1], gop[0]);
+    }
+    int e = errno;
+    close(life[0]), close(pidp[1]), close(gop[0]);
+    if (maker < 0) {
+        close(life[1]), close(pidp[0]), close(gop[1]);
+        return error_set(err, e, "fork");
+    }
+    int32_t init = -1;
+    ssize_t n = read(pidp[0], &init, sizeof init);
+    close(pidp[0]);
+    int status;
+    while (waitpid(maker, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof init) {
+        close(life[1]), close(gop[1]);
+        return -2; /* the maker failed: its report says why */
+    }
+    /* The maker is gone and the init is ours: now it may start. */
+    (void)!write(gop[1], "g", 1);
+    close(gop[1]);
+    sv->life_fd = life[1];
+    sv->pidns = spec->wrapper ? 0 : tree_pidns(init);
+    return init;
+}
+
 int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fail_status,
                  tether_error_t *err)
 {
     *fail_status = 125;
-    int pipefd[2];
-    if (pipe2(pipefd, O_CLOEXEC) < 0)
-        return error_set(err, errno, "pipe");
-    cleanup_close int rd = pipefd[0];
-    cleanup_close int wr = pipefd[1];
+    /* What a previous start (a restart) left. */
+    if (sv->life_fd >= 0)
+        close(steal_fd(&sv->life_fd));
+    if (sv->main_pidfd >= 0)
+        close(steal_fd(&sv->main_pidfd));
+    sv->main = -1;
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+        return error_set(err, errno, "socketpair");
+    cleanup_close int rd = sp[0];
+    cleanup_close int wr = sp[1];
+    int one = 1;
+    if (setsockopt(rd, SOL_SOCKET, SO_PASSCRED, &one, sizeof one) < 0)
+        return error_set(err, errno, "SO_PASSCRED");
     bool by_fd = spec->fd_only || (spec->exe_fd >= 0 && !is_script(spec->exe_fd));
 
-    int ns_restore;
-    if (confine_enter_parent(spec->confine, &ns_restore, err) < 0)
-        return -1;
-    pid_t pid = fork();
-    int fork_errno = errno;
-    if (pid != 0)
-        confine_leave_parent(ns_restore);
-    if (pid < 0)
-        return error_set(err, fork_errno, "fork");
-    if (pid == 0) {
-        close(rd);
-        child_run(sv, spec, by_fd, wr);
+    pid_t pid;
+    if (spec->supervised) {
+        pid = start_supervised(sv, spec, by_fd, wr, err);
+        if (pid == -1)
+            return -1;
+    } else {
+        int ns_restore;
+        if (confine_enter_parent(spec->confine, &ns_restore, err) < 0)
+            return -1;
+        pid = fork();
+        int fork_errno = errno;
+        if (pid != 0)
+            confine_leave_parent(ns_restore);
+        if (pid < 0)
+            return error_set(err, fork_errno, "fork");
+        if (pid == 0) {
+            close(rd);
+            child_run(sv, spec, by_fd, wr);
+        }
     }
     close(steal_fd(&wr));
 
     struct child_report rep;
-    ssize_t n;
-    do
-        n = read(rd, &rep, sizeof rep);
-    while (n < 0 && errno == EINTR);
-    if (n == 0) {
-        sv->child = pid;
-        return 0; /* the pipe closed on exec */
+    pid_t main_pid = -1;
+    int n = read_report(rd, &rep, &main_pid);
+    if (n == 1 && rep.kind == REPORT_HELLO) {
+        /* A pidfd before the workload goes on: signals reach it, and never a process that
+         * took its pid after it. */
+        sv->main = main_pid;
+        sv->main_pidfd = (int)syscall(SYS_pidfd_open, main_pid, 0);
+        (void)!send(rd, "k", 1, MSG_NOSIGNAL);
+        n = read_report(rd, &rep, NULL);
     }
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
-    if (n != (ssize_t)sizeof rep)
+    if (n == 0 && pid > 0) {
+        sv->child = pid;
+        if (!spec->supervised)
+            sv->main = pid;
+        return 0; /* the socket closed on exec */
+    }
+    if (pid > 0)
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    if (sv->life_fd >= 0)
+        close(steal_fd(&sv->life_fd));
+    if (sv->main_pidfd >= 0)
+        close(steal_fd(&sv->main_pidfd));
+    if (n != 1 || rep.kind != REPORT_FAIL)
         return error_set(err, 0, "the child failed before exec without saying why");
-    rep.msg[sizeof rep.msg - 1] = '\0';
     *fail_status = rep.status;
     return error_set(err, rep.errnum, "%s", rep.msg);
 }

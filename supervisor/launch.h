@@ -22,12 +22,21 @@ struct launch_spec {
     const char *entrypoint;      /* with rootfs_dir: exe_fd is a tar to unpack and chroot into */
     const char *rootfs_dir;
     uint64_t rootfs_cap;
+    /* A monitored workload: started under an init that dies with tether (launch.c). */
+    bool supervised;
+    bool wrapper;    /* the command is a container runtime: no namespaces for the init */
+    bool keep_tree;  /* monitor.on_main_exit "supervise": the tree outlives its main process */
+    int64_t grace_s; /* between SIGTERM and SIGKILL to the rest of the tree */
 };
 
 struct supervisor {
     int sigfd;         /* signalfd: forwarded signals and SIGCHLD */
     sigset_t old_mask; /* the caller's mask, restored in the child */
-    pid_t child;
+    pid_t child;       /* tether's child: the workload, or its init when supervised */
+    pid_t main;        /* the workload's main process, as tether's namespace sees it */
+    int main_pidfd;    /* for signals to it, or -1 */
+    int life_fd;       /* supervised: the pipe whose closing ends the init, or -1 */
+    uint64_t pidns;    /* supervised: the workload's pid namespace (its inode), or 0 */
 };
 
 /* Becomes a child subreaper and takes the forwarded signals into a signalfd.  Call before

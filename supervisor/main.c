@@ -2,6 +2,7 @@
 #define _GNU_SOURCE
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
 
 #include "../measure/measure.h"
 #include "core/log.h"
@@ -40,6 +41,10 @@ static int usage(FILE *out)
 
 int main(int argc, char **argv)
 {
+    /* Non-dumpable for its whole life: no core file, and /proc/PID/mem, environ and fd of
+     * tether (keys, tokens, decisions) are closed to every process of its uid that lacks
+     * CAP_SYS_PTRACE.  Its children inherit this until they exec. */
+    prctl(PR_SET_DUMPABLE, 0);
     log_init();
     if (argc < 2)
         return usage(stderr);

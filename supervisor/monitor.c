@@ -36,10 +36,12 @@
 #include "core/util.h"
 #include "status.h"
 #include "tether.h"
+#include "tree.h"
 
 enum {
     EV_SIGNAL,
     EV_PIDFD,
+    EV_MAIN,
     EV_TICK,
     EV_TTL,
     EV_BEAT,
@@ -126,7 +128,7 @@ static void audit_event(struct mon *m, const char *event, const char *key, const
     cleanup_error tether_error_t err = NULL;
     cleanup_json cJSON *rec = audit_record_new(event);
     cJSON_AddStringToObject(rec, "argv0", m->r->cmd[0]);
-    cJSON_AddNumberToObject(rec, "pid", m->r->sv.child);
+    cJSON_AddNumberToObject(rec, "pid", m->r->sv.main);
     if (key != NULL)
         cJSON_AddStringToObject(rec, key, value);
     if (audit_append(m->r->audit_path, rec, &err) < 0)
@@ -135,87 +137,57 @@ static void audit_event(struct mon *m, const char *event, const char *key, const
 
 /* --- the workload's process tree --- */
 
-/* A process's parent, from /proc/PID/stat (the field after the command's closing
- * parenthesis and the state), or -1. */
-static int ppid_of(pid_t pid)
+/* The cgroup holds the tree exactly, but for a container runtime, which moves the container
+ * to a cgroup of its own. */
+static bool by_cgroup(const struct mon *m)
 {
-    char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    ssize_t len = fd >= 0 ? read(fd, buf, sizeof buf - 1) : -1;
-    if (fd >= 0)
-        close(fd);
-    if (len <= 0)
-        return -1;
-    buf[len] = '\0';
-    char *rp = strrchr(buf, ')');
-    int ppid;
-    if (rp == NULL || sscanf(rp + 2, "%*c %d", &ppid) != 1)
-        return -1;
-    return ppid;
+    return m->r->cg.dir != NULL && m->r->bundle == NULL;
 }
 
-/* Every process below tether (the subreaper adopts orphans, so the tree is tether's), or
- * the members of the workload's cgroup when it has one. */
+/* Every process of the workload but its init: the members of its cgroup, else of its pid
+ * namespace, else the init's descendants (wrapper mode), else tether's. */
 static size_t tree_pids(struct mon *m, pid_t **out)
 {
+    const struct supervisor *sv = &m->r->sv;
     size_t n = 0;
-    if (m->r->cg.dir != NULL && cgroup_pids(&m->r->cg, out, &n) == 0)
-        return n;
     *out = NULL;
-    cleanup_free pid_t *pids = NULL, *ppids = NULL;
-    size_t all = 0;
-    DIR *d = opendir("/proc");
-    struct dirent *e;
-    while (d && (e = readdir(d)) != NULL) {
-        int64_t pid;
-        if (parse_int64(e->d_name, 1, INT32_MAX, &pid) < 0)
-            continue;
-        int ppid = ppid_of((pid_t)pid);
-        if (ppid < 0)
-            continue;
-        pids = xrealloc(pids, (all + 1) * sizeof *pids);
-        ppids = xrealloc(ppids, (all + 1) * sizeof *ppids);
-        pids[all] = (pid_t)pid;
-        ppids[all] = ppid;
-        all++;
+    if (by_cgroup(m) && cgroup_pids(&m->r->cg, out, &n) == 0) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if ((*out)[i] != sv->child || sv->life_fd < 0)
+                (*out)[k++] = (*out)[i];
+        return k;
     }
-    if (d)
-        closedir(d);
-    /* Breadth first from tether. */
-    pid_t self = getpid();
-    *out = xmalloc((all + 1) * sizeof **out);
-    size_t head = 0;
-    for (size_t i = 0; i < all; i++)
-        if (ppids[i] == self)
-            (*out)[n++] = pids[i];
-    while (head < n) {
-        pid_t p = (*out)[head++];
-        for (size_t i = 0; i < all; i++)
-            if (ppids[i] == p)
-                (*out)[n++] = pids[i];
-    }
-    return n;
+    free(*out);
+    if (sv->pidns != 0)
+        return tree_pidns_members(sv->pidns, sv->child, out);
+    if (sv->life_fd >= 0)
+        return tree_descendants(sv->child, out);
+    return tree_descendants(getpid(), out);
 }
 
 static void signal_tree(struct mon *m, int sig)
 {
-    if (sig == SIGKILL && m->r->cg.dir != NULL) {
+    const struct supervisor *sv = &m->r->sv;
+    if (sig == SIGKILL && by_cgroup(m)) {
         cleanup_free char *path = xasprintf("%s/cgroup.kill", m->r->cg.dir);
         int fd = open(path, O_WRONLY | O_CLOEXEC);
         if (fd >= 0) {
-            bool ok = write(fd, "1", 1) == 1;
+            (void)!write(fd, "1", 1);
             close(fd);
-            if (ok)
-                return;
         }
     }
-    if (m->pidfd >= 0)
-        syscall(SYS_pidfd_send_signal, m->pidfd, sig, NULL, 0);
     cleanup_free pid_t *pids = NULL;
     size_t n = tree_pids(m, &pids);
+    if (sig == SIGKILL && m->r->bundle != NULL)
+        tree_kill_cgroups(pids, n); /* the container, in the runtime's cgroup */
     for (size_t i = 0; i < n; i++)
         kill(pids[i], sig);
+    /* The init last: with it the kernel ends its pid namespace, whatever is left in it. */
+    if (sig == SIGKILL && sv->life_fd >= 0)
+        kill(sv->child, SIGKILL);
+    else if (sv->life_fd < 0 && m->pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, m->pidfd, sig, NULL, 0);
 }
 
 static int freeze(struct mon *m, bool frozen)
@@ -249,7 +221,7 @@ static void drift(struct mon *m, const char *why)
     cleanup_error tether_error_t err = NULL;
     cleanup_json cJSON *rec = audit_record_new("drift");
     cJSON_AddStringToObject(rec, "argv0", m->r->cmd[0]);
-    cJSON_AddNumberToObject(rec, "pid", m->r->sv.child);
+    cJSON_AddNumberToObject(rec, "pid", m->r->sv.main);
     cJSON_AddStringToObject(rec, "reason", why);
     cJSON_AddStringToObject(rec, "action", m->on_drift);
     if (audit_append(m->r->audit_path, rec, &err) < 0)
@@ -295,8 +267,9 @@ static void evaluate(struct mon *m, const char *why)
     }
     cJSON_ReplaceItemInObjectCaseSensitive(input, "processes", procs);
 
+    /* Apart from tether: a policy that hangs or crashes is a deny, and supervision goes on. */
     struct decision d = {.ttl_s = -1};
-    policy_decide(r->policy, input, &d);
+    policy_decide_isolated(r->policy, input, &d);
     uint64_t now = time_mono_ns();
     if (d.unreachable) {
         if (!m->unreachable) {
@@ -509,15 +482,19 @@ static int cn_open(void)
 /* True when pid is in the workload's tree. */
 static bool in_tree(struct mon *m, pid_t pid)
 {
-    if (m->r->cg.dir != NULL)
+    const struct supervisor *sv = &m->r->sv;
+    if (by_cgroup(m))
         return cgroup_has(&m->r->cg, pid);
-    pid_t self = getpid();
-    for (int depth = 0; depth < 64 && pid > 1; depth++) {
-        int ppid = ppid_of(pid);
+    if (sv->pidns != 0)
+        return tree_pidns_within(pid, sv->pidns);
+    /* Up the chain of parents, however long: pids only ever point to older processes. */
+    pid_t top = sv->life_fd >= 0 ? sv->child : getpid();
+    while (pid > 1) {
+        pid_t ppid = tree_ppid(pid);
+        if (ppid == top)
+            return true;
         if (ppid < 0)
             return false;
-        if (ppid == self)
-            return true;
         pid = ppid;
     }
     return false;
@@ -547,7 +524,7 @@ static void on_cn(struct mon *m)
             if (ev.what != PROC_EVENT_EXEC)
                 continue;
             pid_t pid = ev.event_data.exec.process_pid;
-            if (pid == m->r->sv.child && !m->launch_exec_seen) {
+            if (pid == m->r->sv.main && !m->launch_exec_seen) {
                 m->launch_exec_seen = true;
                 continue;
             }
@@ -628,6 +605,9 @@ static void open_pidfd(struct mon *m)
     }
     m->pidfd = (int)syscall(SYS_pidfd_open, m->r->sv.child, 0);
     ep_add(m, m->pidfd, EV_PIDFD);
+    /* The main process's end, which the init reports only once the tree is gone. */
+    if (m->r->sv.main_pidfd >= 0 && m->r->sv.main_pidfd != m->pidfd)
+        ep_add(m, m->r->sv.main_pidfd, EV_MAIN);
 }
 
 /* The workload ended: the run ends, or (restart) it starts again after a pause. */
@@ -763,6 +743,15 @@ int monitor_run(struct run *r, bool *started)
                 /* The workload ended; SIGCHLD brings the status.  Stop listening. */
                 epoll_ctl(m.ep, EPOLL_CTL_DEL, m.pidfd, NULL);
                 break;
+            case EV_MAIN:
+                /* The main process is gone while tether ends the tree: what is left does not
+                 * get the rest of the grace period. */
+                epoll_ctl(m.ep, EPOLL_CTL_DEL, r->sv.main_pidfd, NULL);
+                if (m.state == ENDING && !m.sigkill_sent) {
+                    m.sigkill_sent = true;
+                    signal_tree(&m, SIGKILL);
+                }
+                break;
             case EV_TICK:
                 drain(m.tick);
                 evaluate(&m, "interval");
@@ -777,7 +766,7 @@ int monitor_run(struct run *r, bool *started)
                 cleanup_error tether_error_t err = NULL;
                 cleanup_json cJSON *rec = audit_record_new("heartbeat");
                 cJSON_AddStringToObject(rec, "argv0", r->cmd[0]);
-                cJSON_AddNumberToObject(rec, "pid", r->sv.child);
+                cJSON_AddNumberToObject(rec, "pid", r->sv.main);
                 cJSON_AddBoolToObject(rec, "allow", m.last_allow);
                 cJSON_AddNumberToObject(rec, "decision_age_ms",
                                         (double)((time_mono_ns() - m.last_decision_ns) / 1000000));

@@ -26,6 +26,9 @@ void run_init(struct run *r)
     r->d.ttl_s = -1;
     r->sv.sigfd = -1;
     r->sv.child = -1;
+    r->sv.main = -1;
+    r->sv.main_pidfd = -1;
+    r->sv.life_fd = -1;
     r->cg.procs_fd = -1;
 }
 
@@ -102,7 +105,7 @@ void run_audit_exit(struct run *r, int status)
     cleanup_error tether_error_t err = NULL;
     cleanup_json cJSON *done = audit_record_new("exit");
     cJSON_AddStringToObject(done, "argv0", r->cmd[0]);
-    cJSON_AddNumberToObject(done, "pid", r->sv.child);
+    cJSON_AddNumberToObject(done, "pid", r->sv.main);
     cJSON_AddNumberToObject(done, "status", status);
     if (audit_append(r->audit_path, done, &err) < 0)
         log_warn("%s", err->msg);
@@ -419,6 +422,16 @@ int run_gate(struct run *r)
     return 0;
 }
 
+/* monitor.on_main_exit: "supervise" keeps a tree whose main process exited (a forking
+ * daemon) under watch until it is empty; "kill", the default, ends it as systemd's
+ * KillMode=control-group does. */
+static bool keep_tree(const struct decision *d)
+{
+    const char *v =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d->monitor, "on_main_exit"));
+    return v != NULL && strcmp(v, "supervise") == 0;
+}
+
 int run_start(struct run *r)
 {
     cleanup_error tether_error_t err = NULL;
@@ -447,7 +460,11 @@ int run_start(struct run *r)
                                .fd_only = r->sealed,
                                .entrypoint = r->entrypoint,
                                .rootfs_dir = r->rootfs_dir,
-                               .rootfs_cap = r->rootfs_cap};
+                               .rootfs_cap = r->rootfs_cap,
+                               .supervised = r->monitored,
+                               .wrapper = r->bundle != NULL,
+                               .keep_tree = keep_tree(&r->d),
+                               .grace_s = r->cfg.monitor.grace_s};
     int fail_status;
     int rc = launch_start(&r->sv, &spec, &fail_status, &err);
     confine_plan_release(&plan);

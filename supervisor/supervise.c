@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -20,6 +21,9 @@ int supervise_prepare(struct supervisor *sv, tether_error_t *err)
     memset(sv, 0, sizeof *sv);
     sv->sigfd = -1;
     sv->child = -1;
+    sv->main = -1;
+    sv->main_pidfd = -1;
+    sv->life_fd = -1;
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
         return error_set(err, errno, "cannot become a child subreaper");
 
@@ -74,7 +78,10 @@ bool supervise_on_signal(struct supervisor *sv, const struct signalfd_siginfo *s
      * included; only signals sent to tether alone are passed on. */
     if (si->ssi_code == SI_KERNEL)
         return false;
-    if (kill(sv->child, (int)si->ssi_signo) < 0 && errno != ESRCH)
+    int r = sv->main_pidfd >= 0
+                ? (int)syscall(SYS_pidfd_send_signal, sv->main_pidfd, (int)si->ssi_signo, NULL, 0)
+                : kill(sv->child, (int)si->ssi_signo);
+    if (r < 0 && errno != ESRCH)
         log_warn("cannot forward signal %u: %s", si->ssi_signo, strerror(errno));
     return false;
 }
@@ -103,6 +110,12 @@ int supervise_wait(struct supervisor *sv)
 
 void supervise_release(struct supervisor *sv)
 {
+    if (sv->main_pidfd >= 0)
+        close(sv->main_pidfd);
+    sv->main_pidfd = -1;
+    if (sv->life_fd >= 0)
+        close(sv->life_fd);
+    sv->life_fd = -1;
     if (sv->sigfd >= 0) {
         close(sv->sigfd);
         sv->sigfd = -1;

@@ -137,6 +137,26 @@ def wait_for(pred, timeout=10.0, what="condition"):
     raise AssertionError("timed out waiting for " + what)
 
 
+def marked(mark):
+    """The live (not zombie) processes whose environment holds TETHER_TEST_MARK=mark, by
+    their pids on the host: what a workload started, whatever pid namespace it is in."""
+    want = ("TETHER_TEST_MARK=%s" % mark).encode()
+    found = []
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/environ" % d, "rb") as f:
+                env = f.read().split(b"\0")
+            with open("/proc/%s/stat" % d) as f:
+                state = f.read().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if want in env and state not in "ZX":
+            found.append(int(d))
+    return found
+
+
 def children_of(pid):
     try:
         with open("/proc/%d/task/%d/children" % (pid, pid)) as f:

@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 
-from harness import PROBE, Skip, TETHER, case, children_of, eq, main, wait_for
+from harness import PROBE, Skip, TETHER, case, children_of, eq, main, marked, wait_for
 from opa_server import DataAPI
 
 DRIFT_KILLED, RESTART_LIMIT = 78, 79
@@ -166,8 +166,8 @@ def kill_escalates_to_sigkill(ws):
 
 STUBBORN = r"""
 import os, signal, subprocess, sys, time
-child = subprocess.Popen([sys.argv[1], "ignore-term", "sleep", "60"])
-open(sys.argv[2], "w").write(str(child.pid))
+env = dict(os.environ, TETHER_TEST_MARK=sys.argv[2])
+child = subprocess.Popen([sys.argv[1], "ignore-term", "sleep", "60"], env=env)
 time.sleep(0.3)
 os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 30"])
 """
@@ -177,14 +177,11 @@ os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 30"])
 def kill_takes_the_whole_tree(ws):
     config(ws, grace_s=30)
     pol = monitored_policy(ws, '{on_drift = "kill"}', 'p.exe.path == "/usr/bin/dash"')
-    pidfile = ws.path("child.pid")
-    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", STUBBORN, PROBE, pidfile,
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", STUBBORN, PROBE, ws.root,
                   timeout=20)
     eq(p.returncode, DRIFT_KILLED, "exit status")
-    child = int(open(pidfile).read())
-    wait_for(lambda: not os.path.exists("/proc/%d" % child) or
-             open("/proc/%d/stat" % child).read().split(")")[1].split()[0] in "ZX",
-             timeout=5, what="the child that ignores SIGTERM to be gone")
+    wait_for(lambda: not marked(ws.root), timeout=5,
+             what="the child that ignores SIGTERM to be gone")
 
 
 COUNTER = r"""
