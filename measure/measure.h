@@ -12,6 +12,10 @@
 
 #define TETHER_VERSION "0.1.0"
 
+/* The longest string a workload controls that the input carries (a process's exe.path in
+ * the monitor phase): a longer one is cut, and its process gets "truncated": true. */
+#define MEASURE_STRING_MAX 1024
+
 /* --- pure parsers (parse.c) --- */
 
 /* os-release(5): every KEY=VALUE assignment, unquoted and unescaped, as a JSON object. */

@@ -196,6 +196,12 @@ int measure_process_collect(pid_t pid, cJSON **out, tether_error_t *err)
     snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
     ssize_t n = readlink(path, link, sizeof link - 1);
     link[n > 0 ? n : 0] = '\0';
+    /* The workload names its own files: a long path is cut, and said to be, so that a
+     * policy's pattern over it costs what a short one does. */
+    if (n > MEASURE_STRING_MAX) {
+        link[MEASURE_STRING_MAX] = '\0';
+        cJSON_AddTrueToObject(p, "truncated");
+    }
     cJSON_AddItemToObject(exe, "path", json_string_or_null(n > 0 ? link : NULL));
     cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
     char hex[SHA256_HEX_LEN + 1];

@@ -2,11 +2,14 @@
 #define _GNU_SOURCE
 #include "cgroup.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,6 +64,25 @@ bool cgroup_of_pid(pid_t pid, struct cgroup *cg)
     return true;
 }
 
+/* Under systemd, a unit's cgroup is systemd's unless it was delegated (Delegate=yes, which
+ * systemd 251 and later mark with the trusted.delegate or user.delegate attribute): groups
+ * of ours inside someone else's scope break its rules, so there is then no cgroup, and the
+ * pid namespace alone holds the tree. */
+static bool ours_to_divide(const char *dir)
+{
+    if (access("/run/systemd/system", F_OK) < 0)
+        return true; /* no systemd: the hierarchy has no other manager to respect */
+    static const char *const attrs[] = {"trusted.delegate", "user.delegate"};
+    for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
+        char v[8] = "";
+        ssize_t n = getxattr(dir, attrs[i], v, sizeof v - 1);
+        if (n > 0 && v[0] == '1')
+            return true;
+    }
+    log_debug("`%s` is systemd's and not delegated: no cgroup of our own", dir);
+    return false;
+}
+
 bool cgroup_create(struct cgroup *cg)
 {
     memset(cg, 0, sizeof *cg);
@@ -68,6 +90,9 @@ bool cgroup_create(struct cgroup *cg)
     cleanup_free char *mnt = cgroup2_mount();
     cleanup_free char *own = cgroup_path_of(getpid());
     if (mnt == NULL || own == NULL)
+        return false;
+    cleanup_free char *parent = xasprintf("%s%s", mnt, own);
+    if (!ours_to_divide(parent))
         return false;
     static unsigned serial;
     const char *sep = strcmp(own, "/") == 0 ? "" : "/";
@@ -153,4 +178,39 @@ void cgroup_destroy(struct cgroup *cg)
     free(cg->rel);
     memset(cg, 0, sizeof *cg);
     cg->procs_fd = -1;
+}
+
+void cgroup_sweep(void)
+{
+    cleanup_free char *mnt = cgroup2_mount();
+    cleanup_free char *own = mnt ? cgroup_path_of(getpid()) : NULL;
+    if (own == NULL)
+        return;
+    cleanup_free char *dir = xasprintf("%s%s", mnt, own);
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        int pid;
+        unsigned n;
+        char end;
+        if (e->d_type != DT_DIR || sscanf(e->d_name, "tether-%d-%u%c", &pid, &n, &end) != 2 ||
+            pid <= 0 || kill(pid, 0) == 0 || errno != ESRCH)
+            continue;
+        /* Its tether is gone.  The kernel killed what ran in it when the init died with
+         * tether; what may be left (a wrapper's runtime) goes now. */
+        int fd = openat(dirfd(d), e->d_name, O_RDONLY | O_DIRECTORY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd < 0)
+            continue;
+        int kfd = openat(fd, "cgroup.kill", O_WRONLY | O_CLOEXEC);
+        if (kfd >= 0) {
+            (void)!write(kfd, "1", 1);
+            close(kfd);
+        }
+        close(fd);
+        for (int i = 0; i < 50 && unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) < 0 && errno == EBUSY;
+             i++)
+            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    if (d)
+        closedir(d);
 }

@@ -25,3 +25,6 @@ int cgroup_freeze(const struct cgroup *cg, bool frozen);
 bool cgroup_has(const struct cgroup *cg, pid_t pid);
 /* Removes the cgroup once it is empty. */
 void cgroup_destroy(struct cgroup *cg);
+/* Removes the tether-PID-N groups under tether's own cgroup whose tether is gone (after
+ * killing what is left in them). */
+void cgroup_sweep(void);

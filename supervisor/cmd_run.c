@@ -111,6 +111,7 @@ int cmd_run(int argc, char **argv)
     r.cmd = argv + optind;
     r.argc_left = argc - optind;
 
+    status_sweep();
     int rc = run_load(&r);
     if (rc == 0)
         rc = run_gate(&r);

@@ -3,6 +3,7 @@
 #include "run.h"
 
 #include <errno.h>
+#include <linux/capability.h>
 #include <fcntl.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -292,6 +293,14 @@ static int gate_sealed(struct run *r, cJSON *exe)
         log_error("memfd: sealing: %s", strerror(errno));
         goto out;
     }
+    /* Execute-only: a process that may not read the file it runs is marked non-dumpable by
+     * the kernel at exec, so no other process of the workload's uid reads the plaintext
+     * through /proc/PID/exe, /proc/PID/mem or a core dump.  (Root, with CAP_DAC_OVERRIDE,
+     * may read it, and is trusted with it: doc/threat-model.md.) */
+    if (s.h.type != SEAL_TYPE_ROOTFS && fchmod(memfd, 0111) < 0) {
+        log_error("memfd: %s", strerror(errno));
+        goto out;
+    }
     close(r->exe_fd);
     r->exe_fd = memfd;
     memfd = -1;
@@ -432,10 +441,62 @@ static bool keep_tree(const struct decision *d)
     return v != NULL && strcmp(v, "supervise") == 0;
 }
 
+/* What a root workload keeps when the decision names no capabilities: podman's default set
+ * (containers.conf), which is Docker's without CAP_NET_RAW, CAP_MKNOD and CAP_AUDIT_WRITE.
+ * Without CAP_SYS_ADMIN and CAP_SYS_PTRACE it can neither leave its namespaces nor read its
+ * supervisor (doc/supervision.md). */
+#define CAP(n) (UINT64_C(1) << (n))
+static const uint64_t default_root_caps =
+    CAP(CAP_CHOWN) | CAP(CAP_DAC_OVERRIDE) | CAP(CAP_FOWNER) | CAP(CAP_FSETID) | CAP(CAP_KILL) |
+    CAP(CAP_NET_BIND_SERVICE) | CAP(CAP_SETFCAP) | CAP(CAP_SETGID) | CAP(CAP_SETPCAP) |
+    CAP(CAP_SETUID) | CAP(CAP_SYS_CHROOT);
+
+static void default_capabilities(struct run *r)
+{
+    struct confine *c = &r->d.confinement;
+    uid_t uid = c->user_given ? c->uid : geteuid();
+    if (c->caps_given || uid != 0 || r->bundle != NULL)
+        return;
+    c->caps_given = true;
+    c->caps = default_root_caps;
+}
+
+/* A monitored workload granted CAP_SYS_ADMIN (namespaces, mounts, cgroups) or CAP_SYS_PTRACE
+ * (its supervisor's memory) can undo its supervision: said in the audit trail. */
+static int audit_weakened(struct run *r)
+{
+    const struct confine *c = &r->d.confinement;
+    uid_t uid = c->user_given ? c->uid : geteuid();
+    if (!r->monitored || !c->caps_given || uid != 0)
+        return 0;
+    cleanup_json cJSON *by = cJSON_CreateArray();
+    if (c->caps & CAP(CAP_SYS_ADMIN))
+        cJSON_AddItemToArray(by, cJSON_CreateString("CAP_SYS_ADMIN"));
+    if (c->caps & CAP(CAP_SYS_PTRACE))
+        cJSON_AddItemToArray(by, cJSON_CreateString("CAP_SYS_PTRACE"));
+    if (cJSON_GetArraySize(by) == 0)
+        return 0;
+    cleanup_free char *names = json_print(by);
+    log_warn("the decision grants %s: the workload can escape its supervision", names);
+    cleanup_error tether_error_t err = NULL;
+    cleanup_json cJSON *rec = audit_record_new("supervision_weakened");
+    cJSON_AddStringToObject(rec, "argv0", r->cmd[0]);
+    cJSON_AddItemToObject(rec, "supervision_weakened_by", steal_pointer(&by));
+    if (audit_append(r->audit_path, rec, &err) < 0) {
+        log_error("%s; not starting the workload", err->msg);
+        return EXIT_FAILED;
+    }
+    return 0;
+}
+
 int run_start(struct run *r)
 {
     cleanup_error tether_error_t err = NULL;
     struct confine_plan plan = {NULL};
+    default_capabilities(r);
+    int wrc = audit_weakened(r);
+    if (wrc != 0)
+        return wrc;
     if (confine_prepare(&r->d.confinement, &plan, &err) < 0) {
         log_error("%s; not starting the workload", err->msg);
         run_audit_launch_failed(r, err->msg);

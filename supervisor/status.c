@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cgroup.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -30,6 +32,81 @@ char *status_dir(void)
     return xdg && *xdg == '/' ? xasprintf("%s/tether", xdg) : xasprintf("/tmp/tether-%d", getuid());
 }
 
+/* A process's start time (clock ticks since boot, field 22 of /proc/PID/stat), or 0: with
+ * the pid, it names one process, never a later one that took the pid. */
+static uint64_t start_time(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
+    cleanup_free char *text = NULL;
+    if (read_file(path, 4096, &text, NULL, NULL) < 0)
+        return 0;
+    char *p = strrchr(text, ')');
+    unsigned long long t;
+    if (p == NULL || sscanf(p + 2,
+                            "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+                            "%*d %*d %llu",
+                            &t) != 1)
+        return 0;
+    return t;
+}
+
+/* True when the status file's tether is still the process that wrote it. */
+static bool writer_alive(const cJSON *s)
+{
+    pid_t tp = (pid_t)cJSON_GetNumberValue(cJSON_GetObjectItem(s, "tether_pid"));
+    double st = cJSON_GetNumberValue(cJSON_GetObjectItem(s, "tether_start"));
+    if (tp <= 0)
+        return false;
+    uint64_t now = start_time(tp);
+    return now != 0 && (isnan(st) || (uint64_t)st == now);
+}
+
+/* What a tether that ended without cleaning up left: its status file, its workload's
+ * cgroup (tether-PID-N, emptied by the kernel when the init died with tether, else killed
+ * now) and the mount point of a sealed root file system. */
+static void sweep_one(const char *dir, const char *name, const cJSON *s)
+{
+    const char *cg = cJSON_GetStringValue(cJSON_GetObjectItem(s, "cgroup"));
+    const char *base = cg ? strrchr(cg, '/') : NULL;
+    if (base != NULL && strncmp(base + 1, "tether-", 7) == 0 && strstr(cg, "/../") == NULL) {
+        cleanup_free char *kill_file = xasprintf("%s/cgroup.kill", cg);
+        cleanup_close int fd = open(kill_file, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
+        if (fd >= 0)
+            (void)!write(fd, "1", 1);
+        for (int i = 0; i < 50 && rmdir(cg) < 0 && errno == EBUSY; i++)
+            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+    pid_t tp = (pid_t)cJSON_GetNumberValue(cJSON_GetObjectItem(s, "tether_pid"));
+    cleanup_free char *root = xasprintf("%s/root.%d", dir, (int)tp);
+    rmdir(root);
+    cleanup_free char *path = xasprintf("%s/%s", dir, name);
+    unlink(path);
+    log_debug("removed the state of tether %d, which is gone", (int)tp);
+}
+
+void status_sweep(void)
+{
+    cgroup_sweep();
+    cleanup_free char *dir = status_dir();
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        size_t n = strlen(e->d_name);
+        if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0 || e->d_type != DT_REG)
+            continue;
+        cleanup_free char *path = xasprintf("%s/%s", dir, e->d_name);
+        cleanup_free char *text = NULL;
+        cleanup_json cJSON *s = NULL;
+        if (read_file(path, 1 << 20, &text, NULL, NULL) < 0 || (s = cJSON_Parse(text)) == NULL)
+            continue;
+        if (!writer_alive(s))
+            sweep_one(dir, e->d_name, s);
+    }
+    if (d)
+        closedir(d);
+}
+
 void status_write(const struct run *r, const char *state, int allow, int restarts)
 {
     if (status_file == NULL) {
@@ -43,7 +120,9 @@ void status_write(const struct run *r, const char *state, int allow, int restart
     }
     cleanup_json cJSON *s = cJSON_CreateObject();
     cJSON_AddNumberToObject(s, "tether_pid", getpid());
-    cJSON_AddNumberToObject(s, "pid", r->sv.child);
+    cJSON_AddNumberToObject(s, "tether_start", (double)start_time(getpid()));
+    cJSON_AddNumberToObject(s, "pid", r->sv.main);
+    cJSON_AddItemToObject(s, "cgroup", json_string_or_null(r->cg.dir));
     cJSON *argv = cJSON_AddArrayToObject(s, "argv");
     for (char **a = r->cmd; *a; a++)
         cJSON_AddItemToArray(argv, cJSON_CreateString(*a));
@@ -111,6 +190,7 @@ int cmd_status(int argc, char **argv)
     if (optind < argc)
         return cli_usage("Try 'tether status --help' for more information.\n", 1);
 
+    status_sweep();
     cleanup_free char *dir = status_dir();
     cleanup_json cJSON *list = cJSON_CreateArray();
     DIR *d = opendir(dir);
@@ -125,8 +205,7 @@ int cmd_status(int argc, char **argv)
         if (read_file(path, 1 << 20, &text, NULL, NULL) < 0 || (s = cJSON_Parse(text)) == NULL)
             continue;
         /* A file whose tether is gone is left over from a crash: not a supervised run. */
-        pid_t tp = (pid_t)cJSON_GetNumberValue(cJSON_GetObjectItem(s, "tether_pid"));
-        if (tp <= 0 || (kill(tp, 0) < 0 && errno == ESRCH)) {
+        if (!writer_alive(s)) {
             cJSON_Delete(s);
             continue;
         }

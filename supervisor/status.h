@@ -10,3 +10,6 @@ void status_write(const struct run *r, const char *state, int allow, int restart
 void status_remove(void);
 /* The directory of status files: /run/tether when root, else $XDG_RUNTIME_DIR/tether. */
 char *status_dir(void);
+/* Removes what tethers that are gone left behind: status files, cgroups, mount points.
+ * Run at the start of `tether run` and by `tether status`. */
+void status_sweep(void);
