@@ -378,6 +378,17 @@ int confine_apply(const struct confine *c, const struct confine_plan *plan, cons
     if (c->caps_given && set_caps(c, uid != 0, step) < 0)
         return -1;
 
+    if (plan->pdeath_signal != 0) {
+        *step = "parent-death signal";
+        pid_t parent = getppid(); /* 0 in a pid namespace of its own: the parent is outside */
+        if (prctl(PR_SET_PDEATHSIG, plan->pdeath_signal) < 0)
+            return -1;
+        if (parent != plan->parent && parent != 0) {
+            errno = ESRCH; /* it died before the signal was set */
+            return -1;
+        }
+    }
+
     if (c->no_new_privs) {
         *step = "no_new_privs";
         if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)

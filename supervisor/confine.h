@@ -3,12 +3,17 @@
 #pragma once
 
 #include <seccomp.h>
+#include <sys/types.h>
 
 #include "../policy/confine.h"
 #include "core/error.h"
 
 struct confine_plan {
     scmp_filter_ctx filter; /* NULL: no seccomp filter */
+    /* Set after the change of credentials (which clears it) and before seccomp: the signal
+     * the workload gets when its parent dies, and that parent's pid (0 for none). */
+    int pdeath_signal;
+    pid_t parent;
 };
 
 /* Builds the seccomp filter for the native architecture. */

@@ -60,7 +60,7 @@ static void __attribute__((noreturn)) child_fail(int fd, int status, int errnum,
 {
     struct child_report rep = {.kind = REPORT_FAIL, .status = status, .errnum = errnum};
     snprintf(rep.msg, sizeof rep.msg, "%s", msg);
-    (void)!send(fd, &rep, sizeof rep, MSG_NOSIGNAL);
+    (void)!write(fd, &rep, sizeof rep); /* write(2): what a seccomp allowlist has */
     _exit(status);
 }
 
@@ -108,7 +108,14 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
     struct confine c = *spec->confine;
     if (spec->supervised)
         c.namespaces &= ~(unsigned long)CLONE_NEWPID; /* the init's namespace is the workload's */
-    if (confine_apply(&c, spec->plan, &step) < 0) {
+    /* Unsupervised, the workload still does not outlive its tether (its init sees to that
+     * when supervised). */
+    struct confine_plan plan = *spec->plan;
+    if (!spec->supervised) {
+        plan.pdeath_signal = SIGKILL;
+        plan.parent = sv->tether_pid;
+    }
+    if (confine_apply(&c, &plan, &step) < 0) {
         int e = errno;
         char msg[256];
         snprintf(msg, sizeof msg, "confine: %s", step);

@@ -37,6 +37,7 @@ struct supervisor {
     int main_pidfd;    /* for signals to it, or -1 */
     int life_fd;       /* supervised: the pipe whose closing ends the init, or -1 */
     uint64_t pidns;    /* supervised: the workload's pid namespace (its inode), or 0 */
+    pid_t tether_pid;  /* getpid(), for the child to tell that its parent is still there */
 };
 
 /* Becomes a child subreaper and takes the forwarded signals into a signalfd.  Call before

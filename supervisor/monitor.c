@@ -610,6 +610,22 @@ static void open_pidfd(struct mon *m)
         ep_add(m, m->r->sv.main_pidfd, EV_MAIN);
 }
 
+/* The main process exited on its own: what it left behind is ended by the init (or kept,
+ * with monitor.on_main_exit "supervise"), and the trail says which. */
+static void on_main_exit(struct mon *m)
+{
+    cleanup_free pid_t *pids = NULL;
+    size_t n = tree_pids(m, &pids);
+    if (n == 0)
+        return;
+    const char *v =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m->r->d.monitor, "on_main_exit"));
+    bool keep = v != NULL && strcmp(v, "supervise") == 0;
+    cleanup_free char *count = xasprintf("%zu", n);
+    audit_event(m, keep ? "main_exited_tree_supervised" : "main_exited_tree_ended", "remaining",
+                count);
+}
+
 /* The workload ended: the run ends, or (restart) it starts again after a pause. */
 static int on_exit_of_workload(struct mon *m, int code, bool *done)
 {
@@ -750,6 +766,8 @@ int monitor_run(struct run *r, bool *started)
                 if (m.state == ENDING && !m.sigkill_sent) {
                     m.sigkill_sent = true;
                     signal_tree(&m, SIGKILL);
+                } else if (m.state != ENDING) {
+                    on_main_exit(&m);
                 }
                 break;
             case EV_TICK:

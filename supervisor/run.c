@@ -293,10 +293,9 @@ static int gate_sealed(struct run *r, cJSON *exe)
         log_error("memfd: sealing: %s", strerror(errno));
         goto out;
     }
-    /* Execute-only: a process that may not read the file it runs is marked non-dumpable by
-     * the kernel at exec, so no other process of the workload's uid reads the plaintext
-     * through /proc/PID/exe, /proc/PID/mem or a core dump.  (Root, with CAP_DAC_OVERRIDE,
-     * may read it, and is trusted with it: doc/threat-model.md.) */
+    /* Execute-only: /proc/PID/exe opens the file itself, and the workload's uid may not
+     * read it.  (Its memory is guarded by a capability: default_capabilities.  Root, with
+     * CAP_DAC_OVERRIDE, may read it, and is trusted with it: doc/threat-model.md.) */
     if (s.h.type != SEAL_TYPE_ROOTFS && fchmod(memfd, 0111) < 0) {
         log_error("memfd: %s", strerror(errno));
         goto out;
@@ -455,6 +454,17 @@ static void default_capabilities(struct run *r)
 {
     struct confine *c = &r->d.confinement;
     uid_t uid = c->user_given ? c->uid : geteuid();
+    if (r->sealed && uid != 0 && geteuid() == 0) {
+        /* The plaintext's guard.  A process may read another's memory (/proc/PID/mem,
+         * maps, environ) only if it holds every capability the other is permitted
+         * (cap_ptrace_access_check), or CAP_SYS_PTRACE.  So a sealed workload holds the
+         * least of them, CAP_WAKE_ALARM, which no other process of its uid has. */
+        if (!c->caps_given)
+            c->caps = 0;
+        c->caps_given = true;
+        c->caps |= CAP(CAP_WAKE_ALARM);
+        return;
+    }
     if (c->caps_given || uid != 0 || r->bundle != NULL)
         return;
     c->caps_given = true;

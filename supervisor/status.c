@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "audit.h"
 #include "cgroup.h"
 #include "core/cleanup.h"
 #include "core/log.h"
@@ -78,6 +79,25 @@ static void sweep_one(const char *dir, const char *name, const cJSON *s)
             nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     }
     pid_t tp = (pid_t)cJSON_GetNumberValue(cJSON_GetObjectItem(s, "tether_pid"));
+    /* On the record of the trail its tether wrote to: that run ended here. */
+    const char *audit = cJSON_GetStringValue(cJSON_GetObjectItem(s, "audit"));
+    if (audit != NULL) {
+        cleanup_error tether_error_t err = NULL;
+        cleanup_json cJSON *rec = audit_record_new("supervisor_gone");
+        cJSON_AddNumberToObject(rec, "gone_tether_pid", tp);
+        cJSON_AddNumberToObject(rec, "pid", cJSON_GetNumberValue(cJSON_GetObjectItem(s, "pid")));
+        const cJSON *argv = cJSON_GetObjectItem(s, "argv");
+        cJSON_AddItemToObject(
+            rec, "argv0", json_string_or_null(cJSON_GetStringValue(cJSON_GetArrayItem(argv, 0))));
+        cJSON_AddStringToObject(rec, "reason",
+                                cJSON_IsTrue(cJSON_GetObjectItem(s, "monitored"))
+                                    ? "tether ended without cleaning up; the workload's tree "
+                                      "ended with it"
+                                    : "tether ended without cleaning up; its main process "
+                                      "ended with it");
+        if (audit_append(audit, rec, &err) < 0)
+            log_debug("%s", err->msg);
+    }
     cleanup_free char *root = xasprintf("%s/root.%d", dir, (int)tp);
     rmdir(root);
     cleanup_free char *path = xasprintf("%s/%s", dir, name);
@@ -123,6 +143,7 @@ void status_write(const struct run *r, const char *state, int allow, int restart
     cJSON_AddNumberToObject(s, "tether_start", (double)start_time(getpid()));
     cJSON_AddNumberToObject(s, "pid", r->sv.main);
     cJSON_AddItemToObject(s, "cgroup", json_string_or_null(r->cg.dir));
+    cJSON_AddItemToObject(s, "audit", json_string_or_null(r->audit_path));
     cJSON *argv = cJSON_AddArrayToObject(s, "argv");
     for (char **a = r->cmd; *a; a++)
         cJSON_AddItemToArray(argv, cJSON_CreateString(*a));

@@ -234,7 +234,7 @@ state = "gone"
 while time.monotonic() < deadline:
     try:
         state = open("/proc/%d/stat" % gc).read().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # reaped between open and read
         state = "gone"
         break
     time.sleep(0.01)
