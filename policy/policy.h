@@ -33,7 +33,8 @@ struct policy;
 /* err->code of an evaluation that could not reach its engine (refused, unresolvable, no
  * connection within the timeout): the one failure opa.fail_open may start a workload on. */
 #define POLICY_UNREACHABLE EHOSTUNREACH
-/* err->code of one that connected but got no answer (a reset, an empty reply, a timeout):
+/* err->code of one that connected and lost the connection without an answer (a reset, an
+ * empty reply), or whose server's socket was gone before it could be checked:
  * a deny at launch, which a monitor treats as an unreachable engine (monitor.fail_grace_s). */
 #define POLICY_NO_ANSWER ECONNRESET
 

@@ -320,6 +320,37 @@ def unix_socket_served_by_another_user_gets_no_request(ws):
 
 
 @case
+def fail_open_on_a_connect_timeout(ws):
+    """A listener whose accept queue is full drops SYNs: no connection within the connect
+    timeout, the other case of an OPA that cannot be reached at all."""
+    import socket
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(0)
+    port = lsn.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(c)
+    try:
+        time.sleep(0.2)
+        configure(ws, url="http://127.0.0.1:%d" % port, path="tether/allow", fail_open=True,
+                  retries=0, connect_timeout_ms=300)
+        p = ws.tether("run", "--", "echo", "ran anyway", check_rc=0, timeout=30)
+        eq(p.stdout, "ran anyway\n", "the workload started")
+        assert "Timeout" in one_line(p.stderr) and "opa.fail_open" in p.stderr, p.stderr
+    finally:
+        for c in fillers:
+            c.close()
+        lsn.close()
+
+
+@case
 def fail_open_never_after_a_connection(ws):
     """A reset, an empty reply, a TLS 1.3 client-certificate rejection and a timeout all
     come after OPA was reached: a deny, without a retry, whatever fail_open says."""
