@@ -22,6 +22,7 @@ void decision_clear(struct decision *d)
     for (size_t i = 0; i < d->n_reasons; i++)
         free(d->reasons[i]);
     free(d->reasons);
+    secret_free(d->key_value);
     wipe_key(d->doc);
     cJSON_Delete(d->doc);
     cJSON_Delete(d->engine_info);
@@ -159,6 +160,16 @@ static char *parse(const cJSON *doc, struct decision *d)
         if (why)
             return why;
         d->key = key;
+        /* Decoded into secret memory at once, and the base64 wiped: the document lives as
+         * long as the workload does. */
+        const cJSON *value = cJSON_GetObjectItemCaseSensitive(key, "value");
+        if (value != NULL) {
+            cleanup_error tether_error_t err = NULL;
+            int rc = secret_from_base64(value->valuestring, &d->key_value, &err);
+            wipe_key(doc);
+            if (rc < 0)
+                return xasprintf("`key.value`: %s", err->msg);
+        }
     }
 
     const cJSON *confine = cJSON_GetObjectItemCaseSensitive(doc, "confine");
@@ -249,7 +260,8 @@ void policy_decide(struct policy *p, const cJSON *input, struct decision *out)
     decision_clear(out);
     if (p->ops->evaluate(p, input, &doc, &info, &err) < 0) {
         decision_deny(out, "policy error: %s", err->msg);
-        out->unreachable = err->code == POLICY_UNREACHABLE;
+        out->unreachable = err->code == POLICY_UNREACHABLE || err->code == POLICY_NO_ANSWER;
+        out->connected = err->code == POLICY_NO_ANSWER;
     } else {
         decision_parse(doc, out);
     }

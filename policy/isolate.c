@@ -2,7 +2,7 @@
  *
  * The child evaluates, writes one JSON message to a pipe and exits:
  *   {"doc": <the engine's document>, "info": ...}            on success
- *   {"error": "...", "unreachable": bool, "info": ...}       when the engine failed
+ *   {"error": "...", "unreachable": bool, "connected": bool, "info": ...}   on failure
  * The parent reads it under a deadline; the document is validated again here, by
  * decision_parse, so a child that lies about a decision can at most fail it. */
 #define _GNU_SOURCE
@@ -28,14 +28,14 @@ static void __attribute__((noreturn)) child(struct policy *p, const cJSON *input
 {
     /* If the supervisor goes, so does its evaluation. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (p->ops->forked != NULL)
-        p->ops->forked(p);
     tether_error_t err = NULL;
     cJSON *doc = NULL, *info = NULL;
     cJSON *msg = cJSON_CreateObject();
     if (p->ops->evaluate(p, input, &doc, &info, &err) < 0) {
         cJSON_AddStringToObject(msg, "error", err->msg);
-        cJSON_AddBoolToObject(msg, "unreachable", err->code == POLICY_UNREACHABLE);
+        cJSON_AddBoolToObject(msg, "unreachable",
+                              err->code == POLICY_UNREACHABLE || err->code == POLICY_NO_ANSWER);
+        cJSON_AddBoolToObject(msg, "connected", err->code == POLICY_NO_ANSWER);
         cJSON_Delete(doc);
     } else {
         cJSON_AddItemToObject(msg, "doc", doc);
@@ -158,6 +158,7 @@ void policy_decide_isolated(struct policy *p, const cJSON *input, struct decisio
     if (cJSON_IsString(error)) {
         decision_deny(out, "policy error: %s", error->valuestring);
         out->unreachable = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "unreachable"));
+        out->connected = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(msg, "connected"));
     } else {
         cJSON *doc = cJSON_DetachItemFromObjectCaseSensitive(msg, "doc");
         decision_parse(doc, out);

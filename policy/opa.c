@@ -2,14 +2,23 @@
  * documents it, so that a stock OPA deployment answers.  Every request has a connect
  * timeout, a total timeout and a response size cap; TLS verification is always on; plain
  * HTTP only to loopback; no redirects, no proxies.  libcurl's own advice
- * (libcurl-security.md) is followed throughout. */
+ * (libcurl-security.md) is followed throughout.
+ *
+ * The endpoint is authenticated before anything is sent to it: by TLS, or, for plain HTTP
+ * on loopback and for a unix socket, by the uid that owns the server's socket (root, the
+ * user tether runs as, or opa.server_uid).  A squatter on OPA's port gets a connection and
+ * nothing else: no token, no input, and its answer is never read. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <openssl/crypto.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -19,17 +28,30 @@
 #include "policy.h"
 
 #define TOKEN_MAX 8192
+#define CLIENT_KEY_MAX (64 << 10)
 
 struct opa_policy {
     struct policy base;
-    CURL *curl;
     struct curl_slist *headers; /* holds the bearer token: wiped before it is freed */
     char *endpoint;             /* the URL curl is given */
     char *unix_socket;
     char *shown_url; /* without credentials */
     char *path;
-    long connect_timeout_ms, timeout_ms, retries;
+    char *ca_file, *client_cert;
+    struct secret *client_key; /* the key file's bytes, handed to curl as a blob */
+    bool tls;
+    long connect_timeout_ms, timeout_ms, retries, server_uid;
     size_t max_response;
+};
+
+/* One request's connection, as the socket callbacks see it. */
+struct conn_check {
+    const struct opa_policy *op;
+    curl_socket_t fd;  /* the last socket curl opened */
+    bool connected;    /* a connection was made: no longer an unreachable OPA */
+    bool trusted;      /* the peer was authenticated before the request was sent */
+    bool vanished;     /* the server's socket was gone before it could be checked */
+    char refused[256]; /* why the peer was not, when it was not */
 };
 
 struct body {
@@ -134,50 +156,102 @@ static bool path_valid(const char *p)
     return true;
 }
 
-/* The bearer token: from a file only (never argv or the environment), which nobody but its
- * owner may read. */
-static int read_token(const char *file, struct secret **out, tether_error_t *err)
+/* libcurl's heap is wiped as it is freed: its receive buffers held OPA's answer, which may
+ * carry a key. */
+static void wipe_free(void *p)
 {
-    cleanup_close int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (p != NULL) {
+        OPENSSL_cleanse(p, malloc_usable_size(p));
+        free(p);
+    }
+}
+
+static void *wipe_realloc(void *p, size_t n)
+{
+    if (p == NULL)
+        return malloc(n);
+    if (n == 0) {
+        wipe_free(p);
+        return NULL;
+    }
+    size_t old = malloc_usable_size(p);
+    void *q = malloc(n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    wipe_free(p);
+    return q;
+}
+
+static char *wipe_strdup(const char *s)
+{
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    return p ? memcpy(p, s, n) : NULL;
+}
+
+/* A file that holds a credential (the bearer token, the TLS client key): a regular file of
+ * the user tether runs as, which nobody else may read or write.  Its bytes go to secret
+ * memory, read from the descriptor that was checked. */
+static int read_credential(const char *field, const char *file, size_t max, struct secret **out,
+                           tether_error_t *err)
+{
+    *out = NULL;
+    cleanup_close int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) < 0)
-        return error_set(err, errno, "opa.bearer_token_file `%s`", file);
+        return error_set(err, errno, "%s `%s`", field, file);
+    if (!S_ISREG(st.st_mode))
+        return error_set(err, 0, "%s `%s` is not a regular file", field, file);
+    if (st.st_uid != geteuid())
+        return error_set(err, 0, "%s `%s` is owned by uid %u, not by uid %u that tether runs as",
+                         field, file, (unsigned)st.st_uid, (unsigned)geteuid());
     if (st.st_mode & 0077)
-        return error_set(err, 0, "opa.bearer_token_file `%s` may be read by others (mode %04o)",
-                         file, st.st_mode & 07777);
-    if (secret_new(TOKEN_MAX + 1, out, err) < 0)
-        return -1;
+        return error_set(err, 0, "%s `%s` may be read by others (mode %04o): make it 0600", field,
+                         file, (unsigned)(st.st_mode & 07777));
+    struct secret *s;
+    if (secret_new(max + 1, &s, err) < 0)
+        return error_wrap(err, "%s `%s`", field, file);
     size_t n = 0;
     for (;;) {
-        ssize_t r = read(fd, (*out)->data + n, TOKEN_MAX + 1 - n);
+        ssize_t r = read(fd, s->data + n, max + 1 - n);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r <= 0)
+        if (r < 0) {
+            int e = errno;
+            secret_free(s);
+            return error_set(err, e, "%s `%s`", field, file);
+        }
+        if (r == 0)
             break;
         n += (size_t)r;
-        if (n > TOKEN_MAX)
-            break;
-    }
-    while (n > 0 && ((*out)->data[n - 1] == '\n' || (*out)->data[n - 1] == '\r'))
-        n--;
-    if (n == 0 || n > TOKEN_MAX) {
-        secret_free(*out);
-        *out = NULL;
-        return error_set(err, 0, "opa.bearer_token_file `%s`: %s", file,
-                         n ? "longer than 8 KiB" : "empty");
-    }
-    for (size_t i = 0; i < n; i++) {
-        unsigned char ch = (*out)->data[i];
-        if (ch < 0x21 || ch > 0x7e) {
-            secret_free(*out);
-            *out = NULL;
-            return error_set(err, 0,
-                             "opa.bearer_token_file `%s`: not a token (a byte that is "
-                             "not printable)",
-                             file);
+        if (n > max) {
+            secret_free(s);
+            return error_set(err, 0, "%s `%s`: longer than %zu KiB", field, file, max >> 10);
         }
     }
-    (*out)->len = n;
+    s->len = n;
+    *out = s;
+    return 0;
+}
+
+/* The bearer token: from a file only (never argv or the environment). */
+static int read_token(const char *file, struct secret **out, tether_error_t *err)
+{
+    if (read_credential("opa.bearer_token_file", file, TOKEN_MAX, out, err) < 0)
+        return -1;
+    struct secret *t = *out;
+    while (t->len > 0 && (t->data[t->len - 1] == '\n' || t->data[t->len - 1] == '\r'))
+        t->len--;
+    const char *why = t->len == 0 ? "empty" : NULL;
+    for (size_t i = 0; why == NULL && i < t->len; i++)
+        if (t->data[i] < 0x21 || t->data[i] > 0x7e)
+            why = "not a token (a byte that is not printable)";
+    if (why != NULL) {
+        secret_free(t);
+        *out = NULL;
+        return error_set(err, 0, "opa.bearer_token_file `%s`: %s", file, why);
+    }
     return 0;
 }
 
@@ -187,12 +261,13 @@ static void opa_free(struct policy *p)
     for (struct curl_slist *h = op->headers; h != NULL; h = h->next)
         OPENSSL_cleanse(h->data, strlen(h->data));
     curl_slist_free_all(op->headers);
-    if (op->curl != NULL)
-        curl_easy_cleanup(op->curl);
+    secret_free(op->client_key);
     free(op->endpoint);
     free(op->unix_socket);
     free(op->shown_url);
     free(op->path);
+    free(op->ca_file);
+    free(op->client_cert);
     free(op);
 }
 
@@ -204,20 +279,263 @@ static cJSON *engine_info(const struct opa_policy *op)
     return info;
 }
 
-static bool connection_failed(CURLcode rc, CURL *curl)
+/* Root owns the node, and the user tether runs as owns tether itself; anyone else must be
+ * named by the node's configuration. */
+static bool uid_trusted(const struct opa_policy *op, uid_t uid)
 {
-    if (rc == CURLE_COULDNT_CONNECT || rc == CURLE_COULDNT_RESOLVE_HOST)
+    return uid == 0 || uid == geteuid() || (op->server_uid >= 0 && uid == (uid_t)op->server_uid);
+}
+
+/* An IPv4 address as the IPv4-mapped IPv6 address, so that /proc/net/tcp and tcp6 compare
+ * alike (a dual-stack listener shows IPv4 peers that way). */
+static bool addr_parse(const char *text, struct in6_addr *out)
+{
+    struct in_addr a4;
+    if (inet_pton(AF_INET, text, &a4) == 1) {
+        memset(out, 0, sizeof *out);
+        out->s6_addr[10] = out->s6_addr[11] = 0xff;
+        memcpy(out->s6_addr + 12, &a4, 4);
         return true;
-    /* A connection that broke before any answer (OPA went away mid-request): no answer. */
-    long status = 0;
-    if ((rc == CURLE_RECV_ERROR || rc == CURLE_SEND_ERROR || rc == CURLE_GOT_NOTHING) &&
-        curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status) == CURLE_OK && status == 0)
-        return true;
-    /* A timeout before any connection was made: nobody there to answer. */
+    }
+    return inet_pton(AF_INET6, text, out) == 1;
+}
+
+/* "0100007F" (/proc/net/tcp) or 32 hex digits (tcp6): words of the address in the kernel's
+ * byte order, which is this machine's. */
+static bool proc_addr_parse(const char *hex, struct in6_addr *out)
+{
+    size_t n = strlen(hex);
+    if (n != 8 && n != 32)
+        return false;
+    uint32_t words[4];
+    for (size_t i = 0; i < n / 8; i++) {
+        char w[9];
+        memcpy(w, hex + 8 * i, 8);
+        w[8] = '\0';
+        char *end;
+        words[i] = (uint32_t)strtoul(w, &end, 16);
+        if (*end != '\0')
+            return false;
+    }
+    memset(out, 0, sizeof *out);
+    if (n == 8) {
+        out->s6_addr[10] = out->s6_addr[11] = 0xff;
+        memcpy(out->s6_addr + 12, &words[0], 4);
+    } else {
+        memcpy(out->s6_addr, words, 16);
+    }
+    return true;
+}
+
+static bool addr_wildcard(const struct in6_addr *a)
+{
+    static const struct in6_addr any4 = {.s6_addr = {[10] = 0xff, [11] = 0xff}};
+    return IN6_IS_ADDR_UNSPECIFIED(a) || memcmp(a, &any4, sizeof any4) == 0;
+}
+
+#define TCP_LISTEN 0x0A
+static const char not_listed[] = "the server's socket is not in /proc/net/tcp";
+#define UNTRUSTED " (trusted are root, tether's own uid and opa.server_uid)"
+#define UNTRUSTED_PORT "port %d is served by uid %u" UNTRUSTED
+#define UNTRUSTED_UNIX "the socket is served by uid %u" UNTRUSTED
+
+/* Who owns the server end of this TCP connection.  The kernel lists the server's socket
+ * for our connection under the listener's uid; while it is being accepted it may not be
+ * there yet, and then every listener that could have taken the connection must be trusted.
+ * Returns NULL when the owner is trusted, else why not. */
+static const char *tcp_owner_check(const struct opa_policy *op, const char *peer_ip, int peer_port,
+                                   const char *local_ip, int local_port, char *buf, size_t size)
+{
+    struct in6_addr peer, local;
+    if (!addr_parse(peer_ip, &peer) || !addr_parse(local_ip, &local))
+        return "the connection's addresses cannot be read";
+    bool exact = false, listener = false;
+    uid_t exact_uid = 0;
+    const char *untrusted = NULL;
+    for (int v6 = 0; v6 < 2 && !exact; v6++) {
+        const char *table = v6 ? "/proc/net/tcp6" : "/proc/net/tcp";
+        FILE *f = fopen(table, "re");
+        if (f == NULL)
+            continue;
+        char line[512];
+        while (!exact && fgets(line, sizeof line, f) != NULL) {
+            char lhex[33], rhex[33];
+            unsigned lport, rport, state, uid;
+            struct in6_addr la, ra;
+            if (sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %32[0-9A-Fa-f]:%x %x %*s %*s %*s %u", lhex,
+                       &lport, rhex, &rport, &state, &uid) != 6 ||
+                !proc_addr_parse(lhex, &la) || !proc_addr_parse(rhex, &ra) ||
+                lport != (unsigned)peer_port)
+                continue;
+            if (state != TCP_LISTEN && rport == (unsigned)local_port &&
+                memcmp(&la, &peer, sizeof la) == 0 && memcmp(&ra, &local, sizeof ra) == 0) {
+                exact = true;
+                exact_uid = uid;
+            } else if (state == TCP_LISTEN &&
+                       (memcmp(&la, &peer, sizeof la) == 0 || addr_wildcard(&la))) {
+                listener = true;
+                if (!uid_trusted(op, uid)) {
+                    snprintf(buf, size, UNTRUSTED_PORT, peer_port, uid);
+                    untrusted = buf;
+                }
+            }
+        }
+        fclose(f);
+    }
+    if (exact) {
+        if (uid_trusted(op, exact_uid))
+            return NULL;
+        snprintf(buf, size, UNTRUSTED_PORT, peer_port, (unsigned)exact_uid);
+        return buf;
+    }
+    if (!listener)
+        return not_listed;
+    return untrusted;
+}
+
+static int on_socket(void *ud, curl_socket_t fd, curlsocktype purpose)
+{
+    struct conn_check *cc = ud;
+    if (purpose == CURLSOCKTYPE_IPCXN)
+        cc->fd = fd;
+    return CURL_SOCKOPT_OK;
+}
+
+/* Connected, the request not yet sent: the last moment to decide whether to send it. */
+static int on_connected(void *ud, char *peer_ip, char *local_ip, int peer_port, int local_port)
+{
+    struct conn_check *cc = ud;
+    const struct opa_policy *op = cc->op;
+    cc->connected = true;
+    const char *why = NULL;
+    char buf[160];
+    if (op->tls) {
+        why = NULL; /* the certificate was verified */
+    } else if (op->unix_socket != NULL) {
+        struct ucred cred;
+        socklen_t len = sizeof cred;
+        if (cc->fd == CURL_SOCKET_BAD ||
+            getsockopt(cc->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred)
+            why = "the server's credentials cannot be read (SO_PEERCRED)";
+        else if (!uid_trusted(op, cred.uid)) {
+            snprintf(buf, sizeof buf, UNTRUSTED_UNIX, (unsigned)cred.uid);
+            why = buf;
+        }
+    } else {
+        why = tcp_owner_check(op, peer_ip, peer_port, local_ip, local_port, buf, sizeof buf);
+    }
+    if (why != NULL) {
+        /* A listener that closed between our connect and the check took the connection
+         * with it: nothing was sent, as when nobody listened at all. */
+        cc->vanished = why == not_listed;
+        snprintf(cc->refused, sizeof cc->refused, "%s", why);
+        return CURL_PREREQFUNC_ABORT;
+    }
+    cc->trusted = true;
+    return CURL_PREREQFUNC_OK;
+}
+
+/* Decrypted TLS records are wiped once curl has them, and when the connection goes. */
+static CURLcode on_ssl_ctx(CURL *c, void *ssl_ctx, void *ud)
+{
+    (void)c;
+    (void)ud;
+    SSL_CTX_set_options(ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+    return CURLE_OK;
+}
+
+/* The one failure opa.fail_open may start a workload on, and the only one retried: no
+ * connection was made, so nothing reached OPA.  Whatever happens after a connection (TLS,
+ * a reset, an empty reply, a timeout, an HTTP error) is a deny, and never sent again.  A
+ * server that accepts and resets at once makes curl say "couldn't connect" too, with
+ * ECONNRESET: somebody was there, so that is no outage. */
+static bool never_connected(CURLcode rc, CURL *curl, const struct conn_check *cc)
+{
     curl_off_t connected = 0;
-    return rc == CURLE_OPERATION_TIMEDOUT &&
-           curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connected) == CURLE_OK &&
-           connected == 0;
+    long os_errno = 0;
+    if (cc->connected || curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connected) != CURLE_OK ||
+        connected != 0 || curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK)
+        return false;
+    if (rc == CURLE_COULDNT_RESOLVE_HOST)
+        return true;
+    if (rc != CURLE_COULDNT_CONNECT && rc != CURLE_OPERATION_TIMEDOUT)
+        return false;
+    switch (os_errno) {
+    case 0:            /* the connect timeout */
+    case ECONNREFUSED: /* no listener */
+    case ENOENT:       /* no unix socket */
+    case EAGAIN:       /* a unix socket's backlog is full: nothing was accepted */
+    case ETIMEDOUT:
+    case ENETUNREACH:
+    case EHOSTUNREACH:
+    case ENETDOWN:
+    case EHOSTDOWN:
+    case EADDRNOTAVAIL:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static CURL *request_new(const struct opa_policy *op, const char *payload, struct body *body,
+                         struct conn_check *cc, char *errbuf, tether_error_t *err)
+{
+    CURL *c = curl_easy_init();
+    if (c == NULL) {
+        error_set(err, 0, "opa: cannot initialise libcurl");
+        return NULL;
+    }
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val)                                                                              \
+    do {                                                                                           \
+        if (rc == CURLE_OK)                                                                        \
+            rc = curl_easy_setopt(c, opt, val);                                                    \
+    } while (0)
+    SET(CURLOPT_URL, op->endpoint);
+    if (op->unix_socket != NULL)
+        SET(CURLOPT_UNIX_SOCKET_PATH, op->unix_socket);
+    SET(CURLOPT_HTTPHEADER, op->headers);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_PROXY, ""); /* no proxy from the environment may stand in for OPA */
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_FORBID_REUSE, 1L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, op->connect_timeout_ms);
+    SET(CURLOPT_TIMEOUT_MS, op->timeout_ms);
+    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)op->max_response);
+    SET(CURLOPT_SSL_VERIFYPEER, 1L);
+    SET(CURLOPT_SSL_VERIFYHOST, 2L);
+    SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+    if (op->tls)
+        SET(CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx);
+    if (op->ca_file != NULL) {
+        /* The given CA alone: not the system's public CAs besides. */
+        SET(CURLOPT_CAINFO, op->ca_file);
+        SET(CURLOPT_CAPATH, NULL);
+    }
+    if (op->client_cert != NULL) {
+        struct curl_blob key = {
+            .data = op->client_key->data, .len = op->client_key->len, .flags = CURL_BLOB_NOCOPY};
+        SET(CURLOPT_SSLCERT, op->client_cert);
+        SET(CURLOPT_SSLKEY_BLOB, &key);
+    }
+    SET(CURLOPT_SOCKOPTFUNCTION, on_socket);
+    SET(CURLOPT_SOCKOPTDATA, cc);
+    SET(CURLOPT_PREREQFUNCTION, on_connected);
+    SET(CURLOPT_PREREQDATA, cc);
+    SET(CURLOPT_WRITEFUNCTION, on_data);
+    SET(CURLOPT_WRITEDATA, body);
+    SET(CURLOPT_ERRORBUFFER, errbuf);
+    SET(CURLOPT_POSTFIELDS, payload);
+    SET(CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(payload));
+    SET(CURLOPT_USERAGENT, "tether/0.1.0");
+#undef SET
+    if (rc != CURLE_OK) {
+        curl_easy_cleanup(c);
+        error_set(err, 0, "opa: libcurl: %s", curl_easy_strerror(rc));
+        return NULL;
+    }
+    return c;
 }
 
 static int opa_evaluate(struct policy *p, const cJSON *input, cJSON **doc, cJSON **info,
@@ -227,42 +545,63 @@ static int opa_evaluate(struct policy *p, const cJSON *input, cJSON **doc, cJSON
     cleanup_json cJSON *req = cJSON_CreateObject();
     cJSON_AddItemReferenceToObject(req, "input", (cJSON *)input);
     cleanup_free char *payload = json_print(req);
+    *info = engine_info(op);
 
-    struct body body = {.max = op->max_response};
+    /* A handle per request, so that each request makes its own connection, checked before
+     * it is used, and curl's buffers are freed (and wiped) before the answer is parsed. */
+    struct body body = {0};
+    struct conn_check cc;
     char errbuf[CURL_ERROR_SIZE];
-    CURL *c = op->curl;
-    curl_easy_setopt(c, CURLOPT_POSTFIELDS, payload);
-    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(payload));
-    curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
-    curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
-
     CURLcode rc;
+    bool unreachable;
+    long status = 0;
     for (long attempt = 0;; attempt++) {
         body_wipe(&body);
         body.max = op->max_response;
+        cc = (struct conn_check){.op = op, .fd = CURL_SOCKET_BAD};
         errbuf[0] = '\0';
+        CURL *c = request_new(op, payload, &body, &cc, errbuf, err);
+        if (c == NULL) {
+            body_wipe(&body);
+            return -1;
+        }
         rc = curl_easy_perform(c);
-        /* Retry what never reached OPA; anything OPA answered is its answer. */
-        if (rc == CURLE_OK || !connection_failed(rc, c) || attempt >= op->retries)
+        unreachable = rc != CURLE_OK && never_connected(rc, c, &cc);
+        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        curl_easy_cleanup(c);
+        if (!unreachable || attempt >= op->retries)
             break;
         usleep(100 * 1000);
     }
-    *info = engine_info(op);
+    if (cc.refused[0] != '\0') {
+        /* An untrusted peer on OPA's address is an attack, not an outage: never fail-open. */
+        body_wipe(&body);
+        error_set(err, EPERM, "OPA `%s`: nothing sent: %s", op->shown_url, cc.refused);
+        if (cc.vanished)
+            (*err)->code = POLICY_NO_ANSWER;
+        return -1;
+    }
     if (rc != CURLE_OK) {
         bool over = body.over || rc == CURLE_FILESIZE_EXCEEDED;
         body_wipe(&body);
         if (over)
             return error_set(err, 0, "OPA `%s`: the answer is larger than %zu bytes", op->shown_url,
                              op->max_response);
-        int code = connection_failed(rc, c) ? POLICY_UNREACHABLE : EPROTO;
         error_set(err, 0, "OPA `%s`: %s", op->shown_url,
                   errbuf[0] ? errbuf : curl_easy_strerror(rc));
-        (*err)->code = code;
+        /* A dropped connection, but not a hanging OPA: a hanging policy is drift. */
+        bool no_answer = status == 0 && (rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
+                                         rc == CURLE_SEND_ERROR || rc == CURLE_COULDNT_CONNECT);
+        (*err)->code = unreachable ? POLICY_UNREACHABLE : no_answer ? POLICY_NO_ANSWER : EPROTO;
         return -1;
     }
+    if (!cc.trusted) {
+        /* Not reached while curl calls the pre-request hook for every request; should it
+         * ever skip it, an answer from an unchecked peer is still no answer. */
+        body_wipe(&body);
+        return error_set(err, EPERM, "OPA `%s`: the server was not authenticated", op->shown_url);
+    }
 
-    long status = 0;
-    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
     cJSON *answer_info = NULL;
     int r = policy_opa_parse_answer(status, body.data ? body.data : "", body.len, op->shown_url,
                                     op->path, doc, &answer_info, err);
@@ -308,76 +647,22 @@ int policy_opa_parse_answer(long status, const char *body, size_t len, const cha
     return 0;
 }
 
-/* The parent's connection (and TLS session) stay the parent's: the child talks over a
- * handle of its own, with the same options, and never closes the parent's. */
-static void opa_forked(struct policy *p)
-{
-    struct opa_policy *op = (struct opa_policy *)p;
-    CURL *fresh = curl_easy_duphandle(op->curl);
-    if (fresh != NULL)
-        op->curl = fresh;
-}
-
 static const struct policy_ops opa_ops = {
     .engine = "opa",
     .evaluate = opa_evaluate,
     .free = opa_free,
-    .forked = opa_forked,
 };
 
-static int setup_curl(struct opa_policy *op, const struct opa_options *o, struct secret *token,
-                      tether_error_t *err)
+static int add_token_header(struct opa_policy *op, const struct secret *token, tether_error_t *err)
 {
-    op->curl = curl_easy_init();
-    if (op->curl == NULL)
-        return error_set(err, 0, "opa: cannot initialise libcurl");
-    CURL *c = op->curl;
-    op->headers = curl_slist_append(NULL, "Content-Type: application/json");
-    op->headers = curl_slist_append(op->headers, "Accept: application/json");
-    if (token != NULL) {
-        size_t n = token->len + sizeof "Authorization: Bearer ";
-        struct secret *line;
-        if (secret_new(n, &line, err) < 0)
-            return -1;
-        snprintf((char *)line->data, n, "Authorization: Bearer %.*s", (int)token->len,
-                 (const char *)token->data);
-        op->headers = curl_slist_append(op->headers, (const char *)line->data);
-        secret_free(line);
-    }
-    CURLcode rc = CURLE_OK;
-#define SET(opt, val)                                                                              \
-    do {                                                                                           \
-        if (rc == CURLE_OK)                                                                        \
-            rc = curl_easy_setopt(c, opt, val);                                                    \
-    } while (0)
-    SET(CURLOPT_URL, op->endpoint);
-    if (op->unix_socket != NULL)
-        SET(CURLOPT_UNIX_SOCKET_PATH, op->unix_socket);
-    SET(CURLOPT_HTTPHEADER, op->headers);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_FOLLOWLOCATION, 0L);
-    SET(CURLOPT_PROXY, ""); /* no proxy from the environment may stand in for OPA */
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, o->connect_timeout_ms);
-    SET(CURLOPT_TIMEOUT_MS, o->timeout_ms);
-    SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)o->max_response_bytes);
-    SET(CURLOPT_SSL_VERIFYPEER, 1L);
-    SET(CURLOPT_SSL_VERIFYHOST, 2L);
-    SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
-    if (o->ca_file != NULL) {
-        /* The given CA alone: not the system's public CAs besides. */
-        SET(CURLOPT_CAINFO, o->ca_file);
-        SET(CURLOPT_CAPATH, NULL);
-    }
-    if (o->client_cert != NULL)
-        SET(CURLOPT_SSLCERT, o->client_cert);
-    if (o->client_key != NULL)
-        SET(CURLOPT_SSLKEY, o->client_key);
-    SET(CURLOPT_WRITEFUNCTION, on_data);
-    SET(CURLOPT_USERAGENT, "tether/0.1.0");
-#undef SET
-    if (rc != CURLE_OK)
-        return error_set(err, 0, "opa: libcurl: %s", curl_easy_strerror(rc));
+    size_t n = token->len + sizeof "Authorization: Bearer ";
+    struct secret *line;
+    if (secret_new(n, &line, err) < 0)
+        return error_wrap(err, "opa.bearer_token_file");
+    snprintf((char *)line->data, n, "Authorization: Bearer %.*s", (int)token->len,
+             (const char *)token->data);
+    op->headers = curl_slist_append(op->headers, (const char *)line->data);
+    secret_free(line);
     return 0;
 }
 
@@ -385,7 +670,8 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
 {
     static bool curl_ready;
     if (!curl_ready) {
-        if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
+        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wipe_free, wipe_realloc, wipe_strdup,
+                                 calloc) != CURLE_OK)
             return error_set(err, 0, "opa: cannot initialise libcurl");
         curl_ready = true;
     }
@@ -406,7 +692,12 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
     op->base.source = xstrdup(op->shown_url);
     op->path = xstrdup(path);
     op->max_response = (size_t)o->max_response_bytes;
+    op->connect_timeout_ms = o->connect_timeout_ms;
+    op->timeout_ms = o->timeout_ms;
     op->retries = o->retries;
+    op->server_uid = o->server_uid;
+    op->ca_file = o->ca_file ? xstrdup(o->ca_file) : NULL;
+    op->client_cert = o->client_cert ? xstrdup(o->client_cert) : NULL;
     struct policy *p = &op->base;
     p->bound_ms =
         (uint64_t)(o->connect_timeout_ms + o->timeout_ms) * (uint64_t)(o->retries + 1) + 1000;
@@ -432,6 +723,7 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
                   curl_url_get(u, CURLUPART_PATH, &upath, 0) == CURLUE_OK;
         bool https = ok && strcmp(scheme, "https") == 0;
         bool http_ok = ok && strcmp(scheme, "http") == 0 && is_loopback(host);
+        op->tls = https;
         if (ok && (https || http_ok)) {
             size_t plen = strlen(upath);
             while (plen > 0 && upath[plen - 1] == '/')
@@ -455,12 +747,19 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
         }
     }
 
+    if (o->client_key != NULL && read_credential("opa.client_key", o->client_key, CLIENT_KEY_MAX,
+                                                 &op->client_key, err) < 0) {
+        policy_free(p);
+        return -1;
+    }
     cleanup_secret struct secret *token = NULL;
     if (o->bearer_token_file != NULL && read_token(o->bearer_token_file, &token, err) < 0) {
         policy_free(p);
         return -1;
     }
-    if (setup_curl(op, o, token, err) < 0) {
+    op->headers = curl_slist_append(NULL, "Content-Type: application/json");
+    op->headers = curl_slist_append(op->headers, "Accept: application/json");
+    if (token != NULL && add_token_header(op, token, err) < 0) {
         policy_free(p);
         return -1;
     }

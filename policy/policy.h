@@ -9,20 +9,23 @@
 #include <stdint.h>
 
 #include "../supervisor/core/error.h"
+#include "../supervisor/core/secret.h"
 #include "confine.h"
 
 struct decision {
     bool allow;
     char **reasons;
     size_t n_reasons;
-    cJSON *doc;       /* the document the engine returned, or NULL */
-    const cJSON *key; /* members of doc, or NULL when absent or null */
+    cJSON *doc;               /* the document the engine returned, or NULL */
+    const cJSON *key;         /* members of doc, or NULL when absent or null; key.value is wiped */
+    struct secret *key_value; /* key.value decoded, as soon as the decision was parsed */
     const cJSON *confine;
     const cJSON *monitor;
     int64_t ttl_s;              /* -1 when absent */
     struct confine confinement; /* the confine block resolved, or the defaults without one */
     cJSON *engine_info;         /* from the engine, for the audit record, or NULL */
-    bool unreachable;           /* denied because the engine could not be reached */
+    bool unreachable;           /* denied because no answer could be had from the engine */
+    bool connected;             /* ... though a connection was made (so never fail-open) */
 };
 
 struct policy;
@@ -30,19 +33,21 @@ struct policy;
 /* err->code of an evaluation that could not reach its engine (refused, unresolvable, no
  * connection within the timeout): the one failure opa.fail_open may start a workload on. */
 #define POLICY_UNREACHABLE EHOSTUNREACH
+/* err->code of one that connected and lost the connection without an answer (a reset, an
+ * empty reply), or whose server's socket was gone before it could be checked:
+ * a deny at launch, which a monitor treats as an unreachable engine (monitor.fail_grace_s). */
+#define POLICY_NO_ANSWER ECONNRESET
 
 struct policy_ops {
     const char *engine; /* "lua", "opa" */
     /* Returns the decision document, or -1 with err when no decision could be had. */
     /* On failure err->code is POLICY_UNREACHABLE when the engine could not be reached at
-     * all.  *info, which may be set either way, is what the audit record should carry about
-     * the engine (an OPA URL, path, decision_id). */
+     * all, POLICY_NO_ANSWER when it was connected to but did not answer.  *info, which may be set
+     * either way, is what the audit record should carry about the engine (an OPA URL, path,
+     * decision_id). */
     int (*evaluate)(struct policy *p, const cJSON *input, cJSON **doc, cJSON **info,
                     tether_error_t *err);
     void (*free)(struct policy *p);
-    /* In a forked child that will evaluate: drop what is shared with the parent (a
-     * connection).  Optional. */
-    void (*forked)(struct policy *p);
 };
 
 struct policy {
@@ -68,7 +73,8 @@ static inline void policy_freep(struct policy **p)
  * to the next. */
 void policy_decide_isolated(struct policy *p, const cJSON *input, struct decision *out);
 
-/* Validates a decision document (taken over).  A wrong type is a deny naming the field. */
+/* Validates a decision document (taken over).  A wrong type is a deny naming the field.
+ * key.value is decoded into out->key_value and its base64 wiped from the document. */
 void decision_parse(cJSON *doc, struct decision *out);
 /* Makes out a deny with one reason. */
 void decision_deny(struct decision *out, const char *fmt, ...)
@@ -86,10 +92,11 @@ struct opa_options {
     const char *path; /* the decision's path under /v1/data/ */
     const char *bearer_token_file, *ca_file, *client_cert, *client_key;
     long connect_timeout_ms, timeout_ms, max_response_bytes, retries;
+    long server_uid; /* trusted besides root for a loopback or unix socket server, or -1 */
 };
 
-/* Checks the options (scheme, loopback for plain http, the token file's permissions) and
- * reads the token; connects only when asked to decide. */
+/* Checks the options (scheme, loopback for plain http, the token and client key files'
+ * owner and permissions) and reads the token and key; connects only when asked to decide. */
 int policy_opa_open(const struct opa_options *o, struct policy **out, tether_error_t *err);
 /* OPA's answer to a decision request: the `result` (taken out of the answer), and the facts
  * for the audit record {url, path, decision_id}.  Any status but 200, a body that is not a

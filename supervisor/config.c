@@ -49,6 +49,7 @@ static const struct field opa_fields[] = {
     INT("max_response_bytes", opa.max_response_bytes, 1024, 1 << 30),
     INT("retries", opa.retries, 0, 10),
     BOOL("fail_open", opa.fail_open),
+    INT("server_uid", opa.server_uid, 0, 4294967294),
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -86,6 +87,7 @@ static void set_defaults(struct config *cfg)
     cfg->opa.timeout_ms = 2000;
     cfg->opa.max_response_bytes = 1 << 20;
     cfg->opa.retries = 1;
+    cfg->opa.server_uid = -1;
     cfg->audit_path = xstrdup(AUDIT_DEFAULT_PATH);
     cfg->keystore = xstrdup("/etc/tether/keys");
     cfg->labels = cJSON_CreateObject();

@@ -17,6 +17,7 @@ struct config {
     struct {
         char *url, *path, *bearer_token_file, *ca_file, *client_cert, *client_key;
         int64_t connect_timeout_ms, timeout_ms, max_response_bytes, retries;
+        int64_t server_uid; /* -1 when not given */
         bool fail_open;
     } opa;
     char *audit_path;

@@ -25,6 +25,7 @@ int engine_open(const struct config *cfg, const char *policy_file, const char *o
             .timeout_ms = (long)cfg->opa.timeout_ms,
             .max_response_bytes = (long)cfg->opa.max_response_bytes,
             .retries = (long)cfg->opa.retries,
+            .server_uid = (long)cfg->opa.server_uid,
         };
         return policy_opa_open(&o, out, err);
     }

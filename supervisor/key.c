@@ -2,15 +2,13 @@
 #define _GNU_SOURCE
 #include "key.h"
 
-int key_from_decision(const struct decision *d, struct secret **out, tether_error_t *err)
+int key_from_decision(struct decision *d, struct secret **out, tether_error_t *err)
 {
     *out = NULL;
-    const cJSON *value = cJSON_GetObjectItemCaseSensitive(d->key, "value");
-    if (!cJSON_IsString(value))
+    struct secret *key = d->key_value;
+    if (key == NULL)
         return 0;
-    struct secret *key;
-    if (secret_from_base64(value->valuestring, &key, err) < 0)
-        return error_wrap(err, "the released key");
+    d->key_value = NULL;
     if (key->len != KEY_BYTES) {
         size_t n = key->len;
         secret_free(key);

@@ -6,6 +6,7 @@
 
 #define KEY_BYTES 32 /* AES-256 */
 
-/* Decodes decision.key.value (base64) into secret memory and checks its length.  Returns 0
- * with *out NULL when the decision releases no key by value.  Errors never quote the key. */
-int key_from_decision(const struct decision *d, struct secret **out, tether_error_t *err);
+/* Takes the key the decision released by value (decoded when it was parsed) and checks its
+ * length.  Returns 0 with *out NULL when the decision releases no key by value.  Errors never
+ * quote the key. */
+int key_from_decision(struct decision *d, struct secret **out, tether_error_t *err);

@@ -388,9 +388,9 @@ int run_gate(struct run *r)
         log_error("%s; not starting the workload", err->msg);
         return EXIT_FAILED;
     }
-    if (!r->d.allow && r->d.unreachable && r->cfg.opa.fail_open) {
-        /* The one fail-open path: OPA could not be reached at all, and the node's operator
-         * chose availability over control.  Said loudly, and on record. */
+    if (!r->d.allow && r->d.unreachable && !r->d.connected && r->cfg.opa.fail_open) {
+        /* The one fail-open path: no connection to OPA could be made at all, and the node's
+         * operator chose availability over control.  Said loudly, and on record. */
         cleanup_free char *why = decision_reasons_joined(&r->d);
         log_warn("%s; starting the workload anyway because opa.fail_open is true", why);
         cleanup_json cJSON *fo = audit_record_new("fail_open");
@@ -413,6 +413,9 @@ int run_gate(struct run *r)
         log_error("denied: %s", why);
         return EXIT_DENIED;
     }
+    /* A plain command has no use for a released key: wiped now, not when it ends. */
+    secret_free(r->d.key_value);
+    r->d.key_value = NULL;
     if (r->bundle != NULL) {
         /* The command is a container runtime: the container's confinement is its
          * config.json's (judged through input.container); confining the runtime would only

@@ -4,6 +4,10 @@ when undefined, and {"code", "message"} with 4xx/5xx.  The last segment of the p
 the behaviour, so that one server covers every case; every request is recorded.
 
 Used by test_opa.py, in-process, on a thread: started by the test and stopped after it.
+RawServer is a lower-level peer for the attacks and the failures after connect: it records
+every connection and the bytes it received.  `python3 opa_server.py squat DIR [unix]` runs
+one as a separate process (so that it can run as another user), writing DIR/port and a JSON
+line per connection to DIR/log.
 """
 import http.server
 import json
@@ -11,7 +15,9 @@ import os
 import socket
 import socketserver
 import ssl
+import struct
 import subprocess
+import sys
 import threading
 import time
 
@@ -52,6 +58,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def do_POST(self):
+        with self.server.lock:
+            self.server.busy += 1
+        try:
+            self._post()
+        finally:
+            with self.server.lock:
+                self.server.busy -= 1
+
+    def _post(self):
         n = int(self.headers.get("Content-Length", "0"))
         raw = self.rfile.read(n)
         srv = self.server
@@ -105,6 +120,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if mode == "key":
             return self._send(200, {"result": {"allow": True, "reasons": ["key released"],
                                                "key": {"value": KEY_B64}}, "decision_id": did})
+        if mode == "key-watched":  # and then no other decision for a minute
+            return self._send(200, {"result": {"allow": True, "reasons": ["key released, watched"],
+                                               "key": {"value": KEY_B64},
+                                               "monitor": {"interval_ms": 60000}},
+                                    "decision_id": did})
         return self._send(200, {"decision_id": did})  # any other path: undefined
 
 
@@ -140,15 +160,21 @@ class DataAPI:
             self.httpd.socket = self.tls.wrap_socket(self.httpd.socket, server_side=True)
         self.httpd.requests = []
         self.httpd.conns = set()
+        self.httpd.lock = threading.Lock()
+        self.httpd.busy = 0
         self.requests = self.httpd.requests
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
         return self
 
     def stop(self):
-        """Down as a dead server is: no listener, and no open connection either."""
+        """Down as a dead server is: no listener, and no open connection either.  A request
+        being answered is answered first (an OPA that stops drains its requests)."""
         self.httpd.shutdown()
         self.httpd.server_close()
+        end = time.monotonic() + 5
+        while self.httpd.busy and time.monotonic() < end:
+            time.sleep(0.01)
         for c in list(self.httpd.conns):
             try:
                 c.shutdown(socket.SHUT_RDWR)
@@ -189,3 +215,107 @@ def closed_port():
     port = s.getsockname()[1]
     s.close()
     return port
+
+
+KEY_ANSWER = json.dumps({"result": {"allow": True, "reasons": ["answered by the raw server"],
+                                    "key": {"value": KEY_B64}}}).encode()
+
+
+def read_request(conn, timeout=2.0):
+    """Whatever the peer sends within timeout, up to the end of one HTTP request."""
+    conn.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            head, sep, body = data.partition(b"\r\n\r\n")
+            if sep:
+                n = 0
+                for line in head.split(b"\r\n"):
+                    k, _, v = line.partition(b":")
+                    if k.strip().lower() == b"content-length":
+                        n = int(v)
+                if len(body) >= n:
+                    break
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except (socket.timeout, OSError):
+        pass
+    return data
+
+
+class RawServer:
+    """A listener on loopback TCP (or a unix socket) that records each connection as
+    {"bytes", "data"} and then, by mode: "answer" (a 200 that releases a key), "reset" (an
+    RST once the request is in), "empty" (closes without a reply), "reset-at-once" (an RST before anything is read),
+    "tls-reject" (a TLS 1.3
+    server that requires a client certificate: the client learns after its handshake)."""
+
+    def __init__(self, mode="answer", unix_path=None, tls=None, log=None):
+        self.mode, self.unix_path, self.tls, self.log = mode, unix_path, tls, log
+        self.conns = []
+
+    def start(self):
+        if self.unix_path:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind(self.unix_path)
+            self.url = "unix://" + self.unix_path
+        else:
+            self.sock = socket.socket()
+            self.sock.bind(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+            self.url = "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
+        self.sock.listen(16)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+        return self
+
+    def _serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        rec = {"bytes": 0, "data": ""}
+        self.conns.append(rec)
+        try:
+            if self.mode == "tls-reject":
+                try:
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                    rec["data"] = read_request(conn).decode(errors="replace")
+                except (ssl.SSLError, OSError) as e:
+                    rec["tls_error"] = str(e)
+                return
+            if self.mode == "reset-at-once":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                return
+            data = read_request(conn)
+            rec["bytes"], rec["data"] = len(data), data.decode(errors="replace")
+            if self.mode == "reset":
+                conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif self.mode == "answer" and data:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(KEY_ANSWER), KEY_ANSWER))
+        finally:
+            if self.log:
+                with open(self.log, "a") as f:
+                    f.write(json.dumps(rec) + "\n")
+            conn.close()
+
+    def stop(self):
+        self.sock.close()
+
+
+if __name__ == "__main__" and len(sys.argv) >= 3 and sys.argv[1] == "squat":
+    d = sys.argv[2]
+    unix = os.path.join(d, "opa.sock") if sys.argv[3:] == ["unix"] else None
+    srv = RawServer(unix_path=unix, log=os.path.join(d, "log")).start()
+    with open(os.path.join(d, "port.tmp"), "w") as f:
+        f.write(srv.url)
+    os.rename(os.path.join(d, "port.tmp"), os.path.join(d, "port"))
+    while True:
+        time.sleep(60)

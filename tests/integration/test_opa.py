@@ -1,11 +1,16 @@
 """The OPA engine against a real HTTP(S) server on loopback speaking the Data API."""
+import base64
 import json
 import os
 import shutil
+import subprocess
+import sys
 import time
 
-from harness import Skip, case, eq, main, one_line
-from opa_server import KEY_B64, TOKEN, DataAPI, closed_port, make_pki, tls_context
+from harness import Skip, case, eq, main, one_line, wait_for
+from opa_server import KEY_B64, TOKEN, DataAPI, RawServer, closed_port, make_pki, tls_context
+
+NOBODY = 65534
 
 
 def configure(ws, **opa):
@@ -240,6 +245,216 @@ def released_key_never_shows(ws):
         p = ws.tether("run", "--", "true", check_rc=0)
         for text in (p.stdout, p.stderr, open(ws.audit).read()):
             assert KEY_B64 not in text, "the key leaked"
+    finally:
+        srv.stop()
+
+
+def need_root():
+    if os.geteuid() != 0:
+        raise Skip("needs root: the attacker is another user, nobody")
+
+
+def squatter(ws, unix=False):
+    """A raw server run as nobody, the way another local user would squat OPA's address:
+    returns (process, url, the log of what it received)."""
+    need_root()
+    if shutil.which("setpriv") is None:
+        raise Skip("needs setpriv to run the squatter as nobody")
+    os.chmod(ws.root, 0o755)
+    d = ws.path("squat")
+    os.mkdir(d, 0o755)
+    os.chown(d, NOBODY, NOBODY)
+    script = ws.path("opa_server.py")
+    shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "opa_server.py"), script)
+    os.chmod(script, 0o644)
+    proc = subprocess.Popen(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
+                             "--clear-groups", sys.executable, script, "squat", d]
+                            + (["unix"] if unix else []), cwd="/",
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    port = os.path.join(d, "port")
+    try:
+        wait_for(lambda: os.path.exists(port), what="the squatter's listener")
+    except AssertionError:
+        proc.kill()
+        raise
+    return proc, open(port).read(), os.path.join(d, "log")
+
+
+def log_records(log, n):
+    wait_for(lambda: os.path.exists(log) and len(open(log).readlines()) >= n,
+             what="%d connections logged" % n)
+    time.sleep(0.2)  # a retry would be logged by now
+    return [json.loads(line) for line in open(log)]
+
+
+def squatter_gets_nothing(ws, unix):
+    proc, url, log = squatter(ws, unix)
+    try:
+        tok = ws.write("token", TOKEN + "\n", 0o600)
+        line = denied_with(ws, url, "tether/allow", "nothing sent", bearer_token_file=tok,
+                           fail_open=True, retries=3)
+        assert "uid %d" % NOBODY in line, line
+        recs = log_records(log, 1)
+        eq(len(recs), 1, "connections (no retry)")
+        eq(recs[0]["bytes"], 0, "bytes the squatter received")
+        assert "fail_open" not in [r["event"] for r in ws.audit_records()], "failed open"
+        # The same server, once the node names its uid, gets the request: the refusal above
+        # was the owner check's.
+        configure(ws, url=url, path="tether/allow", bearer_token_file=tok, server_uid=NOBODY)
+        ws.tether("run", "--", "true", check_rc=0, timeout=30)
+        recs = log_records(log, 2)
+        assert "Bearer " + TOKEN in recs[1]["data"], recs[1]
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@case
+def squatted_loopback_port_gets_no_request(ws):
+    squatter_gets_nothing(ws, unix=False)
+
+
+@case
+def unix_socket_served_by_another_user_gets_no_request(ws):
+    squatter_gets_nothing(ws, unix=True)
+
+
+@case
+def fail_open_on_a_connect_timeout(ws):
+    """A listener whose accept queue is full drops SYNs: no connection within the connect
+    timeout, the other case of an OPA that cannot be reached at all."""
+    import socket
+    lsn = socket.socket()
+    lsn.bind(("127.0.0.1", 0))
+    lsn.listen(0)
+    port = lsn.getsockname()[1]
+    fillers = []
+    for _ in range(3):
+        c = socket.socket()
+        c.setblocking(False)
+        try:
+            c.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        fillers.append(c)
+    try:
+        time.sleep(0.2)
+        configure(ws, url="http://127.0.0.1:%d" % port, path="tether/allow", fail_open=True,
+                  retries=0, connect_timeout_ms=300)
+        p = ws.tether("run", "--", "echo", "ran anyway", check_rc=0, timeout=30)
+        eq(p.stdout, "ran anyway\n", "the workload started")
+        assert "Timeout" in one_line(p.stderr) and "opa.fail_open" in p.stderr, p.stderr
+    finally:
+        for c in fillers:
+            c.close()
+        lsn.close()
+
+
+@case
+def fail_open_never_after_a_connection(ws):
+    """A reset, an empty reply, a TLS 1.3 client-certificate rejection and a timeout all
+    come after OPA was reached: a deny, without a retry, whatever fail_open says."""
+    servers = [(RawServer("reset"), "Recv failure"), (RawServer("empty"), "Empty reply"),
+               (RawServer("reset-at-once"), "OPA")]
+    if shutil.which("openssl") is not None:
+        pki = make_pki(ws.root)
+        tls = tls_context(pki, require_client=True)
+        tls.minimum_version = tls.maximum_version = __import__("ssl").TLSVersion.TLSv1_3
+        servers.append((RawServer("tls-reject", tls=tls), "OPA"))
+    for srv, needle in servers:
+        srv.start()
+        try:
+            extra = {"ca_file": pki["ca.pem"]} if srv.tls else {}
+            denied_with(ws, srv.url, "tether/allow", needle, fail_open=True, retries=3, **extra)
+            eq(len(srv.conns), 1, "%s: connections" % srv.mode)
+            if srv.mode in ("reset", "empty"):
+                eq(srv.conns[0]["bytes"] > 0, True, "%s: the request was sent" % srv.mode)
+        finally:
+            srv.stop()
+    srv = DataAPI().start()
+    try:
+        denied_with(ws, srv.url, "tether/slow", "timed out", fail_open=True, retries=3,
+                    timeout_ms=500)
+        eq(len(srv.requests), 1, "slow: requests")
+    finally:
+        srv.stop()
+    assert "fail_open" not in [r["event"] for r in ws.audit_records()], "failed open"
+
+
+def found_in_memory(pid, needles):
+    """Which of needles are in a readable mapping of process pid, read through
+    /proc/PID/mem.  Mappings above 1 GiB are reservations (a sanitizer's shadow), not
+    heap, and are skipped."""
+    found, step = set(), 4 << 20
+    overlap = max(len(n) for n in needles)
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            f = line.split()
+            if f[1][0] != "r" or (len(f) > 5 and f[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            if hi - lo > 1 << 30:
+                continue
+            for at in range(lo, hi, step):
+                try:
+                    data = os.pread(mem.fileno(), min(step + overlap, hi - at), at)
+                except OSError:
+                    continue
+                found.update(n for n in needles if n in data)
+    return found
+
+
+@case
+def released_key_is_wiped_from_memory(ws):
+    need_root()
+    pki = make_pki(ws.root) if shutil.which("openssl") else None
+    for tls in ([None, pki] if pki else [None]):
+        srv = DataAPI(tls=tls_context(pki) if tls else None).start()
+        proc = None
+        try:
+            extra = {"ca_file": pki["ca.pem"]} if tls else {}
+            configure(ws, url=srv.url, path="tether/key-watched", **extra)
+            proc = ws.popen("run", "--", "sleep", "60")
+            wait_for(lambda: any(r["event"] == "decision" for r in ws.audit_records()),
+                     what="the decision")
+            time.sleep(0.3)
+            seen = b"key released, watched"  # the decision's reason, kept for the run
+            found = found_in_memory(proc.pid, [seen, KEY_B64.encode(), base64.b64decode(KEY_B64)])
+            assert seen in found, "the scan does not see tether's heap"
+            assert KEY_B64.encode() not in found, "the base64 key is in tether's memory"
+            assert base64.b64decode(KEY_B64) not in found, "the key is in tether's memory"
+        finally:
+            if proc is not None:
+                proc.kill()
+                proc.wait()
+            srv.stop()
+            if os.path.exists(ws.audit):
+                os.unlink(ws.audit)
+
+
+@case
+def client_key_must_be_private_and_ours(ws):
+    if shutil.which("openssl") is None:
+        raise Skip("needs the openssl command line to make a CA")
+    need_root()
+    pki = make_pki(ws.root)
+    srv = DataAPI(tls=tls_context(pki, require_client=True)).start()
+    try:
+        key = pki["client.key"]
+        configure(ws, url=srv.url, path="tether/allow", ca_file=pki["ca.pem"],
+                  client_cert=pki["client.pem"], client_key=key)
+        for mode, owner, needle in ((0o644, 0, "may be read by others (mode 0644)"),
+                                    (0o640, 0, "may be read by others (mode 0640)"),
+                                    (0o600, NOBODY, "owned by uid %d" % NOBODY)):
+            os.chmod(key, mode)
+            os.chown(key, owner, owner)
+            p = ws.tether("run", "--", "true", check_rc=125)
+            line = one_line(p.stderr)
+            assert "opa.client_key `%s`" % key in line and needle in line, line
+        eq(len(srv.requests), 0, "requests made with a refused key")
+        os.chown(key, 0, 0)
+        ws.tether("run", "--", "true", check_rc=0)
+        eq(len(srv.requests), 1, "requests with the key in order")
     finally:
         srv.stop()
 

@@ -63,6 +63,7 @@ static void test_defaults(void)
           (long long)cfg.opa.max_response_bytes);
     CHECK(cfg.opa.retries == 1, "default: opa.retries 1 (got %lld)", (long long)cfg.opa.retries);
     CHECK(cfg.opa.fail_open == false, "default: opa.fail_open false");
+    CHECK(cfg.opa.server_uid == -1, "default: no opa.server_uid");
     CHECK_STR(cfg.audit_path, AUDIT_DEFAULT_PATH, "default: audit.path");
     CHECK_STR(cfg.audit_path, "/var/log/tether/audit.jsonl", "default: audit.path literally");
     CHECK_STR(cfg.keystore, "/etc/tether/keys", "default: keystore");
@@ -156,12 +157,13 @@ static void test_full(void)
     error_free(&err);
 
     r = parse("{\"opa\": {\"connect_timeout_ms\": 1, \"timeout_ms\": 600000,"
-              " \"max_response_bytes\": 1024, \"retries\": 0},"
+              " \"max_response_bytes\": 1024, \"retries\": 0, \"server_uid\": 4294967294},"
               " \"monitor\": {\"grace_s\": 3600, \"fail_grace_s\": 0, \"heartbeat_s\": 86400}}",
               &cfg, &err);
     CHECK(r == 0, "integers at their bounds accepted (%s)", err ? err->msg : "ok");
     CHECK(cfg.opa.connect_timeout_ms == 1 && cfg.opa.timeout_ms == 600000 &&
-              cfg.opa.max_response_bytes == 1024 && cfg.opa.retries == 0,
+              cfg.opa.max_response_bytes == 1024 && cfg.opa.retries == 0 &&
+              cfg.opa.server_uid == 4294967294,
           "opa bounds stored");
     CHECK(cfg.monitor.grace_s == 3600 && cfg.monitor.fail_grace_s == 0 &&
               cfg.monitor.heartbeat_s == 86400,
@@ -258,6 +260,10 @@ static void test_numbers(void)
             "`opa.max_response_bytes` must be an integer from 1024 to 1073741824");
     REFUSED("opa.max_response_bytes too large", "{\"opa\": {\"max_response_bytes\": 1073741825}}",
             "`opa.max_response_bytes` must be an integer from 1024 to 1073741824");
+    REFUSED("opa.server_uid -1", "{\"opa\": {\"server_uid\": -1}}",
+            "`opa.server_uid` must be an integer from 0 to 4294967294");
+    REFUSED("opa.server_uid name", "{\"opa\": {\"server_uid\": \"opa\"}}",
+            "`opa.server_uid` must be an integer");
     REFUSED("opa.retries 11", "{\"opa\": {\"retries\": 11}}",
             "`opa.retries` must be an integer from 0 to 10");
     REFUSED("opa.retries -1", "{\"opa\": {\"retries\": -1}}",

@@ -209,8 +209,11 @@ static void test_key(void)
     parse_text("{\"allow\": true, \"key\": {\"value\": \"" SECRET "\"}}", &d);
     CHECK(d.allow && d.key != NULL, "key with value: allowed, key kept");
     const cJSON *value = d.key ? cJSON_GetObjectItem(d.key, "value") : NULL;
-    CHECK_STR(cJSON_IsString(value) ? value->valuestring : NULL, SECRET,
-              "key.value kept for the key release");
+    CHECK_STR(cJSON_IsString(value) ? value->valuestring : NULL, "",
+              "key.value wiped from the document once decoded");
+    CHECK(d.key_value != NULL && d.key_value->len == sizeof "SECRET-KEY-BYTES-12345678" - 1 &&
+              memcmp(d.key_value->data, "SECRET-KEY-BYTES-12345678", d.key_value->len) == 0,
+          "key.value decoded for the key release");
     j = decision_to_json(&d);
     CHECK(json_equals(cJSON_GetObjectItem(j, "key"), "{\"value\": \"(redacted)\"}"),
           "key with value: printed as (redacted)");

@@ -96,7 +96,42 @@ int main(void)
     key_case("q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=", 0, NULL);
     key_case("q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeA==", -1, "31 bytes, not 32");
     key_case("c2VjcmV0LXZhbHVlLXRoYXQtaXMtdG9vLWxvbmctdG8tYmUtYS1rZXk=", -1, "not 32");
-    key_case("not*base64*at*all*but*long*enough*to*look*like*a*key=", -1, "not valid base64");
+
+    /* Not base64: the decision itself is invalid, a deny that names the field, not the value. */
+    const char *junk = "not*base64*at*all*but*long*enough*to*look*like*a*key=";
+    char *text = xasprintf("{\"allow\":true,\"key\":{\"value\":\"%s\"}}", junk);
+    struct decision bad_d = {.ttl_s = -1};
+    decision_parse(cJSON_Parse(text), &bad_d);
+    CHECK(!bad_d.allow && bad_d.n_reasons == 1 &&
+              strstr(bad_d.reasons[0], "`key.value`: not valid base64") &&
+              !strstr(bad_d.reasons[0], junk) && bad_d.key_value == NULL,
+          "a key that is not base64 is a deny (%s)", bad_d.n_reasons ? bad_d.reasons[0] : "");
+    decision_clear(&bad_d);
+    free(text);
+
+    /* The base64 is wiped where the parser put it, as soon as it is decoded. */
+    const char *b64 = "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA=";
+    text = xasprintf("{\"allow\":true,\"key\":{\"value\":\"%s\"}}", b64);
+    cJSON *doc = cJSON_Parse(text);
+    const char *where = cJSON_GetObjectItem(cJSON_GetObjectItem(doc, "key"), "value")->valuestring;
+    size_t n = strlen(where);
+    struct decision kd = {.ttl_s = -1};
+    decision_parse(doc, &kd);
+    bool zero = true;
+    for (size_t i = 0; i < n; i++)
+        zero = zero && where[i] == '\0';
+    CHECK(kd.allow && kd.key_value != NULL && kd.key_value->len == KEY_BYTES && zero,
+          "key.value is decoded and its base64 wiped in the decision document");
+    cJSON *shown = decision_to_json(&kd);
+    char *printed = cJSON_PrintUnformatted(shown);
+    CHECK(strstr(printed, "(redacted)") && !strstr(printed, b64), "and shown redacted");
+    free(printed);
+    cJSON_Delete(shown);
+    CHECK(key_from_decision(&kd, &s, &err) == 0 && s != NULL && kd.key_value == NULL,
+          "the key is taken from the decision");
+    secret_free(s);
+    decision_clear(&kd);
+    free(text);
     struct decision d = {.ttl_s = -1};
     decision_parse(cJSON_Parse("{\"allow\":true,\"key\":{\"id\":\"k1\"}}"), &d);
     CHECK(key_from_decision(&d, &s, &err) == 0 && s == NULL, "a key by id releases nothing here");
