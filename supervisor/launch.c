@@ -23,6 +23,7 @@
 #define _GNU_SOURCE
 #include "launch.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -203,9 +204,26 @@ static void signal_rest(const struct launch_spec *spec, int sig)
         kill(pids[i], sig);
 }
 
+/* The processes of the tree but the init. */
+static size_t count_rest(const struct launch_spec *spec)
+{
+    cleanup_free pid_t *pids = NULL;
+    if (spec->wrapper)
+        return tree_descendants(getpid(), &pids);
+    size_t n = 0;
+    DIR *d = opendir("/proc"); /* the namespace's own */
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        if (e->d_name[0] >= '1' && e->d_name[0] <= '9' && strcmp(e->d_name, "1") != 0)
+            n++;
+    if (d)
+        closedir(d);
+    return n;
+}
+
 static void __attribute__((noreturn))
 init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd, int life_fd,
-         int report_fd)
+         int note_fd, int report_fd)
 {
     /* Tether's death is ours from here on; if it died before, the pipe says so. */
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || tether_gone(life_fd))
@@ -242,6 +260,7 @@ init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd
     if (main_pid == 0) {
         close(sfd);
         close(life_fd);
+        close(note_fd);
         child_run(sv, spec, by_fd, report_fd);
     }
     close(report_fd);
@@ -261,6 +280,10 @@ init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd
             code = WIFEXITED(status)     ? WEXITSTATUS(status)
                    : WIFSIGNALED(status) ? 128 + WTERMSIG(status)
                                          : 125;
+            /* Tether hears how much of the tree the main process left behind. */
+            int32_t left = (int32_t)count_rest(spec);
+            (void)!write(note_fd, &left, sizeof left);
+            close(note_fd);
             if (!spec->keep_tree) {
                 signal_rest(spec, SIGTERM);
                 kill_at = time_mono_ns() + (uint64_t)spec->grace_s * 1000000000u;
@@ -292,7 +315,7 @@ init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd
  * the subreaper. */
 static void __attribute__((noreturn))
 maker_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd, int life_fd,
-          int report_fd, int pid_fd, int go_fd)
+          int note_fd, int report_fd, int pid_fd, int go_fd)
 {
     if (!spec->wrapper) {
         if (geteuid() != 0) {
@@ -326,7 +349,7 @@ maker_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
         if (read(go_fd, &go, 1) != 1)
             _exit(125);
         close(go_fd);
-        init_run(sv, spec, by_fd, life_fd, report_fd);
+        init_run(sv, spec, by_fd, life_fd, note_fd, report_fd);
     }
     int32_t v = init;
     (void)!write(pid_fd, &v, sizeof v);
@@ -363,22 +386,26 @@ static int read_report(int fd, struct child_report *rep, pid_t *creds)
 static pid_t start_supervised(struct supervisor *sv, const struct launch_spec *spec, bool by_fd,
                               int report_wr, tether_error_t *err)
 {
-    int life[2], pidp[2], gop[2];
+    int life[2], note[2], pidp[2], gop[2];
     if (pipe2(life, O_CLOEXEC) < 0)
         return error_set(err, errno, "pipe");
-    if (pipe2(pidp, O_CLOEXEC) < 0 || pipe2(gop, O_CLOEXEC) < 0) {
+    if (pipe2(note, O_CLOEXEC | O_NONBLOCK) < 0) {
         close(life[0]), close(life[1]);
+        return error_set(err, errno, "pipe");
+    }
+    if (pipe2(pidp, O_CLOEXEC) < 0 || pipe2(gop, O_CLOEXEC) < 0) {
+        close(life[0]), close(life[1]), close(note[0]), close(note[1]);
         return error_set(err, errno, "pipe");
     }
     pid_t maker = fork();
     if (maker == 0) {
-        close(life[1]), close(pidp[0]), close(gop[1]);
-        maker_run(sv, spec, by_fd, life[0], report_wr, pidp[1], gop[0]);
+        close(life[1]), close(note[0]), close(pidp[0]), close(gop[1]);
+        maker_run(sv, spec, by_fd, life[0], note[1], report_wr, pidp[1], gop[0]);
     }
     int e = errno;
-    close(life[0]), close(pidp[1]), close(gop[0]);
+    close(life[0]), close(note[1]), close(pidp[1]), close(gop[0]);
     if (maker < 0) {
-        close(life[1]), close(pidp[0]), close(gop[1]);
+        close(life[1]), close(note[0]), close(pidp[0]), close(gop[1]);
         return error_set(err, e, "fork");
     }
     int32_t init = -1;
@@ -388,13 +415,14 @@ static pid_t start_supervised(struct supervisor *sv, const struct launch_spec *s
     while (waitpid(maker, &status, 0) < 0 && errno == EINTR)
         ;
     if (n != (ssize_t)sizeof init) {
-        close(life[1]), close(gop[1]);
+        close(life[1]), close(note[0]), close(gop[1]);
         return -2; /* the maker failed: its report says why */
     }
     /* The maker is gone and the init is ours: now it may start. */
     (void)!write(gop[1], "g", 1);
     close(gop[1]);
     sv->life_fd = life[1];
+    sv->note_fd = note[0];
     sv->pidns = spec->wrapper ? 0 : tree_pidns(init);
     return init;
 }
@@ -406,6 +434,8 @@ int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fai
     /* What a previous start (a restart) left. */
     if (sv->life_fd >= 0)
         close(steal_fd(&sv->life_fd));
+    if (sv->note_fd >= 0)
+        close(steal_fd(&sv->note_fd));
     if (sv->main_pidfd >= 0)
         close(steal_fd(&sv->main_pidfd));
     sv->main = -1;
@@ -463,6 +493,8 @@ int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fai
             ;
     if (sv->life_fd >= 0)
         close(steal_fd(&sv->life_fd));
+    if (sv->note_fd >= 0)
+        close(steal_fd(&sv->note_fd));
     if (sv->main_pidfd >= 0)
         close(steal_fd(&sv->main_pidfd));
     if (n != 1 || rep.kind != REPORT_FAIL)

@@ -36,6 +36,7 @@ struct supervisor {
     pid_t main;        /* the workload's main process, as tether's namespace sees it */
     int main_pidfd;    /* for signals to it, or -1 */
     int life_fd;       /* supervised: the pipe whose closing ends the init, or -1 */
+    int note_fd;       /* supervised: the init says how many processes the main one left */
     uint64_t pidns;    /* supervised: the workload's pid namespace (its inode), or 0 */
     pid_t tether_pid;  /* getpid(), for the child to tell that its parent is still there */
 };

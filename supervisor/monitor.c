@@ -42,6 +42,7 @@ enum {
     EV_SIGNAL,
     EV_PIDFD,
     EV_MAIN,
+    EV_NOTE,
     EV_TICK,
     EV_TTL,
     EV_BEAT,
@@ -608,20 +609,25 @@ static void open_pidfd(struct mon *m)
     /* The main process's end, which the init reports only once the tree is gone. */
     if (m->r->sv.main_pidfd >= 0 && m->r->sv.main_pidfd != m->pidfd)
         ep_add(m, m->r->sv.main_pidfd, EV_MAIN);
+    ep_add(m, m->r->sv.note_fd, EV_NOTE);
 }
 
-/* The main process exited on its own: what it left behind is ended by the init (or kept,
- * with monitor.on_main_exit "supervise"), and the trail says which. */
-static void on_main_exit(struct mon *m)
+/* The main process exited on its own, and its init says how many processes it left: they
+ * are ended by the init (or kept, with monitor.on_main_exit "supervise"), and the trail
+ * says which. */
+static void on_note(struct mon *m)
 {
-    cleanup_free pid_t *pids = NULL;
-    size_t n = tree_pids(m, &pids);
-    if (n == 0)
+    int32_t left = 0;
+    if (read(m->r->sv.note_fd, &left, sizeof left) != (ssize_t)sizeof left) {
+        epoll_ctl(m->ep, EPOLL_CTL_DEL, m->r->sv.note_fd, NULL);
+        return;
+    }
+    if (left <= 0 || m->state == ENDING)
         return;
     const char *v =
         cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m->r->d.monitor, "on_main_exit"));
     bool keep = v != NULL && strcmp(v, "supervise") == 0;
-    cleanup_free char *count = xasprintf("%zu", n);
+    cleanup_free char *count = xasprintf("%d", (int)left);
     audit_event(m, keep ? "main_exited_tree_supervised" : "main_exited_tree_ended", "remaining",
                 count);
 }
@@ -766,9 +772,10 @@ int monitor_run(struct run *r, bool *started)
                 if (m.state == ENDING && !m.sigkill_sent) {
                     m.sigkill_sent = true;
                     signal_tree(&m, SIGKILL);
-                } else if (m.state != ENDING) {
-                    on_main_exit(&m);
                 }
+                break;
+            case EV_NOTE:
+                on_note(&m);
                 break;
             case EV_TICK:
                 drain(m.tick);

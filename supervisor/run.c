@@ -30,6 +30,7 @@ void run_init(struct run *r)
     r->sv.main = -1;
     r->sv.main_pidfd = -1;
     r->sv.life_fd = -1;
+    r->sv.note_fd = -1;
     r->cg.procs_fd = -1;
 }
 

@@ -24,6 +24,7 @@ int supervise_prepare(struct supervisor *sv, tether_error_t *err)
     sv->main = -1;
     sv->main_pidfd = -1;
     sv->life_fd = -1;
+    sv->note_fd = -1;
     sv->tether_pid = getpid();
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
         return error_set(err, errno, "cannot become a child subreaper");
@@ -117,6 +118,9 @@ void supervise_release(struct supervisor *sv)
     if (sv->life_fd >= 0)
         close(sv->life_fd);
     sv->life_fd = -1;
+    if (sv->note_fd >= 0)
+        close(sv->note_fd);
+    sv->note_fd = -1;
     if (sv->sigfd >= 0) {
         close(sv->sigfd);
         sv->sigfd = -1;
