@@ -80,7 +80,7 @@ int status_prepare(tether_error_t *err)
         }
         return -1;
     }
-    /* A directory that cannot be made (no $XDG_RUNTIME_DIR, a read-only /run) means no
+    /* A directory that cannot be made (a missing parent, a read-only /run) means no
      * status file, as before: only someone else's directory is a refusal. */
     if (fd < 0)
         log_debug("no status file: %s", why->msg);
@@ -137,7 +137,8 @@ static const char usage[] =
     "List the workloads that tether supervises on this node: tether's pid, the workload's,\n"
     "its state (running, stopped, ending), the last decision and how long ago it was made,\n"
     "restarts, and the command.  Root sees /run/tether; another user sees the runs it\n"
-    "started itself ($XDG_RUNTIME_DIR/tether).\n"
+    "started itself ($XDG_RUNTIME_DIR/tether, else $TMPDIR/tether-EUID).  A directory that\n"
+    "another user made, or that is not mode 0700, is refused (exit 125).\n"
     "\n"
     "      --json           print a JSON array instead of a table\n"
     "  -h, --help           show this help\n";

@@ -113,6 +113,34 @@ def reloaded_policy_planted_by_nobody_is_refused(ws):
 
 
 @case
+def reloaded_configuration_planted_by_nobody_is_refused(ws):
+    need_root()
+    ws.write("tether.json", json.dumps({"audit": {"path": ws.audit}, "labels": {"region": "eu"}}))
+    pol = ws.policy('if input.tether.phase == "monitor" and input.host.labels.region ~= "eu" then '
+                    'return {allow = false, reasons = {"planted labels"}} end\n'
+                    'return {allow = true, monitor = {interval_ms = 100, on_drift = "log"}}')
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", pol, "--", PROBE, "ready", ready, "sleep", "30")
+    try:
+        wait_for(lambda: os.path.exists(ready), what="the workload")
+        planted = ws.write("planted.json", json.dumps({"audit": {"path": ws.audit},
+                                                        "labels": {"region": "us"}}))
+        os.chown(planted, NOBODY, NOBODY)
+        os.rename(planted, ws.config)
+        drift = wait_for(lambda: [r for r in ws.audit_records() if r["event"] == "drift"],
+                         what="the refused reload on record")[0]
+        assert ws.config in drift["reason"] and "owned by uid 65534" in drift["reason"], drift
+        time.sleep(0.5)
+        recs = ws.audit_records()
+        assert "config_reloaded" not in [r["event"] for r in recs], recs
+        assert not [r for r in recs if "planted labels" in json.dumps(r)], "the planted labels counted"
+        assert proc.poll() is None, "the workload ended"
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@case
 def configuration_fifo_does_not_hang(ws):
     fifo = ws.path("fifo")
     os.mkfifo(fifo)
