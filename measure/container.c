@@ -1,10 +1,11 @@
 /* The container section of the input document, from an OCI bundle's config.json and the
- * runtime's state (OCI runtime spec: config.md, runtime.md "State").  Pure parsers over text;
- * the caller reads the files. */
+ * runtime's state (OCI runtime spec: config.md, runtime.md "State"): pure parsers over text,
+ * and the one reader of a bundle's config.json. */
 #define _GNU_SOURCE
 #include <string.h>
 
 #include "../supervisor/core/cleanup.h"
+#include "../supervisor/core/trust.h"
 #include "../supervisor/core/util.h"
 #include "measure.h"
 
@@ -187,10 +188,16 @@ int measure_parse_oci_config(const char *text, size_t len, const char *bundle, c
 int measure_container_collect(const char *bundle, const cJSON *state, cJSON **out,
                               tether_error_t *err)
 {
+    /* The runtime reads config.json again after the decision: only a bundle that root alone
+     * may write makes the file judged the file that runs.  The walk opens config.json from
+     * the bundle's directory descriptor, and refuses it as a link (see trust.h). */
     cleanup_free char *path = xasprintf("%s/config.json", bundle);
     cleanup_free char *text = NULL;
     size_t len = 0;
-    if (read_file(path, 4 << 20, &text, &len, err) < 0)
+    cleanup_close int fd = trust_open(path, 0, err);
+    if (fd < 0)
         return error_wrap(err, "bundle");
+    if (read_fd(fd, 4 << 20, &text, &len, err) < 0)
+        return error_wrap(err, "bundle: `%s`", path);
     return measure_parse_oci_config(text, len, bundle, state, out, err);
 }

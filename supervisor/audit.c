@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/trust.h"
 #include "core/util.h"
 
 #define HASH_MEMBER ",\"hash\":\""
@@ -135,15 +136,12 @@ int audit_append(const char *path, cJSON *rec, tether_error_t *err)
 {
     if (mkdir_parents(path) < 0)
         return error_set(err, errno, "audit log `%s`: cannot create its directory", path);
-    cleanup_close int fd =
-        open(path, O_RDWR | O_APPEND | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY, 0600);
+    /* A trail that someone else planted (a file in a sticky directory, a link) or may
+     * write is no record: it is refused, and an absent one is created O_EXCL. */
+    cleanup_close int fd = trust_open(path, TRUST_APPEND | TRUST_CREATE, err);
     if (fd < 0)
-        return error_set(err, errno, "audit log `%s`", path);
+        return error_wrap(err, "audit log");
     struct stat st;
-    if (fstat(fd, &st) < 0)
-        return error_set(err, errno, "audit log `%s`", path);
-    if (!S_ISREG(st.st_mode))
-        return error_set(err, 0, "audit log `%s`: not a regular file", path);
     /* One writer at a time: the chain needs the last line to stay the last line. */
     while (flock(fd, LOCK_EX) < 0)
         if (errno != EINTR)

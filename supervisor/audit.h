@@ -17,7 +17,8 @@ cJSON *audit_decision_record(const char *phase, const struct policy *p, const st
                              const cJSON *input);
 
 /* Appends rec (adding "prev" and "hash") under an exclusive lock, with O_APPEND and fsync.
- * Missing parent directories are created, mode 0750. */
+ * Missing parent directories are created, mode 0750, and the file, mode 0600; the file and
+ * its directories must pass the trust walk (core/trust.h). */
 int audit_append(const char *path, cJSON *rec, tether_error_t *err);
 
 struct audit_report {

@@ -83,6 +83,10 @@ static int gate(const char *stage, const cJSON *state, const struct config *cfg,
     const char *id = cJSON_GetObjectItemCaseSensitive(state, "id")->valuestring;
     const char *bundle = cJSON_GetObjectItemCaseSensitive(state, "bundle")->valuestring;
     cJSON *container = NULL;
+    if (status_prepare(&err) < 0)
+        return deny(id, err->msg);
+    /* The bundle path is the runtime's (its state on stdin); config.json is judged only
+     * when nobody but root could change it before the runtime reads it again. */
     if (measure_container_collect(bundle, state, &container, &err) < 0)
         return deny(id, err->msg);
     cJSON *procs = cJSON_CreateArray();
@@ -112,7 +116,6 @@ static int gate(const char *stage, const cJSON *state, const struct config *cfg,
     } else {
         /* State for poststop to clean up, and for `tether status` to come. */
         cleanup_free char *base = status_dir();
-        mkdir(base, 0700);
         cleanup_free char *dir = xasprintf("%s/%s", base, id);
         cleanup_free char *file = xasprintf("%s/decision.json", dir);
         cleanup_json cJSON *out = decision_to_json(&d);

@@ -10,6 +10,7 @@
 
 #include "../measure/measure.h"
 #include "core/cleanup.h"
+#include "core/trust.h"
 #include "core/util.h"
 
 #define CONFIG_MAX_BYTES (1 << 20)
@@ -205,15 +206,17 @@ int config_load(const char *path, struct config *cfg, tether_error_t *err)
         explicit = false;
     }
 
+    /* The file decides what tether trusts: it must be root's (see trust.h). */
     cleanup_free char *text = NULL;
     size_t len = 0;
     cleanup_error tether_error_t read_err = NULL;
-    if (read_file(path, CONFIG_MAX_BYTES, &text, &len, &read_err) < 0) {
-        if (!explicit && read_err->code == ENOENT) {
-            set_defaults(cfg);
-            return 0;
-        }
+    cleanup_close int fd = trust_open(path, 0, &read_err);
+    if (fd < 0 || read_fd(fd, CONFIG_MAX_BYTES, &text, &len, &read_err) < 0) {
         set_defaults(cfg);
+        if (fd < 0 && !explicit && read_err->code == ENOENT)
+            return 0;
+        if (fd >= 0)
+            return error_set(err, 0, "config: `%s`: %s", path, read_err->msg);
         return error_set(err, 0, "config: %s", read_err->msg);
     }
     return config_parse(path, text, len, cfg, err);

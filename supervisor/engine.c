@@ -2,6 +2,7 @@
  * opa.url in the configuration), Lua otherwise. */
 #define _GNU_SOURCE
 #include "core/cleanup.h"
+#include "core/trust.h"
 #include "core/util.h"
 #include "tether.h"
 
@@ -34,9 +35,13 @@ int engine_open(const struct config *cfg, const char *policy_file, const char *o
     if (file == NULL)
         return policy_lua_open("builtin:default", policy_default_lua, policy_default_lua_len, NULL,
                                out, err);
+    /* The policy decides: it must be root's, at load and at every reload (see trust.h). */
     cleanup_free char *text = NULL;
     size_t len = 0;
-    if (read_file(file, POLICY_MAX_BYTES, &text, &len, err) < 0)
+    cleanup_close int fd = trust_open(file, 0, err);
+    if (fd < 0)
         return error_wrap(err, "policy");
+    if (read_fd(fd, POLICY_MAX_BYTES, &text, &len, err) < 0)
+        return error_wrap(err, "policy `%s`", file);
     return policy_lua_open(file, text, len, NULL, out, err);
 }

@@ -17,6 +17,7 @@
 #include "status.h"
 #include "core/cleanup.h"
 #include "core/log.h"
+#include "core/trust.h"
 #include "core/util.h"
 #include "tether.h"
 
@@ -76,6 +77,11 @@ int run_load(struct run *r)
     }
     free(r->audit_path);
     r->audit_path = xstrdup(r->audit_file ? r->audit_file : r->cfg.audit_path);
+    /* Someone else's status directory is refused before anything runs. */
+    if (status_prepare(&err) < 0) {
+        log_error("%s", err->msg);
+        return EXIT_FAILED;
+    }
     /* What was read, to tell later whether it changed before the monitor watched it. */
     const char *policy_path = r->policy_file ? r->policy_file : r->opa_url ? NULL : r->cfg.policy;
     if (r->cfg.path == NULL || stat(r->cfg.path, &r->config_st) < 0)
@@ -119,30 +125,25 @@ cJSON *run_measure_monitor(struct run *r)
                                cJSON_Duplicate(r->workload, true), NULL, NULL);
 }
 
-/* <keystore>/<key_id>.key, which only root may read: the directory and the file. */
+/* <keystore>/<key_id>.key: the directory and the file are trust anchors (see trust.h) that
+ * also give group and others no access at all. */
 static int keystore_read(const struct run *r, const char *key_id, struct secret **out,
                          tether_error_t *err)
 {
     const char *dir = r->cfg.keystore;
-    struct stat st;
-    if (stat(dir, &st) < 0)
-        return error_set(err, errno, "key store `%s`", dir);
-    if (st.st_uid != 0 || (st.st_mode & 0077))
-        return error_set(err, 0,
-                         "key store `%s` is open to others (owner %d, mode %04o): it "
-                         "must be root's, mode 0700",
-                         dir, (int)st.st_uid, st.st_mode & 07777);
-    cleanup_free char *path = xasprintf("%s/%s.key", dir, key_id);
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NOCTTY);
+    cleanup_close int dfd = trust_open(dir, TRUST_DIR | TRUST_PRIVATE, err);
+    if (dfd < 0)
+        return error_wrap(err, "key store");
+    cleanup_free char *name = xasprintf("%s.key", key_id);
+    cleanup_free char *path = xasprintf("%s/%s", dir, name);
+    cleanup_close int fd = trust_openat(dfd, path, name, TRUST_PRIVATE, err);
+    if (fd < 0 && (*err)->code == ENOENT)
+        return error_set(err, ENOENT, "no key `%s` in the key store: `%s`", key_id, path);
     if (fd < 0)
-        return error_set(err, errno, "no key `%s` in the key store: `%s`", key_id, path);
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
-        return error_set(err, 0, "key `%s` is not a regular file", path);
-    if (st.st_uid != 0 || (st.st_mode & 0077))
-        return error_set(err, 0,
-                         "key `%s` is open to others (owner %d, mode %04o): it must be "
-                         "root's, mode 0600 or 0400",
-                         path, (int)st.st_uid, st.st_mode & 07777);
+        return error_wrap(err, "key `%s`", key_id);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return error_set(err, errno, "key `%s`", path);
     if (st.st_size != KEY_BYTES)
         return error_set(err, 0, "key `%s` is %lld bytes, not %d", path, (long long)st.st_size,
                          KEY_BYTES);

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/trust.h"
 #include "core/util.h"
 
 #define CHUNK_MIN 4096u
@@ -382,10 +383,16 @@ int seal_verify(struct sealed *s, const char *const *trusted, size_t n_trusted,
                          "sealed file: unsigned, and this node trusts only signed "
                          "workloads (trusted_signers)");
     for (size_t i = 0; i < n_trusted; i++) {
-        FILE *f = fopen(trusted[i], "re");
+        /* A signer's key decides what runs: it must be root's (see trust.h). */
+        int fd = trust_open(trusted[i], 0, err);
+        if (fd < 0)
+            return error_wrap(err, "trusted_signers");
+        FILE *f = fdopen(fd, "r");
         EVP_PKEY *k = f ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;
         if (f)
             fclose(f);
+        else
+            close(fd);
         unsigned char raw[32];
         size_t rawlen = sizeof raw;
         bool same = k && EVP_PKEY_get_raw_public_key(k, raw, &rawlen) == 1 && rawlen == 32 &&

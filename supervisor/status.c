@@ -19,10 +19,13 @@
 #include "cgroup.h"
 #include "core/cleanup.h"
 #include "core/log.h"
+#include "core/trust.h"
 #include "core/util.h"
 #include "tether.h"
 
-static char *status_file;
+static int status_fd = -1; /* the checked directory, once prepared */
+static bool prepared;
+static char *status_name; /* this tether's file in it */
 static time_t started_at;
 
 char *status_dir(void)
@@ -30,7 +33,63 @@ char *status_dir(void)
     if (geteuid() == 0)
         return xstrdup("/run/tether");
     const char *xdg = getenv("XDG_RUNTIME_DIR");
-    return xdg && *xdg == '/' ? xasprintf("%s/tether", xdg) : xasprintf("/tmp/tether-%d", getuid());
+    if (xdg && *xdg == '/')
+        return xasprintf("%s/tether", xdg);
+    const char *tmp = getenv("TMPDIR");
+    return xasprintf("%s/tether-%d", tmp && *tmp == '/' ? tmp : "/tmp", (int)geteuid());
+}
+
+int status_dir_open(tether_error_t *err)
+{
+    cleanup_free char *dir = status_dir();
+    char *slash = strrchr(dir, '/');
+    cleanup_free char *parent = slash == dir ? xstrdup("/") : xstrndup(dir, (size_t)(slash - dir));
+    const char *name = slash + 1;
+    cleanup_close int pfd = trust_open(parent, TRUST_DIR, err);
+    if (pfd < 0)
+        return error_wrap(err, "status directory `%s`", dir);
+    if (mkdirat(pfd, name, 0700) < 0 && errno != EEXIST)
+        return error_set(err, errno, "status directory `%s`", dir);
+    /* Made by us, or refused: in /tmp anyone may have made it first, to read or forge
+     * what tether writes there. */
+    cleanup_close int fd = openat(pfd, name, O_PATH | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return error_set(err, errno, "status directory `%s`", dir);
+    uid_t euid = geteuid();
+    if (!S_ISDIR(st.st_mode))
+        return error_set(err, 0, "status directory `%s`: not a directory; refusing", dir);
+    if (st.st_uid != euid)
+        return error_set(err, 0, "status directory `%s`: owned by uid %d, not %d; refusing", dir,
+                         (int)st.st_uid, (int)euid);
+    if (st.st_mode & 077)
+        return error_set(err, 0,
+                         "status directory `%s`: open to others (mode %04o), not 0700; "
+                         "refusing",
+                         dir, st.st_mode & 07777);
+    return steal_fd(&fd);
+}
+
+int status_prepare(tether_error_t *err)
+{
+    if (prepared)
+        return 0;
+    cleanup_error tether_error_t why = NULL;
+    int fd = status_dir_open(&why);
+    if (fd < 0 && why->code == 0) {
+        if (err != NULL) {
+            error_free(err);
+            *err = steal_pointer(&why);
+        }
+        return -1;
+    }
+    /* A directory that cannot be made (a missing parent, a read-only /run) means no
+     * status file, as before: only someone else's directory is a refusal. */
+    if (fd < 0)
+        log_debug("no status file: %s", why->msg);
+    prepared = true;
+    status_fd = fd;
+    return 0;
 }
 
 /* A process's start time (clock ticks since boot, field 22 of /proc/PID/stat), or 0: with
@@ -108,6 +167,12 @@ static void sweep_one(const char *dir, const char *name, const cJSON *s)
 void status_sweep(void)
 {
     cgroup_sweep();
+    /* Only a directory that passes the trust walk names files to remove and trails to write. */
+    cleanup_error tether_error_t err = NULL;
+    int dfd = status_dir_open(&err);
+    if (dfd < 0)
+        return;
+    close(dfd);
     cleanup_free char *dir = status_dir();
     DIR *d = opendir(dir);
     struct dirent *e;
@@ -129,13 +194,12 @@ void status_sweep(void)
 
 void status_write(const struct run *r, const char *state, int allow, int restarts)
 {
-    if (status_file == NULL) {
-        cleanup_free char *dir = status_dir();
-        if (mkdir(dir, 0700) < 0 && errno != EEXIST) {
-            log_debug("no status file: %s: %s", dir, strerror(errno));
-            return;
-        }
-        status_file = xasprintf("%s/%d.json", dir, (int)getpid());
+    if (!prepared && status_prepare(NULL) < 0)
+        return;
+    if (status_fd < 0)
+        return;
+    if (status_name == NULL) {
+        status_name = xasprintf("%d.json", (int)getpid());
         started_at = time(NULL);
     }
     cleanup_json cJSON *s = cJSON_CreateObject();
@@ -156,22 +220,22 @@ void status_write(const struct run *r, const char *state, int allow, int restart
     cJSON_AddItemToObject(s, "policy", json_string_or_null(r->policy ? r->policy->source : NULL));
     cJSON_AddBoolToObject(s, "monitored", r->monitored);
     cleanup_free char *text = json_print(s);
-    cleanup_free char *tmp = xasprintf("%s.tmp", status_file);
-    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    cleanup_free char *tmp = xasprintf("%s.tmp", status_name);
+    int fd = openat(status_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
     if (fd < 0)
         return;
     bool ok = write_all(fd, text, strlen(text)) == 0;
     close(fd);
-    if (!ok || rename(tmp, status_file) < 0)
-        unlink(tmp);
+    if (!ok || renameat(status_fd, tmp, status_fd, status_name) < 0)
+        unlinkat(status_fd, tmp, 0);
 }
 
 void status_remove(void)
 {
-    if (status_file != NULL)
-        unlink(status_file);
-    free(status_file);
-    status_file = NULL;
+    if (status_name != NULL && status_fd >= 0)
+        unlinkat(status_fd, status_name, 0);
+    free(status_name);
+    status_name = NULL;
 }
 
 static const char usage[] =
@@ -179,7 +243,8 @@ static const char usage[] =
     "List the workloads that tether supervises on this node: tether's pid, the workload's,\n"
     "its state (running, stopped, ending), the last decision and how long ago it was made,\n"
     "restarts, and the command.  Root sees /run/tether; another user sees the runs it\n"
-    "started itself ($XDG_RUNTIME_DIR/tether).\n"
+    "started itself ($XDG_RUNTIME_DIR/tether, else $TMPDIR/tether-EUID).  A directory that\n"
+    "another user made, or that is not mode 0700, is refused (exit 125).\n"
     "\n"
     "      --json           print a JSON array instead of a table\n"
     "  -h, --help           show this help\n";
@@ -212,18 +277,29 @@ int cmd_status(int argc, char **argv)
         return cli_usage("Try 'tether status --help' for more information.\n", 1);
 
     status_sweep();
-    cleanup_free char *dir = status_dir();
+    /* What someone else's directory holds is not a list of tether's runs. */
+    cleanup_error tether_error_t err = NULL;
+    cleanup_close int dfd = status_dir_open(&err);
+    if (dfd < 0 && err->code == 0) {
+        log_error("%s", err->msg);
+        return EXIT_FAILED;
+    }
     cleanup_json cJSON *list = cJSON_CreateArray();
-    DIR *d = opendir(dir);
+    int lfd = dfd >= 0 ? openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+    if (d == NULL && lfd >= 0)
+        close(lfd);
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
         if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0)
             continue;
-        cleanup_free char *path = xasprintf("%s/%s", dir, e->d_name);
+        cleanup_close int fd =
+            openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
         cleanup_free char *text = NULL;
         cJSON *s = NULL;
-        if (read_file(path, 1 << 20, &text, NULL, NULL) < 0 || (s = cJSON_Parse(text)) == NULL)
+        if (fd < 0 || read_fd(fd, 1 << 20, &text, NULL, NULL) < 0 ||
+            (s = cJSON_Parse(text)) == NULL)
             continue;
         /* A file whose tether is gone is left over from a crash: not a supervised run. */
         if (!writer_alive(s)) {

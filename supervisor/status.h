@@ -8,8 +8,15 @@
  * none yet) as of now, restarts. */
 void status_write(const struct run *r, const char *state, int allow, int restarts);
 void status_remove(void);
-/* The directory of status files: /run/tether when root, else $XDG_RUNTIME_DIR/tether. */
+/* The directory of status files: /run/tether when root, else $XDG_RUNTIME_DIR/tether, else
+ * $TMPDIR/tether-EUID (/tmp without an absolute $TMPDIR). */
 char *status_dir(void);
 /* Removes what tethers that are gone left behind: status files, cgroups, mount points.
  * Run at the start of `tether run` and by `tether status`. */
 void status_sweep(void);
+/* Opens that directory (O_PATH), made mode 0700 when absent, after the trust walk of its
+ * parent; a directory that is not tether's own user's, mode 0700, is refused (code 0). */
+int status_dir_open(tether_error_t *err);
+/* Checks the directory before the workload starts: -1 only for a refusal.  One that cannot be
+ * made at all is no error; there is then no status file. */
+int status_prepare(tether_error_t *err);
