@@ -121,17 +121,18 @@ int measure_parse_oci_config(const char *text, size_t len, const char *bundle, c
     cJSON *p = cJSON_AddObjectToObject(c, "process");
     cJSON_AddItemToObject(p, "args",
                           strings_or_empty(cJSON_GetObjectItemCaseSensitive(proc, "args")));
-    /* Environment variable names only: values are often secrets. */
-    cJSON *env = cJSON_AddArrayToObject(p, "env_names");
+    /* Environment variable names only, as for a plain workload: values are often secrets. */
+    const cJSON *env = cJSON_GetObjectItemCaseSensitive(proc, "env");
+    const char **entries = xcalloc((size_t)cJSON_GetArraySize(env) + 1, sizeof *entries);
+    size_t n_env = 0;
     const cJSON *e;
-    cJSON_ArrayForEach (e, cJSON_GetObjectItemCaseSensitive(proc, "env")) {
-        if (!cJSON_IsString(e))
-            continue;
-        const char *eq = strchr(e->valuestring, '=');
-        cleanup_free char *name =
-            eq ? xstrndup(e->valuestring, (size_t)(eq - e->valuestring)) : xstrdup(e->valuestring);
-        cJSON_AddItemToArray(env, cJSON_CreateString(name));
-    }
+    cJSON_ArrayForEach (e, env)
+        if (cJSON_IsString(e))
+            entries[n_env++] = e->valuestring;
+    bool truncated;
+    cJSON_AddItemToObject(p, "env_names", measure_env_names(entries, n_env, &truncated));
+    cJSON_AddBoolToObject(p, "env_truncated", truncated);
+    free(entries);
     const cJSON *user = cJSON_GetObjectItemCaseSensitive(proc, "user");
     cJSON *u = cJSON_AddObjectToObject(p, "user");
     int64_t v;

@@ -27,6 +27,14 @@ int measure_parse_secure_boot(const unsigned char *data, size_t len);
 bool measure_label_key_valid(const char *key, size_t len);
 int measure_parse_label(const char *kv, char **key, char **value, tether_error_t *err);
 
+/* Environment variable names, never their values (which are often secrets), from
+ * "NAME=VALUE" entries (an entry without `=` is all name): sorted bytewise, each once.  A
+ * name longer than MEASURE_ENV_NAME_MAX bytes is left out, and so is every name after the
+ * first MEASURE_ENV_MAX; *truncated then says that the list is not the whole environment. */
+#define MEASURE_ENV_MAX 256
+#define MEASURE_ENV_NAME_MAX 256
+cJSON *measure_env_names(const char *const env[], size_t n, bool *truncated);
+
 /* /proc/PID/status: {ppid, uid, gid, capabilities: {effective, permitted, inheritable,
  * bounding, ambient: [names]}, seccomp, no_new_privs}; fields not found are null. */
 cJSON *measure_parse_proc_status(FILE *f);
@@ -58,7 +66,9 @@ int measure_exe_resolve(const char *cmd, char **path, tether_error_t *err);
  * (or -1 when it could not be opened), so that the bytes measured are the bytes run. */
 int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error_t *err);
 
-/* The workload section; exe is taken over (may be NULL: unknown). */
+/* The workload section, with the names in tether's environment (which the workload
+ * inherits, filtered as the decision's confine.env says); exe is taken over (may be NULL:
+ * unknown). */
 cJSON *measure_workload_collect(char *const argv[], cJSON *exe, const cJSON *labels);
 
 /* One entry of `processes`: pid, ppid, uid, gid, exe {path, sha256}, capabilities, seccomp

@@ -129,7 +129,7 @@ def container_measurement(ws):
     # The wrapper measures the bundle; the policy sees the container section.
     pol = ws.policy('local c = input.container\n'
                     'if c == nil then return {allow = false, reasons = {"no container"}} end\n'
-                    'return {allow = c.process.env_names[2] == "API_TOKEN" and c.seccomp == %s '
+                    'return {allow = c.process.env_names[1] == "API_TOKEN" and c.process.env_names[2] == "PATH" and c.process.env_truncated == false and c.seccomp == %s '
                     'and c.root == "%s/rootfs", reasons = {c.config_sha256}}'
                     % ("true" if "seccomp" in cfg.get("linux", {}) else "false", b), "wrap.lua")
     p = ws.tether("run", "--policy", pol, "--bundle", b, "--", runc(), "run", "-b", b, "tether-wrap",
