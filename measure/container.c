@@ -45,36 +45,9 @@ static cJSON *strings_or_empty(const cJSON *list)
     return out;
 }
 
-/* Image identity: the standard annotations, and podman's and CRI-O's where present. */
-static cJSON *image_of(const cJSON *ann)
-{
-    static const char *const keys[][2] = {
-        {"name", "org.opencontainers.image.ref.name"},
-        {"name", "io.kubernetes.cri-o.ImageName"},
-        {"name", "io.podman.annotations.image"},
-        {"digest", "org.opencontainers.image.digest"},
-        {"digest", "io.kubernetes.cri-o.ImageRef"},
-        {"version", "org.opencontainers.image.version"},
-        {"revision", "org.opencontainers.image.revision"},
-        {"source", "org.opencontainers.image.source"},
-        {"created", "org.opencontainers.image.created"},
-    };
-    cJSON *img = cJSON_CreateObject();
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ann, keys[i][1]));
-        if (v != NULL && cJSON_GetObjectItemCaseSensitive(img, keys[i][0]) == NULL)
-            cJSON_AddStringToObject(img, keys[i][0], v);
-    }
-    static const char *const fields[] = {"name",     "digest", "version",
-                                         "revision", "source", "created"};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        if (cJSON_GetObjectItemCaseSensitive(img, fields[i]) == NULL)
-            cJSON_AddNullToObject(img, fields[i]);
-    return img;
-}
-
 int measure_parse_oci_config(const char *text, size_t len, const char *bundle, const cJSON *state,
-                             cJSON **out, tether_error_t *err)
+                             const struct measure_image_records *rec, cJSON **out,
+                             tether_error_t *err)
 {
     cleanup_json cJSON *cfg = NULL;
     if (json_parse(text, len, &cfg, err) < 0)
@@ -115,7 +88,11 @@ int measure_parse_oci_config(const char *text, size_t len, const char *bundle, c
             cJSON_AddStringToObject(ann, a->string, a->valuestring);
         }
     }
-    cJSON_AddItemToObject(c, "image", image_of(ann));
+    cJSON *image, *claimed;
+    measure_image_identity(ann, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "id")),
+                           rec, &image, &claimed);
+    cJSON_AddItemToObject(c, "image", image);
+    cJSON_AddItemToObject(c, "claimed", claimed);
     cJSON_AddItemToObject(c, "annotations", ann);
 
     cJSON *p = cJSON_AddObjectToObject(c, "process");
@@ -185,7 +162,8 @@ int measure_parse_oci_config(const char *text, size_t len, const char *bundle, c
     return 0;
 }
 
-int measure_container_collect(const char *bundle, const cJSON *state, cJSON **out,
+int measure_container_collect(const char *bundle, const cJSON *state,
+                              const struct measure_container_sources *src, cJSON **out,
                               tether_error_t *err)
 {
     cleanup_free char *path = xasprintf("%s/config.json", bundle);
@@ -193,5 +171,16 @@ int measure_container_collect(const char *bundle, const cJSON *state, cJSON **ou
     size_t len = 0;
     if (read_file(path, 4 << 20, &text, &len, err) < 0)
         return error_wrap(err, "bundle");
-    return measure_parse_oci_config(text, len, bundle, state, out, err);
+    /* The records are looked up by the container's id, which only a runtime's state gives. */
+    cleanup_json cJSON *containers = NULL;
+    cleanup_json cJSON *images = NULL;
+    if (cJSON_GetObjectItemCaseSensitive(state, "id") != NULL && src->podman_storage != NULL &&
+        measure_image_records_read(src->podman_storage, &containers, &images, err) < 0)
+        return error_wrap(err, "container storage");
+    struct measure_image_records rec = {
+        .containers = containers,
+        .images = images,
+        .crio = src->runtime != NULL && strcmp(src->runtime, "cri-o") == 0,
+    };
+    return measure_parse_oci_config(text, len, bundle, state, &rec, out, err);
 }

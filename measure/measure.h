@@ -41,17 +41,50 @@ cJSON *measure_parse_proc_status(FILE *f);
 /* A capability mask as ["CAP_CHOWN", ...]. */
 cJSON *measure_caps_names(uint64_t mask);
 
+/* What root's own records say about containers: containers/storage's containers.json and
+ * images.json, parsed (each NULL when there is none), and whether the node's runtime is
+ * CRI-O, whose own annotations are then believed. */
+struct measure_image_records {
+    const cJSON *containers, *images;
+    bool crio;
+};
+
+/* The image identity of the container `id` (NULL: unknown), split by who wrote it.  *image
+ * {name, id, digest, from}: from the container's storage record and its image's, else (with
+ * rec->crio) from CRI-O's annotations, else all null.  *claimed {name, digest, version,
+ * revision, source, created}: the org.opencontainers.image.* annotations, and CRI-O's keys
+ * when CRI-O is not the runtime, which the image or the container's creator may write. */
+void measure_image_identity(const cJSON *annotations, const char *id,
+                            const struct measure_image_records *rec, cJSON **image,
+                            cJSON **claimed);
+
 /* OCI: the runtime's state on a hook's stdin (ociVersion, id, status, bundle required; pid
  * and annotations checked when present); and a bundle's config.json as the container
- * section (state, for id and annotations, may be NULL). */
+ * section (state, for id and annotations, may be NULL; so may rec: no records). */
 int measure_parse_oci_state(const char *text, size_t len, cJSON **out, tether_error_t *err);
 int measure_parse_oci_config(const char *text, size_t len, const char *bundle, const cJSON *state,
-                             cJSON **out, tether_error_t *err);
+                             const struct measure_image_records *rec, cJSON **out,
+                             tether_error_t *err);
 
 /* --- collectors --- */
 
-/* The container section from <bundle>/config.json. */
-int measure_container_collect(const char *bundle, const cJSON *state, cJSON **out,
+/* Where the image identity of containers is read from: the node configuration's
+ * `container` section. */
+struct measure_container_sources {
+    char *runtime;        /* "podman", "cri-o", "runc", or NULL when not said */
+    char *podman_storage; /* containers/storage's root directory (its graphroot) */
+};
+
+/* containers.json and images.json under a containers/storage root (overlay driver), each
+ * NULL when absent; the root, the two directories and the files must be root's (or tether's
+ * user's) and writable by no one else, or it is an error that names the file. */
+int measure_image_records_read(const char *storage, cJSON **containers, cJSON **images,
+                               tether_error_t *err);
+
+/* The container section from <bundle>/config.json, with the image identity from src when
+ * the state names the container. */
+int measure_container_collect(const char *bundle, const cJSON *state,
+                              const struct measure_container_sources *src, cJSON **out,
                               tether_error_t *err);
 
 /* The host section.  labels is copied (the node labels of the configuration; may be NULL). */

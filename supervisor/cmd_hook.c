@@ -83,7 +83,7 @@ static int gate(const char *stage, const cJSON *state, const struct config *cfg,
     const char *id = cJSON_GetObjectItemCaseSensitive(state, "id")->valuestring;
     const char *bundle = cJSON_GetObjectItemCaseSensitive(state, "bundle")->valuestring;
     cJSON *container = NULL;
-    if (measure_container_collect(bundle, state, &container, &err) < 0)
+    if (measure_container_collect(bundle, state, &cfg->container, &container, &err) < 0)
         return deny(id, err->msg);
     cJSON *procs = cJSON_CreateArray();
     int64_t pid;
