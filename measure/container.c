@@ -46,36 +46,9 @@ static cJSON *strings_or_empty(const cJSON *list)
     return out;
 }
 
-/* Image identity: the standard annotations, and podman's and CRI-O's where present. */
-static cJSON *image_of(const cJSON *ann)
-{
-    static const char *const keys[][2] = {
-        {"name", "org.opencontainers.image.ref.name"},
-        {"name", "io.kubernetes.cri-o.ImageName"},
-        {"name", "io.podman.annotations.image"},
-        {"digest", "org.opencontainers.image.digest"},
-        {"digest", "io.kubernetes.cri-o.ImageRef"},
-        {"version", "org.opencontainers.image.version"},
-        {"revision", "org.opencontainers.image.revision"},
-        {"source", "org.opencontainers.image.source"},
-        {"created", "org.opencontainers.image.created"},
-    };
-    cJSON *img = cJSON_CreateObject();
-    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
-        const char *v = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ann, keys[i][1]));
-        if (v != NULL && cJSON_GetObjectItemCaseSensitive(img, keys[i][0]) == NULL)
-            cJSON_AddStringToObject(img, keys[i][0], v);
-    }
-    static const char *const fields[] = {"name",     "digest", "version",
-                                         "revision", "source", "created"};
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++)
-        if (cJSON_GetObjectItemCaseSensitive(img, fields[i]) == NULL)
-            cJSON_AddNullToObject(img, fields[i]);
-    return img;
-}
-
 int measure_parse_oci_config(const char *text, size_t len, const char *bundle, const cJSON *state,
-                             cJSON **out, tether_error_t *err)
+                             const struct measure_image_records *rec, cJSON **out,
+                             tether_error_t *err)
 {
     cleanup_json cJSON *cfg = NULL;
     if (json_parse(text, len, &cfg, err) < 0)
@@ -116,23 +89,28 @@ int measure_parse_oci_config(const char *text, size_t len, const char *bundle, c
             cJSON_AddStringToObject(ann, a->string, a->valuestring);
         }
     }
-    cJSON_AddItemToObject(c, "image", image_of(ann));
+    cJSON *image, *claimed;
+    measure_image_identity(ann, cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(state, "id")),
+                           rec, &image, &claimed);
+    cJSON_AddItemToObject(c, "image", image);
+    cJSON_AddItemToObject(c, "claimed", claimed);
     cJSON_AddItemToObject(c, "annotations", ann);
 
     cJSON *p = cJSON_AddObjectToObject(c, "process");
     cJSON_AddItemToObject(p, "args",
                           strings_or_empty(cJSON_GetObjectItemCaseSensitive(proc, "args")));
-    /* Environment variable names only: values are often secrets. */
-    cJSON *env = cJSON_AddArrayToObject(p, "env_names");
+    /* Environment variable names only, as for a plain workload: values are often secrets. */
+    const cJSON *env = cJSON_GetObjectItemCaseSensitive(proc, "env");
+    const char **entries = xcalloc((size_t)cJSON_GetArraySize(env) + 1, sizeof *entries);
+    size_t n_env = 0;
     const cJSON *e;
-    cJSON_ArrayForEach (e, cJSON_GetObjectItemCaseSensitive(proc, "env")) {
-        if (!cJSON_IsString(e))
-            continue;
-        const char *eq = strchr(e->valuestring, '=');
-        cleanup_free char *name =
-            eq ? xstrndup(e->valuestring, (size_t)(eq - e->valuestring)) : xstrdup(e->valuestring);
-        cJSON_AddItemToArray(env, cJSON_CreateString(name));
-    }
+    cJSON_ArrayForEach (e, env)
+        if (cJSON_IsString(e))
+            entries[n_env++] = e->valuestring;
+    bool truncated;
+    cJSON_AddItemToObject(p, "env_names", measure_env_names(entries, n_env, &truncated));
+    cJSON_AddBoolToObject(p, "env_truncated", truncated);
+    free(entries);
     const cJSON *user = cJSON_GetObjectItemCaseSensitive(proc, "user");
     cJSON *u = cJSON_AddObjectToObject(p, "user");
     int64_t v;
@@ -185,7 +163,8 @@ int measure_parse_oci_config(const char *text, size_t len, const char *bundle, c
     return 0;
 }
 
-int measure_container_collect(const char *bundle, const cJSON *state, cJSON **out,
+int measure_container_collect(const char *bundle, const cJSON *state,
+                              const struct measure_container_sources *src, cJSON **out,
                               tether_error_t *err)
 {
     /* The runtime reads config.json again after the decision: only a bundle that root alone
@@ -199,5 +178,16 @@ int measure_container_collect(const char *bundle, const cJSON *state, cJSON **ou
         return error_wrap(err, "bundle");
     if (read_fd(fd, 4 << 20, &text, &len, err) < 0)
         return error_wrap(err, "bundle: `%s`", path);
-    return measure_parse_oci_config(text, len, bundle, state, out, err);
+    /* The records are looked up by the container's id, which only a runtime's state gives. */
+    cleanup_json cJSON *containers = NULL;
+    cleanup_json cJSON *images = NULL;
+    if (cJSON_GetObjectItemCaseSensitive(state, "id") != NULL && src->podman_storage != NULL &&
+        measure_image_records_read(src->podman_storage, &containers, &images, err) < 0)
+        return error_wrap(err, "container storage");
+    struct measure_image_records rec = {
+        .containers = containers,
+        .images = images,
+        .crio = src->runtime != NULL && strcmp(src->runtime, "cri-o") == 0,
+    };
+    return measure_parse_oci_config(text, len, bundle, state, &rec, out, err);
 }

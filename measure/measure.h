@@ -31,23 +31,64 @@ int measure_parse_secure_boot(const unsigned char *data, size_t len);
 bool measure_label_key_valid(const char *key, size_t len);
 int measure_parse_label(const char *kv, char **key, char **value, tether_error_t *err);
 
+/* Environment variable names, never their values (which are often secrets), from
+ * "NAME=VALUE" entries (an entry without `=` is all name): sorted bytewise, each once.  A
+ * name longer than MEASURE_ENV_NAME_MAX bytes is left out, and so is every name after the
+ * first MEASURE_ENV_MAX; *truncated then says that the list is not the whole environment. */
+#define MEASURE_ENV_MAX 256
+#define MEASURE_ENV_NAME_MAX 256
+cJSON *measure_env_names(const char *const env[], size_t n, bool *truncated);
+
 /* /proc/PID/status: {ppid, uid, gid, capabilities: {effective, permitted, inheritable,
  * bounding, ambient: [names]}, seccomp, no_new_privs}; fields not found are null. */
 cJSON *measure_parse_proc_status(FILE *f);
 /* A capability mask as ["CAP_CHOWN", ...]. */
 cJSON *measure_caps_names(uint64_t mask);
 
+/* What root's own records say about containers: containers/storage's containers.json and
+ * images.json, parsed (each NULL when there is none), and whether the node's runtime is
+ * CRI-O, whose own annotations are then believed. */
+struct measure_image_records {
+    const cJSON *containers, *images;
+    bool crio;
+};
+
+/* The image identity of the container `id` (NULL: unknown), split by who wrote it.  *image
+ * {name, id, digest, from}: from the container's storage record and its image's, else (with
+ * rec->crio) from CRI-O's annotations, else all null.  *claimed {name, digest, version,
+ * revision, source, created}: the org.opencontainers.image.* annotations, and CRI-O's keys
+ * when CRI-O is not the runtime, which the image or the container's creator may write. */
+void measure_image_identity(const cJSON *annotations, const char *id,
+                            const struct measure_image_records *rec, cJSON **image,
+                            cJSON **claimed);
+
 /* OCI: the runtime's state on a hook's stdin (ociVersion, id, status, bundle required; pid
  * and annotations checked when present); and a bundle's config.json as the container
- * section (state, for id and annotations, may be NULL). */
+ * section (state, for id and annotations, may be NULL; so may rec: no records). */
 int measure_parse_oci_state(const char *text, size_t len, cJSON **out, tether_error_t *err);
 int measure_parse_oci_config(const char *text, size_t len, const char *bundle, const cJSON *state,
-                             cJSON **out, tether_error_t *err);
+                             const struct measure_image_records *rec, cJSON **out,
+                             tether_error_t *err);
 
 /* --- collectors --- */
 
-/* The container section from <bundle>/config.json. */
-int measure_container_collect(const char *bundle, const cJSON *state, cJSON **out,
+/* Where the image identity of containers is read from: the node configuration's
+ * `container` section. */
+struct measure_container_sources {
+    char *runtime;        /* "podman", "cri-o", "runc", or NULL when not said */
+    char *podman_storage; /* containers/storage's root directory (its graphroot) */
+};
+
+/* containers.json and images.json under a containers/storage root (overlay driver), each
+ * NULL when absent; the root, the two directories and the files must be root's (or tether's
+ * user's) and writable by no one else, or it is an error that names the file. */
+int measure_image_records_read(const char *storage, cJSON **containers, cJSON **images,
+                               tether_error_t *err);
+
+/* The container section from <bundle>/config.json, with the image identity from src when
+ * the state names the container. */
+int measure_container_collect(const char *bundle, const cJSON *state,
+                              const struct measure_container_sources *src, cJSON **out,
                               tether_error_t *err);
 
 /* The host section.  labels is copied (the node labels of the configuration; may be NULL). */
@@ -62,7 +103,9 @@ int measure_exe_resolve(const char *cmd, char **path, tether_error_t *err);
  * (or -1 when it could not be opened), so that the bytes measured are the bytes run. */
 int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error_t *err);
 
-/* The workload section; exe is taken over (may be NULL: unknown). */
+/* The workload section, with the names in tether's environment (which the workload
+ * inherits, filtered as the decision's confine.env says); exe is taken over (may be NULL:
+ * unknown). */
 cJSON *measure_workload_collect(char *const argv[], cJSON *exe, const cJSON *labels);
 
 /* One entry of `processes`: pid, ppid, uid, gid, exe {path, sha256}, capabilities, seccomp

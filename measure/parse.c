@@ -144,3 +144,47 @@ int measure_parse_label(const char *kv, char **key, char **value, tether_error_t
     *value = xstrdup(eq + 1);
     return 0;
 }
+
+struct env_name {
+    const char *p;
+    size_t len;
+};
+
+static int env_name_cmp(const void *a, const void *b)
+{
+    const struct env_name *x = a, *y = b;
+    int c = memcmp(x->p, y->p, x->len < y->len ? x->len : y->len);
+    return c != 0 ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+cJSON *measure_env_names(const char *const env[], size_t n, bool *truncated)
+{
+    *truncated = false;
+    struct env_name *names = xcalloc(n + 1, sizeof *names);
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(env[i], '=');
+        size_t len = eq ? (size_t)(eq - env[i]) : strlen(env[i]);
+        if (len > MEASURE_ENV_NAME_MAX) {
+            *truncated = true; /* left out: cut short, it would be another name */
+            continue;
+        }
+        names[kept++] = (struct env_name){env[i], len};
+    }
+    qsort(names, kept, sizeof *names, env_name_cmp);
+    cJSON *out = cJSON_CreateArray();
+    size_t emitted = 0;
+    for (size_t i = 0; i < kept; i++) {
+        if (i > 0 && env_name_cmp(&names[i - 1], &names[i]) == 0)
+            continue;
+        if (emitted == MEASURE_ENV_MAX) {
+            *truncated = true;
+            break;
+        }
+        cleanup_free char *name = xstrndup(names[i].p, names[i].len);
+        cJSON_AddItemToArray(out, cJSON_CreateString(name));
+        emitted++;
+    }
+    free(names);
+    return out;
+}

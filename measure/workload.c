@@ -11,6 +11,8 @@
 #include "../supervisor/core/util.h"
 #include "measure.h"
 
+extern char **environ;
+
 /* glibc's execvp() searches this when PATH is unset. */
 #define DEFAULT_PATH "/bin:/usr/bin"
 
@@ -97,6 +99,13 @@ cJSON *measure_workload_collect(char *const argv[], cJSON *exe, const cJSON *lab
     cJSON *user = cJSON_AddObjectToObject(w, "user");
     cJSON_AddNumberToObject(user, "uid", getuid());
     cJSON_AddNumberToObject(user, "gid", getgid());
+    size_t n = 0;
+    while (environ != NULL && environ[n] != NULL)
+        n++;
+    bool truncated;
+    cJSON_AddItemToObject(w, "env_names",
+                          measure_env_names((const char *const *)environ, n, &truncated));
+    cJSON_AddBoolToObject(w, "env_truncated", truncated);
     cJSON_AddItemToObject(w, "exe", exe ? exe : cJSON_CreateNull());
     cJSON_AddNullToObject(w, "sealed");
     cJSON_AddItemToObject(w, "labels",

@@ -28,6 +28,12 @@ static const char *const actions[] = {"allow", "errno", "kill", "log"};
 void confine_clear(struct confine *c)
 {
     free(c->rules);
+    for (size_t i = 0; i < c->n_env_allow; i++)
+        free(c->env_allow[i]);
+    free(c->env_allow);
+    for (size_t i = 0; i < c->n_env_set; i++)
+        free(c->env_set[i]);
+    free(c->env_set);
     memset(c, 0, sizeof *c);
 }
 
@@ -267,6 +273,79 @@ static char *parse_rlimits(const cJSON *r, struct confine *c)
     return NULL;
 }
 
+/* A variable name as execve(2) passes it: not empty, no `=`. */
+static bool env_name_valid(const char *s)
+{
+    return s[0] != '\0' && strchr(s, '=') == NULL;
+}
+
+static char *parse_env(const cJSON *e, struct confine *c)
+{
+    if (!cJSON_IsObject(e))
+        return xasprintf("`confine.env` must be an object {clear, allow, set}, not %s",
+                         json_type_name(e));
+    const cJSON *f;
+    cJSON_ArrayForEach (f, e) {
+        if (strcmp(f->string, "clear") != 0 && strcmp(f->string, "allow") != 0 &&
+            strcmp(f->string, "set") != 0)
+            return xasprintf("`confine.env.%s` is not a known field (known: clear, allow, set)",
+                             f->string);
+    }
+    c->env_given = true;
+    const cJSON *clear = cJSON_GetObjectItemCaseSensitive(e, "clear");
+    if (clear != NULL && !cJSON_IsBool(clear))
+        return xasprintf("`confine.env.clear` must be a boolean, not %s", json_type_name(clear));
+    c->env_clear = cJSON_IsTrue(clear);
+
+    const cJSON *allow = cJSON_GetObjectItemCaseSensitive(e, "allow");
+    if (allow != NULL) {
+        char *why = check_strings(allow, "env.allow");
+        if (why)
+            return why;
+        /* Without clear, everything passes anyway: an allowlist that allows all is a
+         * mistake to point out, not to obey. */
+        if (!c->env_clear)
+            return xasprintf("`confine.env.allow` keeps only the names listed, which needs "
+                             "`confine.env.clear = true`");
+        if (cJSON_GetArraySize(allow) > CONFINE_ENV_MAX)
+            return xasprintf("`confine.env.allow` lists more than %d names", CONFINE_ENV_MAX);
+        c->env_allow = xcalloc((size_t)cJSON_GetArraySize(allow) + 1, sizeof *c->env_allow);
+        const cJSON *n;
+        cJSON_ArrayForEach (n, allow) {
+            if (!env_name_valid(n->valuestring))
+                return xasprintf("`confine.env.allow`: `%s` is not a variable name (empty, or "
+                                 "holds `=`)",
+                                 n->valuestring);
+            c->env_allow[c->n_env_allow++] = xstrdup(n->valuestring);
+        }
+    }
+
+    const cJSON *set = cJSON_GetObjectItemCaseSensitive(e, "set");
+    if (set == NULL)
+        return NULL;
+    /* Lua gives an empty table for an empty object, which cJSON may see as a list. */
+    if (!cJSON_IsObject(set) && !(cJSON_IsArray(set) && cJSON_GetArraySize(set) == 0))
+        return xasprintf("`confine.env.set` must be an object of strings, not %s",
+                         json_type_name(set));
+    if (cJSON_GetArraySize(set) > CONFINE_ENV_MAX)
+        return xasprintf("`confine.env.set` has more than %d variables", CONFINE_ENV_MAX);
+    c->env_set = xcalloc((size_t)cJSON_GetArraySize(set) + 1, sizeof *c->env_set);
+    cJSON_ArrayForEach (f, set) {
+        if (!env_name_valid(f->string))
+            return xasprintf("`confine.env.set`: `%s` is not a variable name (empty, or holds "
+                             "`=`)",
+                             f->string);
+        if (!cJSON_IsString(f))
+            return xasprintf("`confine.env.set.%s` must be a string, not %s", f->string,
+                             json_type_name(f));
+        for (const cJSON *prev = set->child; prev != f; prev = prev->next)
+            if (strcmp(prev->string, f->string) == 0)
+                return xasprintf("`confine.env.set.%s` is given twice", f->string);
+        c->env_set[c->n_env_set++] = xasprintf("%s=%s", f->string, f->valuestring);
+    }
+    return NULL;
+}
+
 char *confine_parse(const cJSON *block, struct confine *c)
 {
     memset(c, 0, sizeof *c);
@@ -297,6 +376,8 @@ char *confine_parse(const cJSON *block, struct confine *c)
             why = parse_namespaces(f, c);
         else if (strcmp(f->string, "rlimits") == 0)
             why = parse_rlimits(f, c);
+        else if (strcmp(f->string, "env") == 0)
+            why = parse_env(f, c);
         else
             why = xasprintf("`confine.%s` is not a known field", f->string);
         if (why != NULL) {

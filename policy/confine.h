@@ -28,6 +28,9 @@ struct confine_rlimit {
     uint64_t soft, hard; /* UINT64_MAX is unlimited */
 };
 
+/* The most names confine.env may list in `allow`, and the most variables it may `set`. */
+#define CONFINE_ENV_MAX 256
+
 struct confine {
     bool given;      /* the decision had a confine block */
     bool caps_given; /* "capabilities" was listed: keep these, drop the rest */
@@ -41,6 +44,12 @@ struct confine {
     size_t n_rules;
     unsigned long namespaces; /* CLONE_NEW* flags */
     struct confine_rlimit rlimits[RL_COUNT];
+    bool env_given;   /* the block had "env": the workload's environment is rebuilt */
+    bool env_clear;   /* start from nothing but the names in env_allow */
+    char **env_allow; /* names kept from tether's environment, with env_clear */
+    size_t n_env_allow;
+    char **env_set; /* "NAME=VALUE" entries set over the rest */
+    size_t n_env_set;
 };
 
 extern const char *const confine_rlimit_names[RL_COUNT];

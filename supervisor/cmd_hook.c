@@ -87,7 +87,7 @@ static int gate(const char *stage, const cJSON *state, const struct config *cfg,
         return deny(id, err->msg);
     /* The bundle path is the runtime's (its state on stdin); config.json is judged only
      * when nobody but root could change it before the runtime reads it again. */
-    if (measure_container_collect(bundle, state, &container, &err) < 0)
+    if (measure_container_collect(bundle, state, &cfg->container, &container, &err) < 0)
         return deny(id, err->msg);
     cJSON *procs = cJSON_CreateArray();
     int64_t pid;

@@ -68,6 +68,12 @@ static const struct field monitor_fields[] = {
     {NULL, 0, 0, 0, 0, NULL},
 };
 
+static const struct field container_fields[] = {
+    STR("runtime", container.runtime),
+    STR("podman_storage", container.podman_storage),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
 static const struct field top_fields[] = {
     {"labels", K_STRMAP, offsetof(struct config, labels), 0, 0, NULL},
     STR("policy", policy),
@@ -77,6 +83,7 @@ static const struct field top_fields[] = {
     {"trusted_signers", K_STRLIST, offsetof(struct config, trusted_signers), 0, 0, NULL},
     BOOL("require_sealed", require_sealed),
     {"monitor", K_SECTION, 0, 0, 0, monitor_fields},
+    {"container", K_SECTION, 0, 0, 0, container_fields},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -97,6 +104,7 @@ static void set_defaults(struct config *cfg)
     cfg->monitor.fail_grace_s = 30;
     cfg->monitor.restart_max = 3;
     cfg->monitor.restart_backoff_ms = 1000;
+    cfg->container.podman_storage = xstrdup(PODMAN_STORAGE_DEFAULT);
 }
 
 static int apply(const struct field *fields, const cJSON *obj, const char *prefix,
@@ -193,6 +201,17 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
                          json_type_name(doc));
     if (apply(top_fields, doc, "", cfg, err) < 0)
         return error_wrap(err, "config `%s`", name);
+    const char *rt = cfg->container.runtime;
+    if (rt != NULL && strcmp(rt, "podman") != 0 && strcmp(rt, "cri-o") != 0 &&
+        strcmp(rt, "runc") != 0)
+        return error_set(err, 0,
+                         "config `%s`: `container.runtime` must be \"podman\", \"cri-o\" or "
+                         "\"runc\", not \"%s\"",
+                         name, rt);
+    const char *ps = cfg->container.podman_storage;
+    if (ps[0] != '/')
+        return error_set(err, 0, "config `%s`: `container.podman_storage` must be an absolute path",
+                         name);
     return 0;
 }
 
@@ -236,5 +255,7 @@ void config_clear(struct config *cfg)
     free(cfg->audit_path);
     free(cfg->keystore);
     cJSON_Delete(cfg->trusted_signers);
+    free(cfg->container.runtime);
+    free(cfg->container.podman_storage);
     memset(cfg, 0, sizeof *cfg);
 }

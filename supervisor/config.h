@@ -5,10 +5,12 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "../measure/measure.h"
 #include "core/error.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/tether/tether.json"
 #define AUDIT_DEFAULT_PATH "/var/log/tether/audit.jsonl"
+#define PODMAN_STORAGE_DEFAULT "/var/lib/containers/storage"
 
 struct config {
     char *path; /* the file read, or NULL when none was */
@@ -27,6 +29,7 @@ struct config {
     struct {
         int64_t grace_s, fail_grace_s, heartbeat_s, restart_max, restart_backoff_ms;
     } monitor;
+    struct measure_container_sources container;
 };
 
 /* Reads the configuration: path when given, else $TETHER_CONFIG, else the default file,

@@ -405,3 +405,62 @@ int confine_apply(const struct confine *c, const struct confine_plan *plan, cons
     }
     return 0;
 }
+
+struct env_entry {
+    const char *s;
+    size_t len; /* of the name */
+    size_t idx; /* in envp: the first of a name wins */
+};
+
+static int env_entry_cmp(const void *a, const void *b)
+{
+    const struct env_entry *x = a, *y = b;
+    int c = memcmp(x->s, y->s, x->len < y->len ? x->len : y->len);
+    if (c == 0)
+        c = (x->len > y->len) - (x->len < y->len);
+    return c != 0 ? c : (x->idx > y->idx) - (x->idx < y->idx);
+}
+
+/* Whether one of list's strings is the name s[0, len), or starts with it and then `=`. */
+static bool env_listed(char *const *list, size_t n, const char *s, size_t len)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(list[i], s, len) == 0 && (list[i][len] == '\0' || list[i][len] == '='))
+            return true;
+    return false;
+}
+
+char **confine_env_filter(const struct confine *c, char *const envp[])
+{
+    if (!c->env_given)
+        return (char **)envp;
+    size_t n = 0;
+    while (envp != NULL && envp[n] != NULL)
+        n++;
+    struct env_entry *kept = xcalloc(n + 1, sizeof *kept);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *eq = strchr(envp[i], '=');
+        if (eq == NULL || eq == envp[i])
+            continue; /* not a variable */
+        size_t len = (size_t)(eq - envp[i]);
+        if (c->env_clear && !env_listed(c->env_allow, c->n_env_allow, envp[i], len))
+            continue;
+        if (env_listed(c->env_set, c->n_env_set, envp[i], len))
+            continue;
+        kept[k++] = (struct env_entry){envp[i], len, i};
+    }
+    /* Sorted by name, then by place: a name's first entry leads its run. */
+    qsort(kept, k, sizeof *kept, env_entry_cmp);
+    char **out = xcalloc(k + c->n_env_set + 1, sizeof *out);
+    size_t m = 0;
+    for (size_t i = 0; i < k; i++)
+        if (i == 0 || kept[i].len != kept[i - 1].len ||
+            memcmp(kept[i].s, kept[i - 1].s, kept[i].len) != 0)
+            out[m++] = (char *)kept[i].s;
+    for (size_t i = 0; i < c->n_env_set; i++)
+        out[m++] = c->env_set[i];
+    out[m] = NULL;
+    free(kept);
+    return out;
+}

@@ -31,5 +31,11 @@ void confine_leave_parent(int restore_fd);
  * sets and ambient capabilities, no_new_privs, seccomp. */
 int confine_apply(const struct confine *c, const struct confine_plan *plan, const char **step);
 
+/* The environment the workload is given.  Without an env block, envp itself.  With one, the
+ * entries of envp that are variables ("NAME=VALUE"), with `clear` only those whose names
+ * are allowed, each name once (its first entry), and the `set` entries in place of any of
+ * the same name.  The array is new (NULL-terminated); its strings are envp's and c's. */
+char **confine_env_filter(const struct confine *c, char *const envp[]);
+
 /* The system calls the "default" filter denies (NULL-terminated), for docs and tests. */
 extern const char *const confine_default_denied[];

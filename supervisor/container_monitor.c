@@ -82,7 +82,7 @@ static void watch(const struct config *cfg, const char *audit_path, const char *
             continue;
         }
         cJSON *container = NULL;
-        if (measure_container_collect(bundle, state, &container, &err) < 0)
+        if (measure_container_collect(bundle, state, &cfg->container, &container, &err) < 0)
             error_free(&err);
         cJSON *procs = cJSON_CreateArray();
         pid_t *pids = NULL;

@@ -95,6 +95,8 @@ static void __attribute__((noreturn))
 child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd, int report_fd)
 {
     sigprocmask(SIG_SETMASK, &sv->old_mask, NULL);
+    environ = confine_env_filter(spec->confine, environ);
+
     if (spec->supervised)
         say_hello(report_fd);
     else if (spec->cgroup != NULL && cgroup_enter(spec->cgroup) < 0)

@@ -375,7 +375,8 @@ int run_gate(struct run *r)
     snprintf(r->exe_sha, sizeof r->exe_sha, "%s", sha ? sha : "");
     r->workload = measure_workload_collect(r->cmd, exe, r->labels);
     cJSON *container = NULL;
-    if (r->bundle != NULL && measure_container_collect(r->bundle, NULL, &container, &err) < 0) {
+    if (r->bundle != NULL &&
+        measure_container_collect(r->bundle, NULL, &r->cfg.container, &container, &err) < 0) {
         log_error("%s", err->msg);
         return EXIT_FAILED;
     }

@@ -16,7 +16,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (data[0] & 1)
         measure_parse_oci_state(text, size - 1, &out, &err);
     else
-        measure_parse_oci_config(text, size - 1, "/bundle", NULL, &out, &err);
+        measure_parse_oci_config(text, size - 1, "/bundle", NULL, NULL, &out, &err);
     cJSON_Delete(out);
     error_free(&err);
     return 0;

@@ -39,9 +39,36 @@ def bundle(ws, args, hooks=True, name="b"):
     return b
 
 
-def node(ws, body):
+def node(ws, body, **extra):
     pol = ws.policy(body)
-    ws.write("tether.json", json.dumps({"audit": {"path": ws.audit}, "policy": pol}))
+    ws.write("tether.json", json.dumps(dict({"audit": {"path": ws.audit}, "policy": pol}, **extra)))
+
+
+IMAGE_ID = "ab" * 32
+
+
+def record(cid, image_name, image_id=IMAGE_ID):
+    """A container's record in containers/storage's containers.json, as podman writes it."""
+    return {"id": cid, "names": [cid], "image": image_id, "layer": "cd" * 32,
+            "metadata": json.dumps({"image-name": image_name, "image-id": image_id, "name": cid,
+                                    "created-at": 1700000000}),
+            "created": "2026-01-01T00:00:00Z"}
+
+
+def storage(ws, containers, images=None):
+    """A containers/storage root of the test's own: overlay-containers/containers.json and
+    overlay-images/images.json, root's and writable by root alone."""
+    root = ws.path("storage")
+    if images is None:
+        images = [{"id": IMAGE_ID, "digest": "sha256:" + "ef" * 32, "names": ["whatever:1"]}]
+    for sub, name, recs in (("overlay-containers", "containers.json", containers),
+                            ("overlay-images", "images.json", images)):
+        os.makedirs(os.path.join(root, sub), mode=0o755, exist_ok=True)
+        with open(os.path.join(root, sub, name), "w") as f:
+            json.dump(recs, f)
+        os.chmod(os.path.join(root, sub, name), 0o644)
+    os.chmod(root, 0o755)
+    return root
 
 
 def run_container(ws, b, cid):
@@ -52,7 +79,9 @@ def run_container(ws, b, cid):
 def allowed_container_runs(ws):
     node(ws, 'local c = input.container\n'
              'return {allow = c ~= nil and c.process.args[1] == "/probe" and '
-             'c.image.name == "probe:1", reasons = {"container ok"}}')
+             'c.image.name == "localhost/probe:1" and c.claimed.name == "probe:1", '
+             'reasons = {"container ok"}}',
+         container={"podman_storage": storage(ws, [record("tether-ok", "localhost/probe:1")])})
     b = bundle(ws, ["/probe", "try", "getpid"])
     p = run_container(ws, b, "tether-ok")
     eq(p.returncode, 0, "runc: " + p.stderr)
@@ -129,7 +158,7 @@ def container_measurement(ws):
     # The wrapper measures the bundle; the policy sees the container section.
     pol = ws.policy('local c = input.container\n'
                     'if c == nil then return {allow = false, reasons = {"no container"}} end\n'
-                    'return {allow = c.process.env_names[2] == "API_TOKEN" and c.seccomp == %s '
+                    'return {allow = c.process.env_names[1] == "API_TOKEN" and c.process.env_names[2] == "PATH" and c.process.env_truncated == false and c.seccomp == %s '
                     'and c.root == "%s/rootfs", reasons = {c.config_sha256}}'
                     % ("true" if "seccomp" in cfg.get("linux", {}) else "false", b), "wrap.lua")
     p = ws.tether("run", "--policy", pol, "--bundle", b, "--", runc(), "run", "-b", b, "tether-wrap",
@@ -169,6 +198,104 @@ def forbidden_binary_in_a_container_is_killed_by_its_monitor(ws):
         ev = [(r["event"], r.get("container_id")) for r in ws.audit_records()]
     assert ("monitor_ended", "tether-mon") in ev, "the monitor ended with its container"
     assert not os.path.exists("/run/tether/tether-mon"), "poststop removed the state"
+
+
+ALLOW_ONE_IMAGE = ('local img = input.container and input.container.image\n'
+                   'if img and img.name == "localhost/tether-ok:1" then\n'
+                   '  return {allow = true, reasons = {"approved image"}}\n'
+                   'end\n'
+                   'return {allow = false, reasons = {"image " .. tostring(img and img.name) '
+                   '.. " is not approved"}}')
+
+
+def gate(ws, cid, claims, rc):
+    """The createRuntime hook for container cid, whose bundle's annotations claim claims."""
+    b = ws.path("b-" + cid)
+    if not os.path.exists(b):
+        bundle(ws, ["/probe"], hooks=False, name="b-" + cid)
+    cfg = json.load(open(os.path.join(b, "config.json")))
+    cfg["annotations"] = claims
+    json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+    st = json.dumps({"ociVersion": "1.0.2", "id": cid, "status": "creating", "pid": os.getpid(),
+                     "bundle": b})
+    p = hook(ws, "createRuntime", st, rc)
+    if rc == 0:
+        hook(ws, "poststop", st, 0)
+    return p
+
+
+@case
+def an_image_claiming_an_allowed_name_is_denied(ws):
+    """An image named localhost/claims:1 that claims, in its annotations, to be the allowed
+    localhost/tether-ok:1: the root-owned storage record decides, and it is denied."""
+    tag = str(os.getpid())
+    claims = {"org.opencontainers.image.ref.name": "localhost/tether-ok:1",
+              "io.kubernetes.cri-o.ImageName": "localhost/tether-ok:1",
+              "org.opencontainers.image.digest": "sha256:" + "00" * 32}
+    node(ws, ALLOW_ONE_IMAGE, container={"podman_storage": storage(ws, [
+        record("claims-" + tag, "localhost/claims:1"),
+        record("ok-" + tag, "localhost/tether-ok:1")])})
+    p = gate(ws, "claims-" + tag, claims, 77)
+    eq(one_line(p.stderr), "tether: denied: container claims-%s: image localhost/claims:1 is "
+       "not approved" % tag, "the reason names the recorded image")
+    # The same policy allows the container whose record names the approved image.
+    gate(ws, "ok-" + tag, claims, 0)
+    # runc used directly: no record of the container, so no image name, whatever it claims.
+    p = gate(ws, "direct-" + tag, claims, 77)
+    assert "image nil is not approved" in one_line(p.stderr), p.stderr
+    recs = [r for r in ws.audit_records() if r["event"] == "decision"]
+    eq([r["allow"] for r in recs], [False, True, False], "decisions on record")
+    # CRI-O's own keys count only on a node that says its runtime is CRI-O.
+    node(ws, ALLOW_ONE_IMAGE, container={"podman_storage": ws.path("none"), "runtime": "cri-o"})
+    gate(ws, "crio-" + tag, {"io.kubernetes.cri-o.ImageName": "localhost/tether-ok:1"}, 0)
+    p = gate(ws, "crio2-" + tag, {"org.opencontainers.image.ref.name": "localhost/tether-ok:1"}, 77)
+    assert "image nil" in one_line(p.stderr)
+
+
+@case
+def untrusted_container_storage_is_refused(ws):
+    """Records that someone other than root could have written are not believed: the gate
+    denies, naming the file."""
+    tag = str(os.getpid())
+    root = storage(ws, [record("ok-" + tag, "localhost/tether-ok:1")])
+    node(ws, ALLOW_ONE_IMAGE, container={"podman_storage": root})
+    cj = os.path.join(root, "overlay-containers", "containers.json")
+    claims = {}
+    gate(ws, "ok-" + tag, claims, 0)
+    os.chmod(cj, 0o666)
+    p = gate(ws, "ok-" + tag, claims, 77)
+    assert cj in one_line(p.stderr) and "not trusted" in p.stderr, p.stderr
+    os.chmod(cj, 0o644)
+    os.chown(cj, 65534, 65534)  # nobody's
+    p = gate(ws, "ok-" + tag, claims, 77)
+    assert cj in one_line(p.stderr) and "owner 65534" in p.stderr, p.stderr
+    os.chown(cj, 0, 0)
+    os.chmod(os.path.join(root, "overlay-containers"), 0o777)
+    p = gate(ws, "ok-" + tag, claims, 77)
+    assert "overlay-containers` is not trusted" in one_line(p.stderr), p.stderr
+    os.chmod(os.path.join(root, "overlay-containers"), 0o755)
+    # A link to a file that nobody may write is still refused: the file is opened as named.
+    os.rename(cj, cj + ".real")
+    os.symlink(cj + ".real", cj)
+    p = gate(ws, "ok-" + tag, claims, 77)
+    assert cj in one_line(p.stderr), p.stderr
+    os.unlink(cj)
+    os.mkfifo(cj, 0o644)
+    p = gate(ws, "ok-" + tag, claims, 77)
+    assert "not a regular file" in one_line(p.stderr), p.stderr
+    os.unlink(cj)
+    os.rename(cj + ".real", cj)
+    gate(ws, "ok-" + tag, claims, 0)
+
+
+@case
+def container_section_of_the_configuration(ws):
+    for section, needle in (({"runtime": "docker"}, "`container.runtime` must be"),
+                            ({"podman_storage": "var/lib"}, "must be an absolute path"),
+                            ({"storage": "/x"}, "unknown key `container.storage`")):
+        ws.write("bad.json", json.dumps({"container": section}))
+        p = ws.tether("measure", "--config", ws.path("bad.json"), check_rc=125)
+        assert needle in one_line(p.stderr), (needle, p.stderr)
 
 
 @case

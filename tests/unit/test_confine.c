@@ -5,6 +5,7 @@
 
 #include "../../measure/measure.h"
 #include "../../policy/confine.h"
+#include "../../supervisor/confine.h"
 #include "../../supervisor/core/util.h"
 #include "test.h"
 
@@ -26,9 +27,78 @@ static void refused(const char *text, const char *needle)
     confine_clear(&c);
 }
 
+/* The filtered environment as one string, "A=1 B=2", for comparing. */
+static char *env_joined(const char *block, char *const envp[])
+{
+    struct confine c;
+    char *why = parse(block, &c);
+    if (why != NULL) {
+        free(why);
+        return xstrdup("(refused)");
+    }
+    char **out = confine_env_filter(&c, envp);
+    char *s = xstrdup("");
+    for (size_t i = 0; out[i] != NULL; i++) {
+        char *t = xasprintf("%s%s%s", s, i ? " " : "", out[i]);
+        free(s);
+        s = t;
+    }
+    if (out != envp)
+        free(out);
+    confine_clear(&c);
+    return s;
+}
+
+static void test_env(void)
+{
+    char *envp[] = {"PATH=/evil", "LD_PRELOAD=/tmp/x.so", "LANG=C",     "bare",
+                    "=novar",     "LANG=second",          "HOME=/root", NULL};
+    struct confine c;
+    CHECK(confine_parse(NULL, &c) == NULL && confine_env_filter(&c, envp) == envp,
+          "env: no block passes the environment as it is");
+    char *s = env_joined("{\"seccomp\": \"unconfined\"}", envp);
+    CHECK_STR(s, "PATH=/evil LD_PRELOAD=/tmp/x.so LANG=C bare =novar LANG=second HOME=/root",
+              "env: a block without env passes the environment as it is");
+    free(s);
+    s = env_joined("{\"env\": {}}", envp);
+    CHECK_STR(s, "HOME=/root LANG=C LD_PRELOAD=/tmp/x.so PATH=/evil",
+              "env: an empty block keeps variables, each name once (the first), drops the rest");
+    free(s);
+    s = env_joined("{\"env\": {\"clear\": true}}", envp);
+    CHECK_STR(s, "", "env: clear leaves nothing");
+    free(s);
+    s = env_joined("{\"env\": {\"clear\": true, \"allow\": [\"PATH\", \"LANG\", \"NOPE\"], "
+                   "\"set\": {\"PATH\": \"/usr/bin:/bin\", \"X\": \"\"}}}",
+                   envp);
+    CHECK_STR(
+        s, "LANG=C PATH=/usr/bin:/bin X=", "env: clear keeps allowed names, set replaces and adds");
+    free(s);
+    s = env_joined("{\"env\": {\"set\": {\"LD_PRELOAD\": \"\"}}}", envp);
+    CHECK_STR(s, "HOME=/root LANG=C PATH=/evil LD_PRELOAD=",
+              "env: set without clear overrides one name, keeps the rest");
+    free(s);
+    s = env_joined("{\"env\": {\"clear\": true, \"allow\": [\"PAT\"]}}", envp);
+    CHECK_STR(s, "", "env: a name allows itself, not a longer one");
+    free(s);
+
+    refused("{\"env\": []}", "`confine.env` must be an object");
+    refused("{\"env\": {\"clear\": 1}}", "`confine.env.clear` must be a boolean");
+    refused("{\"env\": {\"allow\": [\"PATH\"]}}", "needs `confine.env.clear = true`");
+    refused("{\"env\": {\"clear\": true, \"allow\": \"PATH\"}}",
+            "`confine.env.allow` must be an array of strings");
+    refused("{\"env\": {\"clear\": true, \"allow\": [\"A=B\"]}}", "`A=B` is not a variable name");
+    refused("{\"env\": {\"set\": {\"A\": 1}}}", "`confine.env.set.A` must be a string");
+    refused("{\"env\": {\"set\": {\"A\": \"1\", \"A\": \"2\"}}}",
+            "`confine.env.set.A` is given twice");
+    refused("{\"env\": {\"set\": [\"A=1\"]}}", "`confine.env.set` must be an object of strings");
+    refused("{\"env\": {\"unset\": [\"A\"]}}", "`confine.env.unset` is not a known field");
+}
+
 int main(void)
 {
     struct confine c;
+
+    test_env();
 
     /* No block: no_new_privs and core 0, nothing else. */
     CHECK(confine_parse(NULL, &c) == NULL, "no block parses");

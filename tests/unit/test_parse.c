@@ -7,6 +7,7 @@
 
 #include "../../measure/measure.h"
 #include "../../supervisor/core/error.h"
+#include "../../supervisor/core/util.h"
 #include "test.h"
 
 /* The string member name of obj, or NULL when it is absent or not a string. */
@@ -265,8 +266,58 @@ static void test_label(void)
     label_bad("k:x=v", "label key `k:x`");
 }
 
+static char *names_joined(const char *const env[], size_t n, bool *truncated)
+{
+    cJSON *names = measure_env_names(env, n, truncated);
+    char *s = cJSON_PrintUnformatted(names);
+    cJSON_Delete(names);
+    return s;
+}
+
+static void test_env_names(void)
+{
+    const char *env[] = {"PATH=/bin", "API_TOKEN=s3cret=x", "LANG=C", "bare", "PATH=/again", ""};
+    bool t;
+    char *s = names_joined(env, 6, &t);
+    CHECK_STR(s, "[\"\",\"API_TOKEN\",\"LANG\",\"PATH\",\"bare\"]",
+              "env names: sorted, once each, no values");
+    CHECK(!t, "env names: not truncated");
+    free(s);
+
+    /* One name over the length limit is left out, and said so; one at it is kept. */
+    char longname[MEASURE_ENV_NAME_MAX + 8], atlimit[MEASURE_ENV_NAME_MAX + 8];
+    memset(longname, 'L', MEASURE_ENV_NAME_MAX + 1);
+    strcpy(longname + MEASURE_ENV_NAME_MAX + 1, "=v");
+    memset(atlimit, 'M', MEASURE_ENV_NAME_MAX);
+    strcpy(atlimit + MEASURE_ENV_NAME_MAX, "=v");
+    const char *env2[] = {longname, atlimit, "A=1"};
+    cJSON *names = measure_env_names(env2, 3, &t);
+    CHECK(t && cJSON_GetArraySize(names) == 2 &&
+              strlen(cJSON_GetArrayItem(names, 1)->valuestring) == MEASURE_ENV_NAME_MAX,
+          "env names: a name over %d bytes is left out, truncated is set", MEASURE_ENV_NAME_MAX);
+    cJSON_Delete(names);
+
+    /* More names than the cap: the first ones in order are kept, and the flag is set. */
+    size_t n = MEASURE_ENV_MAX + 10;
+    char **many = calloc(n, sizeof *many);
+    for (size_t i = 0; i < n; i++)
+        many[i] = xasprintf("V%04zu=x", n - i);
+    names = measure_env_names((const char *const *)many, n, &t);
+    CHECK(t && cJSON_GetArraySize(names) == MEASURE_ENV_MAX &&
+              strcmp(cJSON_GetArrayItem(names, 0)->valuestring, "V0001") == 0,
+          "env names: at most %d, the first in order", MEASURE_ENV_MAX);
+    cJSON_Delete(names);
+    names = measure_env_names((const char *const *)many, MEASURE_ENV_MAX, &t);
+    CHECK(!t && cJSON_GetArraySize(names) == MEASURE_ENV_MAX, "env names: exactly the cap fits");
+    cJSON_Delete(names);
+    for (size_t i = 0; i < n; i++)
+        free(many[i]);
+    free(many);
+}
+
 int main(void)
 {
+    test_env_names();
     test_os_release_typical();
     test_os_release_escapes();
     test_os_release_backslash_other();
