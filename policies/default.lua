@@ -44,9 +44,9 @@ local function get(t, k)
   return nil
 end
 
--- x when it is an integer from 0 to max, else nil.
-local function whole(x, max)
-  if math.type(x) == "integer" and x >= 0 and x <= max then
+-- x when it is an integer from 0 to top, else nil.
+local function whole(x, top)
+  if math.type(x) == "integer" and x >= 0 and x <= top then
     return x
   end
   return nil

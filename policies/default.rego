@@ -38,14 +38,14 @@ field(x, k) := v if {
 	v := object.get(x, k, null)
 } else := null
 
-# x as an integer when it is a whole number from 0 to max (what Lua gets as an integer),
+# x as an integer when it is a whole number from 0 to top (what Lua gets as an integer),
 # else null.  The result is written as an integer (1000.0 becomes 1000), so that sprintf's
 # %d prints it as Lua's string.format does; format_int gives the exact digits, where
 # floor() may give 1e+06.
-whole(x, max) := n if {
+whole(x, top) := n if {
 	is_number(x)
 	x >= 0
-	x <= max
+	x <= top
 	n := to_number(format_int(x, 10))
 	n == x
 } else := null
