@@ -1,9 +1,12 @@
 """The example policies on shared input fixtures: each Lua policy gives its expected decision,
 and, where an `opa` binary is available, each Rego twin gives the same decision as its Lua
-policy."""
+policy, both from `opa eval` and through tether's OPA engine.  The fixtures include missing
+fields, nulls and values of the wrong type, where Rego's undefined can turn a deny into an
+allow."""
 import glob
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -50,9 +53,58 @@ def lua_decision(ws, name, fixture):
 def lua_policies_give_the_expected_decisions(ws):
     assert FIXTURES, "no fixtures"
     for name in PAIRS:
+        eq(sorted(os.listdir(os.path.join(EXPECTED, name))),
+           sorted(os.path.basename(fx) for fx in FIXTURES), "expected decisions of " + name)
         for fx in FIXTURES:
             want = json.load(open(os.path.join(EXPECTED, name, os.path.basename(fx))))
-            eq(lua_decision(ws, name, fx), want, "%s on %s" % (name, os.path.basename(fx)))
+            got = lua_decision(ws, name, fx)
+            assert not any(r.startswith("policy error:") for r in got["reasons"]), \
+                "%s raised an error on %s: %s" % (name, os.path.basename(fx), got["reasons"])
+            eq(got, want, "%s on %s" % (name, os.path.basename(fx)))
+
+
+@case
+def default_twins_refuse_the_same_loader_variables(ws):
+    """The one list that both twins of the default policy must hold alike; checked without
+    OPA, so that it holds on every machine."""
+    lua = open(os.path.join(POLICIES, "default.lua")).read()
+    rego = open(os.path.join(POLICIES, "default.rego")).read()
+    lua_block = re.search(r"local LOADER_VARIABLES = \{(.*?)\n\}", lua, re.S).group(1)
+    rego_block = re.search(r"loader_variables := \{(.*?)\n\}", rego, re.S).group(1)
+    lua_names = re.findall(r"^\s*([A-Z_]+) = true,$", lua_block, re.M)
+    rego_names = re.findall(r'^\s*"([A-Z_]+)",$', rego_block, re.M)
+    eq(len(lua_names), lua_block.count("true"), "every Lua entry parsed")
+    eq(len(rego_names), rego_block.count('"') // 2, "every Rego entry parsed")
+    eq(sorted(lua_names), sorted(rego_names), "loader variables")
+    for must in ("LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "GCONV_PATH"):
+        assert must in lua_names, must
+
+
+@case
+def builtin_default_is_default_lua(ws):
+    """The policy compiled into tether (no --policy) decides as policies/default.lua."""
+    for fx in FIXTURES:
+        p = ws.tether("eval", "--compact", "--input", fx)
+        assert p.returncode in (0, 77), p.stderr
+        want = json.load(open(os.path.join(EXPECTED, "default", os.path.basename(fx))))
+        eq(normal(json.loads(p.stdout)), want, "built-in default on " + os.path.basename(fx))
+
+
+@case
+def builtin_default_refuses_ld_preload_at_run(ws):
+    """LD_PRELOAD in tether's environment reaches the workload: the built-in default must
+    deny, and the command must not run."""
+    m = ws.tether("measure", "--compact", "--", "/bin/true", check_rc=0)
+    if "env_names" not in (json.loads(m.stdout).get("workload") or {}):
+        raise Skip("this tether does not measure workload.env_names yet")
+    marker = ws.path("ran")
+    env = dict(ws.env, LD_PRELOAD=ws.path("evil.so"))
+    p = ws.tether("run", "--", "/bin/sh", "-c", "echo > " + marker, env=env)
+    eq(p.returncode, 77, "exit status (stderr: %s)" % p.stderr)
+    assert "LD_PRELOAD" in p.stderr, p.stderr
+    assert not os.path.exists(marker), "the workload ran"
+    p = ws.tether("run", "--", "/bin/sh", "-c", "echo > " + marker, check_rc=0)
+    assert os.path.exists(marker), "the same command without LD_PRELOAD did not run"
 
 
 def find_opa():
@@ -63,9 +115,25 @@ def find_opa():
     return opa
 
 
+def opa_eval_decision(opa, rego, fixture):
+    """data.tether.decision from `opa eval`: the Rego alone, with the fixture as it is (no
+    trip through tether's JSON, which prints 1000.0 as 1000)."""
+    p = subprocess.run([opa, "eval", "--format", "json", "--data", rego, "--input", fixture,
+                        "data.tether.decision"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, "opa eval on %s: %s" % (fixture, p.stderr)
+    result = json.loads(p.stdout).get("result")
+    assert result, "%s: data.tether.decision is undefined on %s" % (rego, fixture)
+    return normal(result[0]["expressions"][0]["value"])
+
+
 @case
 def rego_twins_decide_as_the_lua_policies(ws):
     opa = find_opa()
+    for name in PAIRS:
+        rego = policy_file(ws, name, "rego")
+        for fx in FIXTURES:
+            eq(opa_eval_decision(opa, rego, fx), lua_decision(ws, name, fx),
+               "opa eval %s.rego vs %s.lua on %s" % (name, name, os.path.basename(fx)))
     for name in PAIRS:
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
