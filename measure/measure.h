@@ -18,6 +18,12 @@
 
 /* --- pure parsers (parse.c) --- */
 
+/* A script's "#!" line, as the kernel reads it: 0 with the interpreter and its one optional
+ * argument (NULL when none; free both), or -1 when buf is no script line the kernel would run
+ * whole (none, empty, or longer than MEASURE_SHEBANG_MAX). */
+#define MEASURE_SHEBANG_MAX 256
+int measure_parse_shebang(const char *buf, size_t len, char **interp, char **arg);
+
 /* os-release(5): every KEY=VALUE assignment, unquoted and unescaped, as a JSON object. */
 cJSON *measure_parse_os_release(FILE *f);
 /* Kernel command line: {"key": "value" | true, ...}; quoting as the kernel does it. */
@@ -102,6 +108,18 @@ int measure_exe_resolve(const char *cmd, char **path, tether_error_t *err);
  * fd_out is given it receives a read-only, close-on-exec descriptor of the measured file
  * (or -1 when it could not be opened), so that the bytes measured are the bytes run. */
 int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error_t *err);
+/* A file that someone other than root may write (its owner, group or others): with fd_out,
+ * measure_exe_collect hands out a private sealed copy of it instead, hashed as it was
+ * copied, and says so in exe.private_copy. */
+struct stat;
+bool measure_writable_by_others(const struct stat *st);
+
+/* For a script (script_fd starts with "#!"): measures its interpreter into
+ * exe.interpreter {path, sha256, ..., arg} and hands out the interpreter's descriptor (with
+ * fd_out), its path and its argument.  0 also when it is no script; -1 with err for a #! line
+ * the kernel would not run, or an interpreter that is missing, unreadable or a script. */
+int measure_interpreter_collect(int script_fd, const char *path, cJSON *exe, int *fd_out,
+                                char **interp, char **arg, tether_error_t *err);
 
 /* The workload section, with the names in tether's environment (which the workload
  * inherits, filtered as the decision's confine.env says); exe is taken over (may be NULL:

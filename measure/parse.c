@@ -188,3 +188,36 @@ cJSON *measure_env_names(const char *const env[], size_t n, bool *truncated)
     free(names);
     return out;
 }
+
+int measure_parse_shebang(const char *buf, size_t len, char **interp, char **arg)
+{
+    *interp = *arg = NULL;
+    if (len < 2 || buf[0] != '#' || buf[1] != '!')
+        return -1;
+    /* As the kernel reads it (binfmt_script): the first line, within its buffer, blanks
+     * around, the interpreter up to a blank, and the rest, trimmed, as one argument. */
+    size_t end = 2;
+    while (end < len && end < MEASURE_SHEBANG_MAX && buf[end] != '\n')
+        end++;
+    if (end >= MEASURE_SHEBANG_MAX || (end == len && len >= MEASURE_SHEBANG_MAX))
+        return -1; /* a line the kernel would cut is not what it runs */
+    size_t i = 2;
+    while (i < end && (buf[i] == ' ' || buf[i] == '\t'))
+        i++;
+    size_t start = i;
+    while (i < end && buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\0')
+        i++;
+    if (i == start)
+        return -1;
+    if (memchr(buf + start, '\0', end - start) != NULL)
+        return -1;
+    *interp = xstrndup(buf + start, i - start);
+    while (i < end && (buf[i] == ' ' || buf[i] == '\t'))
+        i++;
+    size_t stop = end;
+    while (stop > i && (buf[stop - 1] == ' ' || buf[stop - 1] == '\t' || buf[stop - 1] == '\r'))
+        stop--;
+    if (stop > i)
+        *arg = xstrndup(buf + i, stop - i);
+    return 0;
+}

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -62,17 +63,54 @@ int measure_exe_resolve(const char *cmd, char **path, tether_error_t *err)
     return error_set(err, denied ? EACCES : ENOENT, "`%s`", cmd);
 }
 
+/* True when someone other than root may change the file's bytes: its owner, or its group
+ * or others through the mode (an ACL that grants writing shows in the group bits). */
+bool measure_writable_by_others(const struct stat *st)
+{
+    return st->st_uid != 0 || (st->st_mode & (S_IWGRP | S_IWOTH));
+}
+
+/* A private copy in a sealed memfd, hashed as it is copied: nobody can change the bytes
+ * between the hash and the exec, as crun does for its own binary (CVE-2019-5736). */
+static int private_copy(int fd, const char *path, int *copy, char hex[SHA256_HEX_LEN + 1],
+                        tether_error_t *err)
+{
+    cleanup_close int mfd = memfd_create("tether-exe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (mfd < 0)
+        return error_set(err, errno, "`%s`: private copy: memfd", path);
+    if (sha256_fd_copy(fd, mfd, hex, err) < 0)
+        return error_wrap(err, "`%s`: private copy", path);
+    if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0 ||
+        fchmod(mfd, 0555) < 0)
+        return error_set(err, errno, "`%s`: private copy: sealing", path);
+    *copy = steal_fd(&mfd);
+    return 0;
+}
+
 int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error_t *err)
 {
     /* Measure through one descriptor so that stat, hash and (for the caller) exec all see the
      * same file.  An executable we may run but not read is measured without its hash. */
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     struct stat st;
     if ((fd >= 0 ? fstat(fd, &st) : stat(path, &st)) < 0)
         return error_set(err, errno, "`%s`", path);
 
     char hex[SHA256_HEX_LEN + 1];
-    bool hashed = fd >= 0 && S_ISREG(st.st_mode) && sha256_fd(fd, hex, NULL) == 0;
+    bool copied = false, hashed = false;
+    if (fd >= 0 && S_ISREG(st.st_mode)) {
+        /* A file that others may write is run from the copy whose bytes were hashed. */
+        if (fd_out != NULL && measure_writable_by_others(&st)) {
+            int copy = -1;
+            if (private_copy(fd, path, &copy, hex, err) < 0)
+                return -1;
+            close(fd);
+            fd = copy;
+            copied = hashed = true;
+        } else {
+            hashed = sha256_fd(fd, hex, NULL) == 0;
+        }
+    }
 
     cJSON *exe = cJSON_CreateObject();
     cJSON_AddStringToObject(exe, "path", path);
@@ -81,9 +119,53 @@ int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error
     cJSON_AddNumberToObject(exe, "owner_uid", st.st_uid);
     cJSON_AddNumberToObject(exe, "owner_gid", st.st_gid);
     cJSON_AddNumberToObject(exe, "mode", st.st_mode & 07777);
+    if (fd_out != NULL)
+        cJSON_AddBoolToObject(exe, "private_copy", copied);
     *out = exe;
     if (fd_out != NULL)
         *fd_out = steal_fd(&fd);
+    return 0;
+}
+
+int measure_interpreter_collect(int script_fd, const char *path, cJSON *exe, int *fd_out,
+                                char **interp_out, char **arg_out, tether_error_t *err)
+{
+    if (fd_out != NULL)
+        *fd_out = -1;
+    *interp_out = *arg_out = NULL;
+    char head[MEASURE_SHEBANG_MAX];
+    ssize_t n = script_fd >= 0 ? pread(script_fd, head, sizeof head, 0) : -1;
+    if (n < 2 || head[0] != '#' || head[1] != '!')
+        return 0;
+    cleanup_free char *interp = NULL, *arg = NULL;
+    if (measure_parse_shebang(head, (size_t)n, &interp, &arg) < 0)
+        return error_set(err, ENOEXEC, "`%s`: its #! line is empty or longer than %d bytes", path,
+                         MEASURE_SHEBANG_MAX);
+    if (interp[0] != '/')
+        return error_set(err, ENOEXEC, "`%s`: its interpreter `%s` is not an absolute path", path,
+                         interp);
+    cJSON *ie = NULL;
+    int fd = -1;
+    if (measure_exe_collect(interp, &ie, &fd, err) < 0)
+        return error_wrap(err, "`%s`: its interpreter", path);
+    char magic[2];
+    bool readable = fd >= 0 && pread(fd, magic, 2, 0) == 2;
+    if (!readable || (magic[0] == '#' && magic[1] == '!')) {
+        if (fd >= 0)
+            close(fd);
+        cJSON_Delete(ie);
+        return error_set(err, EACCES, "`%s`: its interpreter `%s` %s", path, interp,
+                         !readable ? "cannot be read, so it cannot be measured"
+                                   : "is a script itself; tether runs one level of #!");
+    }
+    cJSON_AddItemToObject(ie, "arg", json_string_or_null(arg));
+    cJSON_AddItemToObject(exe, "interpreter", ie);
+    if (fd_out != NULL)
+        *fd_out = fd;
+    else
+        close(fd);
+    *interp_out = steal_pointer(&interp);
+    *arg_out = steal_pointer(&arg);
     return 0;
 }
 

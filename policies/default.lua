@@ -1,7 +1,7 @@
 -- Tether's built-in default policy (compiled into the binary).
 --
 -- Allow an executable only when root owns it and nobody else can change it: owned by uid 0
--- and neither group- nor world-writable.  Deny a workload whose environment sets a variable
+-- and neither group- nor world-writable; for a script, its interpreter too.  Deny a workload whose environment sets a variable
 -- that makes the dynamic loader (or iconv) load code of the caller's choosing, such as
 -- LD_PRELOAD.  Anything else, or an executable that could not be measured, is denied with
 -- every failed check as a reason.
@@ -112,6 +112,37 @@ function decide(input)
       end
       if mode & WORLD_WRITE ~= 0 then
         reasons[#reasons + 1] = string.format("%s is world-writable (mode %04o)", path, mode)
+      end
+    end
+  end
+  -- A script runs as its interpreter (exe.interpreter), which must pass the same checks.
+  local interp = get(exe, "interpreter")
+  if type(path) == "string" and interp ~= nil then
+    local ipath = get(interp, "path")
+    if type(ipath) ~= "string" then
+      reasons[#reasons + 1] = string.format("the interpreter of %s could not be measured", path)
+    else
+      local iowner = whole(get(interp, "owner_uid"), UID_MAX)
+      if iowner == nil then
+        reasons[#reasons + 1] = string.format("the owner of the interpreter %s could not be measured",
+                                              ipath)
+      elseif iowner ~= 0 then
+        reasons[#reasons + 1] = string.format("the interpreter %s is owned by uid %d, not root",
+                                              ipath, iowner)
+      end
+      local imode = whole(get(interp, "mode"), MODE_MAX)
+      if imode == nil then
+        reasons[#reasons + 1] = string.format("the mode of the interpreter %s could not be measured",
+                                              ipath)
+      else
+        if imode & GROUP_WRITE ~= 0 then
+          reasons[#reasons + 1] = string.format("the interpreter %s is group-writable (mode %04o)",
+                                                ipath, imode)
+        end
+        if imode & WORLD_WRITE ~= 0 then
+          reasons[#reasons + 1] = string.format("the interpreter %s is world-writable (mode %04o)",
+                                                ipath, imode)
+        end
       end
     end
   end

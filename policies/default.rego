@@ -1,5 +1,5 @@
 # Twin of default.lua (same meaning, for OPA): allow an executable only when root owns it and
-# nobody else can change it, deny a workload whose environment sets a loader variable such
+# nobody else can change it (a script's interpreter too), deny a workload whose environment sets a loader variable such
 # as LD_PRELOAD, and confine what is allowed: the default seccomp filter, no_new_privs, and
 # no capabilities for a workload that is not root.
 #
@@ -100,6 +100,23 @@ default mode := null
 
 mode := whole(field(exe, "mode"), 4095) # 07777
 
+# A script runs as its interpreter, which must pass the same checks.
+default interp := null
+
+interp := field(exe, "interpreter")
+
+default interp_path := null
+
+interp_path := field(interp, "path")
+
+default interp_owner := null
+
+interp_owner := whole(field(interp, "owner_uid"), 4294967295)
+
+default interp_mode := null
+
+interp_mode := whole(field(interp, "mode"), 4095)
+
 default user_uid := null
 
 user_uid := whole(field(field(workload, "user"), "uid"), 4294967295)
@@ -164,6 +181,63 @@ reasons contains sprintf("%s is world-writable (mode %04o)", [path, mode]) if {
 	bits.and(mode, 2) != 0 # 0002
 }
 
+reasons contains sprintf("the interpreter of %s could not be measured", [path]) if {
+	not hook
+	measured
+	interp != null
+	not is_string(interp_path)
+}
+
+reasons contains sprintf("the owner of the interpreter %s could not be measured", [interp_path]) if {
+	not hook
+	measured
+	is_string(interp_path)
+	interp_owner == null
+}
+
+reasons contains sprintf("the interpreter %s is owned by uid %d, not root", [interp_path, interp_owner]) if {
+	not hook
+	measured
+	is_string(interp_path)
+	is_number(interp_owner)
+	interp_owner != 0
+}
+
+reasons contains sprintf("the mode of the interpreter %s could not be measured", [interp_path]) if {
+	not hook
+	measured
+	is_string(interp_path)
+	interp_mode == null
+}
+
+reasons contains sprintf("the interpreter %s is group-writable (mode %04o)", [interp_path, interp_mode]) if {
+	not hook
+	measured
+	is_string(interp_path)
+	is_number(interp_mode)
+	bits.and(interp_mode, 16) != 0 # 0020
+}
+
+reasons contains sprintf("the interpreter %s is world-writable (mode %04o)", [interp_path, interp_mode]) if {
+	not hook
+	measured
+	is_string(interp_path)
+	is_number(interp_mode)
+	bits.and(interp_mode, 2) != 0 # 0002
+}
+
+# No interpreter, or one that passes every check.
+default interp_ok := false
+
+interp_ok if interp == null
+
+interp_ok if {
+	is_string(interp_path)
+	interp_owner == 0
+	is_number(interp_mode)
+	bits.and(interp_mode, 18) == 0 # 0022
+}
+
 reasons contains "workload.env_names is not a list of names" if {
 	not hook
 	not names_ok(env_names)
@@ -195,6 +269,7 @@ allow if {
 	owner_uid == 0
 	is_number(mode)
 	bits.and(mode, 18) == 0 # 0022
+	interp_ok
 	names_ok(env_names)
 	count(loaders_in(env_names)) == 0
 	names_ok(container_env_names)

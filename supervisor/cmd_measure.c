@@ -106,9 +106,13 @@ int cmd_measure(int argc, char **argv)
         char **cmd = argv + optind;
         cleanup_free char *path = NULL;
         cJSON *exe = NULL;
+        cleanup_close int fd = -1;
+        cleanup_free char *interp = NULL, *arg = NULL;
         if (measure_exe_resolve(cmd[0], &path, &err) < 0 ||
-            measure_exe_collect(path, &exe, NULL, &err) < 0)
+            measure_exe_collect(path, &exe, &fd, &err) < 0)
             log_warn("%s; workload.exe is null", err->msg);
+        else if (measure_interpreter_collect(fd, path, exe, NULL, &interp, &arg, &err) < 0)
+            log_warn("%s", err->msg);
         workload = measure_workload_collect(cmd, exe, labels);
     }
     cleanup_json cJSON *doc =

@@ -125,8 +125,9 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
         child_fail(report_fd, 125, e, msg);
     }
 
-    /* Exec the very file that was measured.  A script cannot be run from a close-on-exec
-     * descriptor (its interpreter would need /dev/fd/N), so it is run by path. */
+    /* Exec the very file that was measured: through its descriptor; a script as its
+     * measured interpreter's descriptor with the script as /dev/fd/N, as the kernel would
+     * for fexecve(3) of a script.  Only a file tether could not read runs by path. */
     if (spec->rootfs_dir != NULL) {
         /* Inside the unpacked tree: the entrypoint by its path there, as argv[0]. */
         size_t n = 0;
@@ -137,6 +138,22 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
         for (size_t i = 1; i < n; i++)
             argv[i] = spec->argv[i];
         execve(spec->entrypoint, argv, environ);
+    } else if (spec->interp_fd >= 0) {
+        size_t n = 0;
+        while (spec->argv[n] != NULL)
+            n++;
+        char **argv = xcalloc(n + 3, sizeof *argv), script[32];
+        size_t k = 0;
+        argv[k++] = (char *)spec->interp_path;
+        if (spec->interp_arg != NULL)
+            argv[k++] = (char *)spec->interp_arg;
+        snprintf(script, sizeof script, "/dev/fd/%d", spec->exe_fd);
+        argv[k++] = script;
+        for (size_t i = 1; i < n; i++)
+            argv[k++] = spec->argv[i];
+        if (fcntl(spec->exe_fd, F_SETFD, 0) < 0)
+            child_fail(report_fd, 125, errno, "the script's descriptor");
+        execveat(spec->interp_fd, "", argv, environ, AT_EMPTY_PATH);
     } else if (by_fd)
         execveat(spec->exe_fd, "", spec->argv, environ, AT_EMPTY_PATH);
     else

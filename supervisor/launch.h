@@ -22,6 +22,9 @@ struct launch_spec {
     const char *entrypoint;      /* with rootfs_dir: exe_fd is a tar to unpack and chroot into */
     const char *rootfs_dir;
     uint64_t rootfs_cap;
+    /* A script: exec interp_fd with the script as /dev/fd/<exe_fd> (-1: not a script). */
+    int interp_fd;
+    const char *interp_path, *interp_arg;
     /* A monitored workload: started under an init that dies with tether (launch.c). */
     bool supervised;
     bool wrapper;    /* the command is a container runtime: no namespaces for the init */

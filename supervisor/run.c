@@ -25,6 +25,7 @@ void run_init(struct run *r)
 {
     memset(r, 0, sizeof *r);
     r->exe_fd = -1;
+    r->interp_fd = -1;
     r->d.ttl_s = -1;
     r->sv.sigfd = -1;
     r->sv.child = -1;
@@ -39,6 +40,12 @@ static void launch_clear(struct run *r)
 {
     free(r->path);
     r->path = NULL;
+    if (r->interp_fd >= 0)
+        close(r->interp_fd);
+    r->interp_fd = -1;
+    free(r->interp_path);
+    free(r->interp_arg);
+    r->interp_path = r->interp_arg = NULL;
     if (r->exe_fd >= 0)
         close(r->exe_fd);
     r->exe_fd = -1;
@@ -333,6 +340,20 @@ out:
     return rc;
 }
 
+/* A script runs as its interpreter, which is measured too (exe.interpreter) and executed
+ * through its own descriptor, with the script as /dev/fd/N: the bytes hashed are the bytes
+ * run, for both, whoever renames what in their directories. */
+static int measure_interpreter(struct run *r, cJSON *exe)
+{
+    cleanup_error tether_error_t err = NULL;
+    if (measure_interpreter_collect(r->exe_fd, r->path, exe, &r->interp_fd, &r->interp_path,
+                                    &r->interp_arg, &err) < 0) {
+        log_error("%s", err->msg);
+        return err->code == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
+    }
+    return 0;
+}
+
 int run_gate(struct run *r)
 {
     cleanup_error tether_error_t err = NULL;
@@ -373,6 +394,11 @@ int run_gate(struct run *r)
     }
     const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(exe, "sha256"));
     snprintf(r->exe_sha, sizeof r->exe_sha, "%s", sha ? sha : "");
+    int irc = measure_interpreter(r, exe);
+    if (irc != 0) {
+        cJSON_Delete(exe);
+        return irc;
+    }
     r->workload = measure_workload_collect(r->cmd, exe, r->labels);
     cJSON *container = NULL;
     if (r->bundle != NULL &&
@@ -538,6 +564,9 @@ int run_start(struct run *r)
                                .entrypoint = r->entrypoint,
                                .rootfs_dir = r->rootfs_dir,
                                .rootfs_cap = r->rootfs_cap,
+                               .interp_fd = r->interp_fd,
+                               .interp_path = r->interp_path,
+                               .interp_arg = r->interp_arg,
                                .supervised = r->monitored,
                                .wrapper = r->bundle != NULL,
                                .keep_tree = keep_tree(&r->d),
@@ -552,5 +581,8 @@ int run_start(struct run *r)
     }
     close(r->exe_fd);
     r->exe_fd = -1;
+    if (r->interp_fd >= 0)
+        close(r->interp_fd);
+    r->interp_fd = -1;
     return 0;
 }

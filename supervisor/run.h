@@ -26,10 +26,12 @@ struct run {
 
     /* the current launch */
     struct decision d;
-    char *path;       /* the executable, as resolved */
-    int exe_fd;       /* the measured file */
-    char exe_sha[65]; /* its sha256 at launch, or "" */
-    cJSON *workload;  /* the workload section measured at launch */
+    char *path;                     /* the executable, as resolved */
+    int interp_fd;                  /* a script's interpreter, measured, or -1 */
+    char *interp_path, *interp_arg; /* its #! line */
+    int exe_fd;                     /* the measured file */
+    char exe_sha[65];               /* its sha256 at launch, or "" */
+    cJSON *workload;                /* the workload section measured at launch */
     struct supervisor sv;
     struct cgroup cg;
     bool monitored;      /* the decision has a monitor block or a ttl */

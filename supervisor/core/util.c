@@ -161,6 +161,11 @@ void hex_encode(const unsigned char *in, size_t n, char *out)
 
 int sha256_fd(int fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err)
 {
+    return sha256_fd_copy(fd, -1, hex, err);
+}
+
+int sha256_fd_copy(int fd, int copy_fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err)
+{
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
         EVP_MD_CTX_free(ctx);
@@ -179,6 +184,10 @@ int sha256_fd(int fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err)
         if (r == 0)
             break;
         EVP_DigestUpdate(ctx, buf, (size_t)r);
+        if (copy_fd >= 0 && write_all(copy_fd, buf, (size_t)r) < 0) {
+            EVP_MD_CTX_free(ctx);
+            return error_set(err, errno, "copy");
+        }
         off += r;
     }
     unsigned char md[32];

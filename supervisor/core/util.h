@@ -34,6 +34,9 @@ int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
 void hex_encode(const unsigned char *in, size_t n, char *out);
 /* SHA-256 of the bytes of fd from offset 0, as lowercase hex. */
 int sha256_fd(int fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err);
+/* The same, writing every byte hashed to copy_fd as well (when it is not -1): the copy is
+ * exactly what was hashed. */
+int sha256_fd_copy(int fd, int copy_fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err);
 void sha256_hex(const void *data, size_t len, char hex[SHA256_HEX_LEN + 1]);
 
 /* "2026-01-31T12:00:00.123Z" */

@@ -81,6 +81,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self._send(404, {"code": "resource_not_found", "message": "no such API"})
         mode = self.path.split("?")[0].rstrip("/").rsplit("/", 1)[-1]
         did = "dec-%d" % len(srv.requests)
+        if srv.on_request is not None:  # what a test does while tether waits for the answer
+            srv.on_request(doc)
         if mode == "allow":
             return self._send(200, {"result": {"allow": True, "reasons": ["opa says yes"]},
                                     "decision_id": did})
@@ -142,11 +144,13 @@ class UnixServer(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
 
 
 class DataAPI:
-    """start() -> self; .url; .requests; stop()."""
+    """start() -> self; .url; .requests; stop().  on_request(doc), when given, runs before
+    each answer: what happens while tether waits for the decision."""
 
-    def __init__(self, tls=None, unix_path=None):
+    def __init__(self, tls=None, unix_path=None, on_request=None):
         self.tls = tls
         self.unix_path = unix_path
+        self.on_request = on_request
 
     def start(self):
         if self.unix_path:
@@ -162,6 +166,7 @@ class DataAPI:
         self.httpd.conns = set()
         self.httpd.lock = threading.Lock()
         self.httpd.busy = 0
+        self.httpd.on_request = self.on_request
         self.requests = self.httpd.requests
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()

@@ -315,8 +315,41 @@ static void test_env_names(void)
     free(many);
 }
 
+static bool shebang(const char *line, const char *want_interp, const char *want_arg)
+{
+    char *interp, *arg;
+    int r = measure_parse_shebang(line, strlen(line), &interp, &arg);
+    bool ok = want_interp == NULL
+                  ? r < 0
+                  : r == 0 && strcmp(interp, want_interp) == 0 &&
+                        (want_arg == NULL ? arg == NULL : arg && strcmp(arg, want_arg) == 0);
+    free(interp);
+    free(arg);
+    return ok;
+}
+
+static void test_shebang(void)
+{
+    CHECK(shebang("#!/bin/sh\necho hi\n", "/bin/sh", NULL), "shebang: plain");
+    CHECK(shebang("#! /usr/bin/env  python3 -u \r\nx", "/usr/bin/env", "python3 -u"),
+          "shebang: blanks around, the rest is one argument");
+    CHECK(shebang("#!/bin/sh", "/bin/sh", NULL), "shebang: no newline");
+    CHECK(shebang("#!\n", NULL, NULL), "shebang: no interpreter");
+    CHECK(shebang("#!   \t\n", NULL, NULL), "shebang: blanks only");
+    CHECK(shebang("\x7f"
+                  "ELF",
+                  NULL, NULL),
+          "shebang: not a script");
+    char long_line[400];
+    memset(long_line, 'a', sizeof long_line);
+    memcpy(long_line, "#!/", 3);
+    long_line[sizeof long_line - 1] = '\0';
+    CHECK(shebang(long_line, NULL, NULL), "shebang: a line the kernel would cut is refused");
+}
+
 int main(void)
 {
+    test_shebang();
     test_env_names();
     test_os_release_typical();
     test_os_release_escapes();

@@ -1,0 +1,146 @@
+"""What runs is what was measured (issue 11, points 1 to 3): each case changes the workload's
+bytes while tether waits for its decision, as the attacker would, and asserts that the bytes
+that were measured, and only those, ran."""
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+
+from harness import PROBE, Skip, case, eq, main, one_line
+from opa_server import DataAPI
+
+NOBODY = 65534
+
+
+def need_root():
+    if os.geteuid() != 0:
+        raise Skip("needs root: the attacker is the user nobody")
+
+
+def as_nobody(*cmd):
+    subprocess.run(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY, "--clear-groups",
+                    *cmd], check=True, capture_output=True)
+
+
+def sha(path):
+    return hashlib.sha256(open(path, "rb").read()).hexdigest()
+
+
+def with_opa(ws, on_request, path="tether/allow"):
+    """A loopback OPA that allows, and runs on_request before it answers."""
+    srv = DataAPI(on_request=lambda doc: on_request()).start()
+    ws.write("tether.json", json.dumps({"audit": {"path": ws.audit},
+                                        "opa": {"url": srv.url, "path": path}}))
+    return srv
+
+
+def launch_record(ws):
+    return [r for r in ws.audit_records() if r["event"] == "decision"][0]
+
+
+def judged_exe(srv):
+    """workload.exe as the policy saw it."""
+    return json.loads(srv.requests[0]["body"])["input"]["workload"]["exe"]
+
+
+@case
+def script_swapped_after_the_decision_never_runs(ws):
+    """The attacker owns the script's directory, not the script, and renames another file
+    over it between the measurement and the exec."""
+    need_root()
+    os.chmod(ws.root, 0o755)
+    d = ws.path("d")
+    os.mkdir(d)
+    os.chown(d, NOBODY, NOBODY)
+    out = ws.path("out")
+    open(out, "w").close()
+    os.chmod(out, 0o666)
+    script = os.path.join(d, "job.sh")
+    with open(script, "w") as f:
+        f.write("#!/bin/sh\necho original > %s\n" % out)
+    os.chmod(script, 0o755)
+    original = sha(script)
+    evil = os.path.join(d, "evil.sh")
+    as_nobody("sh", "-c", "printf '#!/bin/sh\\necho evil > %s\\n' > %s; chmod 755 %s"
+              % (out, evil, evil))
+    srv = with_opa(ws, lambda: as_nobody("mv", "-f", evil, script))
+    try:
+        ws.tether("run", "--", script, check_rc=0)
+    finally:
+        srv.stop()
+    assert "evil" in open(script).read(), "the swap did not happen: the check is void"
+    eq(open(out).read().strip(), "original", "what ran")
+    eq(launch_record(ws)["workload"]["exe_sha256"], original, "the trail names the bytes that ran")
+    exe = judged_exe(srv)
+    eq(exe["sha256"], original, "the policy judged the bytes that ran")
+    eq(exe["interpreter"]["path"], "/bin/sh", "the interpreter is measured")
+    eq(exe["interpreter"]["sha256"], sha("/bin/sh"), "its sha256")
+
+
+@case
+def binary_changed_in_place_after_hashing_never_runs(ws):
+    """The binary's owner (a policy that allows by sha256 allows such a file) rewrites it in
+    place while tether waits for the decision."""
+    need_root()
+    os.chmod(ws.root, 0o755)
+    exe = ws.path("tool")
+    shutil.copy(PROBE, exe)
+    os.chown(exe, NOBODY, NOBODY)
+    os.chmod(exe, 0o755)
+    original = sha(exe)
+    out = ws.path("out")
+    evil = ws.write("evil", "#!/bin/sh\necho evil > %s\n" % out, 0o644)
+    srv = with_opa(ws, lambda: as_nobody("cp", evil, exe))  # cp writes in place
+    try:
+        ws.tether("run", "--", exe, "mark", out, check_rc=0)
+    finally:
+        srv.stop()
+    assert sha(exe) != original, "the file was not rewritten: the check is void"
+    eq(open(out).read().strip(), "ran", "the measured bytes ran")
+    rec = judged_exe(srv)
+    eq((rec["sha256"], rec["private_copy"]), (original, True), "measured, and run from a copy")
+    eq(launch_record(ws)["workload"]["exe_sha256"], original, "the trail names the bytes that ran")
+
+
+@case
+def root_only_files_run_without_a_copy(ws):
+    srv = with_opa(ws, lambda: None)
+    try:
+        ws.tether("run", "--", "/bin/true", check_rc=0)
+    finally:
+        srv.stop()
+    eq(judged_exe(srv)["private_copy"], False, "no copy of a root-only file")
+
+
+@case
+def sealed_file_rewritten_after_its_check_never_runs(ws):
+    """Someone who may write the sealed file changes it after the signature was checked: the
+    decryption reads the bytes that were digested, from a private copy."""
+    need_root()
+    from test_sealed import Kit
+    kit = Kit(ws)
+    sealed = kit.seal()
+    os.chown(sealed, NOBODY, NOBODY)
+    os.chmod(ws.root, 0o755)
+    other = kit.seal(out="other.sealed", src=PROBE)
+    os.chmod(other, 0o644)
+    digest = json.loads(ws.tether("inspect", sealed, check_rc=0).stdout)["digest"]
+    cfg = json.load(open(ws.path("tether.json")))
+    srv = DataAPI(on_request=lambda doc: as_nobody("cp", other, sealed)).start()
+    cfg["opa"] = {"url": srv.url, "path": "tether/allow"}
+    ws.write("tether.json", json.dumps(cfg))
+    marker = ws.path("ran")
+    try:
+        p = ws.tether("run", sealed, "--", "mark", marker, "status")
+    finally:
+        srv.stop()
+    assert open(sealed, "rb").read() == open(other, "rb").read(), "not rewritten: the check is void"
+    eq(p.returncode, 0, "the digested bytes ran: " + p.stderr)
+    assert kit.marker.decode() not in p.stdout
+    rel = [r for r in ws.audit_records() if r["event"] == "key_release"]
+    eq([r["digest"] for r in rel], [digest], "the key went to the digest that was checked")
+
+
+if __name__ == "__main__":
+    main()
