@@ -3,9 +3,11 @@ bundle, and every malformed input is a deny with a reason."""
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 
-from harness import PROBE, TETHER, Skip, case, eq, main, one_line
+from harness import PROBE, TETHER, Skip, case, eq, main, one_line, wait_for
 
 
 def runc():
@@ -187,6 +189,130 @@ def wrapper_with_the_default_policy(ws):
                      "pid": os.getpid(), "bundle": b})
     p = hook(ws, "createRuntime", st, 77)
     assert "does not judge containers" in one_line(p.stderr)
+
+
+# --- the container monitor and its guard, on a stand-in container ---
+#
+# A process of the test's own, in a cgroup of the test's own, stands in for a container's
+# init; `tether hook createRuntime` is given the state a runtime would give.  Each case has
+# its own container id (so its own /run/tether/ID), cgroup and audit file.
+
+def cgroup2_mount():
+    for line in open("/proc/self/mountinfo"):
+        left, right = line.split(" - ", 1)
+        if right.startswith("cgroup2 "):
+            return left.split()[4]
+    raise Skip("no cgroup2 hierarchy")
+
+
+class StandIn:
+    """A stand-in container: an init in a cgroup of its own, and its bundle and state."""
+
+    def __init__(self, ws, name, args=(PROBE, "sleep", "60")):
+        if os.geteuid() != 0:
+            raise Skip("a cgroup for the stand-in container needs root here")
+        self.ws = ws
+        self.id = "tether-%s-%d" % (name, os.getpid())
+        own = [l[3:] for l in open("/proc/self/cgroup").read().splitlines() if l.startswith("0::")]
+        if not own:
+            raise Skip("this process is in no cgroup2 group")
+        self.cg = os.path.join(cgroup2_mount() + own[0].rstrip("/"), self.id)
+        os.mkdir(self.cg)
+        self.bundle = ws.path("bundle-" + name)
+        os.makedirs(os.path.join(self.bundle, "rootfs"))
+        json.dump({"ociVersion": "1.0.2", "root": {"path": "rootfs"},
+                   "process": {"args": ["/probe"], "cwd": "/", "user": {"uid": 0, "gid": 0}}},
+                  open(os.path.join(self.bundle, "config.json"), "w"))
+        self.procs = []
+        self.init = self.start(*args)
+        self.statedir = "/run/tether/" + self.id
+
+    def start(self, *args):
+        """A process of the container (it writes itself into the cgroup before exec)."""
+        procs = os.path.join(self.cg, "cgroup.procs")
+
+        def enter():
+            with open(procs, "w") as f:
+                f.write("0")
+        p = subprocess.Popen(list(args), preexec_fn=enter, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        return p
+
+    def state(self):
+        return json.dumps({"ociVersion": "1.0.2", "id": self.id, "status": "creating",
+                           "pid": self.init.pid, "bundle": self.bundle})
+
+    def members(self):
+        try:
+            return [int(x) for x in open(os.path.join(self.cg, "cgroup.procs")).read().split()]
+        except FileNotFoundError:
+            return []
+
+    def pid_of(self, what):
+        return int(open(os.path.join(self.statedir, what + ".pid")).read())
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        hook(self.ws, "poststop", self.state(), 0)
+        try:
+            open(os.path.join(self.cg, "cgroup.kill"), "w").write("1")
+        except OSError:
+            pass
+        wait_for(lambda: not self.members(), what="the cgroup to empty")
+        os.rmdir(self.cg)
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def records(ws, event, cid):
+    return [r for r in ws.audit_records() if r["event"] == event and r.get("container_id") == cid]
+
+
+def watched(ws, policy_body, name, **monitor):
+    """A node whose policy is policy_body, a stand-in container, and its monitor started."""
+    ws.write("tether.json", json.dumps({"audit": {"path": ws.audit}, "policy": ws.policy(policy_body),
+                                        "monitor": dict({"grace_s": 1}, **monitor)}))
+    c = StandIn(ws, name)
+    try:
+        hook(ws, "createRuntime", c.state(), 0)
+        assert records(ws, "monitor_started", c.id), "the monitor started"
+    except BaseException:
+        c.close()
+        raise
+    return c
+
+
+KILL_ON_DRIFT = 'return {allow = true, monitor = {on_drift = "kill"}}'
+
+
+@case
+def killed_container_monitor_kills_its_container(ws):
+    c = watched(ws, KILL_ON_DRIFT, "mkill")
+    try:
+        other = c.start(PROBE, "sleep", "60")
+        monitor, guard = c.pid_of("monitor"), c.pid_of("guard")
+        assert alive(monitor) and alive(guard), "monitor and guard run"
+        os.kill(monitor, signal.SIGKILL)
+        c.init.wait(timeout=10)
+        other.wait(timeout=10)
+        eq((c.init.returncode, other.returncode), (-9, -9), "the container's processes were killed")
+        wait_for(lambda: not alive(guard), what="the guard to exit")
+        fail = records(ws, "monitor_failed", c.id)
+        eq(len(fail), 1, "one monitor_failed record")
+        assert "died" in fail[0]["reason"] and fail[0]["action"] == "kill", fail[0]
+        eq(records(ws, "drift", c.id), [], "no drift record: the monitor did not act")
+    finally:
+        c.close()
 
 
 if __name__ == "__main__":
