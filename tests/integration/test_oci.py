@@ -315,5 +315,194 @@ def killed_container_monitor_kills_its_container(ws):
         c.close()
 
 
+@case
+def hung_container_monitor_is_taken_over_by_its_guard(ws):
+    c = watched(ws, KILL_ON_DRIFT, "mhang")
+    try:
+        monitor = c.pid_of("monitor")
+        os.kill(monitor, signal.SIGSTOP)
+        t0 = time.monotonic()
+        c.init.wait(timeout=20)
+        took = time.monotonic() - t0
+        eq(c.init.returncode, -9, "the container was killed")
+        # The bound is GUARD_IDLE_MS (5 s) without a beat.
+        assert 4 <= took <= 15, "killed after %.1f s" % took
+        wait_for(lambda: not alive(monitor), what="the hung monitor to be killed")
+        fail = records(ws, "monitor_failed", c.id)
+        eq(len(fail), 1, "one monitor_failed record")
+        assert "no heartbeat for 5000 ms" in fail[0]["reason"], fail[0]
+    finally:
+        c.close()
+
+
+@case
+def stopped_container_monitor_with_on_drift_stop_freezes(ws):
+    c = watched(ws, 'return {allow = true, monitor = {on_drift = "stop"}}', "mstop")
+    try:
+        os.kill(c.pid_of("monitor"), signal.SIGKILL)
+        wait_for(lambda: records(ws, "monitor_failed", c.id), what="monitor_failed")
+        wait_for(lambda: "frozen 1" in open(os.path.join(c.cg, "cgroup.events")).read(),
+                 what="the container's cgroup to freeze")
+        assert alive(c.init.pid), "stop does not kill"
+        eq(records(ws, "monitor_failed", c.id)[0]["action"], "stop", "action")
+    finally:
+        open(os.path.join(c.cg, "cgroup.freeze"), "w").write("0")
+        c.close()
+
+
+@case
+def killed_guard_is_replaced(ws):
+    c = watched(ws, KILL_ON_DRIFT, "gkill")
+    try:
+        guard = c.pid_of("guard")
+        os.kill(guard, signal.SIGKILL)
+        wait_for(lambda: records(ws, "guard_failed", c.id), what="guard_failed")
+        new = wait_for(lambda: c.pid_of("guard") != guard and c.pid_of("guard"),
+                       what="a new guard")
+        assert alive(new) and alive(c.init.pid), "a new guard, and the container runs on"
+        assert "signal 9" in records(ws, "guard_failed", c.id)[0]["reason"]
+        # The new guard guards: the monitor's death still ends the container.
+        os.kill(c.pid_of("monitor"), signal.SIGKILL)
+        c.init.wait(timeout=10)
+        eq(len(records(ws, "monitor_failed", c.id)), 1, "monitor_failed")
+    finally:
+        c.close()
+
+
+@case
+def policy_hanging_in_the_monitor_phase_is_drift(ws):
+    # string.find backtracks for minutes inside one C call: no instruction hook sees it.
+    c = watched(ws, 'if input.tether.phase == "monitor" then\n'
+                    '  string.find(string.rep("a", 4000), string.rep("a-", 40) .. "b")\n'
+                    'end\n'
+                    'return {allow = true, monitor = {on_drift = "kill", interval_ms = 200}}',
+                "phang")
+    try:
+        c.init.wait(timeout=30)
+        drift = wait_for(lambda: records(ws, "drift", c.id), what="the drift record")[0]
+        assert "timed out" in drift["reason"] and drift["action"] == "kill", drift
+        eq(records(ws, "monitor_failed", c.id), [], "the monitor itself went on")
+        wait_for(lambda: records(ws, "monitor_ended", c.id), what="the monitor's end")
+    finally:
+        c.close()
+
+
+@case
+def forbidden_exec_in_the_container_is_drift(ws):
+    forbidden = ws.path("forbidden")
+    shutil.copy(PROBE, forbidden)
+    # No interval: only the exec event can bring the look that finds it.
+    c = watched(ws, 'if input.tether.phase == "monitor" then\n'
+                    '  for _, p in ipairs(input.processes or {}) do\n'
+                    '    if p.exe.path == "%s" then\n'
+                    '      return {allow = false, reasons = {"forbidden: " .. p.exe.path}}\n'
+                    '    end\n'
+                    '  end\n'
+                    'end\n'
+                    'return {allow = true, monitor = {on_drift = "kill"}}' % forbidden, "exec")
+    try:
+        time.sleep(0.5)
+        eq(records(ws, "drift", c.id), [], "nothing happened before the exec")
+        bad = c.start(forbidden, "sleep", "60")
+        bad.wait(timeout=10)
+        c.init.wait(timeout=10)
+        drift = records(ws, "drift", c.id)[0]
+        eq((drift["reason"], drift["action"]), ("forbidden: " + forbidden, "kill"), "drift")
+        deny = [r for r in records(ws, "decision", c.id) if not r["allow"]][0]
+        eq((deny["phase"], deny["trigger"]), ("monitor", "exec in the workload's tree"), "deny")
+    finally:
+        c.close()
+
+
+@case
+def replaced_policy_is_reloaded_and_denies(ws):
+    c = watched(ws, KILL_ON_DRIFT, "reload")
+    try:
+        pol = ws.path("policy.lua")
+        ws.write("policy.new", "function decide(input)\n"
+                 "  return {allow = false, reasons = {\"revoked\"}}\nend\n")
+        os.rename(ws.path("policy.new"), pol)
+        c.init.wait(timeout=10)
+        ev = [r["event"] for r in ws.audit_records() if r.get("container_id") == c.id]
+        assert "policy_reloaded" in ev and ev.index("policy_reloaded") < ev.index("drift"), ev
+        eq(records(ws, "drift", c.id)[0]["reason"], "revoked", "drift reason")
+    finally:
+        c.close()
+
+
+@case
+def broken_configuration_is_drift(ws):
+    c = watched(ws, KILL_ON_DRIFT, "badcfg")
+    try:
+        ws.write("tether.json", '{"audit": 5}')
+        c.init.wait(timeout=10)
+        drift = records(ws, "drift", c.id)[0]
+        assert "no longer valid" in drift["reason"], drift
+    finally:
+        c.close()
+
+
+@case
+def heartbeat_status_and_a_clean_stop(ws):
+    c = watched(ws, 'return {allow = true, monitor = {on_drift = "kill", interval_ms = 100}}',
+                "beat", heartbeat_s=1)
+    try:
+        monitor, guard = c.pid_of("monitor"), c.pid_of("guard")
+        wait_for(lambda: len(records(ws, "heartbeat", c.id)) >= 2, what="two heartbeats")
+        beat = records(ws, "heartbeat", c.id)[-1]
+        eq(beat["allow"], True, "heartbeat")
+        st = [s for s in json.loads(ws.tether("status", "--json", check_rc=0).stdout)
+              if s.get("container_id") == c.id]
+        eq((len(st), st[0]["tether_pid"], st[0]["pid"], st[0]["argv"]),
+           (1, monitor, c.init.pid, ["container", c.id]), "status")
+        c.init.kill()
+        c.init.wait()
+        hook(ws, "poststop", c.state(), 0)
+        wait_for(lambda: not alive(monitor) and not alive(guard), what="monitor and guard to end")
+        eq(records(ws, "monitor_failed", c.id), [], "a clean stop is no failure")
+        assert records(ws, "monitor_ended", c.id), "monitor_ended"
+        assert not os.path.exists(c.statedir), "poststop removed the state"
+        assert not os.path.exists("/run/tether/%d.json" % monitor), "the status file went"
+    finally:
+        c.close()
+
+
+@case
+def stop_request_while_the_container_runs_is_drift(ws):
+    c = watched(ws, KILL_ON_DRIFT, "term")
+    try:
+        os.kill(c.pid_of("monitor"), signal.SIGTERM)
+        c.init.wait(timeout=15)
+        drift = records(ws, "drift", c.id)[0]
+        assert "asked to end" in drift["reason"], drift
+    finally:
+        c.close()
+
+
+@case
+def real_runc_container_dies_with_its_monitor(ws):
+    node(ws, 'return {allow = true, monitor = {on_drift = "kill"}}')
+    cid = "tether-rmon-%d" % os.getpid()
+    b = bundle(ws, ["/probe", "sleep", "60"])
+    p = subprocess.Popen([runc(), "run", "-b", b, cid], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        pidfile = "/run/tether/%s/monitor.pid" % cid
+        wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read(), timeout=20,
+                 what="the monitor")
+        st = lambda: json.loads(subprocess.run([runc(), "state", cid], capture_output=True,
+                                               text=True).stdout or "{}").get("status")
+        wait_for(lambda: st() == "running", what="the container to run")
+        os.kill(int(open(pidfile).read()), signal.SIGKILL)
+        eq(p.wait(timeout=20), 137, "runc run's status: the container was killed")
+        assert st() != "running", "the container is gone"
+        fail = records(ws, "monitor_failed", cid)
+        eq(len(fail), 1, "monitor_failed")
+    finally:
+        p.kill()
+        p.wait()
+        subprocess.run([runc(), "delete", "--force", cid], capture_output=True)
+
+
 if __name__ == "__main__":
     main()
