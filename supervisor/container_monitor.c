@@ -99,6 +99,21 @@ int container_freeze(const struct cgroup *cg, pid_t init, int init_pidfd, bool f
     return 0;
 }
 
+/* Written whole or not at all: a reader never sees half a pid. */
+static void pid_file_write(const char *path, pid_t pid)
+{
+    cleanup_free char *tmp = xasprintf("%s.tmp", path);
+    char text[16];
+    int len = snprintf(text, sizeof text, "%d\n", (int)pid);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
+        return;
+    bool ok = write_all(fd, text, (size_t)len) == 0;
+    close(fd);
+    if (!ok || rename(tmp, path) < 0)
+        unlink(tmp);
+}
+
 /* --- the guard --- */
 
 static void guard_act(const struct guard_target *t, int init_fd, pid_t monitor, const char *why)
@@ -201,11 +216,7 @@ int guard_start(struct guard *g, const struct guard_target *t, tether_error_t *e
     g->pid = pid;
     g->beat_fd = fds[1];
     g->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
-    FILE *f = fopen(t->pid_file, "we");
-    if (f != NULL) {
-        fprintf(f, "%d\n", (int)pid);
-        fclose(f);
-    }
+    pid_file_write(t->pid_file, pid);
     return 0;
 }
 
@@ -288,11 +299,7 @@ int container_monitor_spawn(struct run *r, const char *id, const char *bundle, c
             _exit(d < 0 ? 1 : 0);
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
         dup2(null, 0), dup2(null, 1), dup2(null, 2);
-        FILE *f = fopen(pidfile, "we");
-        if (f != NULL) {
-            fprintf(f, "%d\n", (int)getpid());
-            fclose(f);
-        }
+        pid_file_write(pidfile, getpid());
         struct monitor_container c = {
             .id = id, .bundle = bundle, .state = state, .init = init, .ready_fd = sync[1]};
         _exit(monitor_container(r, &c));

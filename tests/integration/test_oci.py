@@ -10,6 +10,12 @@ import time
 from harness import PROBE, TETHER, Skip, case, eq, main, one_line, wait_for
 
 
+def cid(name):
+    """A container id of this test's own: runc's state and /run/tether/ID are shared by
+    every test (and checkout) on the machine."""
+    return "%s-%d" % (name, os.getpid())
+
+
 def runc():
     path = shutil.which("runc")
     if path is None:
@@ -56,26 +62,26 @@ def allowed_container_runs(ws):
              'return {allow = c ~= nil and c.process.args[1] == "/probe" and '
              'c.image.name == "probe:1", reasons = {"container ok"}}')
     b = bundle(ws, ["/probe", "try", "getpid"])
-    p = run_container(ws, b, "tether-ok")
+    p = run_container(ws, b, cid("tether-ok"))
     eq(p.returncode, 0, "runc: " + p.stderr)
     eq(json.loads(p.stdout), {"try": {"getpid": 0}}, "the container's output arrived")
     recs = ws.audit_records()
     gate = [r for r in recs if r["event"] == "decision"][0]
     eq((gate["phase"], gate["stage"], gate["container_id"], gate["allow"]),
-       ("hook", "createRuntime", "tether-ok", True), "gate record")
+       ("hook", "createRuntime", cid("tether-ok"), True), "gate record")
     assert "poststop" in [r["event"] for r in recs], "poststop recorded"
-    assert not os.path.exists("/run/tether/tether-ok"), "poststop removed the state"
+    assert not os.path.exists("/run/tether/" + cid("tether-ok")), "poststop removed the state"
 
 
 @case
 def denied_container_never_runs(ws):
     node(ws, 'return {allow = false, reasons = {"image not approved here"}}')
     b = bundle(ws, ["/probe", "mark", "/ran"])
-    p = run_container(ws, b, "tether-no")
+    p = run_container(ws, b, cid("tether-no"))
     assert p.returncode != 0, "runc started a denied container"
     assert "image not approved here" in p.stderr, "runc's error carries tether's reason: " + p.stderr
     assert not os.path.exists(os.path.join(b, "rootfs", "ran")), "the workload ran"
-    subprocess.run([runc(), "delete", "--force", "tether-no"], capture_output=True)
+    subprocess.run([runc(), "delete", "--force", cid("tether-no")], capture_output=True)
 
 
 def hook(ws, stage, state, rc):
@@ -89,8 +95,9 @@ def hook(ws, stage, state, rc):
 def malformed_inputs_are_denies(ws):
     node(ws, 'return {allow = true}')
     good = bundle(ws, ["/probe"], hooks=False)
-    state = lambda **kw: json.dumps(dict({"ociVersion": "1.0.2", "id": "c1", "status": "creating",
-                                          "pid": os.getpid(), "bundle": good}, **kw))
+    state = lambda **kw: json.dumps(dict({"ociVersion": "1.0.2", "id": cid("c1"),
+                                          "status": "creating", "pid": os.getpid(),
+                                          "bundle": good}, **kw))
     for text, needle in (("{not json", "invalid JSON"), ("[]", "not a JSON object"),
                          (state(id=""), "`id`"), (state(bundle="relative"), "absolute"),
                          (state(pid="x"), "`pid`"), ("x" * (2 << 20), "larger than")):
@@ -113,12 +120,12 @@ def malformed_inputs_are_denies(ws):
 def poststop_removes_the_state(ws):
     node(ws, 'return {allow = true}')
     b = bundle(ws, ["/probe"], hooks=False)
-    st = json.dumps({"ociVersion": "1.0.2", "id": "tether-st", "status": "creating",
+    st = json.dumps({"ociVersion": "1.0.2", "id": cid("tether-st"), "status": "creating",
                      "pid": os.getpid(), "bundle": b})
     hook(ws, "createRuntime", st, 0)
-    assert os.path.isfile("/run/tether/tether-st/decision.json"), "state written at the gate"
+    assert os.path.isfile("/run/tether/%s/decision.json" % cid("tether-st")), "state written"
     hook(ws, "poststop", st, 0)
-    assert not os.path.exists("/run/tether/tether-st"), "poststop removed it"
+    assert not os.path.exists("/run/tether/" + cid("tether-st")), "poststop removed it"
 
 
 @case
@@ -134,8 +141,8 @@ def container_measurement(ws):
                     'return {allow = c.process.env_names[2] == "API_TOKEN" and c.seccomp == %s '
                     'and c.root == "%s/rootfs", reasons = {c.config_sha256}}'
                     % ("true" if "seccomp" in cfg.get("linux", {}) else "false", b), "wrap.lua")
-    p = ws.tether("run", "--policy", pol, "--bundle", b, "--", runc(), "run", "-b", b, "tether-wrap",
-                  timeout=60)
+    p = ws.tether("run", "--policy", pol, "--bundle", b, "--", runc(), "run", "-b", b,
+                  cid("tether-wrap"), timeout=60)
     eq(p.returncode, 0, "wrapper: " + p.stderr)
     rec = ws.audit_records()[0]
     import hashlib
@@ -158,10 +165,10 @@ def forbidden_binary_in_a_container_is_killed_by_its_monitor(ws):
              'return {allow = true, monitor = {interval_ms = 100, on_drift = "kill"}}')
     b = bundle(ws, ["/probe", "sleep", "0.5", "exec", "/forbidden", "sleep", "30"])
     shutil.copy(PROBE, os.path.join(b, "rootfs", "forbidden"))
-    p = run_container(ws, b, "tether-mon")
+    p = run_container(ws, b, cid("tether-mon"))
     assert p.returncode in (143, 137), "runc: %d %s" % (p.returncode, p.stderr)
     ev = [(r["event"], r.get("container_id")) for r in ws.audit_records()]
-    assert ("drift", "tether-mon") in ev, ev
+    assert ("drift", cid("tether-mon")) in ev, ev
     drift = [r for r in ws.audit_records() if r["event"] == "drift"][0]
     eq((drift["reason"], drift["action"]), ("forbidden binary in the container", "kill"), "drift")
     import time
@@ -169,8 +176,8 @@ def forbidden_binary_in_a_container_is_killed_by_its_monitor(ws):
     while time.monotonic() < deadline and "monitor_ended" not in [e for e, _ in ev]:
         time.sleep(0.05)
         ev = [(r["event"], r.get("container_id")) for r in ws.audit_records()]
-    assert ("monitor_ended", "tether-mon") in ev, "the monitor ended with its container"
-    assert not os.path.exists("/run/tether/tether-mon"), "poststop removed the state"
+    assert ("monitor_ended", cid("tether-mon")) in ev, "the monitor ended with its container"
+    assert not os.path.exists("/run/tether/" + cid("tether-mon")), "poststop removed the state"
 
 
 @case
@@ -179,13 +186,13 @@ def wrapper_with_the_default_policy(ws):
     to its config.json; at a hook it says it does not judge containers."""
     ws.write("tether.json", json.dumps({"audit": {"path": ws.audit}}))
     b = bundle(ws, ["/probe", "try", "getpid"], hooks=False)
-    p = ws.tether("run", "--bundle", b, "--", runc(), "run", "-b", b, "tether-def", timeout=60)
+    p = ws.tether("run", "--bundle", b, "--", runc(), "run", "-b", b, cid("tether-def"), timeout=60)
     eq((p.returncode, json.loads(p.stdout)), (0, {"try": {"getpid": 0}}), "ran: " + p.stderr)
     pol = ws.decision_policy({"allow": True, "confine": {"seccomp": "default"}}, "confining.lua")
-    p = ws.tether("run", "--policy", pol, "--bundle", b, "--", runc(), "run", "-b", b, "tether-c",
+    p = ws.tether("run", "--policy", pol, "--bundle", b, "--", runc(), "run", "-b", b, cid("tether-c"),
                   check_rc=125)
     assert "config.json instead" in one_line(p.stderr)
-    st = json.dumps({"ociVersion": "1.0.2", "id": "tether-dh", "status": "creating",
+    st = json.dumps({"ociVersion": "1.0.2", "id": cid("tether-dh"), "status": "creating",
                      "pid": os.getpid(), "bundle": b})
     p = hook(ws, "createRuntime", st, 77)
     assert "does not judge containers" in one_line(p.stderr)
@@ -482,26 +489,26 @@ def stop_request_while_the_container_runs_is_drift(ws):
 @case
 def real_runc_container_dies_with_its_monitor(ws):
     node(ws, 'return {allow = true, monitor = {on_drift = "kill"}}')
-    cid = "tether-rmon-%d" % os.getpid()
+    name = cid("tether-rmon")
     b = bundle(ws, ["/probe", "sleep", "60"])
-    p = subprocess.Popen([runc(), "run", "-b", b, cid], stdout=subprocess.DEVNULL,
+    p = subprocess.Popen([runc(), "run", "-b", b, name], stdout=subprocess.DEVNULL,
                          stderr=subprocess.PIPE, text=True)
     try:
-        pidfile = "/run/tether/%s/monitor.pid" % cid
+        pidfile = "/run/tether/%s/monitor.pid" % name
         wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read(), timeout=20,
                  what="the monitor")
-        st = lambda: json.loads(subprocess.run([runc(), "state", cid], capture_output=True,
+        st = lambda: json.loads(subprocess.run([runc(), "state", name], capture_output=True,
                                                text=True).stdout or "{}").get("status")
         wait_for(lambda: st() == "running", what="the container to run")
         os.kill(int(open(pidfile).read()), signal.SIGKILL)
         eq(p.wait(timeout=20), 137, "runc run's status: the container was killed")
         assert st() != "running", "the container is gone"
-        fail = records(ws, "monitor_failed", cid)
+        fail = records(ws, "monitor_failed", name)
         eq(len(fail), 1, "monitor_failed")
     finally:
         p.kill()
         p.wait()
-        subprocess.run([runc(), "delete", "--force", cid], capture_output=True)
+        subprocess.run([runc(), "delete", "--force", name], capture_output=True)
 
 
 if __name__ == "__main__":
