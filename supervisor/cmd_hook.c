@@ -200,6 +200,11 @@ int cmd_hook(int argc, char **argv)
         if (gating)
             return deny(id, err->msg);
         log_warn("hook %s: %s", stage, err->msg);
+        /* Nothing to record to, but the container's monitor and state still go. */
+        if (strcmp(stage, "poststop") == 0) {
+            container_monitor_stop(id);
+            remove_state(id);
+        }
         return 0;
     }
     if (r.cfg.path == NULL || stat(r.cfg.path, &r.config_st) < 0)

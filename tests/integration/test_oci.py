@@ -445,6 +445,9 @@ def broken_configuration_is_drift(ws):
         c.init.wait(timeout=10)
         drift = records(ws, "drift", c.id)[0]
         assert "no longer valid" in drift["reason"], drift
+        # poststop cannot read the configuration either, and still cleans up.
+        hook(ws, "poststop", c.state(), 0)
+        assert not os.path.exists(c.statedir), "poststop removed the state"
     finally:
         c.close()
 
