@@ -14,6 +14,7 @@
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "run.h"
 #include "status.h"
 #include "tether.h"
 
@@ -24,8 +25,9 @@ static const char usage[] =
     "Run as an OCI runtime hook: read the container's state (JSON) on standard input.\n"
     "STAGE is createRuntime or prestart (measure the container from its bundle and ask the\n"
     "policy: a deny, or any error, prints one line and exits 77, and the runtime does not\n"
-    "start the container), poststart (record only; never blocks), or poststop (record, and\n"
-    "remove the container's state in /run/tether/ID/).\n"
+    "start the container; an allow with a monitor block leaves a monitor and its guard\n"
+    "watching it), poststart (record only; never blocks), or poststop (record, end the\n"
+    "container's monitor, and remove the container's state in /run/tether/ID/).\n"
     "\n"
     "  -c, --config FILE    node configuration (hooks.d may pass it)\n"
     "  -a, --audit FILE     audit trail (default: the configuration's audit.path)\n"
@@ -76,9 +78,12 @@ static void remove_state(const char *id)
     rmdir(dir);
 }
 
-static int gate(const char *stage, const cJSON *state, const struct config *cfg,
-                const char *audit_path)
+/* Measures and decides; on an allow with a monitor block, leaves a monitor behind that
+ * takes r's node, engine and decision. */
+static int gate(const char *stage, const cJSON *state, struct run *r)
 {
+    const struct config *cfg = &r->cfg;
+    const char *audit_path = r->audit_path;
     cleanup_error tether_error_t err = NULL;
     const char *id = cJSON_GetObjectItemCaseSensitive(state, "id")->valuestring;
     const char *bundle = cJSON_GetObjectItemCaseSensitive(state, "bundle")->valuestring;
@@ -99,26 +104,28 @@ static int gate(const char *stage, const cJSON *state, const struct config *cfg,
     cleanup_json cJSON *input =
         measure_input_build("hook", measure_host_collect(cfg->labels), NULL, container, procs);
 
-    cleanup_policy struct policy *policy = NULL;
-    if (engine_open(cfg, NULL, NULL, &policy, &err) < 0)
+    /* What was read, to tell later whether it changed before the monitor watched it. */
+    if (cfg->policy == NULL || cfg->opa.url != NULL || stat(cfg->policy, &r->policy_st) < 0)
+        memset(&r->policy_st, 0, sizeof r->policy_st);
+    if (engine_open(cfg, NULL, NULL, &r->policy, &err) < 0)
         return deny(id, err->msg);
-    struct decision d = {.ttl_s = -1};
-    policy_decide(policy, input, &d);
-    cleanup_json cJSON *rec = audit_decision_record("hook", policy, &d, input);
+    struct decision *d = &r->d;
+    policy_decide(r->policy, input, d);
+    cleanup_json cJSON *rec = audit_decision_record("hook", r->policy, d, input);
     cJSON_AddStringToObject(rec, "stage", stage);
     cJSON_AddStringToObject(rec, "container_id", id);
     int rc = 0;
     if (audit_append(audit_path, rec, &err) < 0) {
         rc = deny(id, err->msg);
-    } else if (!d.allow) {
-        cleanup_free char *why = decision_reasons_joined(&d);
+    } else if (!d->allow) {
+        cleanup_free char *why = decision_reasons_joined(d);
         rc = deny(id, why);
     } else {
         /* State for poststop to clean up, and for `tether status` to come. */
         cleanup_free char *base = status_dir();
         cleanup_free char *dir = xasprintf("%s/%s", base, id);
         cleanup_free char *file = xasprintf("%s/decision.json", dir);
-        cleanup_json cJSON *out = decision_to_json(&d);
+        cleanup_json cJSON *out = decision_to_json(d);
         cleanup_free char *text = json_print(out);
         FILE *f = NULL;
         if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || (f = fopen(file, "we")) == NULL ||
@@ -126,17 +133,15 @@ static int gate(const char *stage, const cJSON *state, const struct config *cfg,
             log_warn("container %s: cannot write `%s`: %s", id, file, strerror(errno));
         /* A monitor block is honoured or the container does not start. */
         int64_t init;
-        if (d.monitor != NULL) {
+        if (d->monitor != NULL) {
             if (!json_get_int(cJSON_GetObjectItemCaseSensitive(state, "pid"), 1, INT32_MAX, &init))
                 rc = deny(id, "the decision asks for monitoring, and the state has no pid");
-            else if (container_monitor_spawn(cfg, audit_path, id, bundle, (pid_t)init, d.monitor,
-                                             &err) < 0)
+            else if (container_monitor_spawn(r, id, bundle, state, (pid_t)init, &err) < 0)
                 rc = deny(id, err->msg);
             if (rc != 0)
                 remove_state(id);
         }
     }
-    decision_clear(&d);
     return rc;
 }
 
@@ -188,25 +193,36 @@ int cmd_hook(int argc, char **argv)
             return deny(id, "the container id is not a file name");
         return 0;
     }
-    struct config cfg;
-    if (config_load(config_file, &cfg, &err) < 0) {
-        config_clear(&cfg);
+    /* The node, engine and decision as a run holds them: a monitor takes them over. */
+    struct run r;
+    run_init(&r);
+    r.config_file = config_file;
+    r.audit_file = audit_file;
+    if (config_load(config_file, &r.cfg, &err) < 0) {
+        run_release(&r);
         if (gating)
             return deny(id, err->msg);
         log_warn("hook %s: %s", stage, err->msg);
+        /* Nothing to record to, but the container's monitor and state still go. */
+        if (strcmp(stage, "poststop") == 0) {
+            container_monitor_stop(id);
+            remove_state(id);
+        }
         return 0;
     }
-    const char *audit_path = audit_file ? audit_file : cfg.audit_path;
+    if (r.cfg.path == NULL || stat(r.cfg.path, &r.config_st) < 0)
+        memset(&r.config_st, 0, sizeof r.config_st);
+    r.audit_path = xstrdup(audit_file ? audit_file : r.cfg.audit_path);
     int rc = 0;
     if (gating) {
-        rc = gate(stage, state, &cfg, audit_path);
+        rc = gate(stage, state, &r);
     } else {
-        audit_stage(audit_path, stage, state);
+        audit_stage(r.audit_path, stage, state);
         if (strcmp(stage, "poststop") == 0) {
             container_monitor_stop(id);
             remove_state(id);
         }
     }
-    config_clear(&cfg);
+    run_release(&r);
     return rc;
 }

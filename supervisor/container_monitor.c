@@ -1,9 +1,20 @@
-/* The monitor a gating hook leaves behind for a container it allowed with a monitor block:
- * a detached process bound to the container's init by a pidfd, which looks at the
- * container's cgroup on the decision's interval, asks the policy again (phase monitor), and
- * on drift acts: log, or SIGTERM to the container's processes and SIGKILL after the grace
- * period (stop freezes the cgroup; restart belongs to the runtime, so it is a kill here).
- * Its pid is in /run/tether/<id>/monitor.pid; poststop ends it. */
+/* The monitor a gating hook leaves behind for a container it allowed with a monitor block,
+ * and its guard (see container_monitor.h).
+ *
+ * The hook forks, the child makes a session of its own and forks again: that grandchild is
+ * the monitor, detached from the runtime, running the loop of monitor.c on the container.
+ * The monitor forks the guard, a small process that does nothing but wait: for the
+ * monitor's heartbeat, a 4-byte allowance written to a pipe on every turn of the loop and
+ * at least every GUARD_PULSE_MS, and for the monitor's end, through a pidfd.  When the
+ * monitor dies, or sends no beat within its allowance (it hangs, or was stopped), while the
+ * container still runs, the guard kills it, records monitor_failed with the reason, applies
+ * the decision's on_drift to the container (kill: cgroup.kill, else SIGKILL to each of its
+ * processes; stop: its cgroup's freezer, else SIGSTOP; log: the record alone), and exits.
+ * When the guard dies, the monitor records guard_failed and starts another.  An allowance
+ * of 0 says the monitor is ending with its container: the guard then exits without acting.
+ *
+ * Neither has a parent-death signal: the monitor must outlive the hook, and the guard the
+ * monitor.  Both are kept from the runtime's signals by their own session. */
 #define _GNU_SOURCE
 #include "container_monitor.h"
 
@@ -11,163 +22,252 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "../measure/measure.h"
 #include "audit.h"
-#include "cgroup.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "monitor.h"
 #include "status.h"
-#include "tether.h"
+#include "tree.h"
 
-static void audit_event(const char *audit_path, const char *event, const char *id, const char *key,
-                        const char *value)
+/* --- the container's processes --- */
+
+bool container_cgroup(pid_t init, struct cgroup *cg)
 {
-    cleanup_error tether_error_t err = NULL;
-    cleanup_json cJSON *rec = audit_record_new(event);
-    cJSON_AddStringToObject(rec, "container_id", id);
-    if (key != NULL)
-        cJSON_AddStringToObject(rec, key, value);
-    audit_append(audit_path, rec, &err);
+    if (!cgroup_of_pid(init, cg))
+        return false;
+    /* A container without a cgroup of its own shares the runtime's (and so the hook's and
+     * this process's): acting on that group would act on more than the container. */
+    if (strcmp(cg->rel, "/") != 0 && !cgroup_has(cg, getpid()))
+        return true;
+    free(cg->dir);
+    free(cg->rel);
+    cg->dir = cg->rel = NULL;
+    return false;
 }
 
-static void signal_cgroup(const struct cgroup *cg, int pidfd, int sig)
+size_t container_pids(const struct cgroup *cg, pid_t init, pid_t **out)
 {
-    pid_t *pids = NULL;
     size_t n = 0;
-    if (cg->dir != NULL && cgroup_pids(cg, &pids, &n) == 0)
+    if (cg->dir != NULL && cgroup_pids(cg, out, &n) == 0)
+        return n;
+    free(*out);
+    n = tree_descendants(init, out);
+    *out = xrealloc(*out, (n + 1) * sizeof **out);
+    (*out)[n++] = init;
+    return n;
+}
+
+static bool ended(int pidfd)
+{
+    struct pollfd p = {.fd = pidfd, .events = POLLIN};
+    return pidfd < 0 || poll(&p, 1, 0) > 0;
+}
+
+void container_signal(const struct cgroup *cg, pid_t init, int init_pidfd, int sig)
+{
+    if (sig == SIGKILL && cg->dir != NULL) {
+        cleanup_free char *path = xasprintf("%s/cgroup.kill", cg->dir);
+        cleanup_close int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd >= 0)
+            (void)!write(fd, "1", 1);
+    }
+    /* Without a cgroup the tree is found from the init's pid, which means nothing once the
+     * init is gone (the pid may be another process's by now). */
+    if (cg->dir != NULL || !ended(init_pidfd)) {
+        cleanup_free pid_t *pids = NULL;
+        size_t n = container_pids(cg, init, &pids);
         for (size_t i = 0; i < n; i++)
-            kill(pids[i], sig);
-    free(pids);
-    syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
+            if (pids[i] != init)
+                kill(pids[i], sig);
+    }
+    if (init_pidfd >= 0)
+        syscall(SYS_pidfd_send_signal, init_pidfd, sig, NULL, 0);
 }
 
-/* The daemon's loop: returns when the container's init is gone. */
-static void watch(const struct config *cfg, const char *audit_path, const char *id,
-                  const char *bundle, pid_t init, const char *on_drift, int64_t interval_ms)
+int container_freeze(const struct cgroup *cg, pid_t init, int init_pidfd, bool frozen)
 {
-    int pidfd = (int)syscall(SYS_pidfd_open, init, 0);
-    if (pidfd < 0)
+    if (cg->dir != NULL)
+        return cgroup_freeze(cg, frozen);
+    container_signal(cg, init, init_pidfd, frozen ? SIGSTOP : SIGCONT);
+    return 0;
+}
+
+/* Written whole or not at all: a reader never sees half a pid. */
+static void pid_file_write(const char *path, pid_t pid)
+{
+    cleanup_free char *tmp = xasprintf("%s.tmp", path);
+    char text[16];
+    int len = snprintf(text, sizeof text, "%d\n", (int)pid);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
+    if (fd < 0)
         return;
-    struct cgroup cg;
-    cgroup_of_pid(init, &cg);
-    struct policy *policy = NULL;
+    bool ok = write_all(fd, text, (size_t)len) == 0;
+    close(fd);
+    if (!ok || rename(tmp, path) < 0)
+        unlink(tmp);
+}
+
+/* --- the guard --- */
+
+static void guard_act(const struct guard_target *t, int init_fd, pid_t monitor, const char *why)
+{
     cleanup_error tether_error_t err = NULL;
-    if (engine_open(cfg, NULL, NULL, &policy, &err) < 0) {
-        audit_event(audit_path, "drift", id, "reason", err->msg);
-        signal_cgroup(&cg, pidfd, SIGKILL);
-        return;
-    }
-    cleanup_json cJSON *state = cJSON_CreateObject();
-    cJSON_AddStringToObject(state, "id", id);
-    audit_event(audit_path, "monitor_started", id, "on_drift", on_drift);
-    bool ending = false, frozen = false, unreachable = false;
-    uint64_t kill_at = 0, unreachable_since = 0;
-    for (;;) {
-        struct pollfd p = {.fd = pidfd, .events = POLLIN};
-        int timeout = ending ? 100 : (int)interval_ms;
-        if (poll(&p, 1, timeout) > 0)
-            break; /* the init is gone: so is the container */
-        if (ending) {
-            if (time_mono_ns() >= kill_at) {
-                signal_cgroup(&cg, pidfd, SIGKILL);
-                audit_event(audit_path, "killed", id, "signal", "SIGKILL");
-                kill_at = UINT64_MAX;
-            }
-            continue;
-        }
-        cJSON *container = NULL;
-        if (measure_container_collect(bundle, state, &cfg->container, &container, &err) < 0)
-            error_free(&err);
-        cJSON *procs = cJSON_CreateArray();
-        pid_t *pids = NULL;
-        size_t n = 0;
-        if (cg.dir != NULL && cgroup_pids(&cg, &pids, &n) == 0) {
-            for (size_t i = 0; i < n; i++) {
-                cJSON *e = NULL;
-                if (measure_process_collect(pids[i], &e, NULL) == 0)
-                    cJSON_AddItemToArray(procs, e);
-            }
-        }
-        free(pids);
-        cleanup_json cJSON *input = measure_input_build(
-            "monitor", measure_host_collect(cfg->labels), NULL, container, procs);
-        struct decision d = {.ttl_s = -1};
-        policy_decide(policy, input, &d);
-        /* An engine that cannot be reached is given monitor.fail_grace_s, as under run. */
-        if (d.unreachable) {
-            if (!unreachable) {
-                unreachable = true;
-                unreachable_since = time_mono_ns();
-                audit_event(audit_path, "policy_unreachable", id, "reason", d.reasons[0]);
-            }
-            if (time_mono_ns() - unreachable_since <=
-                (uint64_t)cfg->monitor.fail_grace_s * 1000000000u) {
-                decision_clear(&d);
-                continue;
-            }
-        } else if (unreachable) {
-            unreachable = false;
-            audit_event(audit_path, "policy_reachable", id, NULL, NULL);
-        }
-        if (d.allow && frozen) {
-            if (cg.dir != NULL)
-                cgroup_freeze(&cg, false);
-            else
-                signal_cgroup(&cg, pidfd, SIGCONT);
-            frozen = false;
-            audit_event(audit_path, "thawed", id, NULL, NULL);
-        }
-        if (!d.allow && !frozen) {
-            cleanup_free char *why = decision_reasons_joined(&d);
-            cleanup_json cJSON *rec = audit_decision_record("monitor", policy, &d, input);
-            cJSON_AddStringToObject(rec, "container_id", id);
-            audit_append(audit_path, rec, &err);
-            error_free(&err);
-            cleanup_json cJSON *drift = audit_record_new("drift");
-            cJSON_AddStringToObject(drift, "container_id", id);
-            cJSON_AddStringToObject(drift, "reason", why);
-            cJSON_AddStringToObject(drift, "action", on_drift);
-            audit_append(audit_path, drift, &err);
-            error_free(&err);
-            if (strcmp(on_drift, "stop") == 0) {
-                if (cg.dir != NULL)
-                    cgroup_freeze(&cg, true);
-                else
-                    signal_cgroup(&cg, pidfd, SIGSTOP);
-                frozen = true;
-                audit_event(audit_path, "stopped", id, "reason", why);
-            } else if (strcmp(on_drift, "log") != 0) {
-                signal_cgroup(&cg, pidfd, SIGTERM);
-                ending = true;
-                kill_at = time_mono_ns() + (uint64_t)cfg->monitor.grace_s * 1000000000u;
-            }
-        }
-        decision_clear(&d);
-    }
-    audit_event(audit_path, "monitor_ended", id, NULL, NULL);
-    policy_free(policy);
-    free(cg.dir);
-    free(cg.rel);
-    close(pidfd);
+    cleanup_json cJSON *rec = audit_record_new("monitor_failed");
+    cJSON_AddStringToObject(rec, "container_id", t->id);
+    cJSON_AddNumberToObject(rec, "monitor_pid", monitor);
+    cJSON_AddStringToObject(rec, "reason", why);
+    cJSON_AddStringToObject(rec, "action", t->on_drift);
+    audit_append(t->audit_path, rec, &err);
+    if (strcmp(t->on_drift, "kill") == 0)
+        container_signal(t->cg, t->init, init_fd, SIGKILL);
+    else if (strcmp(t->on_drift, "stop") == 0)
+        container_freeze(t->cg, t->init, init_fd, true);
 }
 
-int container_monitor_spawn(const struct config *cfg, const char *audit_path, const char *id,
-                            const char *bundle, pid_t init, const cJSON *monitor,
-                            tether_error_t *err)
+static void __attribute__((noreturn))
+guard_main(const struct guard_target *t, pid_t monitor, int beat)
 {
-    const char *on_drift =
-        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(monitor, "on_drift"));
-    int64_t interval = 1000;
-    json_get_int(cJSON_GetObjectItemCaseSensitive(monitor, "interval_ms"), 1, 86400000, &interval);
-    if (on_drift == NULL || strcmp(on_drift, "restart") == 0)
-        on_drift = "kill"; /* restarting is the runtime's business; the safe part is the kill */
+    /* Nothing of the monitor's but the heartbeat pipe: its sockets, watches and files are
+     * not the guard's to hold open. */
+    if (beat != 3 && dup2(beat, 3) == 3)
+        beat = 3;
+    close_range((unsigned)beat + 1, ~0u, 0);
+    int mon_fd = (int)syscall(SYS_pidfd_open, monitor, 0);
+    if (mon_fd >= 0 && getppid() != monitor) {
+        close(mon_fd); /* it died before the pidfd was had, and the pid was taken again */
+        mon_fd = -1;
+    }
+    int init_fd = (int)syscall(SYS_pidfd_open, t->init, 0);
+    uint64_t allowance = GUARD_IDLE_MS, last = time_mono_ns();
+    cleanup_free char *why = NULL;
+    while (why == NULL) {
+        if (mon_fd < 0) {
+            why = xasprintf("the container's monitor (pid %d) died", (int)monitor);
+            break;
+        }
+        uint64_t now = time_mono_ns(), due = last + allowance * 1000000u;
+        if (now >= due) {
+            why = xasprintf("the container's monitor (pid %d) sent no heartbeat for %llu ms",
+                            (int)monitor, (unsigned long long)allowance);
+            break;
+        }
+        struct pollfd p[2] = {{.fd = beat, .events = POLLIN}, {.fd = mon_fd, .events = POLLIN}};
+        int n = poll(p, 2, (int)((due - now) / 1000000u) + 1);
+        if (n < 0 && errno != EINTR)
+            why = xasprintf("the guard cannot wait for the monitor: %s", strerror(errno));
+        if (n <= 0)
+            continue;
+        if (p[0].revents != 0) {
+            uint32_t msg[64];
+            ssize_t len = read(beat, msg, sizeof msg);
+            for (ssize_t i = 0; i < len / 4; i++)
+                if (msg[i] == 0)
+                    _exit(0); /* the monitor ends with its container */
+            if (len >= 4) {
+                allowance = msg[len / 4 - 1];
+                last = time_mono_ns();
+            } else if (len == 0) {
+                close(mon_fd); /* the last writer is gone: so is the monitor */
+                mon_fd = -1;
+            }
+        }
+        if (p[1].revents != 0) {
+            close(mon_fd);
+            mon_fd = -1;
+        }
+    }
+    /* A hung monitor must not wake and undo what the guard does. */
+    if (mon_fd >= 0)
+        syscall(SYS_pidfd_send_signal, mon_fd, SIGKILL, NULL, 0);
+    if (init_fd >= 0 && !ended(init_fd))
+        guard_act(t, init_fd, monitor, why);
+    cleanup_free char *status = status_path(monitor);
+    unlink(status);
+    _exit(0);
+}
 
+int guard_start(struct guard *g, const struct guard_target *t, tether_error_t *err)
+{
+    int fds[2];
+    if (pipe2(fds, O_CLOEXEC) < 0)
+        return error_set(err, errno, "guard: pipe");
+    pid_t monitor = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        int e = errno;
+        close(fds[0]);
+        close(fds[1]);
+        return error_set(err, e, "guard: fork");
+    }
+    if (pid == 0) {
+        close(fds[1]);
+        guard_main(t, monitor, fds[0]);
+    }
+    close(fds[0]);
+    /* A guard that does not read (stopped) never blocks the monitor. */
+    fcntl(fds[1], F_SETFL, O_NONBLOCK);
+    g->pid = pid;
+    g->beat_fd = fds[1];
+    g->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+    pid_file_write(t->pid_file, pid);
+    return 0;
+}
+
+void guard_beat(struct guard *g, uint32_t allowance_ms)
+{
+    if (g->beat_fd >= 0 && allowance_ms > 0)
+        (void)!write(g->beat_fd, &allowance_ms, sizeof allowance_ms);
+}
+
+static void guard_close(struct guard *g)
+{
+    if (g->pidfd >= 0)
+        close(g->pidfd);
+    if (g->beat_fd >= 0)
+        close(g->beat_fd);
+    g->pidfd = g->beat_fd = -1;
+    g->pid = 0;
+}
+
+char *guard_reap(struct guard *g)
+{
+    int status = 0;
+    pid_t pid = g->pid;
+    pid_t r = waitpid(pid, &status, WNOHANG);
+    guard_close(g);
+    if (r == pid && WIFSIGNALED(status))
+        return xasprintf("(pid %d) was ended by signal %d", (int)pid, WTERMSIG(status));
+    if (r == pid && WIFEXITED(status))
+        return xasprintf("(pid %d) exited with status %d", (int)pid, WEXITSTATUS(status));
+    return xasprintf("(pid %d) ended", (int)pid);
+}
+
+void guard_stop(struct guard *g)
+{
+    if (g->pid <= 0)
+        return;
+    uint32_t quit = 0;
+    (void)!write(g->beat_fd, &quit, sizeof quit);
+    struct pollfd p = {.fd = g->pidfd, .events = POLLIN};
+    if (g->pidfd < 0 || poll(&p, 1, 2000) <= 0)
+        kill(g->pid, SIGKILL); /* a stopped guard has nothing left to guard */
+    while (waitpid(g->pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    guard_close(g);
+}
+
+/* --- starting and stopping --- */
+
+int container_monitor_spawn(struct run *r, const char *id, const char *bundle, const cJSON *state,
+                            pid_t init, tether_error_t *err)
+{
     cleanup_free char *base = status_dir();
     cleanup_free char *pidfile = xasprintf("%s/%s/monitor.pid", base, id);
     int sync[2];
@@ -181,23 +281,28 @@ int container_monitor_spawn(const struct config *cfg, const char *audit_path, co
     }
     if (mid == 0) {
         /* Detach: a session of its own, and a second fork so that the runtime's hook
-         * process can end; standard streams away from the runtime's pipes. */
+         * process can end; standard streams away from the runtime's pipes.  The signals
+         * that ask the monitor to end are blocked before its pid is known, so that none
+         * ends it before it can answer. */
         close(sync[0]);
         setsid();
+        sigset_t mask;
+        sigemptyset(&mask);
+        sigaddset(&mask, SIGTERM);
+        sigaddset(&mask, SIGINT);
+        sigaddset(&mask, SIGHUP);
+        sigprocmask(SIG_BLOCK, &mask, NULL);
+        signal(SIGPIPE, SIG_IGN); /* a dead guard's pipe is an error, not the monitor's end */
+        signal(SIGCHLD, SIG_DFL); /* the runtime may have ignored it: evaluations are waited */
         pid_t d = fork();
         if (d != 0)
             _exit(d < 0 ? 1 : 0);
         int null = open("/dev/null", O_RDWR | O_CLOEXEC);
         dup2(null, 0), dup2(null, 1), dup2(null, 2);
-        FILE *f = fopen(pidfile, "we");
-        if (f != NULL) {
-            fprintf(f, "%d\n", (int)getpid());
-            fclose(f);
-        }
-        (void)!write(sync[1], "1", 1);
-        close(sync[1]);
-        watch(cfg, audit_path, id, bundle, init, on_drift, interval);
-        _exit(0);
+        pid_file_write(pidfile, getpid());
+        struct monitor_container c = {
+            .id = id, .bundle = bundle, .state = state, .init = init, .ready_fd = sync[1]};
+        _exit(monitor_container(r, &c));
     }
     close(sync[1]);
     while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)
@@ -210,15 +315,38 @@ int container_monitor_spawn(const struct config *cfg, const char *audit_path, co
     return 0;
 }
 
+/* The pid in a pid file, when that process is a tether (the pid may have been taken again
+ * since the file was written); else 0. */
+static pid_t tether_pid_in(const char *pidfile)
+{
+    cleanup_free char *text = NULL;
+    int64_t pid;
+    if (read_file(pidfile, 64, &text, NULL, NULL) < 0)
+        return 0;
+    text[strcspn(text, "\n")] = '\0';
+    if (parse_int64(text, 2, INT32_MAX, &pid) < 0)
+        return 0;
+    char self[4096], other[4096], link[64];
+    snprintf(link, sizeof link, "/proc/%d/exe", (int)pid);
+    ssize_t a = readlink("/proc/self/exe", self, sizeof self - 1);
+    ssize_t b = readlink(link, other, sizeof other - 1);
+    if (a <= 0 || a != b || memcmp(self, other, (size_t)a) != 0)
+        return 0;
+    return (pid_t)pid;
+}
+
 void container_monitor_stop(const char *id)
 {
     cleanup_free char *base = status_dir();
     cleanup_free char *pidfile = xasprintf("%s/%s/monitor.pid", base, id);
-    cleanup_free char *text = NULL;
-    int64_t pid;
-    if (read_file(pidfile, 64, &text, NULL, NULL) == 0) {
-        text[strcspn(text, "\n")] = '\0';
-        if (parse_int64(text, 2, INT32_MAX, &pid) == 0)
-            kill((pid_t)pid, SIGTERM);
-    }
+    pid_t pid = tether_pid_in(pidfile);
+    if (pid == 0)
+        return;
+    cleanup_close int fd = (int)syscall(SYS_pidfd_open, pid, 0);
+    if (fd < 0 || syscall(SYS_pidfd_send_signal, fd, SIGTERM, NULL, 0) < 0)
+        return;
+    /* Its end, and its guard's, before the state they write to goes. */
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    if (poll(&p, 1, 3000) <= 0)
+        log_warn("container %s: its monitor (pid %d) has not ended", id, (int)pid);
 }

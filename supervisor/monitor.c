@@ -6,7 +6,12 @@
  *
  * Drift is: a deny from the policy; the executable changing on disk; a watched path
  * changing; a policy or configuration that no longer loads; the engine unreachable for
- * longer than monitor.fail_grace_s.  The decision's monitor.on_drift says what follows. */
+ * longer than monitor.fail_grace_s.  The decision's monitor.on_drift says what follows.
+ *
+ * The workload is one that `tether run` started (m->c NULL), or a container a runtime
+ * started (m->c): then its tree is the container's cgroup, nothing is launched or restarted,
+ * the signalfd only asks the monitor to end, and a guard (container_monitor.c) is told of
+ * every turn of the loop. */
 #define _GNU_SOURCE
 #include "monitor.h"
 
@@ -17,6 +22,7 @@
 #include <linux/cn_proc.h>
 #include <linux/connector.h>
 #include <linux/netlink.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
@@ -31,6 +37,7 @@
 
 #include "../measure/measure.h"
 #include "audit.h"
+#include "container_monitor.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
@@ -50,7 +57,9 @@ enum {
     EV_BACKOFF,
     EV_SETTLE,
     EV_INOTIFY,
-    EV_CN
+    EV_CN,
+    EV_GUARD,
+    EV_PULSE
 };
 
 /* A changed policy or configuration is read once its writer is done: on close-after-write
@@ -72,7 +81,11 @@ struct watch {
 
 struct mon {
     struct run *r;
-    int ep, pidfd, tick, ttl, beat, grace, backoff, settle, ino, cn;
+    const struct monitor_container *c; /* a container's monitor, or NULL under run */
+    struct cgroup ccg;                 /* the container's own cgroup (dir NULL: none) */
+    struct guard guard;                /* the container monitor's guard */
+    struct guard_target guard_target;
+    int sigfd, ep, pidfd, tick, ttl, beat, grace, backoff, settle, ino, cn, pulse;
     bool policy_changed, config_changed; /* waiting for the settle timer */
     struct watch *watches;
     size_t n_watches;
@@ -124,12 +137,22 @@ static void ep_add(struct mon *m, int fd, int tag)
         epoll_ctl(m->ep, EPOLL_CTL_ADD, fd, &ev);
 }
 
+/* Whom a record is about: the workload's argv[0] and main process, or the container. */
+static void audit_subject(const struct mon *m, cJSON *rec)
+{
+    if (m->c != NULL) {
+        cJSON_AddStringToObject(rec, "container_id", m->c->id);
+        return;
+    }
+    cJSON_AddStringToObject(rec, "argv0", m->r->cmd[0]);
+    cJSON_AddNumberToObject(rec, "pid", m->r->sv.main);
+}
+
 static void audit_event(struct mon *m, const char *event, const char *key, const char *value)
 {
     cleanup_error tether_error_t err = NULL;
     cleanup_json cJSON *rec = audit_record_new(event);
-    cJSON_AddStringToObject(rec, "argv0", m->r->cmd[0]);
-    cJSON_AddNumberToObject(rec, "pid", m->r->sv.main);
+    audit_subject(m, rec);
     if (key != NULL)
         cJSON_AddStringToObject(rec, key, value);
     if (audit_append(m->r->audit_path, rec, &err) < 0)
@@ -152,6 +175,8 @@ static size_t tree_pids(struct mon *m, pid_t **out)
     const struct supervisor *sv = &m->r->sv;
     size_t n = 0;
     *out = NULL;
+    if (m->c != NULL)
+        return container_pids(&m->ccg, m->c->init, out);
     if (by_cgroup(m) && cgroup_pids(&m->r->cg, out, &n) == 0) {
         size_t k = 0;
         for (size_t i = 0; i < n; i++)
@@ -170,6 +195,10 @@ static size_t tree_pids(struct mon *m, pid_t **out)
 static void signal_tree(struct mon *m, int sig)
 {
     const struct supervisor *sv = &m->r->sv;
+    if (m->c != NULL) {
+        container_signal(&m->ccg, m->c->init, m->pidfd, sig);
+        return;
+    }
     if (sig == SIGKILL && by_cgroup(m)) {
         cleanup_free char *path = xasprintf("%s/cgroup.kill", m->r->cg.dir);
         int fd = open(path, O_WRONLY | O_CLOEXEC);
@@ -193,6 +222,8 @@ static void signal_tree(struct mon *m, int sig)
 
 static int freeze(struct mon *m, bool frozen)
 {
+    if (m->c != NULL)
+        return container_freeze(&m->ccg, m->c->init, m->pidfd, frozen);
     if (m->r->cg.dir != NULL)
         return cgroup_freeze(&m->r->cg, frozen);
     signal_tree(m, frozen ? SIGSTOP : SIGCONT);
@@ -208,8 +239,11 @@ static void status_update(struct mon *m, bool force)
         return;
     m->status_written_ns = now;
     static const char *const states[] = {"running", "stopped", "ending"};
-    status_write(m->r, states[m->state], m->have_decision ? (m->last_allow ? 1 : 0) : -1,
-                 m->restarts);
+    int allow = m->have_decision ? (m->last_allow ? 1 : 0) : -1;
+    if (m->c != NULL)
+        status_write_container(m->r, m->c->id, m->c->init, states[m->state], allow);
+    else
+        status_write(m->r, states[m->state], allow, m->restarts);
 }
 
 /* --- drift and its consequences --- */
@@ -221,8 +255,7 @@ static void drift(struct mon *m, const char *why)
     log_warn("drift: %s; action: %s", why, m->on_drift);
     cleanup_error tether_error_t err = NULL;
     cleanup_json cJSON *rec = audit_record_new("drift");
-    cJSON_AddStringToObject(rec, "argv0", m->r->cmd[0]);
-    cJSON_AddNumberToObject(rec, "pid", m->r->sv.main);
+    audit_subject(m, rec);
     cJSON_AddStringToObject(rec, "reason", why);
     cJSON_AddStringToObject(rec, "action", m->on_drift);
     if (audit_append(m->r->audit_path, rec, &err) < 0)
@@ -250,6 +283,29 @@ static void drift(struct mon *m, const char *why)
     status_update(m, true);
 }
 
+/* The input of the monitor phase, without processes: the workload measured at launch, or
+ * the container's bundle now. */
+static cJSON *measure_target(struct mon *m)
+{
+    if (m->c == NULL)
+        return run_measure_monitor(m->r);
+    cleanup_error tether_error_t err = NULL;
+    cJSON *container = NULL;
+    if (measure_container_collect(m->c->bundle, m->c->state, &m->r->cfg.container, &container,
+                                  &err) < 0)
+        log_warn("container %s: %s", m->c->id, err->msg); /* the policy sees null */
+    return measure_input_build("monitor", measure_host_collect(m->r->cfg.labels), NULL, container,
+                               NULL);
+}
+
+/* The guard's bound while the monitor is busy in something that may take the policy's
+ * whole bound (an evaluation, a policy's load). */
+static uint32_t busy_allowance(const struct mon *m)
+{
+    uint64_t bound = m->r->policy && m->r->policy->bound_ms ? m->r->policy->bound_ms : 10000;
+    return (uint32_t)(bound < 3600000 ? bound : 3600000) + GUARD_IDLE_MS;
+}
+
 /* One look at the workload: measure, decide, act. */
 static void evaluate(struct mon *m, const char *why)
 {
@@ -257,12 +313,13 @@ static void evaluate(struct mon *m, const char *why)
     if (m->state == ENDING)
         return;
     struct run *r = m->r;
-    cleanup_json cJSON *input = run_measure_monitor(r);
+    cleanup_json cJSON *input = measure_target(m);
     cJSON *procs = cJSON_CreateArray();
     cleanup_free pid_t *pids = NULL;
     size_t n = tree_pids(m, &pids);
     for (size_t i = 0; i < n; i++) {
         cJSON *p = NULL;
+        guard_beat(&m->guard, GUARD_IDLE_MS); /* hashing a large executable takes a while */
         if (measure_process_collect(pids[i], &p, NULL) == 0)
             cJSON_AddItemToArray(procs, p);
     }
@@ -270,7 +327,9 @@ static void evaluate(struct mon *m, const char *why)
 
     /* Apart from tether: a policy that hangs or crashes is a deny, and supervision goes on. */
     struct decision d = {.ttl_s = -1};
+    guard_beat(&m->guard, busy_allowance(m));
     policy_decide_isolated(r->policy, input, &d);
+    guard_beat(&m->guard, GUARD_IDLE_MS);
     uint64_t now = time_mono_ns();
     if (d.unreachable) {
         if (!m->unreachable) {
@@ -297,6 +356,8 @@ static void evaluate(struct mon *m, const char *why)
         cleanup_error tether_error_t err = NULL;
         cleanup_json cJSON *rec = audit_decision_record("monitor", r->policy, &d, input);
         cJSON_AddStringToObject(rec, "trigger", why);
+        if (m->c != NULL)
+            cJSON_AddStringToObject(rec, "container_id", m->c->id);
         if (audit_append(r->audit_path, rec, &err) < 0)
             log_warn("%s", err->msg);
     }
@@ -359,7 +420,10 @@ static void on_policy_change(struct mon *m)
     const char *file = r->policy_file ? r->policy_file : r->cfg.policy;
     cleanup_error tether_error_t err = NULL;
     struct policy *p = NULL;
-    if (engine_open(&r->cfg, r->policy_file, r->opa_url, &p, &err) < 0) {
+    guard_beat(&m->guard, busy_allowance(m)); /* a policy's top level runs as it loads */
+    int rc = engine_open(&r->cfg, r->policy_file, r->opa_url, &p, &err);
+    guard_beat(&m->guard, GUARD_IDLE_MS);
+    if (rc < 0) {
         cleanup_free char *why = xasprintf("the policy `%s` no longer loads: %s", file, err->msg);
         drift(m, why);
         return;
@@ -484,12 +548,16 @@ static int cn_open(void)
 static bool in_tree(struct mon *m, pid_t pid)
 {
     const struct supervisor *sv = &m->r->sv;
-    if (by_cgroup(m))
+    if (m->c != NULL && m->ccg.dir != NULL)
+        return cgroup_has(&m->ccg, pid);
+    if (m->c == NULL && by_cgroup(m))
         return cgroup_has(&m->r->cg, pid);
-    if (sv->pidns != 0)
+    if (m->c == NULL && sv->pidns != 0)
         return tree_pidns_within(pid, sv->pidns);
     /* Up the chain of parents, however long: pids only ever point to older processes. */
-    pid_t top = sv->life_fd >= 0 ? sv->child : getpid();
+    pid_t top = m->c != NULL ? m->c->init : sv->life_fd >= 0 ? sv->child : getpid();
+    if (pid == top && m->c != NULL)
+        return true; /* the container's init is one of its processes */
     while (pid > 1) {
         pid_t ppid = tree_ppid(pid);
         if (ppid == top)
@@ -548,6 +616,8 @@ static void arm_for_decision(struct mon *m)
     v = cJSON_GetObjectItemCaseSensitive(d->monitor, "interval_ms");
     if (cJSON_IsNumber(v))
         m->interval_ms = (int64_t)v->valuedouble;
+    if (m->c != NULL && strcmp(m->on_drift, "restart") == 0)
+        m->on_drift = "kill"; /* restarting is the runtime's business; the safe part is the kill */
     timer_set(m->tick, (uint64_t)m->interval_ms, true);
     timer_set(m->ttl, d->ttl_s > 0 ? (uint64_t)d->ttl_s * 1000 : 0, true);
 }
@@ -686,6 +756,231 @@ static int relaunch(struct mon *m, bool *done)
     return 0;
 }
 
+/* --- a container's end, and its guard --- */
+
+static bool container_ended(const struct mon *m)
+{
+    struct pollfd p = {.fd = m->pidfd, .events = POLLIN};
+    return m->pidfd < 0 || poll(&p, 1, 0) > 0;
+}
+
+/* The container's init ended, and with it the container: what is left of a tree being
+ * killed does not get the rest of the grace period. */
+static void on_container_end(struct mon *m)
+{
+    timer_set(m->grace, 0, false);
+    if (m->state == ENDING)
+        signal_tree(m, SIGKILL);
+}
+
+/* SIGTERM and the like ask the monitor to end (poststop does): it does once the container
+ * has, since a container never runs unwatched; before that, the request is drift. */
+static bool on_stop_request(struct mon *m)
+{
+    struct signalfd_siginfo si;
+    unsigned sig = 0;
+    while (read(m->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+        sig = si.ssi_signo;
+    if (sig == 0)
+        return false;
+    if (container_ended(m)) {
+        on_container_end(m);
+        return true;
+    }
+    cleanup_free char *why = xasprintf("the monitor was asked to end (%s) while its container runs",
+                                       strsignal((int)sig));
+    drift(m, why);
+    return false;
+}
+
+/* The guard ended: a new one takes its place, and without one the container is drift. */
+static void on_guard_end(struct mon *m)
+{
+    epoll_ctl(m->ep, EPOLL_CTL_DEL, m->guard.pidfd, NULL);
+    cleanup_free char *how = guard_reap(&m->guard);
+    cleanup_free char *why = xasprintf("the guard %s", how);
+    log_warn("container %s: %s; starting another", m->c->id, why);
+    audit_event(m, "guard_failed", "reason", why);
+    cleanup_error tether_error_t err = NULL;
+    if (guard_start(&m->guard, &m->guard_target, &err) < 0) {
+        cleanup_free char *no = xasprintf("the monitor has no guard: %s", err->msg);
+        drift(m, no);
+        return;
+    }
+    ep_add(m, m->guard.pidfd, EV_GUARD);
+}
+
+/* --- the loop --- */
+
+static void mon_open(struct mon *m, struct run *r, int sigfd)
+{
+    *m = (struct mon){.r = r,
+                      .sigfd = sigfd,
+                      .pidfd = -1,
+                      .cn = -1,
+                      .guard = {.pidfd = -1, .beat_fd = -1},
+                      .last_allow = true,
+                      .last_decision_ns = time_mono_ns()};
+    m->ccg.procs_fd = -1;
+    m->ep = epoll_create1(EPOLL_CLOEXEC);
+    m->tick = timer_new();
+    m->ttl = timer_new();
+    m->beat = timer_new();
+    m->grace = timer_new();
+    m->backoff = timer_new();
+    m->settle = timer_new();
+    m->pulse = timer_new();
+    m->ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
+    m->cn = cn_open();
+    if (m->cn < 0)
+        log_debug("no process connector (%s): exec events are seen on the timer only",
+                  strerror(errno));
+    /* Drained in a loop below: a blocking read there would wait for the next signal with
+     * every timer stopped behind it. */
+    fcntl(sigfd, F_SETFL, fcntl(sigfd, F_GETFL) | O_NONBLOCK);
+    ep_add(m, sigfd, EV_SIGNAL);
+    ep_add(m, m->tick, EV_TICK);
+    ep_add(m, m->ttl, EV_TTL);
+    ep_add(m, m->beat, EV_BEAT);
+    ep_add(m, m->grace, EV_GRACE);
+    ep_add(m, m->backoff, EV_BACKOFF);
+    ep_add(m, m->settle, EV_SETTLE);
+    ep_add(m, m->pulse, EV_PULSE);
+    ep_add(m, m->ino, EV_INOTIFY);
+    ep_add(m, m->cn, EV_CN);
+}
+
+static void mon_close(struct mon *m)
+{
+    status_remove();
+    for (size_t i = 0; i < m->n_watches; i++) {
+        free(m->watches[i].dir);
+        free(m->watches[i].name);
+    }
+    free(m->watches);
+    int fds[] = {m->ep,      m->pidfd,  m->tick,  m->ttl, m->beat, m->grace,
+                 m->backoff, m->settle, m->pulse, m->ino, m->cn};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (fds[i] >= 0)
+            close(fds[i]);
+}
+
+static void heartbeat(struct mon *m)
+{
+    cleanup_error tether_error_t err = NULL;
+    cleanup_json cJSON *rec = audit_record_new("heartbeat");
+    audit_subject(m, rec);
+    cJSON_AddBoolToObject(rec, "allow", m->last_allow);
+    cJSON_AddNumberToObject(rec, "decision_age_ms",
+                            (double)((time_mono_ns() - m->last_decision_ns) / 1000000));
+    if (audit_append(m->r->audit_path, rec, &err) < 0)
+        log_warn("%s", err->msg);
+}
+
+/* Until the workload ends (or, under run, has ended the last time): tether's exit status. */
+static int mon_loop(struct mon *m)
+{
+    struct run *r = m->r;
+    int rc = 125;
+    for (bool done = false; !done;) {
+        struct epoll_event evs[8];
+        int n = epoll_wait(m->ep, evs, 8, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            log_error("epoll: %s", strerror(errno));
+            break;
+        }
+        for (int i = 0; i < n && !done; i++) {
+            switch (evs[i].data.u32) {
+            case EV_SIGNAL: {
+                if (m->c != NULL) {
+                    if ((done = on_stop_request(m)))
+                        rc = 0;
+                    break;
+                }
+                struct signalfd_siginfo si;
+                int code;
+                while (read(m->sigfd, &si, sizeof si) == (ssize_t)sizeof si)
+                    if (supervise_on_signal(&r->sv, &si, &code)) {
+                        rc = on_exit_of_workload(m, code, &done);
+                        break;
+                    }
+                break;
+            }
+            case EV_PIDFD:
+                /* The workload ended; SIGCHLD brings the status.  Stop listening.  A
+                 * container's init has no status for us: its end is the container's. */
+                epoll_ctl(m->ep, EPOLL_CTL_DEL, m->pidfd, NULL);
+                if (m->c != NULL) {
+                    on_container_end(m);
+                    rc = 0;
+                    done = true;
+                }
+                break;
+            case EV_MAIN:
+                /* The main process is gone while tether ends the tree: what is left does not
+                 * get the rest of the grace period. */
+                epoll_ctl(m->ep, EPOLL_CTL_DEL, r->sv.main_pidfd, NULL);
+                if (m->state == ENDING && !m->sigkill_sent) {
+                    m->sigkill_sent = true;
+                    signal_tree(m, SIGKILL);
+                }
+                break;
+            case EV_NOTE:
+                on_note(m);
+                break;
+            case EV_TICK:
+                drain(m->tick);
+                evaluate(m, "interval");
+                break;
+            case EV_TTL:
+                drain(m->ttl);
+                audit_event(m, "ttl_expired", NULL, NULL);
+                evaluate(m, "ttl expired");
+                break;
+            case EV_BEAT:
+                drain(m->beat);
+                heartbeat(m);
+                break;
+            case EV_GRACE:
+                drain(m->grace);
+                if (!m->sigkill_sent) {
+                    m->sigkill_sent = true;
+                    audit_event(m, "killed", "signal", "SIGKILL");
+                    signal_tree(m, SIGKILL);
+                }
+                break;
+            case EV_BACKOFF:
+                drain(m->backoff);
+                rc = relaunch(m, &done);
+                break;
+            case EV_SETTLE:
+                drain(m->settle);
+                on_settled(m);
+                break;
+            case EV_INOTIFY:
+                on_inotify(m);
+                break;
+            case EV_CN:
+                on_cn(m);
+                break;
+            case EV_GUARD:
+                on_guard_end(m);
+                break;
+            case EV_PULSE:
+                drain(m->pulse);
+                break;
+            }
+        }
+        if (!done && m->evaluate_pending)
+            evaluate(m, "exec in the workload's tree");
+        /* Every turn of the loop, and at least every GUARD_PULSE_MS. */
+        guard_beat(&m->guard, GUARD_IDLE_MS);
+    }
+    return rc;
+}
+
 int monitor_run(struct run *r, bool *started)
 {
     *started = false;
@@ -697,32 +992,8 @@ int monitor_run(struct run *r, bool *started)
         return EXIT_FAILED;
     }
     /* The launch decision, just made, allowed: that is the state until the first look. */
-    struct mon m = {
-        .r = r, .pidfd = -1, .cn = -1, .last_allow = true, .last_decision_ns = time_mono_ns()};
-    m.ep = epoll_create1(EPOLL_CLOEXEC);
-    m.tick = timer_new();
-    m.ttl = timer_new();
-    m.beat = timer_new();
-    m.grace = timer_new();
-    m.backoff = timer_new();
-    m.settle = timer_new();
-    m.ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
-    m.cn = cn_open();
-    if (m.cn < 0)
-        log_debug("no process connector (%s): exec events are seen on the timer only",
-                  strerror(errno));
-    /* Drained in a loop below: a blocking read there would wait for the next signal with
-     * every timer stopped behind it. */
-    fcntl(r->sv.sigfd, F_SETFL, fcntl(r->sv.sigfd, F_GETFL) | O_NONBLOCK);
-    ep_add(&m, r->sv.sigfd, EV_SIGNAL);
-    ep_add(&m, m.tick, EV_TICK);
-    ep_add(&m, m.ttl, EV_TTL);
-    ep_add(&m, m.beat, EV_BEAT);
-    ep_add(&m, m.grace, EV_GRACE);
-    ep_add(&m, m.backoff, EV_BACKOFF);
-    ep_add(&m, m.settle, EV_SETTLE);
-    ep_add(&m, m.ino, EV_INOTIFY);
-    ep_add(&m, m.cn, EV_CN);
+    struct mon m;
+    mon_open(&m, r, r->sv.sigfd);
     /* Watches first, then the workload: nothing it does can fall before them. */
     arm_for_decision(&m);
     start_watches(&m);
@@ -738,105 +1009,66 @@ int monitor_run(struct run *r, bool *started)
     /* The launch decision was just made: the first monitor-phase decision comes with the
      * first event or timer. */
     status_update(&m, true);
-
-    rc = 125;
-    for (bool done = false; !done;) {
-        struct epoll_event evs[8];
-        int n = epoll_wait(m.ep, evs, 8, -1);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            log_error("epoll: %s", strerror(errno));
-            break;
-        }
-        for (int i = 0; i < n && !done; i++) {
-            switch (evs[i].data.u32) {
-            case EV_SIGNAL: {
-                struct signalfd_siginfo si;
-                int code;
-                while (read(r->sv.sigfd, &si, sizeof si) == (ssize_t)sizeof si)
-                    if (supervise_on_signal(&r->sv, &si, &code)) {
-                        rc = on_exit_of_workload(&m, code, &done);
-                        break;
-                    }
-                break;
-            }
-            case EV_PIDFD:
-                /* The workload ended; SIGCHLD brings the status.  Stop listening. */
-                epoll_ctl(m.ep, EPOLL_CTL_DEL, m.pidfd, NULL);
-                break;
-            case EV_MAIN:
-                /* The main process is gone while tether ends the tree: what is left does not
-                 * get the rest of the grace period. */
-                epoll_ctl(m.ep, EPOLL_CTL_DEL, r->sv.main_pidfd, NULL);
-                if (m.state == ENDING && !m.sigkill_sent) {
-                    m.sigkill_sent = true;
-                    signal_tree(&m, SIGKILL);
-                }
-                break;
-            case EV_NOTE:
-                on_note(&m);
-                break;
-            case EV_TICK:
-                drain(m.tick);
-                evaluate(&m, "interval");
-                break;
-            case EV_TTL:
-                drain(m.ttl);
-                audit_event(&m, "ttl_expired", NULL, NULL);
-                evaluate(&m, "ttl expired");
-                break;
-            case EV_BEAT: {
-                drain(m.beat);
-                cleanup_error tether_error_t err = NULL;
-                cleanup_json cJSON *rec = audit_record_new("heartbeat");
-                cJSON_AddStringToObject(rec, "argv0", r->cmd[0]);
-                cJSON_AddNumberToObject(rec, "pid", r->sv.main);
-                cJSON_AddBoolToObject(rec, "allow", m.last_allow);
-                cJSON_AddNumberToObject(rec, "decision_age_ms",
-                                        (double)((time_mono_ns() - m.last_decision_ns) / 1000000));
-                if (audit_append(r->audit_path, rec, &err) < 0)
-                    log_warn("%s", err->msg);
-                break;
-            }
-            case EV_GRACE:
-                drain(m.grace);
-                if (!m.sigkill_sent) {
-                    m.sigkill_sent = true;
-                    audit_event(&m, "killed", "signal", "SIGKILL");
-                    signal_tree(&m, SIGKILL);
-                }
-                break;
-            case EV_BACKOFF:
-                drain(m.backoff);
-                rc = relaunch(&m, &done);
-                break;
-            case EV_SETTLE:
-                drain(m.settle);
-                on_settled(&m);
-                break;
-            case EV_INOTIFY:
-                on_inotify(&m);
-                break;
-            case EV_CN:
-                on_cn(&m);
-                break;
-            }
-        }
-        if (!done && m.evaluate_pending)
-            evaluate(&m, "exec in the workload's tree");
-    }
-
+    rc = mon_loop(&m);
 out:
-    status_remove();
-    for (size_t i = 0; i < m.n_watches; i++) {
-        free(m.watches[i].dir);
-        free(m.watches[i].name);
+    mon_close(&m);
+    return rc;
+}
+
+int monitor_container(struct run *r, const struct monitor_container *c)
+{
+    sigset_t mask;
+    sigemptyset(&mask);
+    sigaddset(&mask, SIGTERM);
+    sigaddset(&mask, SIGINT);
+    sigaddset(&mask, SIGHUP);
+    int sigfd = signalfd(-1, &mask, SFD_CLOEXEC);
+    if (sigfd < 0) {
+        log_error("container %s: signalfd: %s", c->id, strerror(errno));
+        return EXIT_FAILED;
     }
-    free(m.watches);
-    int fds[] = {m.ep, m.pidfd, m.tick, m.ttl, m.beat, m.grace, m.backoff, m.settle, m.ino, m.cn};
-    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
-        if (fds[i] >= 0)
-            close(fds[i]);
+    struct mon m;
+    mon_open(&m, r, sigfd);
+    m.c = c;
+    cleanup_free char *base = status_dir();
+    cleanup_error tether_error_t err = NULL;
+    int rc = EXIT_FAILED;
+    m.pidfd = (int)syscall(SYS_pidfd_open, c->init, 0);
+    if (m.pidfd < 0) {
+        log_error("container %s: its init %d: %s", c->id, (int)c->init, strerror(errno));
+        goto out;
+    }
+    ep_add(&m, m.pidfd, EV_PIDFD);
+    container_cgroup(c->init, &m.ccg);
+    arm_for_decision(&m);
+    start_watches(&m);
+    catch_up(&m);
+
+    m.guard_target = (struct guard_target){.audit_path = r->audit_path,
+                                           .id = c->id,
+                                           .init = c->init,
+                                           .cg = &m.ccg,
+                                           .on_drift = m.on_drift,
+                                           .pid_file = xasprintf("%s/%s/guard.pid", base, c->id)};
+    if (guard_start(&m.guard, &m.guard_target, &err) < 0) {
+        log_error("container %s: %s", c->id, err->msg);
+        goto out;
+    }
+    ep_add(&m, m.guard.pidfd, EV_GUARD);
+    timer_set(m.pulse, GUARD_PULSE_MS, true);
+    if (r->cfg.monitor.heartbeat_s > 0)
+        timer_set(m.beat, (uint64_t)r->cfg.monitor.heartbeat_s * 1000, true);
+    audit_event(&m, "monitor_started", "on_drift", m.on_drift);
+    status_update(&m, true);
+    (void)!write(c->ready_fd, "1", 1);
+    rc = mon_loop(&m);
+    audit_event(&m, "monitor_ended", NULL, NULL);
+out:
+    guard_stop(&m.guard);
+    free(m.guard_target.pid_file);
+    free(m.ccg.dir);
+    free(m.ccg.rel);
+    mon_close(&m);
+    close(sigfd);
     return rc;
 }

@@ -192,7 +192,15 @@ void status_sweep(void)
         closedir(d);
 }
 
-void status_write(const struct run *r, const char *state, int allow, int restarts)
+char *status_path(pid_t tether_pid)
+{
+    cleanup_free char *dir = status_dir();
+    return xasprintf("%s/%d.json", dir, (int)tether_pid);
+}
+
+/* Fills in what every status file has, and writes it (atomically) in the checked
+ * directory. */
+static void status_commit(cJSON *s, const struct run *r, pid_t pid, const char *state, int allow)
 {
     if (!prepared && status_prepare(NULL) < 0)
         return;
@@ -202,23 +210,16 @@ void status_write(const struct run *r, const char *state, int allow, int restart
         status_name = xasprintf("%d.json", (int)getpid());
         started_at = time(NULL);
     }
-    cleanup_json cJSON *s = cJSON_CreateObject();
     cJSON_AddNumberToObject(s, "tether_pid", getpid());
     cJSON_AddNumberToObject(s, "tether_start", (double)start_time(getpid()));
-    cJSON_AddNumberToObject(s, "pid", r->sv.main);
-    cJSON_AddItemToObject(s, "cgroup", json_string_or_null(r->cg.dir));
+    cJSON_AddNumberToObject(s, "pid", pid);
     cJSON_AddItemToObject(s, "audit", json_string_or_null(r->audit_path));
-    cJSON *argv = cJSON_AddArrayToObject(s, "argv");
-    for (char **a = r->cmd; *a; a++)
-        cJSON_AddItemToArray(argv, cJSON_CreateString(*a));
     cJSON_AddStringToObject(s, "state", state);
     cJSON_AddItemToObject(s, "allow", allow < 0 ? cJSON_CreateNull() : cJSON_CreateBool(allow));
     cJSON_AddNumberToObject(s, "decided_at", (double)time(NULL));
     cJSON_AddNumberToObject(s, "started_at", (double)started_at);
-    cJSON_AddNumberToObject(s, "restarts", restarts);
     cJSON_AddStringToObject(s, "engine", r->policy ? r->policy->ops->engine : "none");
     cJSON_AddItemToObject(s, "policy", json_string_or_null(r->policy ? r->policy->source : NULL));
-    cJSON_AddBoolToObject(s, "monitored", r->monitored);
     cleanup_free char *text = json_print(s);
     cleanup_free char *tmp = xasprintf("%s.tmp", status_name);
     int fd = openat(status_fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
@@ -228,6 +229,31 @@ void status_write(const struct run *r, const char *state, int allow, int restart
     close(fd);
     if (!ok || renameat(status_fd, tmp, status_fd, status_name) < 0)
         unlinkat(status_fd, tmp, 0);
+}
+
+void status_write(const struct run *r, const char *state, int allow, int restarts)
+{
+    cleanup_json cJSON *s = cJSON_CreateObject();
+    cJSON *argv = cJSON_AddArrayToObject(s, "argv");
+    for (char **a = r->cmd; *a; a++)
+        cJSON_AddItemToArray(argv, cJSON_CreateString(*a));
+    cJSON_AddItemToObject(s, "cgroup", json_string_or_null(r->cg.dir));
+    cJSON_AddNumberToObject(s, "restarts", restarts);
+    cJSON_AddBoolToObject(s, "monitored", r->monitored);
+    status_commit(s, r, r->sv.main, state, allow);
+}
+
+void status_write_container(const struct run *r, const char *id, pid_t init, const char *state,
+                            int allow)
+{
+    cleanup_json cJSON *s = cJSON_CreateObject();
+    cJSON *argv = cJSON_AddArrayToObject(s, "argv");
+    cJSON_AddItemToArray(argv, cJSON_CreateString("container"));
+    cJSON_AddItemToArray(argv, cJSON_CreateString(id));
+    cJSON_AddStringToObject(s, "container_id", id);
+    cJSON_AddNumberToObject(s, "restarts", 0);
+    cJSON_AddBoolToObject(s, "monitored", true);
+    status_commit(s, r, init, state, allow);
 }
 
 void status_remove(void)
@@ -242,7 +268,8 @@ static const char usage[] =
     "Usage: tether status [--json]\n"
     "List the workloads that tether supervises on this node: tether's pid, the workload's,\n"
     "its state (running, stopped, ending), the last decision and how long ago it was made,\n"
-    "restarts, and the command.  Root sees /run/tether; another user sees the runs it\n"
+    "restarts, and the command (\"container ID\" for a container's monitor, whose pid\n"
+    "is the container's init).  Root sees /run/tether; another user sees the runs it\n"
     "started itself ($XDG_RUNTIME_DIR/tether, else $TMPDIR/tether-EUID).  A directory that\n"
     "another user made, or that is not mode 0700, is refused (exit 125).\n"
     "\n"

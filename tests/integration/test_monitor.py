@@ -263,7 +263,9 @@ def status_lists_supervised_workloads(ws):
         time.sleep(0.3)
         mine = lambda: [s for s in json.loads(ws.tether("status", "--json", check_rc=0).stdout)
                         if s["tether_pid"] == proc.pid]
-        s = wait_for(mine, what="the status entry")[0]
+        # The entry is written at the start, and again with the first monitor-phase decision.
+        s = wait_for(lambda: [s for s in mine() if s["allow"] is not None],
+                     what="the status entry with a decision")[0]
         eq((s["state"], s["allow"], s["monitored"], s["argv"][0]),
            ("running", True, True, PROBE), "status")
         table = ws.tether("status", check_rc=0).stdout

@@ -3,9 +3,17 @@ bundle, and every malformed input is a deny with a reason."""
 import json
 import os
 import shutil
+import signal
 import subprocess
+import time
 
-from harness import PROBE, TETHER, Skip, case, eq, main, one_line
+from harness import PROBE, TETHER, Skip, case, eq, main, one_line, wait_for
+
+
+def cid(name):
+    """A container id of this test's own: runc's state and /run/tether/ID are shared by
+    every test (and checkout) on the machine."""
+    return "%s-%d" % (name, os.getpid())
 
 
 def runc():
@@ -81,28 +89,28 @@ def allowed_container_runs(ws):
              'return {allow = c ~= nil and c.process.args[1] == "/probe" and '
              'c.image.name == "localhost/probe:1" and c.claimed.name == "probe:1", '
              'reasons = {"container ok"}}',
-         container={"podman_storage": storage(ws, [record("tether-ok", "localhost/probe:1")])})
+         container={"podman_storage": storage(ws, [record(cid("tether-ok"), "localhost/probe:1")])})
     b = bundle(ws, ["/probe", "try", "getpid"])
-    p = run_container(ws, b, "tether-ok")
+    p = run_container(ws, b, cid("tether-ok"))
     eq(p.returncode, 0, "runc: " + p.stderr)
     eq(json.loads(p.stdout), {"try": {"getpid": 0}}, "the container's output arrived")
     recs = ws.audit_records()
     gate = [r for r in recs if r["event"] == "decision"][0]
     eq((gate["phase"], gate["stage"], gate["container_id"], gate["allow"]),
-       ("hook", "createRuntime", "tether-ok", True), "gate record")
+       ("hook", "createRuntime", cid("tether-ok"), True), "gate record")
     assert "poststop" in [r["event"] for r in recs], "poststop recorded"
-    assert not os.path.exists("/run/tether/tether-ok"), "poststop removed the state"
+    assert not os.path.exists("/run/tether/" + cid("tether-ok")), "poststop removed the state"
 
 
 @case
 def denied_container_never_runs(ws):
     node(ws, 'return {allow = false, reasons = {"image not approved here"}}')
     b = bundle(ws, ["/probe", "mark", "/ran"])
-    p = run_container(ws, b, "tether-no")
+    p = run_container(ws, b, cid("tether-no"))
     assert p.returncode != 0, "runc started a denied container"
     assert "image not approved here" in p.stderr, "runc's error carries tether's reason: " + p.stderr
     assert not os.path.exists(os.path.join(b, "rootfs", "ran")), "the workload ran"
-    subprocess.run([runc(), "delete", "--force", "tether-no"], capture_output=True)
+    subprocess.run([runc(), "delete", "--force", cid("tether-no")], capture_output=True)
 
 
 def hook(ws, stage, state, rc):
@@ -116,8 +124,9 @@ def hook(ws, stage, state, rc):
 def malformed_inputs_are_denies(ws):
     node(ws, 'return {allow = true}')
     good = bundle(ws, ["/probe"], hooks=False)
-    state = lambda **kw: json.dumps(dict({"ociVersion": "1.0.2", "id": "c1", "status": "creating",
-                                          "pid": os.getpid(), "bundle": good}, **kw))
+    state = lambda **kw: json.dumps(dict({"ociVersion": "1.0.2", "id": cid("c1"),
+                                          "status": "creating", "pid": os.getpid(),
+                                          "bundle": good}, **kw))
     for text, needle in (("{not json", "invalid JSON"), ("[]", "not a JSON object"),
                          (state(id=""), "`id`"), (state(bundle="relative"), "absolute"),
                          (state(pid="x"), "`pid`"), ("x" * (2 << 20), "larger than")):
@@ -140,12 +149,12 @@ def malformed_inputs_are_denies(ws):
 def poststop_removes_the_state(ws):
     node(ws, 'return {allow = true}')
     b = bundle(ws, ["/probe"], hooks=False)
-    st = json.dumps({"ociVersion": "1.0.2", "id": "tether-st", "status": "creating",
+    st = json.dumps({"ociVersion": "1.0.2", "id": cid("tether-st"), "status": "creating",
                      "pid": os.getpid(), "bundle": b})
     hook(ws, "createRuntime", st, 0)
-    assert os.path.isfile("/run/tether/tether-st/decision.json"), "state written at the gate"
+    assert os.path.isfile("/run/tether/%s/decision.json" % cid("tether-st")), "state written"
     hook(ws, "poststop", st, 0)
-    assert not os.path.exists("/run/tether/tether-st"), "poststop removed it"
+    assert not os.path.exists("/run/tether/" + cid("tether-st")), "poststop removed it"
 
 
 @case
@@ -161,8 +170,8 @@ def container_measurement(ws):
                     'return {allow = c.process.env_names[1] == "API_TOKEN" and c.process.env_names[2] == "PATH" and c.process.env_truncated == false and c.seccomp == %s '
                     'and c.root == "%s/rootfs", reasons = {c.config_sha256}}'
                     % ("true" if "seccomp" in cfg.get("linux", {}) else "false", b), "wrap.lua")
-    p = ws.tether("run", "--policy", pol, "--bundle", b, "--", runc(), "run", "-b", b, "tether-wrap",
-                  timeout=60)
+    p = ws.tether("run", "--policy", pol, "--bundle", b, "--", runc(), "run", "-b", b,
+                  cid("tether-wrap"), timeout=60)
     eq(p.returncode, 0, "wrapper: " + p.stderr)
     rec = ws.audit_records()[0]
     import hashlib
@@ -185,10 +194,10 @@ def forbidden_binary_in_a_container_is_killed_by_its_monitor(ws):
              'return {allow = true, monitor = {interval_ms = 100, on_drift = "kill"}}')
     b = bundle(ws, ["/probe", "sleep", "0.5", "exec", "/forbidden", "sleep", "30"])
     shutil.copy(PROBE, os.path.join(b, "rootfs", "forbidden"))
-    p = run_container(ws, b, "tether-mon")
+    p = run_container(ws, b, cid("tether-mon"))
     assert p.returncode in (143, 137), "runc: %d %s" % (p.returncode, p.stderr)
     ev = [(r["event"], r.get("container_id")) for r in ws.audit_records()]
-    assert ("drift", "tether-mon") in ev, ev
+    assert ("drift", cid("tether-mon")) in ev, ev
     drift = [r for r in ws.audit_records() if r["event"] == "drift"][0]
     eq((drift["reason"], drift["action"]), ("forbidden binary in the container", "kill"), "drift")
     import time
@@ -196,8 +205,8 @@ def forbidden_binary_in_a_container_is_killed_by_its_monitor(ws):
     while time.monotonic() < deadline and "monitor_ended" not in [e for e, _ in ev]:
         time.sleep(0.05)
         ev = [(r["event"], r.get("container_id")) for r in ws.audit_records()]
-    assert ("monitor_ended", "tether-mon") in ev, "the monitor ended with its container"
-    assert not os.path.exists("/run/tether/tether-mon"), "poststop removed the state"
+    assert ("monitor_ended", cid("tether-mon")) in ev, "the monitor ended with its container"
+    assert not os.path.exists("/run/tether/" + cid("tether-mon")), "poststop removed the state"
 
 
 ALLOW_ONE_IMAGE = ('local img = input.container and input.container.image\n'
@@ -304,16 +313,332 @@ def wrapper_with_the_default_policy(ws):
     to its config.json; at a hook it says it does not judge containers."""
     ws.write("tether.json", json.dumps({"audit": {"path": ws.audit}}))
     b = bundle(ws, ["/probe", "try", "getpid"], hooks=False)
-    p = ws.tether("run", "--bundle", b, "--", runc(), "run", "-b", b, "tether-def", timeout=60)
+    p = ws.tether("run", "--bundle", b, "--", runc(), "run", "-b", b, cid("tether-def"), timeout=60)
     eq((p.returncode, json.loads(p.stdout)), (0, {"try": {"getpid": 0}}), "ran: " + p.stderr)
     pol = ws.decision_policy({"allow": True, "confine": {"seccomp": "default"}}, "confining.lua")
-    p = ws.tether("run", "--policy", pol, "--bundle", b, "--", runc(), "run", "-b", b, "tether-c",
+    p = ws.tether("run", "--policy", pol, "--bundle", b, "--", runc(), "run", "-b", b, cid("tether-c"),
                   check_rc=125)
     assert "config.json instead" in one_line(p.stderr)
-    st = json.dumps({"ociVersion": "1.0.2", "id": "tether-dh", "status": "creating",
+    st = json.dumps({"ociVersion": "1.0.2", "id": cid("tether-dh"), "status": "creating",
                      "pid": os.getpid(), "bundle": b})
     p = hook(ws, "createRuntime", st, 77)
     assert "does not judge containers" in one_line(p.stderr)
+
+
+# --- the container monitor and its guard, on a stand-in container ---
+#
+# A process of the test's own, in a cgroup of the test's own, stands in for a container's
+# init; `tether hook createRuntime` is given the state a runtime would give.  Each case has
+# its own container id (so its own /run/tether/ID), cgroup and audit file.
+
+def cgroup2_mount():
+    for line in open("/proc/self/mountinfo"):
+        left, right = line.split(" - ", 1)
+        if right.startswith("cgroup2 "):
+            return left.split()[4]
+    raise Skip("no cgroup2 hierarchy")
+
+
+class StandIn:
+    """A stand-in container: an init in a cgroup of its own, and its bundle and state."""
+
+    def __init__(self, ws, name, args=(PROBE, "sleep", "60")):
+        if os.geteuid() != 0:
+            raise Skip("a cgroup for the stand-in container needs root here")
+        self.ws = ws
+        self.id = "tether-%s-%d" % (name, os.getpid())
+        own = [l[3:] for l in open("/proc/self/cgroup").read().splitlines() if l.startswith("0::")]
+        if not own:
+            raise Skip("this process is in no cgroup2 group")
+        self.cg = os.path.join(cgroup2_mount() + own[0].rstrip("/"), self.id)
+        os.mkdir(self.cg)
+        self.bundle = ws.path("bundle-" + name)
+        os.makedirs(os.path.join(self.bundle, "rootfs"))
+        json.dump({"ociVersion": "1.0.2", "root": {"path": "rootfs"},
+                   "process": {"args": ["/probe"], "cwd": "/", "user": {"uid": 0, "gid": 0}}},
+                  open(os.path.join(self.bundle, "config.json"), "w"))
+        self.procs = []
+        self.init = self.start(*args)
+        self.statedir = "/run/tether/" + self.id
+
+    def start(self, *args):
+        """A process of the container (it writes itself into the cgroup before exec)."""
+        procs = os.path.join(self.cg, "cgroup.procs")
+
+        def enter():
+            with open(procs, "w") as f:
+                f.write("0")
+        p = subprocess.Popen(list(args), preexec_fn=enter, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        self.procs.append(p)
+        return p
+
+    def state(self):
+        return json.dumps({"ociVersion": "1.0.2", "id": self.id, "status": "creating",
+                           "pid": self.init.pid, "bundle": self.bundle})
+
+    def members(self):
+        try:
+            return [int(x) for x in open(os.path.join(self.cg, "cgroup.procs")).read().split()]
+        except FileNotFoundError:
+            return []
+
+    def pid_of(self, what):
+        return int(open(os.path.join(self.statedir, what + ".pid")).read())
+
+    def close(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        hook(self.ws, "poststop", self.state(), 0)
+        try:
+            open(os.path.join(self.cg, "cgroup.kill"), "w").write("1")
+        except OSError:
+            pass
+        wait_for(lambda: not self.members(), what="the cgroup to empty")
+        os.rmdir(self.cg)
+
+
+def alive(pid):
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in "ZX"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def records(ws, event, cid):
+    return [r for r in ws.audit_records() if r["event"] == event and r.get("container_id") == cid]
+
+
+def watched(ws, policy_body, name, **monitor):
+    """A node whose policy is policy_body, a stand-in container, and its monitor started."""
+    ws.write("tether.json", json.dumps({"audit": {"path": ws.audit}, "policy": ws.policy(policy_body),
+                                        "monitor": dict({"grace_s": 1}, **monitor)}))
+    c = StandIn(ws, name)
+    try:
+        hook(ws, "createRuntime", c.state(), 0)
+        assert records(ws, "monitor_started", c.id), "the monitor started"
+    except BaseException:
+        c.close()
+        raise
+    return c
+
+
+KILL_ON_DRIFT = 'return {allow = true, monitor = {on_drift = "kill"}}'
+
+
+@case
+def killed_container_monitor_kills_its_container(ws):
+    c = watched(ws, KILL_ON_DRIFT, "mkill")
+    try:
+        other = c.start(PROBE, "sleep", "60")
+        monitor, guard = c.pid_of("monitor"), c.pid_of("guard")
+        assert alive(monitor) and alive(guard), "monitor and guard run"
+        os.kill(monitor, signal.SIGKILL)
+        c.init.wait(timeout=10)
+        other.wait(timeout=10)
+        eq((c.init.returncode, other.returncode), (-9, -9), "the container's processes were killed")
+        wait_for(lambda: not alive(guard), what="the guard to exit")
+        fail = records(ws, "monitor_failed", c.id)
+        eq(len(fail), 1, "one monitor_failed record")
+        assert "died" in fail[0]["reason"] and fail[0]["action"] == "kill", fail[0]
+        eq(records(ws, "drift", c.id), [], "no drift record: the monitor did not act")
+    finally:
+        c.close()
+
+
+@case
+def hung_container_monitor_is_taken_over_by_its_guard(ws):
+    c = watched(ws, KILL_ON_DRIFT, "mhang")
+    try:
+        monitor = c.pid_of("monitor")
+        os.kill(monitor, signal.SIGSTOP)
+        t0 = time.monotonic()
+        c.init.wait(timeout=20)
+        took = time.monotonic() - t0
+        eq(c.init.returncode, -9, "the container was killed")
+        # The bound is GUARD_IDLE_MS (5 s) without a beat.
+        assert 4 <= took <= 15, "killed after %.1f s" % took
+        wait_for(lambda: not alive(monitor), what="the hung monitor to be killed")
+        fail = records(ws, "monitor_failed", c.id)
+        eq(len(fail), 1, "one monitor_failed record")
+        assert "no heartbeat for 5000 ms" in fail[0]["reason"], fail[0]
+    finally:
+        c.close()
+
+
+@case
+def stopped_container_monitor_with_on_drift_stop_freezes(ws):
+    c = watched(ws, 'return {allow = true, monitor = {on_drift = "stop"}}', "mstop")
+    try:
+        os.kill(c.pid_of("monitor"), signal.SIGKILL)
+        wait_for(lambda: records(ws, "monitor_failed", c.id), what="monitor_failed")
+        wait_for(lambda: "frozen 1" in open(os.path.join(c.cg, "cgroup.events")).read(),
+                 what="the container's cgroup to freeze")
+        assert alive(c.init.pid), "stop does not kill"
+        eq(records(ws, "monitor_failed", c.id)[0]["action"], "stop", "action")
+    finally:
+        open(os.path.join(c.cg, "cgroup.freeze"), "w").write("0")
+        c.close()
+
+
+@case
+def killed_guard_is_replaced(ws):
+    c = watched(ws, KILL_ON_DRIFT, "gkill")
+    try:
+        guard = c.pid_of("guard")
+        os.kill(guard, signal.SIGKILL)
+        wait_for(lambda: records(ws, "guard_failed", c.id), what="guard_failed")
+        new = wait_for(lambda: c.pid_of("guard") != guard and c.pid_of("guard"),
+                       what="a new guard")
+        assert alive(new) and alive(c.init.pid), "a new guard, and the container runs on"
+        assert "signal 9" in records(ws, "guard_failed", c.id)[0]["reason"]
+        # The new guard guards: the monitor's death still ends the container.
+        os.kill(c.pid_of("monitor"), signal.SIGKILL)
+        c.init.wait(timeout=10)
+        eq(len(records(ws, "monitor_failed", c.id)), 1, "monitor_failed")
+    finally:
+        c.close()
+
+
+@case
+def policy_hanging_in_the_monitor_phase_is_drift(ws):
+    # string.find backtracks for minutes inside one C call: no instruction hook sees it.
+    c = watched(ws, 'if input.tether.phase == "monitor" then\n'
+                    '  string.find(string.rep("a", 4000), string.rep("a-", 40) .. "b")\n'
+                    'end\n'
+                    'return {allow = true, monitor = {on_drift = "kill", interval_ms = 200}}',
+                "phang")
+    try:
+        c.init.wait(timeout=30)
+        drift = wait_for(lambda: records(ws, "drift", c.id), what="the drift record")[0]
+        assert "timed out" in drift["reason"] and drift["action"] == "kill", drift
+        eq(records(ws, "monitor_failed", c.id), [], "the monitor itself went on")
+        wait_for(lambda: records(ws, "monitor_ended", c.id), what="the monitor's end")
+    finally:
+        c.close()
+
+
+@case
+def forbidden_exec_in_the_container_is_drift(ws):
+    forbidden = ws.path("forbidden")
+    shutil.copy(PROBE, forbidden)
+    # No interval: only the exec event can bring the look that finds it.
+    c = watched(ws, 'if input.tether.phase == "monitor" then\n'
+                    '  for _, p in ipairs(input.processes or {}) do\n'
+                    '    if p.exe.path == "%s" then\n'
+                    '      return {allow = false, reasons = {"forbidden: " .. p.exe.path}}\n'
+                    '    end\n'
+                    '  end\n'
+                    'end\n'
+                    'return {allow = true, monitor = {on_drift = "kill"}}' % forbidden, "exec")
+    try:
+        time.sleep(0.5)
+        eq(records(ws, "drift", c.id), [], "nothing happened before the exec")
+        bad = c.start(forbidden, "sleep", "60")
+        bad.wait(timeout=10)
+        c.init.wait(timeout=10)
+        drift = records(ws, "drift", c.id)[0]
+        eq((drift["reason"], drift["action"]), ("forbidden: " + forbidden, "kill"), "drift")
+        deny = [r for r in records(ws, "decision", c.id) if not r["allow"]][0]
+        eq((deny["phase"], deny["trigger"]), ("monitor", "exec in the workload's tree"), "deny")
+    finally:
+        c.close()
+
+
+@case
+def replaced_policy_is_reloaded_and_denies(ws):
+    c = watched(ws, KILL_ON_DRIFT, "reload")
+    try:
+        pol = ws.path("policy.lua")
+        ws.write("policy.new", "function decide(input)\n"
+                 "  return {allow = false, reasons = {\"revoked\"}}\nend\n")
+        os.rename(ws.path("policy.new"), pol)
+        c.init.wait(timeout=10)
+        ev = [r["event"] for r in ws.audit_records() if r.get("container_id") == c.id]
+        assert "policy_reloaded" in ev and ev.index("policy_reloaded") < ev.index("drift"), ev
+        eq(records(ws, "drift", c.id)[0]["reason"], "revoked", "drift reason")
+    finally:
+        c.close()
+
+
+@case
+def broken_configuration_is_drift(ws):
+    c = watched(ws, KILL_ON_DRIFT, "badcfg")
+    try:
+        ws.write("tether.json", '{"audit": 5}')
+        c.init.wait(timeout=10)
+        drift = records(ws, "drift", c.id)[0]
+        assert "no longer valid" in drift["reason"], drift
+        # poststop cannot read the configuration either, and still cleans up.
+        hook(ws, "poststop", c.state(), 0)
+        assert not os.path.exists(c.statedir), "poststop removed the state"
+    finally:
+        c.close()
+
+
+@case
+def heartbeat_status_and_a_clean_stop(ws):
+    c = watched(ws, 'return {allow = true, monitor = {on_drift = "kill", interval_ms = 100}}',
+                "beat", heartbeat_s=1)
+    try:
+        monitor, guard = c.pid_of("monitor"), c.pid_of("guard")
+        wait_for(lambda: len(records(ws, "heartbeat", c.id)) >= 2, what="two heartbeats")
+        beat = records(ws, "heartbeat", c.id)[-1]
+        eq(beat["allow"], True, "heartbeat")
+        st = [s for s in json.loads(ws.tether("status", "--json", check_rc=0).stdout)
+              if s.get("container_id") == c.id]
+        eq((len(st), st[0]["tether_pid"], st[0]["pid"], st[0]["argv"]),
+           (1, monitor, c.init.pid, ["container", c.id]), "status")
+        c.init.kill()
+        c.init.wait()
+        hook(ws, "poststop", c.state(), 0)
+        wait_for(lambda: not alive(monitor) and not alive(guard), what="monitor and guard to end")
+        eq(records(ws, "monitor_failed", c.id), [], "a clean stop is no failure")
+        assert records(ws, "monitor_ended", c.id), "monitor_ended"
+        assert not os.path.exists(c.statedir), "poststop removed the state"
+        assert not os.path.exists("/run/tether/%d.json" % monitor), "the status file went"
+    finally:
+        c.close()
+
+
+@case
+def stop_request_while_the_container_runs_is_drift(ws):
+    c = watched(ws, KILL_ON_DRIFT, "term")
+    try:
+        os.kill(c.pid_of("monitor"), signal.SIGTERM)
+        c.init.wait(timeout=15)
+        drift = records(ws, "drift", c.id)[0]
+        assert "asked to end" in drift["reason"], drift
+    finally:
+        c.close()
+
+
+@case
+def real_runc_container_dies_with_its_monitor(ws):
+    node(ws, 'return {allow = true, monitor = {on_drift = "kill"}}')
+    name = cid("tether-rmon")
+    b = bundle(ws, ["/probe", "sleep", "60"])
+    p = subprocess.Popen([runc(), "run", "-b", b, name], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        pidfile = "/run/tether/%s/monitor.pid" % name
+        wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read(), timeout=20,
+                 what="the monitor")
+        st = lambda: json.loads(subprocess.run([runc(), "state", name], capture_output=True,
+                                               text=True).stdout or "{}").get("status")
+        wait_for(lambda: st() == "running", what="the container to run")
+        os.kill(int(open(pidfile).read()), signal.SIGKILL)
+        eq(p.wait(timeout=20), 137, "runc run's status: the container was killed")
+        assert st() != "running", "the container is gone"
+        fail = records(ws, "monitor_failed", name)
+        eq(len(fail), 1, "monitor_failed")
+    finally:
+        p.kill()
+        p.wait()
+        subprocess.run([runc(), "delete", "--force", name], capture_output=True)
 
 
 if __name__ == "__main__":
