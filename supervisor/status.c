@@ -185,8 +185,13 @@ void status_sweep(void)
         cleanup_json cJSON *s = NULL;
         if (read_file(path, 1 << 20, &text, NULL, NULL) < 0 || (s = cJSON_Parse(text)) == NULL)
             continue;
-        if (!writer_alive(s))
-            sweep_one(dir, e->d_name, s);
+        if (writer_alive(s))
+            continue;
+        /* Claimed by a rename, which only one of several sweeping tethers wins. */
+        cleanup_free char *mine = xasprintf("%s.gone.%d", e->d_name, (int)getpid());
+        cleanup_free char *claimed = xasprintf("%s/%s", dir, mine);
+        if (rename(path, claimed) == 0)
+            sweep_one(dir, mine, s);
     }
     if (d)
         closedir(d);
