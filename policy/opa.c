@@ -24,6 +24,7 @@
 
 #include "../supervisor/core/cleanup.h"
 #include "../supervisor/core/secret.h"
+#include "../supervisor/core/trust.h"
 #include "../supervisor/core/util.h"
 #include "policy.h"
 
@@ -197,9 +198,12 @@ static int read_credential(const char *field, const char *file, size_t max, stru
                            tether_error_t *err)
 {
     *out = NULL;
-    cleanup_close int fd = open(file, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    /* The walk of supervisor/core/trust.h first: the directories above it too. */
+    cleanup_close int fd = trust_open(file, TRUST_PRIVATE, err);
+    if (fd < 0)
+        return error_wrap(err, "%s", field);
     struct stat st;
-    if (fd < 0 || fstat(fd, &st) < 0)
+    if (fstat(fd, &st) < 0)
         return error_set(err, errno, "%s `%s`", field, file);
     if (!S_ISREG(st.st_mode))
         return error_set(err, 0, "%s `%s` is not a regular file", field, file);
@@ -685,6 +689,19 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
                          o->path);
     if ((o->client_cert == NULL) != (o->client_key == NULL))
         return error_set(err, 0, "opa.client_cert and opa.client_key go together");
+
+    /* Trust anchors that curl reads by path: checked like every file tether trusts (they
+     * are public, so only who may write them matters). */
+    const char *const anchors[][2] = {{"opa.ca_file", o->ca_file},
+                                      {"opa.client_cert", o->client_cert}};
+    for (size_t i = 0; i < 2; i++) {
+        if (anchors[i][1] == NULL)
+            continue;
+        int fd = trust_open(anchors[i][1], 0, err);
+        if (fd < 0)
+            return error_wrap(err, "%s", anchors[i][0]);
+        close(fd);
+    }
 
     struct opa_policy *op = xcalloc(1, sizeof *op);
     op->base.ops = &opa_ops;

@@ -131,6 +131,17 @@ static int gate(const char *stage, const cJSON *state, struct run *r)
         if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || (f = fopen(file, "we")) == NULL ||
             fputs(text, f) < 0 || fclose(f) != 0)
             log_warn("container %s: cannot write `%s`: %s", id, file, strerror(errno));
+        /* Whose state this is: a container that ends without a poststop hook leaves it to
+         * the next sweep (status_sweep), which tells by this pid and start time. */
+        int64_t ipid;
+        if (json_get_int(cJSON_GetObjectItemCaseSensitive(state, "pid"), 1, INT32_MAX, &ipid)) {
+            cleanup_free char *ifile = xasprintf("%s/init", dir);
+            cleanup_free char *line = xasprintf("%lld %llu\n", (long long)ipid,
+                                                (unsigned long long)status_start_time((pid_t)ipid));
+            FILE *fi = fopen(ifile, "we");
+            if (fi == NULL || fputs(line, fi) < 0 || fclose(fi) != 0)
+                log_warn("container %s: cannot write `%s`: %s", id, ifile, strerror(errno));
+        }
         /* A monitor block is honoured or the container does not start. */
         int64_t init;
         if (d->monitor != NULL) {

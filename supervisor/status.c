@@ -94,7 +94,7 @@ int status_prepare(tether_error_t *err)
 
 /* A process's start time (clock ticks since boot, field 22 of /proc/PID/stat), or 0: with
  * the pid, it names one process, never a later one that took the pid. */
-static uint64_t start_time(pid_t pid)
+uint64_t status_start_time(pid_t pid)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -118,7 +118,7 @@ static bool writer_alive(const cJSON *s)
     double st = cJSON_GetNumberValue(cJSON_GetObjectItem(s, "tether_start"));
     if (tp <= 0)
         return false;
-    uint64_t now = start_time(tp);
+    uint64_t now = status_start_time(tp);
     return now != 0 && (isnan(st) || (uint64_t)st == now);
 }
 
@@ -164,6 +164,38 @@ static void sweep_one(const char *dir, const char *name, const cJSON *s)
     log_debug("removed the state of tether %d, which is gone", (int)tp);
 }
 
+/* A container's state directory whose init (its "init" file: pid and start time) is gone:
+ * the container ended without a poststop hook to remove it. */
+static void sweep_container(int dfd, const char *name)
+{
+    int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (cfd < 0)
+        return;
+    char buf[64] = "";
+    int ifd = openat(cfd, "init", O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    ssize_t n = ifd >= 0 ? read(ifd, buf, sizeof buf - 1) : -1;
+    if (ifd >= 0)
+        close(ifd);
+    int pid;
+    unsigned long long start;
+    if (n <= 0 || sscanf(buf, "%d %llu", &pid, &start) != 2 || pid <= 0 ||
+        status_start_time(pid) == start) {
+        close(cfd);
+        return;
+    }
+    DIR *d = fdopendir(cfd);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            unlinkat(dirfd(d), e->d_name, 0);
+    if (d)
+        closedir(d);
+    else
+        close(cfd);
+    unlinkat(dfd, name, AT_REMOVEDIR);
+    log_debug("removed the state of container %s, whose init is gone", name);
+}
+
 void status_sweep(void)
 {
     cgroup_sweep();
@@ -178,6 +210,10 @@ void status_sweep(void)
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
+        if (e->d_type == DT_DIR && e->d_name[0] != '.' && strncmp(e->d_name, "root.", 5) != 0) {
+            sweep_container(dirfd(d), e->d_name);
+            continue;
+        }
         if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0 || e->d_type != DT_REG)
             continue;
         cleanup_free char *path = xasprintf("%s/%s", dir, e->d_name);
@@ -216,7 +252,7 @@ static void status_commit(cJSON *s, const struct run *r, pid_t pid, const char *
         started_at = time(NULL);
     }
     cJSON_AddNumberToObject(s, "tether_pid", getpid());
-    cJSON_AddNumberToObject(s, "tether_start", (double)start_time(getpid()));
+    cJSON_AddNumberToObject(s, "tether_start", (double)status_start_time(getpid()));
     cJSON_AddNumberToObject(s, "pid", pid);
     cJSON_AddItemToObject(s, "audit", json_string_or_null(r->audit_path));
     cJSON_AddStringToObject(s, "state", state);

@@ -2,6 +2,8 @@
  * and per container monitor, read by `tether status`. */
 #pragma once
 
+#include <stdint.h>
+
 #include "run.h"
 
 /* Writes (atomically) this tether's status file: state, last decision (1 allow, 0 deny, -1
@@ -25,3 +27,6 @@ int status_dir_open(tether_error_t *err);
 /* Checks the directory before the workload starts: -1 only for a refusal.  One that cannot be
  * made at all is no error; there is then no status file. */
 int status_prepare(tether_error_t *err);
+/* A process's start time (clock ticks since boot), or 0 when it is gone: with the pid, it
+ * names one process, never a later one that took the pid. */
+uint64_t status_start_time(pid_t pid);

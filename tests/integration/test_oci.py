@@ -158,6 +158,34 @@ def poststop_removes_the_state(ws):
 
 
 @case
+def state_of_a_container_gone_without_poststop_is_swept(ws):
+    """A runtime that dies (or is killed) calls no poststop hook: the next tether status
+    removes the state of a container whose init is gone, and only that."""
+    node(ws, 'return {allow = true}')
+    b = bundle(ws, ["/probe"], hooks=False)
+    inits = [subprocess.Popen(["sleep", "60"]) for _ in range(2)]
+    ids = [cid("tether-sw%d" % i) for i in range(2)]
+    try:
+        for init, c in zip(inits, ids):
+            hook(ws, "createRuntime", json.dumps({"ociVersion": "1.0.2", "id": c,
+                                                  "status": "creating", "pid": init.pid,
+                                                  "bundle": b}), 0)
+            assert os.path.isfile("/run/tether/%s/decision.json" % c), "state written"
+        inits[0].kill()
+        inits[0].wait()
+        subprocess.run([TETHER, "status"], check=True, capture_output=True)
+        assert not os.path.exists("/run/tether/" + ids[0]), "the dead container's state is left"
+        assert os.path.isdir("/run/tether/" + ids[1]), "a live container's state was removed"
+    finally:
+        for init in inits:
+            init.kill()
+            init.wait()
+        for c in ids:
+            hook(ws, "poststop", json.dumps({"ociVersion": "1.0.2", "id": c, "status": "stopped",
+                                             "bundle": b}), 0)
+
+
+@case
 def container_measurement(ws):
     node(ws, 'return {allow = true}')
     b = bundle(ws, ["/probe", "status"], hooks=False)

@@ -155,6 +155,28 @@ def https_with_a_test_ca(ws):
 
 
 @case
+def ca_file_others_may_write_is_refused(ws):
+    """opa.ca_file decides whom tether believes is OPA: like every trust anchor it must be
+    root's and writable by nobody else, directories above included."""
+    if shutil.which("openssl") is None:
+        raise Skip("needs the openssl command line to make a CA")
+    if os.geteuid() != 0:
+        raise Skip("needs root: the attacker is the user nobody")
+    pki = make_pki(ws.root)
+    srv = DataAPI(tls=tls_context(pki)).start()
+    try:
+        evaluate(ws, srv.url, "tether/allow", 0, ca_file=pki["ca.pem"])  # the control
+        os.chown(pki["ca.pem"], 65534, 65534)
+        configure(ws, url=srv.url, path="tether/allow", ca_file=pki["ca.pem"])
+        p = ws.tether("eval", "--input", measured_input(ws), check_rc=125)
+        line = one_line(p.stderr)
+        assert "opa.ca_file" in line and "refusing" in line, line
+        eq(len(srv.requests), 1, "no request after the refusal")
+    finally:
+        srv.stop()
+
+
+@case
 def mutual_tls_required(ws):
     if shutil.which("openssl") is None:
         raise Skip("needs the openssl command line to make a CA")
