@@ -199,7 +199,7 @@ static int read_credential(const char *field, const char *file, size_t max, stru
 {
     *out = NULL;
     /* The walk of supervisor/core/trust.h first: the directories above it too. */
-    cleanup_close int fd = trust_open(file, TRUST_PRIVATE, err);
+    cleanup_close int fd = trust_open(file, 0, err);
     if (fd < 0)
         return error_wrap(err, "%s", field);
     struct stat st;

@@ -472,7 +472,7 @@ def client_key_must_be_private_and_ours(ws):
             os.chown(key, owner, owner)
             p = ws.tether("run", "--", "true", check_rc=125)
             line = one_line(p.stderr)
-            assert "opa.client_key `%s`" % key in line and needle in line, line
+            assert "opa.client_key" in line and key in line and needle in line, line
         eq(len(srv.requests), 0, "requests made with a refused key")
         os.chown(key, 0, 0)
         ws.tether("run", "--", "true", check_rc=0)
