@@ -244,8 +244,10 @@ static void __attribute__((noreturn))
 init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd, int life_fd,
          int note_fd, int report_fd)
 {
-    /* Tether's death is ours from here on; if it died before, the pipe says so. */
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) < 0 || tether_gone(life_fd))
+    /* Tether's death is ours from here on; if it died before, the pipe says so.  In wrapper
+     * mode the init must outlive tether long enough to kill its tree (no namespace does
+     * it for us): the pipe alone tells it. */
+    if ((!spec->wrapper && prctl(PR_SET_PDEATHSIG, SIGKILL) < 0) || tether_gone(life_fd))
         _exit(125);
     prctl(PR_SET_NAME, "tether-init");
     if (spec->cgroup != NULL && cgroup_enter(spec->cgroup) < 0)

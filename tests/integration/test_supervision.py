@@ -321,8 +321,7 @@ def runtime(name):
     return path
 
 
-def wrapper_kill(ws, rt_name):
-    rt = runtime(rt_name)
+def wrapper_bundle(ws, rt, args):
     b = ws.path("bundle")
     os.makedirs(os.path.join(b, "rootfs"))
     shutil.copy(PROBE, os.path.join(b, "rootfs", "probe"))
@@ -330,9 +329,20 @@ def wrapper_kill(ws, rt_name):
     subprocess.run([rt, "spec"], cwd=b, check=True, capture_output=True)
     cfg = json.load(open(os.path.join(b, "config.json")))
     cfg["process"]["terminal"] = False
-    cfg["process"]["args"] = ["/probe", "sleep", "0.5", "exec", "/forbidden", "sleep", "60"]
+    cfg["process"]["args"] = args
     cfg["root"]["readonly"] = False
     json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+    return b
+
+
+def container_status(rt, cid):
+    st = subprocess.run([rt, "state", cid], capture_output=True, text=True)
+    return json.loads(st.stdout)["status"] if st.returncode == 0 else "gone"
+
+
+def wrapper_kill(ws, rt_name):
+    rt = runtime(rt_name)
+    b = wrapper_bundle(ws, rt, ["/probe", "sleep", "0.5", "exec", "/forbidden", "sleep", "60"])
     cid = "tether-w-%s" % os.path.basename(ws.root)
     pol = monitored(ws, 'p.exe.path == "/forbidden"')
     try:
@@ -341,9 +351,28 @@ def wrapper_kill(ws, rt_name):
         eq(p.returncode, DRIFT_KILLED, "exit status: " + p.stderr)
         drift = records(ws.audit, "drift")
         assert drift and "/forbidden" in drift[0]["reason"], drift
-        st = subprocess.run([rt, "state", cid], capture_output=True, text=True)
-        status = json.loads(st.stdout)["status"] if st.returncode == 0 else "gone"
-        assert status != "running", "%s state says running" % rt_name
+        assert container_status(rt, cid) != "running", "%s state says running" % rt_name
+    finally:
+        subprocess.run([rt, "delete", "--force", cid], capture_output=True)
+
+
+@case
+def killed_tether_takes_the_wrapped_container(ws):
+    """Wrapper mode has no pid namespace of tether's: the init kills the runtime's tree and
+    the container's cgroup when tether's pipe closes."""
+    rt = runtime("runc")
+    b = wrapper_bundle(ws, rt, ["/probe", "ready", "/ready", "sleep", "60"])
+    cid = "tether-wk-%s" % os.path.basename(ws.root)
+    pol = monitored(ws, "false", '{interval_ms = 1000, on_drift = "kill"}')
+    proc = ws.popen("run", "--policy", pol, "--bundle", b, "--", rt, "run", "-b", b, cid)
+    try:
+        wait_for(lambda: os.path.exists(os.path.join(b, "rootfs", "ready")),
+                 what="the container to start")
+        eq(container_status(rt, cid), "running", "the container runs")
+        proc.kill()
+        proc.communicate()
+        wait_for(lambda: container_status(rt, cid) != "running", timeout=5,
+                 what="the container to end with its tether")
     finally:
         subprocess.run([rt, "delete", "--force", cid], capture_output=True)
 
