@@ -214,7 +214,14 @@ void status_sweep(void)
             sweep_container(dirfd(d), e->d_name);
             continue;
         }
-        if (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0 || e->d_type != DT_REG)
+        /* A claim (below) whose sweeper died before it was done is anyone's again. */
+        const char *gone = strstr(e->d_name, ".json.gone.");
+        int claimer;
+        bool orphan_claim = gone != NULL && e->d_type == DT_REG &&
+                            sscanf(gone, ".json.gone.%d", &claimer) == 1 && claimer > 0 &&
+                            kill(claimer, 0) < 0 && errno == ESRCH;
+        if (!orphan_claim &&
+            (n < 6 || strcmp(e->d_name + n - 5, ".json") != 0 || e->d_type != DT_REG))
             continue;
         cleanup_free char *path = xasprintf("%s/%s", dir, e->d_name);
         cleanup_free char *text = NULL;
@@ -224,7 +231,8 @@ void status_sweep(void)
         if (writer_alive(s))
             continue;
         /* Claimed by a rename, which only one of several sweeping tethers wins. */
-        cleanup_free char *mine = xasprintf("%s.gone.%d", e->d_name, (int)getpid());
+        int base = gone != NULL ? (int)(gone - e->d_name) + 5 : (int)n;
+        cleanup_free char *mine = xasprintf("%.*s.gone.%d", base, e->d_name, (int)getpid());
         cleanup_free char *claimed = xasprintf("%s/%s", dir, mine);
         if (rename(path, claimed) == 0)
             sweep_one(dir, mine, s);
