@@ -321,6 +321,31 @@ def no_job_signal_the_cgroup_is_polled(ws):
             proc.wait()
 
 
+@case
+def tether_killed_the_scope_empties_and_is_left_to_systemd(ws):
+    with FakeSystemd(ws, "ok") as sd:
+        proc, _, _ = start(ws, sd, "log")
+        try:
+            init = init_of(proc)
+            wl = workload_pid(init)
+            scope = sd.scope_dir("tether-%d-0.scope" % proc.pid)
+            status_file = "/run/tether/%d.json" % proc.pid
+            wait_for(lambda: os.path.exists(status_file), what="the status file")
+            proc.kill()
+            proc.wait()
+            # The init dies with tether, and its pid namespace with it: the scope empties.
+            wait_for(lambda: open(os.path.join(scope, "cgroup.procs")).read() == "",
+                     what="the scope to be empty")
+            assert not os.path.exists("/proc/%d" % wl) or state_of(wl) in "ZX", "workload"
+            subprocess.run([TETHER, "status"], env=sd.env, cwd=ws.root, capture_output=True,
+                           timeout=30)
+            assert not os.path.exists(status_file), "the stale status file is swept"
+            assert os.path.isdir(scope), "tether status removed systemd's scope"
+        finally:
+            proc.kill()
+            proc.wait()
+
+
 def assert_fallback(ws, sd, why):
     """The workload runs with no cgroup, and stop is SIGSTOP."""
     proc, read, counter = start(ws, sd, "stop")
