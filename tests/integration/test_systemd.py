@@ -307,6 +307,25 @@ def drift_kill_empties_the_scope_in_the_configured_slice(ws):
 
 
 @case
+def each_restart_gets_a_new_scope(ws):
+    with FakeSystemd(ws, "ok") as sd:
+        set_mode(ws, "drift", restart_max=1, restart_backoff_ms=100, grace_s=1)
+        pol = policy(ws, "restart")
+        p = subprocess.run([TETHER, "run", "--policy", pol, "--", "/bin/sleep", "30"],
+                           env=sd.env, cwd=ws.root, capture_output=True, text=True, timeout=60)
+        eq(p.returncode, 79, "restart limit: " + p.stderr)
+        calls = sd.calls()
+        names = [c["name"] for c in calls]
+        eq(len(names), 2, "a scope for the start and one for the restart: %s" % names)
+        prefix = names[0][:-len("0.scope")]
+        eq(names, [prefix + "0.scope", prefix + "1.scope"], "a new unit name each start")
+        assert calls[0]["properties"]["PIDs"] != calls[1]["properties"]["PIDs"], calls
+        for name in names:
+            eq(open(os.path.join(sd.scope_dir(name), "cgroup.procs")).read(), "",
+               "%s is empty" % name)
+
+
+@case
 def no_job_signal_the_cgroup_is_polled(ws):
     with FakeSystemd(ws, "nosignal") as sd:
         proc, _, _ = start(ws, sd, "stop")
