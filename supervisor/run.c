@@ -536,7 +536,7 @@ static int place_in_scope(void *arg, pid_t init, tether_error_t *err)
 int run_start(struct run *r)
 {
     cleanup_error tether_error_t err = NULL;
-    struct confine_plan plan = {NULL};
+    struct confine_plan plan = {0};
     default_capabilities(r);
     int wrc = audit_weakened(r);
     if (wrc != 0)
