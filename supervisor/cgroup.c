@@ -16,6 +16,7 @@
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "systemd.h"
 
 /* Where the cgroup2 hierarchy is mounted: /sys/fs/cgroup, or /sys/fs/cgroup/unified on a
  * hybrid system. */
@@ -61,6 +62,7 @@ bool cgroup_of_pid(pid_t pid, struct cgroup *cg)
         return false;
     cg->rel = rel;
     cg->dir = xasprintf("%s%s", mnt, rel);
+    cg->foreign = true;
     return true;
 }
 
@@ -70,7 +72,7 @@ bool cgroup_of_pid(pid_t pid, struct cgroup *cg)
  * pid namespace alone holds the tree. */
 static bool ours_to_divide(const char *dir)
 {
-    if (access("/run/systemd/system", F_OK) < 0)
+    if (!systemd_booted())
         return true; /* no systemd: the hierarchy has no other manager to respect */
     static const char *const attrs[] = {"trusted.delegate", "user.delegate"};
     for (size_t i = 0; i < sizeof attrs / sizeof attrs[0]; i++) {
@@ -81,6 +83,16 @@ static bool ours_to_divide(const char *dir)
     }
     log_debug("`%s` is systemd's and not delegated: no cgroup of our own", dir);
     return false;
+}
+
+bool cgroup_systemd_owns(void)
+{
+    cleanup_free char *mnt = cgroup2_mount();
+    cleanup_free char *own = mnt ? cgroup_path_of(getpid()) : NULL;
+    if (own == NULL)
+        return false;
+    cleanup_free char *dir = xasprintf("%s%s", mnt, own);
+    return !ours_to_divide(dir);
 }
 
 bool cgroup_create(struct cgroup *cg)
@@ -169,7 +181,7 @@ void cgroup_destroy(struct cgroup *cg)
 {
     if (cg->procs_fd >= 0)
         close(cg->procs_fd);
-    if (cg->dir != NULL) {
+    if (cg->dir != NULL && !cg->foreign) {
         /* The last processes may still be on their way out. */
         for (int i = 0; i < 100 && rmdir(cg->dir) < 0 && errno == EBUSY; i++)
             nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);

@@ -10,12 +10,16 @@ struct cgroup {
     char *dir;    /* /sys/fs/cgroup/.../tether-<pid>-<n>, or NULL when there is none */
     char *rel;    /* the same, relative to the hierarchy's root, as /proc/PID/cgroup says */
     int procs_fd; /* cgroup.procs, open for the child to write itself into */
+    bool foreign; /* someone else's (cgroup_of_pid, a systemd scope): never removed by us */
 };
 
 /* Creates a cgroup under tether's own; false (and dir NULL) when that cannot be done. */
 bool cgroup_create(struct cgroup *cg);
 /* The cgroup2 group a process is in (someone else's: destroy only frees the names). */
 bool cgroup_of_pid(pid_t pid, struct cgroup *cg);
+/* True when systemd manages the hierarchy and has not delegated tether's own cgroup to it:
+ * cgroup_create then makes none, and a systemd scope is the way (systemd.h). */
+bool cgroup_systemd_owns(void);
 /* In the child, before exec: moves the caller into the cgroup. */
 int cgroup_enter(const struct cgroup *cg);
 /* The pids in it; -1 on error. */

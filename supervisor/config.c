@@ -65,6 +65,8 @@ static const struct field monitor_fields[] = {
     INT("heartbeat_s", monitor.heartbeat_s, 0, 86400),
     INT("restart_max", monitor.restart_max, 0, 1000),
     INT("restart_backoff_ms", monitor.restart_backoff_ms, 0, 3600000),
+    STR("cgroup", monitor.cgroup),
+    STR("systemd_slice", monitor.systemd_slice),
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -188,6 +190,15 @@ static int apply(const struct field *fields, const cJSON *obj, const char *prefi
     return 0;
 }
 
+/* A unit name as systemd's unit_name_is_valid() takes it, for a slice. */
+static bool slice_name_valid(const char *s)
+{
+    size_t n = strlen(s);
+    if (n <= 6 || n > 255 || strcmp(s + n - 6, ".slice") != 0)
+        return false;
+    return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-_.\\") == n;
+}
+
 int config_parse(const char *name, const char *text, size_t len, struct config *cfg,
                  tether_error_t *err)
 {
@@ -208,6 +219,18 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
                          "config `%s`: `container.runtime` must be \"podman\", \"cri-o\" or "
                          "\"runc\", not \"%s\"",
                          name, rt);
+    const char *cg = cfg->monitor.cgroup;
+    if (cg != NULL && strcmp(cg, "auto") != 0 && strcmp(cg, "required") != 0)
+        return error_set(err, 0,
+                         "config `%s`: `monitor.cgroup` must be \"auto\" or \"required\", not "
+                         "\"%s\"",
+                         name, cg);
+    cfg->monitor.cgroup_required = cg != NULL && strcmp(cg, "required") == 0;
+    if (cfg->monitor.systemd_slice != NULL && !slice_name_valid(cfg->monitor.systemd_slice))
+        return error_set(err, 0,
+                         "config `%s`: `monitor.systemd_slice` must be a systemd slice name "
+                         "(letters, digits and \":-_.\\\", ending in \".slice\"), not \"%s\"",
+                         name, cfg->monitor.systemd_slice);
     const char *ps = cfg->container.podman_storage;
     if (ps[0] != '/')
         return error_set(err, 0, "config `%s`: `container.podman_storage` must be an absolute path",
@@ -255,6 +278,8 @@ void config_clear(struct config *cfg)
     free(cfg->audit_path);
     free(cfg->keystore);
     cJSON_Delete(cfg->trusted_signers);
+    free(cfg->monitor.cgroup);
+    free(cfg->monitor.systemd_slice);
     free(cfg->container.runtime);
     free(cfg->container.podman_storage);
     memset(cfg, 0, sizeof *cfg);

@@ -28,6 +28,9 @@ struct config {
     bool require_sealed;
     struct {
         int64_t grace_s, fail_grace_s, heartbeat_s, restart_max, restart_backoff_ms;
+        char *cgroup; /* "auto" (the default) or "required" */
+        bool cgroup_required;
+        char *systemd_slice; /* the Slice of a systemd scope, or NULL for systemd's default */
     } monitor;
     struct measure_container_sources container;
 };

@@ -242,7 +242,7 @@ static size_t count_rest(const struct launch_spec *spec)
 
 static void __attribute__((noreturn))
 init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd, int life_fd,
-         int note_fd, int report_fd)
+         int note_fd, int report_fd, bool placed)
 {
     /* Tether's death is ours from here on; if it died before, the pipe says so.  In wrapper
      * mode the init must outlive tether long enough to kill its tree (no namespace does
@@ -259,7 +259,7 @@ init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd
         step = "supervision: mounting /proc";
         if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
             child_fail(report_fd, 125, errno, step);
-        if (spec->cgroup != NULL) {
+        if (spec->cgroup != NULL || placed) {
             step = "supervision: cgroup namespace";
             if (unshare(CLONE_NEWCGROUP) < 0 || cgroupfs_readonly(&step) < 0)
                 child_fail(report_fd, 125, errno, step);
@@ -370,7 +370,7 @@ maker_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
         if (read(go_fd, &go, 1) != 1)
             _exit(125);
         close(go_fd);
-        init_run(sv, spec, by_fd, life_fd, note_fd, report_fd);
+        init_run(sv, spec, by_fd, life_fd, note_fd, report_fd, go == 'c');
     }
     int32_t v = init;
     (void)!write(pid_fd, &v, sizeof v);
@@ -439,8 +439,17 @@ static pid_t start_supervised(struct supervisor *sv, const struct launch_spec *s
         close(life[1]), close(note[0]), close(gop[1]);
         return -2; /* the maker failed: its report says why */
     }
-    /* The maker is gone and the init is ours: now it may start. */
-    (void)!write(gop[1], "g", 1);
+    /* The maker is gone and the init is ours: now it may start, in a cgroup made for it
+     * first when the caller asks (spec->place; "c" tells the init it is in one). */
+    int placed = spec->place != NULL ? spec->place(spec->place_arg, init, err) : 0;
+    if (placed < 0) {
+        close(gop[1]); /* no word: the init exits */
+        while (waitpid(init, &status, 0) < 0 && errno == EINTR)
+            ;
+        close(life[1]), close(note[0]);
+        return -1;
+    }
+    (void)!write(gop[1], placed > 0 ? "c" : "g", 1);
     close(gop[1]);
     sv->life_fd = life[1];
     sv->note_fd = note[0];

@@ -30,6 +30,11 @@ struct launch_spec {
     bool wrapper;    /* the command is a container runtime: no namespaces for the init */
     bool keep_tree;  /* monitor.on_main_exit "supervise": the tree outlives its main process */
     int64_t grace_s; /* between SIGTERM and SIGKILL to the rest of the tree */
+    /* Supervised: called once the init exists, before it starts, to put it in a cgroup made
+     * for it (a systemd scope: run.c).  1 when it did (the init then roots its cgroup
+     * namespace there), 0 when there is none, -1 with err to refuse the launch. */
+    int (*place)(void *arg, pid_t init, tether_error_t *err);
+    void *place_arg;
 };
 
 struct supervisor {

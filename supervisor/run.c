@@ -15,6 +15,7 @@
 #include "key.h"
 #include "seal.h"
 #include "status.h"
+#include "systemd.h"
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/trust.h"
@@ -531,6 +532,33 @@ static int audit_weakened(struct run *r)
     return 0;
 }
 
+/* launch.c's place hook under systemd: the init into a transient scope of its own, whose
+ * cgroup becomes the workload's (systemd's to remove; a new one for each start).  Without
+ * one the workload runs with none, unless monitor.cgroup is "required". */
+static int place_in_scope(void *arg, pid_t init, tether_error_t *err)
+{
+    struct run *r = arg;
+    static unsigned serial;
+    cleanup_free char *unit = xasprintf("tether-%d-%u.scope", (int)getpid(), serial++);
+    cleanup_free char *description = xasprintf("workload of tether %d", (int)getpid());
+    struct systemd_scope req = {.unit = unit,
+                                .description = description,
+                                .slice = r->cfg.monitor.systemd_slice,
+                                .pid = init};
+    cleanup_error tether_error_t serr = NULL;
+    if (systemd_scope_start(&req, &r->cg, &serr) == 0) {
+        log_debug("the workload's cgroup is systemd's scope `%s`", r->cg.rel);
+        return 1;
+    }
+    if (r->cfg.monitor.cgroup_required)
+        return error_set(err, 0,
+                         "no cgroup for the workload (%s), and `monitor.cgroup` is "
+                         "\"required\" in `%s`",
+                         serr->msg, r->cfg.path ? r->cfg.path : CONFIG_DEFAULT_PATH);
+    log_debug("no systemd scope for the workload (%s): it runs without a cgroup", serr->msg);
+    return 0;
+}
+
 int run_start(struct run *r)
 {
     cleanup_error tether_error_t err = NULL;
@@ -551,9 +579,24 @@ int run_start(struct run *r)
         return EXIT_FAILED;
     }
     /* A monitored workload gets a cgroup of its own where the system offers one: exact
-     * membership for measuring and killing its tree, and the freezer. */
-    if (r->monitored && r->cg.dir == NULL)
-        cgroup_create(&r->cg);
+     * membership for measuring and killing its tree, and the freezer.  Where systemd owns
+     * tether's cgroup, that is a scope of systemd's making, asked for once the init exists
+     * (place_in_scope); the last one is gone with the last start's processes. */
+    bool scope = false;
+    if (r->monitored && r->cg.foreign)
+        cgroup_destroy(&r->cg);
+    if (r->monitored && r->cg.dir == NULL) {
+        scope = cgroup_systemd_owns();
+        if (!scope && !cgroup_create(&r->cg) && r->cfg.monitor.cgroup_required) {
+            const char *cfg = r->cfg.path ? r->cfg.path : CONFIG_DEFAULT_PATH;
+            cleanup_free char *why = xasprintf(
+                "no cgroup for the workload, and `monitor.cgroup` is \"required\" in `%s`", cfg);
+            log_error("%s; not starting it", why);
+            run_audit_launch_failed(r, why);
+            confine_plan_release(&plan);
+            return EXIT_FAILED;
+        }
+    }
     struct launch_spec spec = {.argv = r->cmd,
                                .path = r->path,
                                .exe_fd = r->exe_fd,
@@ -570,7 +613,9 @@ int run_start(struct run *r)
                                .supervised = r->monitored,
                                .wrapper = r->bundle != NULL,
                                .keep_tree = keep_tree(&r->d),
-                               .grace_s = r->cfg.monitor.grace_s};
+                               .grace_s = r->cfg.monitor.grace_s,
+                               .place = scope ? place_in_scope : NULL,
+                               .place_arg = r};
     int fail_status;
     int rc = launch_start(&r->sv, &spec, &fail_status, &err);
     confine_plan_release(&plan);

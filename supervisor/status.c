@@ -124,7 +124,7 @@ static bool writer_alive(const cJSON *s)
 
 /* What a tether that ended without cleaning up left: its status file, its workload's
  * cgroup (tether-PID-N, emptied by the kernel when the init died with tether, else killed
- * now) and the mount point of a sealed root file system. */
+ * now; removed unless it is a systemd scope) and the mount point of a sealed root file system. */
 static void sweep_one(const char *dir, const char *name, const cJSON *s)
 {
     const char *cg = cJSON_GetStringValue(cJSON_GetObjectItem(s, "cgroup"));
@@ -134,7 +134,10 @@ static void sweep_one(const char *dir, const char *name, const cJSON *s)
         cleanup_close int fd = open(kill_file, O_WRONLY | O_CLOEXEC | O_NOFOLLOW);
         if (fd >= 0)
             (void)!write(fd, "1", 1);
-        for (int i = 0; i < 50 && rmdir(cg) < 0 && errno == EBUSY; i++)
+        /* A systemd scope (tether-PID-N.scope) is systemd's to remove. */
+        size_t n = strlen(base);
+        bool scope = n > 6 && strcmp(base + n - 6, ".scope") == 0;
+        for (int i = 0; !scope && i < 50 && rmdir(cg) < 0 && errno == EBUSY; i++)
             nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
     }
     pid_t tp = (pid_t)cJSON_GetNumberValue(cJSON_GetObjectItem(s, "tether_pid"));

@@ -393,6 +393,46 @@ static void test_load(void)
     free(missing);
 }
 
+/* monitor.cgroup and monitor.systemd_slice (doc/supervision.md, "systemd hosts"). */
+static void test_cgroup_keys(void)
+{
+    struct config cfg;
+    tether_error_t err = NULL;
+    int r = parse("{}", &cfg, &err);
+    CHECK(r == 0 && !cfg.monitor.cgroup_required && cfg.monitor.systemd_slice == NULL,
+          "default: a cgroup where one can be had, systemd's default slice");
+    config_clear(&cfg);
+    r = parse("{\"monitor\": {\"cgroup\": \"required\", \"systemd_slice\": "
+              "\"tether-prod_1.slice\"}}",
+              &cfg, &err);
+    CHECK(r == 0 && cfg.monitor.cgroup_required, "monitor.cgroup \"required\" (%s)",
+          err ? err->msg : "ok");
+    CHECK_STR(cfg.monitor.systemd_slice, "tether-prod_1.slice", "monitor.systemd_slice");
+    config_clear(&cfg);
+    r = parse("{\"monitor\": {\"cgroup\": \"auto\"}}", &cfg, &err);
+    CHECK(r == 0 && !cfg.monitor.cgroup_required, "monitor.cgroup \"auto\"");
+    config_clear(&cfg);
+    error_free(&err);
+
+    REFUSED("monitor.cgroup: another word", "{\"monitor\": {\"cgroup\": \"always\"}}",
+            "`monitor.cgroup` must be \"auto\" or \"required\", not \"always\"");
+    REFUSED("monitor.cgroup: boolean", "{\"monitor\": {\"cgroup\": true}}",
+            "`monitor.cgroup` must be a string, not boolean");
+    static const char *const bad_slices[] = {".slice",    "tether",     "tether.scope", "a/b.slice",
+                                             "a b.slice", "../x.slice", "t\u00e9.slice"};
+    for (size_t i = 0; i < sizeof bad_slices / sizeof bad_slices[0]; i++) {
+        char *text = xasprintf("{\"monitor\": {\"systemd_slice\": \"%s\"}}", bad_slices[i]);
+        REFUSED(bad_slices[i], text, "`monitor.systemd_slice` must be a systemd slice name");
+        free(text);
+    }
+    char long_slice[300];
+    memset(long_slice, 'a', sizeof long_slice);
+    strcpy(long_slice + 250, ".slice");
+    char *text = xasprintf("{\"monitor\": {\"systemd_slice\": \"%s\"}}", long_slice);
+    REFUSED("a slice name of 256 bytes", text, "`monitor.systemd_slice`");
+    free(text);
+}
+
 int main(void)
 {
     test_defaults();
@@ -400,6 +440,7 @@ int main(void)
     test_wrong_types();
     test_keys();
     test_numbers();
+    test_cgroup_keys();
     test_syntax();
     test_load();
     return test_done();
