@@ -70,6 +70,12 @@ static char *check_monitor(const cJSON *m)
         } else if (strcmp(f->string, "on_drift") == 0) {
             if (!cJSON_IsString(f) || !in_list(f->valuestring, on_drift_actions))
                 return xasprintf("`monitor.on_drift` must be one of log, kill, stop, restart");
+        } else if (strcmp(f->string, "prevent_exec") == 0) {
+            if (!cJSON_IsBool(f))
+                return xasprintf("`monitor.prevent_exec` must be true or false");
+        } else if (strcmp(f->string, "exec_timeout_ms") == 0) {
+            if (!json_get_int(f, 1, 60000, &v))
+                return xasprintf("`monitor.exec_timeout_ms` must be an integer from 1 to 60000");
         } else if (strcmp(f->string, "on_main_exit") == 0) {
             if (!cJSON_IsString(f) ||
                 (strcmp(f->valuestring, "kill") != 0 && strcmp(f->valuestring, "supervise") != 0))

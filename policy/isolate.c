@@ -103,13 +103,18 @@ static int read_message(int fd, uint64_t deadline_ns, char **out, size_t *len, c
 
 void policy_decide_isolated(struct policy *p, const cJSON *input, struct decision *out)
 {
+    policy_decide_within(p, input, p->bound_ms ? p->bound_ms : 10000, out);
+}
+
+void policy_decide_within(struct policy *p, const cJSON *input, uint64_t bound,
+                          struct decision *out)
+{
     decision_clear(out);
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) < 0) {
         decision_deny(out, "policy error: cannot evaluate apart: pipe: %s", strerror(errno));
         return;
     }
-    uint64_t bound = p->bound_ms ? p->bound_ms : 10000;
     uint64_t deadline = time_mono_ns() + bound * 1000000u;
     pid_t pid = fork();
     if (pid < 0) {

@@ -72,6 +72,9 @@ static inline void policy_freep(struct policy **p)
  * watching.  The child's state is thrown away: a policy keeps nothing from one evaluation
  * to the next. */
 void policy_decide_isolated(struct policy *p, const cJSON *input, struct decision *out);
+/* The same under a bound of the caller's (ms): what does not answer in time is a deny. */
+void policy_decide_within(struct policy *p, const cJSON *input, uint64_t bound_ms,
+                          struct decision *out);
 
 /* Validates a decision document (taken over).  A wrong type is a deny naming the field.
  * key.value is decoded into out->key_value and its base64 wiped from the document. */

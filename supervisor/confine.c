@@ -350,6 +350,9 @@ int confine_apply(const struct confine *c, const struct confine_plan *plan, cons
             return -1;
     }
 
+    if (plan->after_mounts != NULL && plan->after_mounts(plan->after_arg, step) < 0)
+        return -1;
+
     *step = "rlimits";
     for (int i = 0; i < RL_COUNT; i++) {
         if (!c->rlimits[i].set)

@@ -14,6 +14,10 @@ struct confine_plan {
      * the workload gets when its parent dies, and that parent's pid (0 for none). */
     int pdeath_signal;
     pid_t parent;
+    /* Called once the namespaces and mounts are in place, before anything is dropped: 0,
+     * or -1 with errno and *step. */
+    int (*after_mounts)(void *arg, const char **step);
+    void *after_arg;
 };
 
 /* Builds the seccomp filter for the native architecture. */

@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/fanotify.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -43,12 +44,13 @@
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "execgate.h"
 #include "rootfs.h"
 #include "tree.h"
 
 extern char **environ;
 
-enum { REPORT_HELLO = 1, REPORT_FAIL = 2 };
+enum { REPORT_HELLO = 1, REPORT_FAIL = 2, REPORT_GATE = 3 };
 
 struct child_report {
     int32_t kind;
@@ -91,6 +93,35 @@ static void say_hello(int fd)
         _exit(125);
 }
 
+/* Exec prevention: the group, made in the workload's final mount namespace, goes to tether
+ * over the report socket, and this process keeps no copy of it. */
+static int send_gate(void *arg, const char **step)
+{
+    int report_fd = *(int *)arg;
+    int fan = execgate_open(step);
+    if (fan < 0)
+        return -1;
+    struct child_report rep = {.kind = REPORT_GATE};
+    char ctl[CMSG_SPACE(sizeof fan)] = {0};
+    struct iovec iov = {.iov_base = &rep, .iov_len = sizeof rep};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof fan);
+    memcpy(CMSG_DATA(cm), &fan, sizeof fan);
+    ssize_t n = sendmsg(report_fd, &mh, MSG_NOSIGNAL);
+    int e = errno;
+    close(fan);
+    if (n != (ssize_t)sizeof rep) {
+        *step = "exec prevention: handing the group to tether";
+        errno = n < 0 ? e : EIO;
+        return -1;
+    }
+    return 0;
+}
+
 static void __attribute__((noreturn))
 child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd, int report_fd)
 {
@@ -102,6 +133,8 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
     else if (spec->cgroup != NULL && cgroup_enter(spec->cgroup) < 0)
         child_fail(report_fd, 125, errno, "joining the workload's cgroup");
 
+    if (spec->prevent_exec && execgate_no_memfd() < 0)
+        child_fail(report_fd, 125, errno, "exec prevention: seccomp filter for memfd_create");
     const char *step = NULL;
     if (spec->rootfs_dir != NULL &&
         rootfs_enter(spec->exe_fd, spec->rootfs_dir, spec->rootfs_cap, &step) < 0) {
@@ -117,6 +150,10 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
     if (!spec->supervised) {
         plan.pdeath_signal = SIGKILL;
         plan.parent = sv->tether_pid;
+    }
+    if (spec->prevent_exec) {
+        plan.after_mounts = send_gate;
+        plan.after_arg = &report_fd;
     }
     if (confine_apply(&c, &plan, &step) < 0) {
         int e = errno;
@@ -379,9 +416,9 @@ maker_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
 
 /* Reads one report; 0 at end of file (the workload exec'd), 1 with *rep, -1 on error. With
  * creds, the sender's pid as tether sees it. */
-static int read_report(int fd, struct child_report *rep, pid_t *creds)
+static int read_report(int fd, struct child_report *rep, pid_t *creds, int *passed)
 {
-    char ctl[CMSG_SPACE(sizeof(struct ucred))];
+    char ctl[CMSG_SPACE(sizeof(struct ucred)) + CMSG_SPACE(sizeof(int))];
     struct iovec iov = {.iov_base = rep, .iov_len = sizeof *rep};
     struct msghdr mh = {
         .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
@@ -394,12 +431,20 @@ static int read_report(int fd, struct child_report *rep, pid_t *creds)
     if (n != (ssize_t)sizeof *rep)
         return -1;
     rep->msg[sizeof rep->msg - 1] = '\0';
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); creds && cm; cm = CMSG_NXTHDR(&mh, cm))
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_CREDENTIALS) {
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_CREDENTIALS && creds) {
             struct ucred c;
             memcpy(&c, CMSG_DATA(cm), sizeof c);
             *creds = c.pid;
+        } else if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+            int f;
+            memcpy(&f, CMSG_DATA(cm), sizeof f);
+            if (passed != NULL && *passed < 0)
+                *passed = f;
+            else
+                close(f);
         }
+    }
     return 1;
 }
 
@@ -457,6 +502,31 @@ static pid_t start_supervised(struct supervisor *sv, const struct launch_spec *s
     return init;
 }
 
+/* The launch exec through the gate: the workload's own process may exec (the measured file,
+ * and the loader the kernel opens for it) until the report socket closes on that exec;
+ * anything else is denied.  Returns as read_report does. */
+static int launch_through_gate(struct supervisor *sv, int rd, struct child_report *rep)
+{
+    for (;;) {
+        struct pollfd p[2] = {{.fd = rd, .events = POLLIN}, {.fd = sv->gate_fd, .events = POLLIN}};
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return -1;
+        }
+        if (p[1].revents & POLLIN) {
+            char buf[4096] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
+            ssize_t len = read(sv->gate_fd, buf, sizeof buf);
+            const struct fanotify_event_metadata *ev = (const void *)buf;
+            for (; len > 0 && FAN_EVENT_OK(ev, len); ev = FAN_EVENT_NEXT(ev, len))
+                if (ev->fd >= 0)
+                    execgate_answer(sv->gate_fd, ev->fd, ev->pid == sv->main);
+        }
+        if (p[0].revents != 0)
+            return read_report(rd, rep, NULL, NULL);
+    }
+}
+
 int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fail_status,
                  tether_error_t *err)
 {
@@ -468,6 +538,8 @@ int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fai
         close(steal_fd(&sv->note_fd));
     if (sv->main_pidfd >= 0)
         close(steal_fd(&sv->main_pidfd));
+    if (sv->gate_fd >= 0)
+        close(steal_fd(&sv->gate_fd));
     sv->main = -1;
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
@@ -503,19 +575,29 @@ int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fai
 
     struct child_report rep;
     pid_t main_pid = -1;
-    int n = read_report(rd, &rep, &main_pid);
+    int n = read_report(rd, &rep, &main_pid, NULL);
     if (n == 1 && rep.kind == REPORT_HELLO) {
         /* A pidfd before the workload goes on: signals reach it, and never a process that
          * took its pid after it. */
         sv->main = main_pid;
         sv->main_pidfd = (int)syscall(SYS_pidfd_open, main_pid, 0);
         (void)!send(rd, "k", 1, MSG_NOSIGNAL);
-        n = read_report(rd, &rep, NULL);
+        n = read_report(rd, &rep, NULL, &sv->gate_fd);
     }
+    if (n == 1 && rep.kind == REPORT_GATE)
+        n = launch_through_gate(sv, rd, &rep);
     if (n == 0 && pid > 0) {
         sv->child = pid;
         if (!spec->supervised)
             sv->main = pid;
+        if (sv->gate_fd >= 0) {
+            cleanup_close int ipfd = (int)syscall(SYS_pidfd_open, pid, 0);
+            sv->gate_holder = ipfd >= 0 ? execgate_hold(sv->gate_fd, ipfd) : -1;
+            if (sv->gate_holder < 0) {
+                kill(pid, SIGKILL);
+                return error_set(err, errno, "exec prevention: the group's keeper");
+            }
+        }
         return 0; /* the socket closed on exec */
     }
     if (pid > 0)
@@ -527,6 +609,8 @@ int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fai
         close(steal_fd(&sv->note_fd));
     if (sv->main_pidfd >= 0)
         close(steal_fd(&sv->main_pidfd));
+    if (sv->gate_fd >= 0)
+        close(steal_fd(&sv->gate_fd));
     if (n != 1 || rep.kind != REPORT_FAIL)
         return error_set(err, 0, "the child failed before exec without saying why");
     *fail_status = rep.status;

@@ -27,9 +27,12 @@ struct launch_spec {
     const char *interp_path, *interp_arg;
     /* A monitored workload: started under an init that dies with tether (launch.c). */
     bool supervised;
-    bool wrapper;    /* the command is a container runtime: no namespaces for the init */
-    bool keep_tree;  /* monitor.on_main_exit "supervise": the tree outlives its main process */
-    int64_t grace_s; /* between SIGTERM and SIGKILL to the rest of the tree */
+    bool wrapper;      /* the command is a container runtime: no namespaces for the init */
+    bool keep_tree;    /* monitor.on_main_exit "supervise": the tree outlives its main process */
+    int64_t grace_s;   /* between SIGTERM and SIGKILL to the rest of the tree */
+    bool prevent_exec; /* monitor.prevent_exec: hold every exec for tether's answer */
+    dev_t exe_dev;     /* the measured file, whose launch exec tether allows itself */
+    ino_t exe_ino;
     /* Supervised: called once the init exists, before it starts, to put it in a cgroup made
      * for it (a systemd scope: run.c).  1 when it did (the init then roots its cgroup
      * namespace there), 0 when there is none, -1 with err to refuse the launch. */
@@ -47,6 +50,8 @@ struct supervisor {
     int note_fd;       /* supervised: the init says how many processes the main one left */
     uint64_t pidns;    /* supervised: the workload's pid namespace (its inode), or 0 */
     pid_t tether_pid;  /* getpid(), for the child to tell that its parent is still there */
+    int gate_fd;       /* exec prevention: the fanotify group, or -1 */
+    pid_t gate_holder; /* the process that keeps it open until the tree is gone */
 };
 
 /* Becomes a child subreaper and takes the forwarded signals into a signalfd.  Call before

@@ -26,6 +26,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/fanotify.h>
 #include <sys/inotify.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -43,6 +44,7 @@
 #include "core/util.h"
 #include "status.h"
 #include "tether.h"
+#include "execgate.h"
 #include "tree.h"
 
 enum {
@@ -50,6 +52,7 @@ enum {
     EV_PIDFD,
     EV_MAIN,
     EV_NOTE,
+    EV_GATE,
     EV_TICK,
     EV_TTL,
     EV_BEAT,
@@ -304,6 +307,117 @@ static uint32_t busy_allowance(const struct mon *m)
 {
     uint64_t bound = m->r->policy && m->r->policy->bound_ms ? m->r->policy->bound_ms : 10000;
     return (uint32_t)(bound < 3600000 ? bound : 3600000) + GUARD_IDLE_MS;
+}
+
+/* --- exec prevention --- */
+
+static bool in_tree(struct mon *m, pid_t pid);
+
+/* The file the kernel is about to execute, measured from the descriptor it handed us. */
+static cJSON *exec_target(pid_t pid, int fd)
+{
+    cJSON *t = cJSON_CreateObject();
+    cJSON_AddNumberToObject(t, "pid", pid);
+    char link[64], path[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    path[n > 0 ? n : 0] = '\0';
+    if (n > MEASURE_STRING_MAX) {
+        path[MEASURE_STRING_MAX] = '\0';
+        cJSON_AddTrueToObject(t, "truncated");
+    }
+    cJSON_AddItemToObject(t, "path", json_string_or_null(n > 0 ? path : NULL));
+    char hex[SHA256_HEX_LEN + 1];
+    struct stat st;
+    bool ok = fstat(fd, &st) == 0;
+    cJSON_AddItemToObject(
+        t, "sha256",
+        json_string_or_null(ok && S_ISREG(st.st_mode) && sha256_fd(fd, hex, NULL) == 0 ? hex
+                                                                                       : NULL));
+    if (ok) {
+        cJSON_AddNumberToObject(t, "size", (double)st.st_size);
+        cJSON_AddNumberToObject(t, "owner_uid", st.st_uid);
+        cJSON_AddNumberToObject(t, "owner_gid", st.st_gid);
+        cJSON_AddNumberToObject(t, "mode", st.st_mode & 07777);
+    }
+    return t;
+}
+
+/* One held exec: measured, judged in the monitor phase with input.exec, answered.  A deny
+ * (a policy error, or no answer within monitor.exec_timeout_ms, included) makes the execve
+ * fail with EPERM and is drift. */
+static void judge_exec(struct mon *m, pid_t pid, int fd)
+{
+    struct run *r = m->r;
+    /* Only the workload's own mounts are marked; anything else is not ours to hold. */
+    if (!in_tree(m, pid)) {
+        execgate_answer(r->sv.gate_fd, fd, true);
+        return;
+    }
+    if (m->state == ENDING) {
+        execgate_answer(r->sv.gate_fd, fd, false);
+        return;
+    }
+    cleanup_json cJSON *input = measure_target(m);
+    cJSON *procs = cJSON_CreateArray();
+    cJSON *p = NULL;
+    if (measure_process_collect(pid, &p, NULL) == 0)
+        cJSON_AddItemToArray(procs, p);
+    cJSON_ReplaceItemInObjectCaseSensitive(input, "processes", procs);
+    cJSON *target = exec_target(pid, fd);
+    cJSON_AddItemToObject(input, "exec", target);
+    int64_t bound = 2000;
+    json_get_int(cJSON_GetObjectItemCaseSensitive(r->d.monitor, "exec_timeout_ms"), 1, 60000,
+                 &bound);
+    struct decision d = {.ttl_s = -1};
+    guard_beat(&m->guard, (uint32_t)bound + GUARD_IDLE_MS);
+    policy_decide_within(r->policy, input, (uint64_t)bound, &d);
+    guard_beat(&m->guard, GUARD_IDLE_MS);
+    execgate_answer(r->sv.gate_fd, fd, d.allow);
+    m->last_decision_ns = time_mono_ns();
+    if (!d.allow) {
+        cleanup_free char *why = decision_reasons_joined(&d);
+        cleanup_error tether_error_t err = NULL;
+        cleanup_json cJSON *rec = audit_decision_record("monitor", r->policy, &d, input);
+        cJSON_AddStringToObject(rec, "trigger", "exec held");
+        if (audit_append(r->audit_path, rec, &err) < 0)
+            log_warn("%s", err->msg);
+        error_free(&err);
+        cleanup_json cJSON *den = audit_record_new("exec_denied");
+        cJSON_AddStringToObject(den, "argv0", r->cmd[0]);
+        cJSON_AddNumberToObject(den, "pid", pid);
+        cJSON_AddItemToObject(
+            den, "path",
+            json_string_or_null(cJSON_GetStringValue(cJSON_GetObjectItem(target, "path"))));
+        cJSON_AddItemToObject(
+            den, "sha256",
+            json_string_or_null(cJSON_GetStringValue(cJSON_GetObjectItem(target, "sha256"))));
+        cJSON_AddStringToObject(den, "reason", why);
+        if (audit_append(r->audit_path, den, &err) < 0)
+            log_warn("%s", err->msg);
+        cleanup_free char *drift_why =
+            xasprintf("exec of `%s` denied: %s",
+                      cJSON_GetStringValue(cJSON_GetObjectItem(target, "path")) ?: "?", why);
+        drift(m, drift_why);
+    }
+    decision_clear(&d);
+}
+
+static void on_gate(struct mon *m)
+{
+    int gate = m->r->sv.gate_fd;
+    char buf[8192] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
+    ssize_t len = read(gate, buf, sizeof buf);
+    const struct fanotify_event_metadata *ev = (const void *)buf;
+    for (; len > 0 && FAN_EVENT_OK(ev, len); ev = FAN_EVENT_NEXT(ev, len)) {
+        if (ev->fd < 0)
+            continue;
+        if (ev->vers != FANOTIFY_METADATA_VERSION || !(ev->mask & FAN_OPEN_EXEC_PERM)) {
+            execgate_answer(gate, ev->fd, false);
+            continue;
+        }
+        judge_exec(m, ev->pid, ev->fd);
+    }
 }
 
 /* One look at the workload: measure, decide, act. */
@@ -680,6 +794,7 @@ static void open_pidfd(struct mon *m)
     if (m->r->sv.main_pidfd >= 0 && m->r->sv.main_pidfd != m->pidfd)
         ep_add(m, m->r->sv.main_pidfd, EV_MAIN);
     ep_add(m, m->r->sv.note_fd, EV_NOTE);
+    ep_add(m, m->r->sv.gate_fd, EV_GATE);
 }
 
 /* The main process exited on its own, and its init says how many processes it left: they
@@ -929,6 +1044,9 @@ static int mon_loop(struct mon *m)
                 break;
             case EV_NOTE:
                 on_note(m);
+                break;
+            case EV_GATE:
+                on_gate(m);
                 break;
             case EV_TICK:
                 drain(m->tick);

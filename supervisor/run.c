@@ -34,6 +34,8 @@ void run_init(struct run *r)
     r->sv.main_pidfd = -1;
     r->sv.life_fd = -1;
     r->sv.note_fd = -1;
+    r->sv.gate_fd = -1;
+    r->sv.gate_holder = -1;
     r->cg.procs_fd = -1;
 }
 
@@ -559,6 +561,11 @@ static int place_in_scope(void *arg, pid_t init, tether_error_t *err)
     return 0;
 }
 
+bool prevent_exec(const struct decision *d)
+{
+    return cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(d->monitor, "prevent_exec"));
+}
+
 int run_start(struct run *r)
 {
     cleanup_error tether_error_t err = NULL;
@@ -567,6 +574,13 @@ int run_start(struct run *r)
     int wrc = audit_weakened(r);
     if (wrc != 0)
         return wrc;
+    if (prevent_exec(&r->d) && r->bundle != NULL) {
+        const char *why = "monitor.prevent_exec needs the workload's own mount namespace, which "
+                          "a container runtime (--bundle) does not get";
+        log_error("%s; not starting it", why);
+        run_audit_launch_failed(r, why);
+        return EXIT_FAILED;
+    }
     if (confine_prepare(&r->d.confinement, &plan, &err) < 0) {
         log_error("%s; not starting the workload", err->msg);
         run_audit_launch_failed(r, err->msg);
@@ -615,7 +629,8 @@ int run_start(struct run *r)
                                .keep_tree = keep_tree(&r->d),
                                .grace_s = r->cfg.monitor.grace_s,
                                .place = scope ? place_in_scope : NULL,
-                               .place_arg = r};
+                               .place_arg = r,
+                               .prevent_exec = prevent_exec(&r->d)};
     int fail_status;
     int rc = launch_start(&r->sv, &spec, &fail_status, &err);
     confine_plan_release(&plan);

@@ -49,6 +49,8 @@ int run_load(struct run *r);
 /* Measures, decides and records the decision (fail_open included): 0 when the workload may
  * start, else the exit status (77, 125, 126, 127). */
 int run_gate(struct run *r);
+/* The decision asks for exec prevention (monitor.prevent_exec). */
+bool prevent_exec(const struct decision *d);
 /* Confines and starts the workload under r->sv: 0, or the exit status. */
 int run_start(struct run *r);
 /* The input document of the monitor phase, without processes (the monitor adds them). */

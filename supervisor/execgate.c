@@ -1,0 +1,119 @@
+/* Exec prevention (see execgate.h).  The marks are mount marks in the workload's own mount
+ * namespace, whose mounts are copies of the host's: an exec there is held, an exec of the
+ * host's through its own mounts never is.  The kernel holds the execve(2) in the open of the
+ * file until the group answers, and hands the group a descriptor of that very file. */
+#define _GNU_SOURCE
+#include "execgate.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <seccomp.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/fanotify.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "core/cleanup.h"
+
+static bool pseudo_fs(const char *type)
+{
+    static const char *const types[] = {
+        "proc",     "sysfs",     "cgroup",   "cgroup2",     "securityfs", "debugfs", "tracefs",
+        "bpf",      "pstore",    "configfs", "fusectl",     "mqueue",     "devpts",  "autofs",
+        "efivarfs", "selinuxfs", "nsfs",     "binfmt_misc", NULL};
+    for (const char *const *t = types; *t; t++)
+        if (strcmp(type, *t) == 0)
+            return true;
+    return false;
+}
+
+int execgate_open(const char **step)
+{
+    *step = "exec prevention: fanotify";
+    int fan = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+    if (fan < 0)
+        return -1;
+    cleanup_file FILE *f = fopen("/proc/self/mountinfo", "re");
+    cleanup_free char *line = NULL;
+    size_t cap = 0;
+    while (f != NULL && getline(&line, &cap, f) > 0) {
+        char mnt[4096], opts[1024], fstype[64];
+        const char *sep = strstr(line, " - ");
+        if (sep == NULL || sscanf(line, "%*s %*s %*s %*s %4095s %1023s", mnt, opts) != 2 ||
+            sscanf(sep + 3, "%63s", fstype) != 1)
+            continue;
+        /* A mount that allows no exec needs no mark, nor do the kernel's own file systems,
+         * which hold no programs and refuse one (an exec of /proc/self/exe goes through
+         * the mount of the file it names). */
+        bool noexec = false;
+        for (char *save = NULL, *o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save))
+            noexec |= strcmp(o, "noexec") == 0;
+        if (noexec || pseudo_fs(fstype))
+            continue;
+        if (fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN_EXEC_PERM, AT_FDCWD, mnt) <
+            0) {
+            int e = errno;
+            static char msg[4200];
+            snprintf(msg, sizeof msg, "exec prevention: cannot mark the mount `%s`", mnt);
+            *step = msg;
+            close(fan);
+            errno = e;
+            return -1;
+        }
+    }
+    if (f == NULL) {
+        int e = errno;
+        close(fan);
+        errno = e;
+        return -1;
+    }
+    return fan;
+}
+
+int execgate_no_memfd(void)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (ctx == NULL)
+        return -1;
+    int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+    if (r == 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(memfd_create), 0);
+    if (r == 0)
+        r = seccomp_load(ctx);
+    seccomp_release(ctx);
+    if (r < 0) {
+        errno = -r;
+        return -1;
+    }
+    return 0;
+}
+
+void execgate_answer(int gate_fd, int event_fd, bool allow)
+{
+    struct fanotify_response resp = {.fd = event_fd, .response = allow ? FAN_ALLOW : FAN_DENY};
+    (void)!write(gate_fd, &resp, sizeof resp);
+    close(event_fd);
+}
+
+pid_t execgate_hold(int gate_fd, int init_pidfd)
+{
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    prctl(PR_SET_NAME, "tether-gate");
+    /* Only the group and the pidfd stay open (not tether's pipe to the init, whose closing
+     * must still mean that tether is gone). */
+    int g = fcntl(gate_fd, F_DUPFD, 64), w = fcntl(init_pidfd, F_DUPFD, 64);
+    if (g < 0 || w < 0 || dup2(g, 3) < 0 || dup2(w, 4) < 0)
+        _exit(1);
+    close_range(5, ~0U, 0);
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    if (null >= 0)
+        dup2(null, 0), dup2(null, 1), dup2(null, 2);
+    struct pollfd p = {.fd = 4, .events = POLLIN};
+    while (poll(&p, 1, -1) < 0 && errno == EINTR)
+        ;
+    _exit(0);
+}

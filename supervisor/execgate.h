@@ -1,0 +1,20 @@
+/* Exec prevention (monitor.prevent_exec): every exec in the workload's mount namespace is
+ * held by the kernel (fanotify FAN_OPEN_EXEC_PERM, mount marks) until tether answers. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+/* In the workload's process, in its final mount namespace, while it still holds
+ * CAP_SYS_ADMIN: a fanotify group with a mark on every mount that allows exec.  -1 with
+ * errno and *step on failure (a mount that cannot be marked is a failure). */
+int execgate_open(const char **step);
+/* Before the confinement: memfd_create(2) fails with EPERM, since an exec from a memfd goes
+ * through a mount no mark can reach. */
+int execgate_no_memfd(void);
+/* Answers one held exec. */
+void execgate_answer(int gate_fd, int event_fd, bool allow);
+/* A process that keeps the group open until the init (pidfd) has ended: the kernel allows
+ * every held exec when the last descriptor of the group closes, so the group must outlive
+ * the tree, not tether.  Returns its pid, or -1. */
+pid_t execgate_hold(int gate_fd, int init_pidfd);

@@ -1,0 +1,189 @@
+"""Exec prevention (monitor.prevent_exec): every exec in a monitored workload's tree is held by
+the kernel until tether has decided, and a forbidden one never runs."""
+import json
+import os
+import subprocess
+import sys
+import time
+
+from harness import PROBE, TETHER, Skip, case, eq, main, marked, wait_for
+
+DRIFT_KILLED = 78
+HANG = 'string.find(string.rep("a", 4000), string.rep("a-", 40) .. "b")'
+
+
+def need_root():
+    if os.geteuid() != 0:
+        raise Skip("needs root: fanotify permission events need CAP_SYS_ADMIN")
+
+
+def gate_policy(ws, on_exec, monitor='on_drift = "kill"'):
+    """Allows at launch with prevent_exec; for a held exec (input.exec) runs on_exec, Lua that
+    may return a decision."""
+    return ws.policy("""
+if input.exec ~= nil then
+  local e = input.exec
+  %s
+end
+return {allow = true, monitor = {prevent_exec = true, %s}}""" % (on_exec, monitor))
+
+
+def records(ws, event):
+    return [r for r in ws.audit_records() if r["event"] == event]
+
+
+# The workload: exec PROGRAM and report how it failed, in a file.
+TRY_EXEC = r"""
+import os, sys
+out, prog = sys.argv[1], sys.argv[2:]
+try:
+    os.execv(prog[0], prog)
+except OSError as e:
+    open(out, "w").write(str(e.errno))
+"""
+
+
+@case
+def forbidden_exec_never_runs(ws):
+    need_root()
+    pol = gate_policy(ws, 'if e.path == "/usr/bin/dash" then '
+                          'return {allow = false, reasons = {"no shells here"}} end')
+    ran, out = ws.path("ran"), ws.path("errno")
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", TRY_EXEC, out,
+                  "/usr/bin/dash", "-c", "echo ran > %s" % ran, timeout=30)
+    eq(p.returncode, DRIFT_KILLED, "on_drift kill: " + p.stderr)
+    assert not os.path.exists(ran), "the forbidden program ran"
+    eq(open(out).read(), "1", "execve failed with EPERM")
+    den = records(ws, "exec_denied")
+    eq([(d["path"], d["reason"]) for d in den], [("/usr/bin/dash", "no shells here")], "audited")
+    import hashlib
+    eq(den[0]["sha256"], hashlib.sha256(open("/usr/bin/dash", "rb").read()).hexdigest(), "its hash")
+
+
+@case
+def log_lets_the_workload_go_on_without_the_program(ws):
+    need_root()
+    pol = gate_policy(ws, 'if e.path == "/usr/bin/dash" then '
+                          'return {allow = false, reasons = {"no shells"}} end', 'on_drift = "log"')
+    ran, out = ws.path("ran"), ws.path("errno")
+    script = TRY_EXEC + "\nraise SystemExit(7)\n"
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", script, out,
+                  "/usr/bin/dash", "-c", "echo ran > %s" % ran, timeout=30)
+    eq(p.returncode, 7, "the workload went on to its own end: " + p.stderr)
+    assert not os.path.exists(ran), "the forbidden program ran"
+    eq([d["action"] for d in records(ws, "drift")], ["log"], "drift, logged")
+
+
+@case
+def allowed_execs_and_the_hosts_are_not_held_back(ws):
+    need_root()
+    pol = gate_policy(ws, 'if e.path == "/usr/bin/dash" then '
+                          'return {allow = false, reasons = {"no shells"}} end')
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", pol, "--", sys.executable, "-c",
+                    "import subprocess, sys, time\n"
+                    "assert subprocess.run(['/bin/true']).returncode == 0\n"
+                    "open(sys.argv[1], 'w').close()\n"
+                    "time.sleep(30)", ready)
+    try:
+        wait_for(lambda: os.path.exists(ready), what="the workload's allowed exec")
+        # The host runs what the workload may not: its execs are not the workload's.
+        r = subprocess.run(["/usr/bin/dash", "-c", "echo host"], capture_output=True, text=True,
+                           timeout=10)
+        eq(r.stdout.strip(), "host", "a host exec of the same program")
+        eq(records(ws, "exec_denied"), [], "nothing denied")
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+@case
+def a_thousand_allowed_execs_run(ws):
+    need_root()
+    pol = gate_policy(ws, 'if e.path == "/usr/bin/dash" then '
+                          'return {allow = false, reasons = {"no shells"}} end')
+    p = ws.tether("run", "--policy", pol, "--", "/bin/bash", "-c",
+                  "n=0; for i in $(seq 1000); do /bin/true && n=$((n+1)); done; echo $n",
+                  timeout=300)
+    eq((p.returncode, p.stdout.strip()), (0, "1000"), "every exec ran: " + p.stderr)
+    eq(records(ws, "exec_denied"), [], "none was denied")
+
+
+@case
+def an_exec_the_policy_cannot_decide_in_time_is_denied(ws):
+    need_root()
+    pol = gate_policy(ws, HANG, 'on_drift = "kill", exec_timeout_ms = 300')
+    ran, out = ws.path("ran"), ws.path("errno")
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", TRY_EXEC, out,
+                  PROBE, "mark", ran, timeout=30)
+    eq(p.returncode, DRIFT_KILLED, "exit status: " + p.stderr)
+    assert not os.path.exists(ran), "the exec ran"
+    den = records(ws, "exec_denied")
+    assert den and "timed out" in den[0]["reason"], den
+
+
+@case
+def a_policy_error_on_an_exec_is_a_deny(ws):
+    need_root()
+    pol = gate_policy(ws, 'error("broken")')
+    ran, out = ws.path("ran"), ws.path("errno")
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", TRY_EXEC, out,
+                  PROBE, "mark", ran, timeout=30)
+    eq(p.returncode, DRIFT_KILLED, "exit status: " + p.stderr)
+    assert not os.path.exists(ran), "the exec ran"
+    assert "broken" in records(ws, "exec_denied")[0]["reason"]
+
+
+@case
+def an_exec_held_when_tether_dies_never_runs(ws):
+    """The kernel lets held execs go when the group's last descriptor closes: the group is
+    kept open until the tree is gone, so a held exec dies with the tree instead."""
+    need_root()
+    pol = gate_policy(ws, HANG, 'on_drift = "kill", exec_timeout_ms = 60000')
+    ran, out, going = ws.path("ran"), ws.path("errno"), ws.path("going")
+    script = "open(%r, 'w').close()\n" % going + TRY_EXEC
+    env = dict(ws.env, TETHER_TEST_MARK=ws.root)
+    proc = subprocess.Popen([TETHER, "run", "--policy", pol, "--", sys.executable, "-c", script,
+                             out, PROBE, "mark", ran], env=env, cwd=ws.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: os.path.exists(going), what="the workload to exec")
+        time.sleep(0.3)  # the exec is held now, the policy hanging over it
+        assert not os.path.exists(ran), "the exec ran before any decision"
+    finally:
+        proc.kill()
+        proc.communicate()
+    wait_for(lambda: not marked(ws.root), timeout=10, what="the tree to be gone")
+    time.sleep(0.2)
+    assert not os.path.exists(ran), "the held exec ran after tether died"
+
+
+@case
+def an_exec_from_memory_is_refused(ws):
+    need_root()
+    pol = gate_policy(ws, 'return {allow = true}')
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c",
+                  "import os\n"
+                  "try:\n"
+                  "    os.memfd_create('x')\n"
+                  "    print('made')\n"
+                  "except OSError as e:\n"
+                  "    print(e.errno)\n", timeout=30)
+    eq(p.stdout.strip(), "1", "memfd_create fails with EPERM: no exec can bypass the marks")
+
+
+@case
+def wrapper_mode_refuses_prevent_exec(ws):
+    need_root()
+    pol = ws.decision_policy({"allow": True, "monitor": {"prevent_exec": True}})
+    b = ws.path("b")
+    os.makedirs(b)
+    open(os.path.join(b, "config.json"), "w").write(json.dumps(
+        {"ociVersion": "1.0.2", "process": {"args": ["/x"], "cwd": "/"}, "root": {"path": "rootfs"}}))
+    p = ws.tether("run", "--policy", pol, "--bundle", b, "--", "/bin/true", timeout=30)
+    eq(p.returncode, 125, "refused: " + p.stderr)
+    assert "prevent_exec" in p.stderr
+
+
+if __name__ == "__main__":
+    main()
