@@ -32,6 +32,7 @@
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "execgate.h"
 #include "monitor.h"
 #include "status.h"
 #include "tree.h"
@@ -270,6 +271,16 @@ int container_monitor_spawn(struct run *r, const char *id, const char *bundle, c
 {
     cleanup_free char *base = status_dir();
     cleanup_free char *pidfile = xasprintf("%s/%s/monitor.pid", base, id);
+    /* Exec prevention: marks on the container's own mounts, made before the runtime starts
+     * its program; the keeper holds the group until the container's init has ended. */
+    if (prevent_exec(&r->d)) {
+        r->sv.gate_fd = execgate_open_in(init, err);
+        if (r->sv.gate_fd < 0)
+            return -1;
+        cleanup_close int ipfd = (int)syscall(SYS_pidfd_open, init, 0);
+        if (ipfd < 0 || execgate_hold(r->sv.gate_fd, ipfd) < 0)
+            return error_set(err, errno, "exec prevention: the group's keeper");
+    }
     int sync[2];
     if (pipe2(sync, O_CLOEXEC) < 0)
         return error_set(err, errno, "container monitor: pipe");

@@ -12,10 +12,14 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/fanotify.h>
+#include <sched.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/error.h"
 
 static bool pseudo_fs(const char *type)
 {
@@ -116,4 +120,59 @@ pid_t execgate_hold(int gate_fd, int init_pidfd)
     while (poll(&p, 1, -1) < 0 && errno == EINTR)
         ;
     _exit(0);
+}
+
+int execgate_open_in(pid_t pid, tether_error_t *err)
+{
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
+        return error_set(err, errno, "exec prevention: socketpair");
+    pid_t child = fork();
+    if (child < 0) {
+        close(sp[0]), close(sp[1]);
+        return error_set(err, errno, "exec prevention: fork");
+    }
+    if (child == 0) {
+        close(sp[0]);
+        char path[64];
+        snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)pid);
+        int ns = open(path, O_RDONLY | O_CLOEXEC);
+        const char *step = "exec prevention: the container's mount namespace";
+        int fan = -1;
+        if (ns >= 0 && setns(ns, CLONE_NEWNS) == 0)
+            fan = execgate_open(&step);
+        int e = errno;
+        char msg[256];
+        snprintf(msg, sizeof msg, "%s: %s", step, fan < 0 ? strerror(e) : "");
+        char ctl[CMSG_SPACE(sizeof fan)] = {0};
+        struct iovec iov = {.iov_base = msg, .iov_len = strlen(msg) + 1};
+        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+        if (fan >= 0) {
+            mh.msg_control = ctl;
+            mh.msg_controllen = sizeof ctl;
+            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof fan);
+            memcpy(CMSG_DATA(cm), &fan, sizeof fan);
+        }
+        _exit(sendmsg(sp[1], &mh, 0) < 0 ? 1 : 0);
+    }
+    close(sp[1]);
+    char msg[256] = "";
+    char ctl[CMSG_SPACE(sizeof(int))];
+    struct iovec iov = {.iov_base = msg, .iov_len = sizeof msg - 1};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+    ssize_t n = recvmsg(sp[0], &mh, MSG_CMSG_CLOEXEC);
+    close(sp[0]);
+    while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+        ;
+    int fan = -1;
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); n > 0 && cm; cm = CMSG_NXTHDR(&mh, cm))
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
+            memcpy(&fan, CMSG_DATA(cm), sizeof fan);
+    if (fan < 0)
+        return error_set(err, 0, "%s", n > 0 ? msg : "exec prevention: no group was made");
+    return fan;
 }

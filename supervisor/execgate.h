@@ -18,3 +18,7 @@ void execgate_answer(int gate_fd, int event_fd, bool allow);
  * every held exec when the last descriptor of the group closes, so the group must outlive
  * the tree, not tether.  Returns its pid, or -1. */
 pid_t execgate_hold(int gate_fd, int init_pidfd);
+/* The same group for a process's mount namespace (a container's, from its init): made by a
+ * child that enters it.  Returns the group, or -1 with err. */
+struct tether_error;
+int execgate_open_in(pid_t pid, struct tether_error **err);

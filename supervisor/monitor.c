@@ -380,11 +380,16 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
         cleanup_error tether_error_t err = NULL;
         cleanup_json cJSON *rec = audit_decision_record("monitor", r->policy, &d, input);
         cJSON_AddStringToObject(rec, "trigger", "exec held");
+        if (m->c != NULL)
+            cJSON_AddStringToObject(rec, "container_id", m->c->id);
         if (audit_append(r->audit_path, rec, &err) < 0)
             log_warn("%s", err->msg);
         error_free(&err);
         cleanup_json cJSON *den = audit_record_new("exec_denied");
-        cJSON_AddStringToObject(den, "argv0", r->cmd[0]);
+        if (m->c != NULL)
+            cJSON_AddStringToObject(den, "container_id", m->c->id);
+        else
+            cJSON_AddStringToObject(den, "argv0", r->cmd[0]);
         cJSON_AddNumberToObject(den, "pid", pid);
         cJSON_AddItemToObject(
             den, "path",
@@ -1157,6 +1162,7 @@ int monitor_container(struct run *r, const struct monitor_container *c)
         goto out;
     }
     ep_add(&m, m.pidfd, EV_PIDFD);
+    ep_add(&m, r->sv.gate_fd, EV_GATE); /* exec prevention, when the hook made a group */
     container_cgroup(c->init, &m.ccg);
     arm_for_decision(&m);
     start_watches(&m);

@@ -186,6 +186,29 @@ def state_of_a_container_gone_without_poststop_is_swept(ws):
 
 
 @case
+def forbidden_exec_in_a_prevented_container_never_runs(ws):
+    """monitor.prevent_exec under the hook: the marks go on the container's own mounts, so
+    runc's exec of the container's program is judged (and allowed), and a forbidden exec in
+    the container fails with EPERM and never runs."""
+    node(ws, 'if input.exec ~= nil and input.exec.path == "/forbidden" then\n'
+             '  return {allow = false, reasons = {"not in this container"}}\n'
+             'end\n'
+             'return {allow = true, monitor = {prevent_exec = true, on_drift = "kill"}}')
+    b = bundle(ws, ["/probe", "mark", "/started", "exec", "/forbidden", "mark", "/ran"])
+    shutil.copy(PROBE, os.path.join(b, "rootfs", "forbidden"))
+    c = cid("tether-pv")
+    try:
+        p = run_container(ws, b, c)
+    finally:
+        subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+    assert os.path.exists(os.path.join(b, "rootfs", "started")), "the allowed program ran: " + p.stderr
+    assert not os.path.exists(os.path.join(b, "rootfs", "ran")), "the forbidden program ran"
+    den = [r for r in ws.audit_records() if r["event"] == "exec_denied"]
+    eq([(d["path"], d["reason"]) for d in den], [("/forbidden", "not in this container")],
+       "the denial, audited")
+
+
+@case
 def container_measurement(ws):
     node(ws, 'return {allow = true}')
     b = bundle(ws, ["/probe", "status"], hooks=False)
