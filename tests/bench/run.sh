@@ -54,6 +54,11 @@ echo "== drift monitoring (targets: median detection under 20 ms, CPU under 1%, 
 python3 tests/bench/bench_monitor.py "$build/tether" "$build/tests/probe" "${BENCH_TRIALS:-100}" \
     "${BENCH_MONITOR_SECONDS:-60}"
 
+if [ "$(id -u)" -eq 0 ]; then
+    echo "== exec prevention: N execs of /bin/true bare, watched, prevented (ratios to bare)"
+    python3 tests/bench/bench_prevent.py "$build/tether" "${BENCH_EXECS:-500}"
+fi
+
 echo "== sealed workloads (target: throughput ratios >= 0.8; the sha256 digest pass bounds them)"
 "$build/tests/bench/bench_seal" 64
 if [ "$(id -u)" -eq 0 ]; then
