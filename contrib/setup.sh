@@ -5,7 +5,8 @@ set -euo pipefail
 
 build_pkgs=(gcc make cmake pkg-config libssl-dev libcurl4-openssl-dev libcjson-dev libcap-dev
             libseccomp-dev liblua5.4-dev libarchive-dev)
-test_pkgs=(python3 clang libclang-rt-14-dev clang-format lua5.4 util-linux openssl curl runc crun)
+test_pkgs=(python3 clang libclang-rt-14-dev clang-format lua5.4 util-linux openssl curl runc crun
+           skopeo)
 
 case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;

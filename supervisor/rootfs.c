@@ -350,6 +350,11 @@ static int make_dirs(const char *path)
 
 static int enter_image(const struct rootfs_spec *spec, const char **step)
 {
+    /* The image's user must be able to walk its own tree; the host reaches the mount only
+     * through tether's status directory, root's alone. */
+    *step = "root file system: its root's mode";
+    if (chmod("/", 0755) < 0)
+        return -1;
     struct archive *disk = archive_write_disk_new();
     archive_write_disk_set_options(
         disk, ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
