@@ -606,5 +606,7 @@ int run_start(struct run *r)
     if (r->interp_fd >= 0)
         close(r->interp_fd);
     r->interp_fd = -1;
+    if (r->image != NULL)
+        image_close_layers(&r->image->img); /* unpacked: the decrypted layers go */
     return 0;
 }

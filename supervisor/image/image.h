@@ -94,8 +94,8 @@ enum image_entry { IMAGE_ENTRY_FILE, IMAGE_ENTRY_WHITEOUT, IMAGE_ENTRY_OPAQUE };
 int image_entry_name(const char *name, char **target);
 
 /* User "uid[:gid]" or "name[:group]": numbers where they are given; names are looked up in
- * passwd and group text (NULL: none) as found in the image.  A uid without a gid takes the
- * passwd entry's gid, else 0. */
+ * passwd and group text (NULL: none) as found in the image.  Without a group, a name takes
+ * its passwd entry's gid, a number gid 0. */
 int image_resolve_user(const char *user, const char *passwd, const char *group, uint32_t *uid,
                        uint32_t *gid, tether_error_t *err);
 
@@ -122,6 +122,8 @@ struct image {
  * layers stay open (img->m.layers[i].fd). */
 int image_open(const char *spec, struct image *img, tether_error_t *err);
 void image_close(struct image *img);
+/* Closes the layers' descriptors (and so frees decrypted ones) once the tree is unpacked. */
+void image_close_layers(struct image *img);
 
 /* input.image: ref, manifest_digest, config_digest, layers, annotations, config, encrypted,
  * signatures. */

@@ -148,6 +148,13 @@ void image_close(struct image *img)
     memset(img, 0, sizeof *img);
 }
 
+void image_close_layers(struct image *img)
+{
+    for (size_t i = 0; i < img->m.n_layers; i++)
+        if (img->m.layers[i].fd >= 0)
+            close(steal_fd(&img->m.layers[i].fd));
+}
+
 static cJSON *string_array(char *const *v)
 {
     if (v == NULL)
