@@ -548,7 +548,7 @@ static int audit_weakened(struct run *r)
 int run_start(struct run *r)
 {
     cleanup_error tether_error_t err = NULL;
-    struct confine_plan plan = {NULL};
+    struct confine_plan plan = {.filter = NULL};
     default_capabilities(r);
     int wrc = audit_weakened(r);
     if (wrc != 0)
