@@ -107,7 +107,7 @@ static char *check_key(const cJSON *k)
         return xasprintf("`key.id` must be a non-empty string");
     /* The value is never quoted back: it may be a secret. */
     if (value != NULL && !cJSON_IsString(value))
-        return xasprintf("`key.value` must be a base64 string");
+        return xasprintf("`key.value` must be a string (base64, or a PEM private key)");
     return NULL;
 }
 
@@ -133,6 +133,20 @@ static void normalise(cJSON *doc)
         normalise_list(syscalls, list->string);
     }
     normalise_list(cJSON_GetObjectItemCaseSensitive(doc, "monitor"), "watch");
+}
+
+/* key.value: base64 of the key's bytes, or (for an encrypted image) a PEM private key as it
+ * is, kept byte for byte. */
+static int secret_from_key_value(const char *v, struct secret **out, tether_error_t *err)
+{
+    static const char pem[] = "-----BEGIN ";
+    if (strncmp(v, pem, sizeof pem - 1) != 0)
+        return secret_from_base64(v, out, err);
+    size_t n = strlen(v);
+    if (secret_new(n, out, err) < 0)
+        return -1;
+    memcpy((*out)->data, v, n);
+    return 0;
 }
 
 /* Fills d from doc, or returns the reason doc is not a valid decision. */
@@ -171,7 +185,7 @@ static char *parse(const cJSON *doc, struct decision *d)
         const cJSON *value = cJSON_GetObjectItemCaseSensitive(key, "value");
         if (value != NULL) {
             cleanup_error tether_error_t err = NULL;
-            int rc = secret_from_base64(value->valuestring, &d->key_value, &err);
+            int rc = secret_from_key_value(value->valuestring, &d->key_value, &err);
             wipe_key(doc);
             if (rc < 0)
                 return xasprintf("`key.value`: %s", err->msg);

@@ -18,6 +18,7 @@
 
 static const char usage[] =
     "Usage: tether run [OPTION]... [--] COMMAND [ARG]...\n"
+    "  or:  tether run [OPTION]... --image oci:DIR[:REF] [-- ARG...]\n"
     "Measure COMMAND and this host, ask the policy, and run COMMAND only if it allows.\n"
     "tether stays COMMAND's parent: it forwards SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1,\n"
     "SIGUSR2 and SIGWINCH to it, reaps orphaned descendants, and exits with its status.\n"
@@ -33,6 +34,12 @@ static const char usage[] =
     "                       audit.path, else " AUDIT_DEFAULT_PATH ")\n"
     "  -b, --bundle DIR     COMMAND starts the OCI bundle DIR (runc run -b DIR ID, crun):\n"
     "                       its config.json is measured as the input's `container`\n"
+    "  -i, --image oci:DIR[:REF]  run the OCI image in the layout DIR (as `skopeo copy\n"
+    "                       ... oci:DIR:REF` writes it), plain or ocicrypt-encrypted (JWE):\n"
+    "                       every blob checked against its digest, measured as\n"
+    "                       input.image, its key released only on an allow, its layers\n"
+    "                       decrypted and unpacked into a tmpfs only; runs Entrypoint+Cmd\n"
+    "                       (Entrypoint+ARGs when given) with its Env, WorkingDir, User\n"
     "  -h, --help           show this help\n"
     "\n"
     "On allow, the decision's `confine` block (capabilities, user, no_new_privs, seccomp,\n"
@@ -73,10 +80,15 @@ static const char usage[] =
 int cmd_run(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"policy", required_argument, NULL, 'p'}, {"config", required_argument, NULL, 'c'},
-        {"label", required_argument, NULL, 'l'},  {"audit", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},         {"opa", required_argument, NULL, 'o'},
-        {"bundle", required_argument, NULL, 'b'}, {NULL, 0, NULL, 0},
+        {"policy", required_argument, NULL, 'p'},
+        {"config", required_argument, NULL, 'c'},
+        {"label", required_argument, NULL, 'l'},
+        {"audit", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},
+        {"opa", required_argument, NULL, 'o'},
+        {"bundle", required_argument, NULL, 'b'},
+        {"image", required_argument, NULL, 'i'},
+        {NULL, 0, NULL, 0},
     };
     struct run r;
     run_init(&r);
@@ -85,7 +97,7 @@ int cmd_run(int argc, char **argv)
     r.labels = labels;
 
     int c;
-    while ((c = getopt_long(argc, argv, "+p:c:l:a:o:b:h", opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "+p:c:l:a:o:b:i:h", opts, NULL)) != -1) {
         switch (c) {
         case 'p':
             r.policy_file = optarg;
@@ -98,6 +110,9 @@ int cmd_run(int argc, char **argv)
             break;
         case 'b':
             r.bundle = optarg;
+            break;
+        case 'i':
+            r.image_name = optarg;
             break;
         case 'a':
             r.audit_file = optarg;
@@ -114,12 +129,21 @@ int cmd_run(int argc, char **argv)
             return cli_usage("Try 'tether run --help' for more information.\n", 1);
         }
     }
-    if (optind >= argc) {
+    if (r.image_name != NULL && r.bundle != NULL) {
+        log_error("run: --image and --bundle exclude each other");
+        return cli_usage("Try 'tether run --help' for more information.\n", 1);
+    }
+    if (r.image_name == NULL && optind >= argc) {
         log_error("run: no command given");
         return cli_usage("Try 'tether run --help' for more information.\n", 1);
     }
     r.cmd = argv + optind;
     r.argc_left = argc - optind;
+    char *image_word[] = {(char *)r.image_name, NULL}; /* argv0 in records until it is known */
+    if (r.image_name != NULL) {
+        r.image_args = argv + optind;
+        r.cmd = image_word;
+    }
 
     status_sweep();
     int rc = run_load(&r);

@@ -137,7 +137,7 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
         child_fail(report_fd, 125, errno, "exec prevention: seccomp filter for memfd_create");
     const char *step = NULL;
     if (spec->rootfs_dir != NULL &&
-        rootfs_enter(spec->exe_fd, spec->rootfs_dir, spec->rootfs_cap, &step) < 0) {
+        rootfs_enter(spec->exe_fd, spec->rootfs, spec->rootfs_dir, spec->rootfs_cap, &step) < 0) {
         int e = errno;
         child_fail(report_fd, 125, e, step);
     }

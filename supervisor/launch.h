@@ -9,6 +9,7 @@
 #include "cgroup.h"
 #include "confine.h"
 #include "core/error.h"
+#include "rootfs.h"
 
 struct launch_spec {
     char *const *argv;             /* as given: argv[0] is kept */
@@ -22,6 +23,7 @@ struct launch_spec {
     const char *entrypoint;      /* with rootfs_dir: exe_fd is a tar to unpack and chroot into */
     const char *rootfs_dir;
     uint64_t rootfs_cap;
+    const struct rootfs_spec *rootfs; /* an image's layers instead of exe_fd's tar, or NULL */
     /* A script: exec interp_fd with the script as /dev/fd/<exe_fd> (-1: not a script). */
     int interp_fd;
     const char *interp_path, *interp_arg;

@@ -13,6 +13,7 @@
 #include "../measure/measure.h"
 #include "audit.h"
 #include "key.h"
+#include "run_image.h"
 #include "seal.h"
 #include "status.h"
 #include "systemd.h"
@@ -62,6 +63,7 @@ static void launch_clear(struct run *r)
     r->rootfs_dir = NULL;
     cJSON_Delete(r->workload);
     r->workload = NULL;
+    run_image_clear(r);
     decision_clear(&r->d);
 }
 
@@ -74,6 +76,10 @@ void run_release(struct run *r)
     r->policy = NULL;
     free(r->audit_path);
     r->audit_path = NULL;
+    for (size_t i = 0; r->image_argv != NULL && r->image_argv[i] != NULL; i++)
+        free(r->image_argv[i]);
+    free(r->image_argv);
+    r->image_argv = NULL;
     config_clear(&r->cfg);
 }
 
@@ -131,8 +137,11 @@ void run_audit_exit(struct run *r, int status)
 
 cJSON *run_measure_monitor(struct run *r)
 {
-    return measure_input_build("monitor", measure_host_collect(r->cfg.labels),
-                               cJSON_Duplicate(r->workload, true), NULL, NULL);
+    cJSON *in = measure_input_build("monitor", measure_host_collect(r->cfg.labels),
+                                    cJSON_Duplicate(r->workload, true), NULL, NULL);
+    if (r->image != NULL)
+        cJSON_AddItemToObject(in, "image", cJSON_Duplicate(r->image->input, true));
+    return in;
 }
 
 /* <keystore>/<key_id>.key: the directory and the file are trust anchors (see trust.h) that
@@ -167,9 +176,8 @@ static int keystore_read(const struct run *r, const char *key_id, struct secret 
     return 0;
 }
 
-/* Audits a decision of the gate; false (after saying why) when it could not be written. */
-static bool audit_decision(struct run *r, struct policy *p, const struct decision *d,
-                           const cJSON *input)
+bool run_audit_decision(struct run *r, struct policy *p, const struct decision *d,
+                        const cJSON *input)
 {
     cleanup_error tether_error_t err = NULL;
     cleanup_json cJSON *rec = audit_decision_record("launch", p, d, input);
@@ -231,7 +239,7 @@ static int gate_sealed(struct run *r, cJSON *exe)
 
     /* The node's policy, then the workload's own: the same input, and both must allow. */
     policy_decide(r->policy, input, &r->d);
-    if (!audit_decision(r, r->policy, &r->d, input))
+    if (!run_audit_decision(r, r->policy, &r->d, input))
         goto out;
     if (!r->d.allow) {
         char *why = decision_reasons_joined(&r->d);
@@ -249,7 +257,7 @@ static int gate_sealed(struct run *r, cJSON *exe)
             goto out;
         }
         policy_decide(embedded, input, &ed);
-        if (!audit_decision(r, embedded, &ed, input))
+        if (!run_audit_decision(r, embedded, &ed, input))
             goto out;
         if (!ed.allow) {
             char *why = decision_reasons_joined(&ed);
@@ -361,6 +369,12 @@ int run_gate(struct run *r)
 {
     cleanup_error tether_error_t err = NULL;
     launch_clear(r);
+    if (r->image_name != NULL) {
+        int rc = run_gate_image(r);
+        if (rc == 0)
+            r->monitored = r->d.monitor != NULL || r->d.ttl_s > 0;
+        return rc;
+    }
 
     /* 1. Measure.  A command that is not there, or not executable, ends here as env(1)'s
      * does: there is nothing to ask the policy about. */
@@ -621,6 +635,7 @@ int run_start(struct run *r)
                                .entrypoint = r->entrypoint,
                                .rootfs_dir = r->rootfs_dir,
                                .rootfs_cap = r->rootfs_cap,
+                               .rootfs = r->image ? &r->image->rootfs : NULL,
                                .interp_fd = r->interp_fd,
                                .interp_path = r->interp_path,
                                .interp_arg = r->interp_arg,
@@ -632,7 +647,14 @@ int run_start(struct run *r)
                                .place_arg = r,
                                .prevent_exec = prevent_exec(&r->d)};
     int fail_status;
+    /* An image's process starts from the image's Env, which confine.env then filters as it
+     * would tether's own environment. */
+    extern char **environ;
+    char **own_env = environ;
+    if (r->image != NULL)
+        environ = r->image->env;
     int rc = launch_start(&r->sv, &spec, &fail_status, &err);
+    environ = own_env;
     confine_plan_release(&plan);
     if (rc < 0) {
         log_error("%s", err->msg);
@@ -644,5 +666,7 @@ int run_start(struct run *r)
     if (r->interp_fd >= 0)
         close(r->interp_fd);
     r->interp_fd = -1;
+    if (r->image != NULL)
+        image_close_layers(&r->image->img); /* unpacked: the decrypted layers go */
     return 0;
 }

@@ -10,13 +10,18 @@
 #include "config.h"
 #include "launch.h"
 
+struct run_image;
+
 struct run {
     /* what was asked */
     char **cmd;
     int argc_left; /* entries in cmd, for rearranging it */
     cJSON *labels;
     const char *policy_file, *opa_url, *config_file, *audit_file;
-    const char *bundle; /* --bundle: measured as the input's container section */
+    const char *bundle;     /* --bundle: measured as the input's container section */
+    const char *image_name; /* --image oci:DIR[:REF] */
+    char **image_args;      /* the ARGS that replace the image's Cmd, or NULL */
+    char **image_argv;      /* what the image runs: kept from one launch to the next */
 
     /* the node */
     struct config cfg;
@@ -34,11 +39,12 @@ struct run {
     cJSON *workload;                /* the workload section measured at launch */
     struct supervisor sv;
     struct cgroup cg;
-    bool monitored;      /* the decision has a monitor block or a ttl */
-    bool sealed;         /* exe_fd is a sealed memfd holding the decrypted workload */
-    char *entrypoint;    /* a sealed root file system: what to start in it */
-    char *rootfs_dir;    /* its (empty) mount point on the host */
-    uint64_t rootfs_cap; /* the size of its tmpfs */
+    bool monitored;          /* the decision has a monitor block or a ttl */
+    bool sealed;             /* exe_fd is a sealed memfd holding the decrypted workload */
+    char *entrypoint;        /* a sealed root file system: what to start in it */
+    char *rootfs_dir;        /* its (empty) mount point on the host */
+    uint64_t rootfs_cap;     /* the size of its tmpfs */
+    struct run_image *image; /* --image: the verified image, its tree and environment */
 };
 
 void run_init(struct run *r);
@@ -57,5 +63,8 @@ int run_start(struct run *r);
 cJSON *run_measure_monitor(struct run *r);
 /* Records the workload's end. */
 void run_audit_exit(struct run *r, int status);
+/* Audits a decision of the gate; false (after saying why) when it could not be written. */
+bool run_audit_decision(struct run *r, struct policy *p, const struct decision *d,
+                        const cJSON *input);
 /* Records an allowed launch that did not happen. */
 void run_audit_launch_failed(struct run *r, const char *why);

@@ -9,6 +9,9 @@
  *     trap CODE       on SIGTERM, exit with CODE
  *     ignore-term     ignore SIGTERM
  *     exists PATH     report 0 when PATH exists, else errno
+ *     cat PATH        report the first line of PATH (printable ASCII only), or errno
+ *     cwd             report the working directory
+ *     env NAME        report the variable NAME, or null
  *     stamp FILE      write CLOCK_MONOTONIC in nanoseconds and the pid to FILE
  *     ready FILE      create FILE (after the actions before it)
  *     sleep SECONDS   sleep (fractions allowed)
@@ -223,6 +226,31 @@ int main(int argc, char **argv)
         } else if (strcmp(a, "exists") == 0 && arg) {
             emit("%s\"exists %s\":%d", sections++ ? "," : "", arg,
                  access(arg, F_OK) == 0 ? 0 : errno);
+            i++;
+        } else if (strcmp(a, "cat") == 0 && arg) {
+            char line[256] = "";
+            FILE *f = fopen(arg, "r");
+            if (f == NULL) {
+                emit("%s\"cat %s\":%d", sections++ ? "," : "", arg, errno);
+            } else {
+                if (fgets(line, sizeof line, f) == NULL)
+                    line[0] = '\0';
+                fclose(f);
+                for (char *c = line; *c; c++)
+                    if (*c < 0x20 || *c > 0x7e || *c == '"' || *c == '\\')
+                        *c = '\0';
+                emit("%s\"cat %s\":\"%s\"", sections++ ? "," : "", arg, line);
+            }
+            i++;
+        } else if (strcmp(a, "cwd") == 0) {
+            char wd[512];
+            emit("%s\"cwd\":\"%s\"", sections++ ? "," : "", getcwd(wd, sizeof wd) ? wd : "?");
+        } else if (strcmp(a, "env") == 0 && arg) {
+            const char *v = getenv(arg);
+            if (v == NULL || strpbrk(v, "\"\\") != NULL)
+                emit("%s\"env %s\":null", sections++ ? "," : "", arg);
+            else
+                emit("%s\"env %s\":\"%s\"", sections++ ? "," : "", arg, v);
             i++;
         } else if (strcmp(a, "ignore-term") == 0) {
             signal(SIGTERM, SIG_IGN);

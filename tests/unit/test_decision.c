@@ -220,6 +220,18 @@ static void test_key(void)
     cJSON_Delete(j);
     decision_clear(&d);
 
+    /* A PEM private key (an encrypted image's) is kept as it is, not base64-decoded. */
+#define PEM "-----BEGIN PRIVATE KEY-----\\nMIGH\\n-----END PRIVATE KEY-----\\n"
+    parse_text("{\"allow\": true, \"key\": {\"value\": \"" PEM "\"}}", &d);
+    value = d.key ? cJSON_GetObjectItem(d.key, "value") : NULL;
+    CHECK_STR(cJSON_IsString(value) ? value->valuestring : NULL, "",
+              "a PEM key.value wiped from the document");
+    static const char pem[] = "-----BEGIN PRIVATE KEY-----\nMIGH\n-----END PRIVATE KEY-----\n";
+    CHECK(d.key_value != NULL && d.key_value->len == sizeof pem - 1 &&
+              memcmp(d.key_value->data, pem, sizeof pem - 1) == 0,
+          "a PEM key.value kept byte for byte");
+    decision_clear(&d);
+
     /* Fields beside id are not printed. */
     parse_text("{\"allow\": true, \"key\": {\"id\": \"k1\", \"note\": \"" SECRET "\"}}", &d);
     j = decision_to_json(&d);
@@ -234,12 +246,12 @@ static void test_key(void)
     invalid("key with neither", "{\"allow\": true, \"key\": {}}",
             "`key` must have exactly one of `id` and `value`");
     invalid("key.value a number", "{\"allow\": true, \"key\": {\"value\": 12345}}",
-            "`key.value` must be a base64 string");
+            "`key.value` must be a string (base64, or a PEM private key)");
     invalid("key.value an array", "{\"allow\": true, \"key\": {\"value\": [\"" SECRET "\"]}}",
-            "`key.value` must be a base64 string");
+            "`key.value` must be a string (base64, or a PEM private key)");
     invalid("key.value an object",
             "{\"allow\": true, \"key\": {\"value\": {\"b\": \"" SECRET "\"}}}",
-            "`key.value` must be a base64 string");
+            "`key.value` must be a string (base64, or a PEM private key)");
     invalid("key.id empty", "{\"allow\": true, \"key\": {\"id\": \"\"}}",
             "`key.id` must be a non-empty string");
     invalid("key.id a number", "{\"allow\": true, \"key\": {\"id\": 7}}",

@@ -1,0 +1,247 @@
+/* Keys and encrypted layers (see image.h): ocicrypt's AES_256_CTR_HMAC_SHA256, with the HMAC
+ * checked over the whole ciphertext before the first byte is decrypted, and the plaintext only
+ * in a sealed memfd. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../core/cleanup.h"
+#include "../core/trust.h"
+#include "../core/util.h"
+#include "image.h"
+#include "jwe.h"
+
+#define KEY_FILE_MAX (64u << 10)
+
+static int no_passphrase(char *buf, int size, int rwflag, void *u)
+{
+    (void)buf, (void)size, (void)rwflag, (void)u;
+    return -1;
+}
+
+int image_key_parse(const struct secret *key, void **pkey, tether_error_t *err)
+{
+    *pkey = NULL;
+    if (key->len > KEY_FILE_MAX)
+        return error_set(err, 0, "the released key is larger than %u bytes", KEY_FILE_MAX);
+    EVP_PKEY *k = NULL;
+    static const char pem[] = "-----BEGIN ";
+    if (key->len >= sizeof pem - 1 && memcmp(key->data, pem, sizeof pem - 1) == 0) {
+        BIO *b = BIO_new_mem_buf(key->data, (int)key->len);
+        k = b ? PEM_read_bio_PrivateKey(b, NULL, no_passphrase, NULL) : NULL;
+        BIO_free(b);
+    } else {
+        const unsigned char *p = key->data;
+        k = d2i_AutoPrivateKey(NULL, &p, (long)key->len);
+    }
+    if (k == NULL)
+        return error_set(err, 0, "the released key is no unencrypted PEM or DER private key");
+    int id = EVP_PKEY_get_base_id(k);
+    if (id != EVP_PKEY_RSA && id != EVP_PKEY_EC) {
+        EVP_PKEY_free(k);
+        return error_set(err, 0, "the released key is neither an RSA nor an EC key");
+    }
+    *pkey = k;
+    return 0;
+}
+
+void image_key_free(void *pkey)
+{
+    EVP_PKEY_free(pkey);
+}
+
+int image_key_read(const char *keystore, const char *id, struct secret **out, tether_error_t *err)
+{
+    *out = NULL;
+    if (keystore == NULL)
+        return error_set(err, 0, "the decision names key `%s`, but no `keystore` is configured",
+                         id);
+    if (id[0] == '.' || strchr(id, '/') != NULL || strlen(id) > 200)
+        return error_set(err, 0, "key id `%s` is not a file name", id);
+    cleanup_close int dfd = trust_open(keystore, TRUST_DIR | TRUST_PRIVATE, err);
+    if (dfd < 0)
+        return error_wrap(err, "key store");
+    cleanup_free char *name = xasprintf("%s.pem", id);
+    cleanup_free char *path = xasprintf("%s/%s", keystore, name);
+    cleanup_close int fd = trust_openat(dfd, path, name, TRUST_PRIVATE, err);
+    if (fd < 0 && (*err)->code == ENOENT)
+        return error_set(err, ENOENT, "no key `%s` in the key store: `%s`", id, path);
+    if (fd < 0)
+        return error_wrap(err, "key `%s`", id);
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return error_set(err, errno, "key `%s`", path);
+    if (st.st_size <= 0 || st.st_size > KEY_FILE_MAX)
+        return error_set(err, 0, "key `%s` is %lld bytes, not 1 to %u", path, (long long)st.st_size,
+                         KEY_FILE_MAX);
+    if (secret_new((size_t)st.st_size, out, err) < 0)
+        return -1;
+    if (pread(fd, (*out)->data, (size_t)st.st_size, 0) != st.st_size) {
+        secret_free(*out);
+        *out = NULL;
+        return error_set(err, EIO, "key `%s`", path);
+    }
+    return 0;
+}
+
+/* Pass one: HMAC-SHA256 of the whole ciphertext, keyed with the layer key, against pubopts. */
+static int check_hmac(int fd, int64_t size, const struct secret *key, const unsigned char want[32],
+                      size_t idx, tether_error_t *err)
+{
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    char sha[] = "SHA256";
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", sha, 0),
+                           OSSL_PARAM_construct_end()};
+    int rc = -1;
+    static unsigned char buf[1 << 16];
+    if (ctx == NULL || EVP_MAC_init(ctx, key->data, 32, params) != 1) {
+        error_set(err, 0, "layer %zu: HMAC-SHA256 is not available", idx);
+        goto out;
+    }
+    int64_t off = 0;
+    for (;;) {
+        ssize_t n = pread(fd, buf, sizeof buf, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            error_set(err, errno, "layer %zu", idx);
+            goto out;
+        }
+        if (n == 0)
+            break;
+        EVP_MAC_update(ctx, buf, (size_t)n);
+        off += n;
+    }
+    unsigned char got[32];
+    size_t glen = 0;
+    if (off != size || EVP_MAC_final(ctx, got, &glen, sizeof got) != 1 || glen != 32 ||
+        CRYPTO_memcmp(got, want, 32) != 0) {
+        error_set(err, 0,
+                  "layer %zu: its HMAC does not match `%s` (the layer or its annotations "
+                  "were altered, or the key is wrong); refusing",
+                  idx, IMAGE_ANN_PUBOPTS);
+        goto out;
+    }
+    rc = 0;
+out:
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+    return rc;
+}
+
+/* Pass two: AES-256-CTR into a new sealed memfd, the plaintext hashed on the way. */
+static int decrypt_layer(int fd, int64_t size, const struct secret *key,
+                         const unsigned char nonce[16], const char *digest, size_t idx, int *out_fd,
+                         tether_error_t *err)
+{
+    cleanup_close int mfd = memfd_create("tether-layer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (mfd < 0)
+        return error_set(err, errno, "layer %zu: memfd", idx);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    static unsigned char in[1 << 16], out[1 << 16];
+    int rc = -1;
+    if (ctx == NULL || md == NULL ||
+        EVP_DecryptInit_ex2(ctx, EVP_aes_256_ctr(), key->data, nonce, NULL) != 1 ||
+        EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+        error_set(err, 0, "layer %zu: AES-256-CTR is not available", idx);
+        goto out;
+    }
+    int64_t off = 0;
+    while (off < size) {
+        size_t want = size - off < (int64_t)sizeof in ? (size_t)(size - off) : sizeof in;
+        ssize_t n = pread(fd, in, want, off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            error_set(err, n < 0 ? errno : 0, "layer %zu: short read", idx);
+            goto out;
+        }
+        int m = 0;
+        if (EVP_DecryptUpdate(ctx, out, &m, in, (int)n) != 1 || m != n) {
+            error_set(err, 0, "layer %zu: decryption failed", idx);
+            goto out;
+        }
+        EVP_DigestUpdate(md, out, (size_t)m);
+        if (write_all(mfd, out, (size_t)m) < 0) {
+            error_set(err, errno, "layer %zu: memfd", idx);
+            goto out;
+        }
+        off += n;
+    }
+    unsigned char h[32];
+    char hex[SHA256_HEX_LEN + 1];
+    EVP_DigestFinal_ex(md, h, NULL);
+    hex_encode(h, 32, hex);
+    if (digest[0] != '\0' && strcmp(digest + 7, hex) != 0) {
+        error_set(err, 0,
+                  "layer %zu: the decrypted layer does not match the digest its key "
+                  "names; refusing",
+                  idx);
+        goto out;
+    }
+    if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
+        error_set(err, errno, "layer %zu: sealing its memfd", idx);
+        goto out;
+    }
+    *out_fd = steal_fd(&mfd);
+    rc = 0;
+out:
+    OPENSSL_cleanse(out, sizeof out);
+    EVP_CIPHER_CTX_free(ctx);
+    EVP_MD_CTX_free(md);
+    return rc;
+}
+
+static int decrypt_one(struct image_layer *l, size_t idx, EVP_PKEY *pkey, tether_error_t *err)
+{
+    const char *jwe_b64 =
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l->desc.annotations, IMAGE_ANN_JWE));
+    const char *pub_b64 = cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(l->desc.annotations, IMAGE_ANN_PUBOPTS));
+    unsigned char hmac[32], nonce[16];
+    char digest[IMAGE_DIGEST_LEN + 1];
+    if (image_parse_pubopts(pub_b64, hmac, err) < 0)
+        return error_wrap(err, "layer %zu", idx);
+    size_t n = strlen(jwe_b64);
+    if (n > JWE_MAX / 3 * 4)
+        return error_set(err, 0, "layer %zu: `%s` is too long", idx, IMAGE_ANN_JWE);
+    cleanup_free unsigned char *text = xmalloc(n / 4 * 3 + 3);
+    long tlen = image_base64_decode(jwe_b64, n, false, text);
+    if (tlen < 0)
+        return error_set(err, 0, "layer %zu: `%s` is not valid base64", idx, IMAGE_ANN_JWE);
+    struct jwe j;
+    if (jwe_parse((const char *)text, (size_t)tlen, &j, err) < 0)
+        return error_wrap(err, "layer %zu", idx);
+    cleanup_secret struct secret *plain = NULL, *symkey = NULL;
+    int rc = jwe_decrypt(&j, pkey, &plain, err);
+    jwe_clear(&j);
+    if (rc < 0)
+        return error_wrap(err, "layer %zu", idx);
+    if (image_parse_privopts(plain->data, plain->len, &symkey, nonce, digest, err) < 0)
+        return error_wrap(err, "layer %zu", idx);
+    int mfd = -1;
+    if (check_hmac(l->fd, l->desc.size, symkey, hmac, idx, err) < 0 ||
+        decrypt_layer(l->fd, l->desc.size, symkey, nonce, digest, idx, &mfd, err) < 0)
+        return -1;
+    close(l->fd);
+    l->fd = mfd;
+    return 0;
+}
+
+int image_decrypt(struct image *img, void *pkey, tether_error_t *err)
+{
+    for (size_t i = 0; i < img->m.n_layers; i++)
+        if (img->m.layers[i].encrypted && decrypt_one(&img->m.layers[i], i, pkey, err) < 0)
+            return -1;
+    return 0;
+}

@@ -1,0 +1,249 @@
+/* The gate for OCI images (see run_image.h). */
+#define _GNU_SOURCE
+#include "run_image.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../measure/measure.h"
+#include "audit.h"
+#include "core/cleanup.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "key.h"
+#include "run.h"
+#include "status.h"
+#include "tether.h"
+
+#define PASSWD_MAX (1u << 20)
+
+void run_image_clear(struct run *r)
+{
+    struct run_image *ri = r->image;
+    if (ri == NULL)
+        return;
+    image_close(&ri->img);
+    cJSON_Delete(ri->input);
+    for (size_t i = 0; ri->env != NULL && ri->env[i] != NULL; i++)
+        free(ri->env[i]);
+    free(ri->env);
+    free(ri->layers);
+    free(ri);
+    r->image = NULL;
+}
+
+static size_t count(char *const *v)
+{
+    size_t n = 0;
+    while (v != NULL && v[n] != NULL)
+        n++;
+    return n;
+}
+
+/* Entrypoint + Cmd, or Entrypoint + ARGS when ARGS were given, as Docker and podman do. */
+static char **image_argv(const struct image_config *c, char *const *args)
+{
+    char *const *tail = args != NULL && args[0] != NULL ? args : c->cmd;
+    size_t ne = count(c->entrypoint), nt = count(tail);
+    char **v = xcalloc(ne + nt + 1, sizeof *v);
+    for (size_t i = 0; i < ne; i++)
+        v[i] = xstrdup(c->entrypoint[i]);
+    for (size_t i = 0; i < nt; i++)
+        v[ne + i] = xstrdup(tail[i]);
+    return v;
+}
+
+static void argv_free(char **v)
+{
+    for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+        free(v[i]);
+    free(v);
+}
+
+static bool audit_or_refuse(struct run *r, cJSON *rec)
+{
+    cleanup_error tether_error_t err = NULL;
+    int rc = audit_append(r->audit_path, rec, &err);
+    cJSON_Delete(rec);
+    if (rc < 0)
+        log_error("%s; not starting the workload", err->msg);
+    return rc == 0;
+}
+
+/* The key the decision released: key.value (PEM, or base64 of PEM or DER), else key.id in
+ * the key store. */
+static int release_key(struct run *r, struct secret **key, const char **source, tether_error_t *err)
+{
+    *key = r->d.key_value;
+    r->d.key_value = NULL;
+    *source = "decision";
+    if (*key != NULL)
+        return 0;
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->d.key, "id"));
+    if (id == NULL)
+        return error_set(err, 0,
+                         "the image is encrypted and the decision released no key "
+                         "(`key.id` or `key.value`)");
+    *source = "keystore";
+    return image_key_read(r->cfg.keystore, id, key, err);
+}
+
+/* The user to run as, when the decision does not say: the image's User, by number or by
+ * name in the image's own /etc/passwd and /etc/group. */
+static int image_user(struct run *r, tether_error_t *err)
+{
+    struct confine *c = &r->d.confinement;
+    const char *user = r->image->img.config.user;
+    if (c->user_given || user == NULL)
+        return 0;
+    cleanup_free char *passwd = NULL, *group = NULL;
+    bool names = strspn(user, "0123456789:") != strlen(user);
+    if (names && (image_find_file(&r->image->img, "etc/passwd", PASSWD_MAX, &passwd, err) < 0 ||
+                  image_find_file(&r->image->img, "etc/group", PASSWD_MAX, &group, err) < 0))
+        return -1;
+    uint32_t uid, gid;
+    if (image_resolve_user(user, passwd, group, &uid, &gid, err) < 0)
+        return -1;
+    c->user_given = true;
+    c->uid = uid;
+    c->gid = gid;
+    return 0;
+}
+
+/* The tree's mount point, its size, the layers and where to start, for the child. */
+static int prepare_tree(struct run *r, tether_error_t *err)
+{
+    struct run_image *ri = r->image;
+    const struct image *img = &ri->img;
+    cleanup_free char *dir = status_dir();
+    mkdir(dir, 0700);
+    r->rootfs_dir = xasprintf("%s/root.%d", dir, (int)getpid());
+    if (mkdir(r->rootfs_dir, 0700) < 0 && errno != EEXIST)
+        return error_set(err, errno, "`%s`", r->rootfs_dir);
+    /* Room for layers that unpack to several times their compressed size; the cap keeps a
+     * decompression bomb from taking the host's memory. */
+    uint64_t total = 0;
+    ri->layers = xcalloc(img->m.n_layers, sizeof *ri->layers);
+    for (size_t i = 0; i < img->m.n_layers; i++) {
+        const struct image_layer *l = &img->m.layers[i];
+        total += (uint64_t)l->desc.size;
+        ri->layers[i].fd = l->fd;
+        ri->layers[i].compression = l->compression == IMAGE_GZIP   ? ROOTFS_GZIP
+                                    : l->compression == IMAGE_ZSTD ? ROOTFS_ZSTD
+                                                                   : ROOTFS_TAR;
+    }
+    r->rootfs_cap = 8 * total + (64u << 20);
+    r->entrypoint = xcalloc(PATH_MAX, 1);
+    snprintf(r->entrypoint, PATH_MAX, "%s", r->cmd[0]);
+    const char *path_env = NULL;
+    size_t n = count(img->config.env);
+    ri->env = xcalloc(n + 1, sizeof *ri->env);
+    for (size_t i = 0; i < n; i++) {
+        ri->env[i] = xstrdup(img->config.env[i]);
+        if (strncmp(ri->env[i], "PATH=", 5) == 0)
+            path_env = ri->env[i] + 5;
+    }
+    ri->rootfs = (struct rootfs_spec){.layers = ri->layers,
+                                      .n_layers = img->m.n_layers,
+                                      .workdir = img->config.working_dir,
+                                      .path_env = path_env,
+                                      .entrypoint = r->entrypoint,
+                                      .entrypoint_size = PATH_MAX};
+    return 0;
+}
+
+int run_gate_image(struct run *r)
+{
+    cleanup_error tether_error_t err = NULL;
+    if (geteuid() != 0) {
+        log_error("--image needs root: the image's tree is a tmpfs in a private mount "
+                  "namespace");
+        return EXIT_FAILED;
+    }
+    struct run_image *ri = r->image = xcalloc(1, sizeof *r->image);
+    if (image_open(r->image_name, &ri->img, &err) < 0) {
+        log_error("%s", err->msg);
+        return EXIT_FAILED;
+    }
+    const struct image *img = &ri->img;
+    char **argv = image_argv(&img->config, r->image_args);
+    if (argv[0] == NULL) {
+        argv_free(argv);
+        log_error("--image `%s`: the image has no Entrypoint or Cmd, and no ARGS were given",
+                  r->image_name);
+        return EXIT_FAILED;
+    }
+    argv_free(r->image_argv);
+    r->image_argv = argv;
+    r->cmd = argv;
+    r->path = xstrdup(img->index_path); /* watched: a changed index is drift */
+    snprintf(r->exe_sha, sizeof r->exe_sha, "%s", img->index_sha);
+
+    /* 1. Measure: the workload is what the image runs, with the image's environment. */
+    r->workload = measure_workload_collect(r->cmd, NULL, r->labels);
+    bool truncated;
+    size_t n_env = count(img->config.env);
+    cJSON_ReplaceItemInObjectCaseSensitive(
+        r->workload, "env_names",
+        measure_env_names((const char *const *)img->config.env, n_env, &truncated));
+    ri->input = image_input(img);
+    cleanup_json cJSON *input = measure_input_build("launch", measure_host_collect(r->cfg.labels),
+                                                    cJSON_Duplicate(r->workload, true), NULL, NULL);
+    cJSON_AddItemToObject(input, "image", cJSON_Duplicate(ri->input, true));
+
+    /* 2. Decide, and record it.  No fail-open here: a key comes only from a decision. */
+    policy_decide(r->policy, input, &r->d);
+    if (!run_audit_decision(r, r->policy, &r->d, input))
+        return EXIT_FAILED;
+    if (!r->d.allow) {
+        cleanup_free char *why = decision_reasons_joined(&r->d);
+        log_error("denied: %s", why);
+        return EXIT_DENIED;
+    }
+
+    /* 3. The key, for an encrypted image only, and on record before it is used. */
+    if (img->encrypted) {
+        cleanup_secret struct secret *key = NULL;
+        const char *source;
+        void *pkey = NULL;
+        if (release_key(r, &key, &source, &err) < 0 || image_key_parse(key, &pkey, &err) < 0) {
+            log_error("--image `%s`: %s", r->image_name, err->msg);
+            run_audit_launch_failed(r, err->msg);
+            return EXIT_FAILED;
+        }
+        secret_free(steal_pointer(&key));
+        cJSON *rel = audit_record_new("key_release");
+        cJSON_AddStringToObject(rel, "argv0", r->cmd[0]);
+        cJSON_AddStringToObject(rel, "image", r->image_name);
+        cJSON_AddStringToObject(rel, "digest", img->manifest_digest);
+        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->d.key, "id"));
+        cJSON_AddItemToObject(rel, "key_id", json_string_or_null(id));
+        cJSON_AddStringToObject(rel, "source", source);
+        cJSON_AddStringToObject(rel, "engine", r->policy->ops->engine);
+        if (!audit_or_refuse(r, rel)) {
+            image_key_free(pkey);
+            return EXIT_FAILED;
+        }
+        /* 4. Each layer's HMAC over all of it, then its plaintext into a sealed memfd. */
+        int drc = image_decrypt(&ri->img, pkey, &err);
+        image_key_free(pkey);
+        if (drc < 0) {
+            log_error("--image `%s`: %s", r->image_name, err->msg);
+            run_audit_launch_failed(r, err->msg);
+            return EXIT_FAILED;
+        }
+        r->sealed = true; /* the plaintext's guard (default_capabilities) */
+    }
+    secret_free(r->d.key_value);
+    r->d.key_value = NULL;
+
+    if (image_user(r, &err) < 0 || prepare_tree(r, &err) < 0) {
+        log_error("--image `%s`: %s", r->image_name, err->msg);
+        run_audit_launch_failed(r, err->msg);
+        return EXIT_FAILED;
+    }
+    return 0;
+}
