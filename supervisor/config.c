@@ -84,6 +84,9 @@ static const struct field top_fields[] = {
     STR("keystore", keystore),
     {"trusted_signers", K_STRLIST, offsetof(struct config, trusted_signers), 0, 0, NULL},
     BOOL("require_sealed", require_sealed),
+    {"trusted_image_signers", K_STRLIST, offsetof(struct config, trusted_image_signers), 0, 0,
+     NULL},
+    BOOL("require_signed_images", require_signed_images),
     {"monitor", K_SECTION, 0, 0, 0, monitor_fields},
     {"container", K_SECTION, 0, 0, 0, container_fields},
     {NULL, 0, 0, 0, 0, NULL},
@@ -102,6 +105,7 @@ static void set_defaults(struct config *cfg)
     cfg->keystore = xstrdup("/etc/tether/keys");
     cfg->labels = cJSON_CreateObject();
     cfg->trusted_signers = cJSON_CreateArray();
+    cfg->trusted_image_signers = cJSON_CreateArray();
     cfg->monitor.grace_s = 5;
     cfg->monitor.fail_grace_s = 30;
     cfg->monitor.restart_max = 3;
@@ -280,6 +284,7 @@ void config_clear(struct config *cfg)
     cJSON_Delete(cfg->trusted_signers);
     free(cfg->monitor.cgroup);
     free(cfg->monitor.systemd_slice);
+    cJSON_Delete(cfg->trusted_image_signers);
     free(cfg->container.runtime);
     free(cfg->container.podman_storage);
     memset(cfg, 0, sizeof *cfg);

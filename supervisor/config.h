@@ -26,6 +26,8 @@ struct config {
     char *keystore;
     cJSON *trusted_signers;
     bool require_sealed;
+    cJSON *trusted_image_signers; /* PEM public keys that sign images (measure/imgsig.h) */
+    bool require_signed_images;
     struct {
         int64_t grace_s, fail_grace_s, heartbeat_s, restart_max, restart_backoff_ms;
         char *cgroup; /* "auto" (the default) or "required" */

@@ -21,6 +21,7 @@ static const struct verb {
     {"seal", cmd_seal, "encrypt an executable or a root file system into a sealed workload"},
     {"inspect", cmd_inspect, "print a sealed workload's header"},
     {"hook", cmd_hook, "gate containers as an OCI runtime hook (hooks.d)"},
+    {"keyprovider", cmd_keyprovider, "answer an ocicrypt keyprovider request, gated by policy"},
     {NULL, NULL, NULL},
 };
 
@@ -30,7 +31,7 @@ static int usage(FILE *out)
                  "Decide with evidence whether a workload may run on this host, start it only\n"
                  "then, and stay its parent.\n\nVerbs:\n");
     for (const struct verb *v = verbs; v->name; v++)
-        fprintf(out, "  %-9s %s\n", v->name, v->summary);
+        fprintf(out, "  %-11s %s\n", v->name, v->summary);
     fprintf(out, "\n'tether VERB --help' describes a verb.  `tether run` exits 77 when the policy\n"
                  "denies, 125 when tether fails, 126/127 when the command cannot be executed or\n"
                  "found, and with the command's own status otherwise.\n"

@@ -3,11 +3,13 @@
 #include "run_image.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../measure/imgsig.h"
 #include "../measure/measure.h"
 #include "audit.h"
 #include "core/cleanup.h"
@@ -190,6 +192,22 @@ int run_gate_image(struct run *r)
         r->workload, "env_names",
         measure_env_names((const char *const *)img->config.env, n_env, &truncated));
     ri->input = image_input(img);
+    /* Its signatures, verified against the node's trusted_image_signers (measure/imgsig.h). */
+    cleanup_close int ldir = open(img->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cJSON *sigs = NULL;
+    if (ldir < 0 || image_signatures_verify(ldir, img->manifest_digest, img->ref,
+                                            r->cfg.trusted_image_signers, &sigs, &err) < 0) {
+        log_error("--image `%s`: signatures: %s", r->image_name, err ? err->msg : strerror(errno));
+        return EXIT_FAILED;
+    }
+    cJSON_ReplaceItemInObjectCaseSensitive(ri->input, "signatures", sigs);
+    if (r->cfg.require_signed_images && !image_signatures_any_valid(sigs)) {
+        log_error("--image `%s`: no signature by a trusted_image_signers key matches its "
+                  "manifest, and require_signed_images is set",
+                  r->image_name);
+        run_audit_launch_failed(r, "unsigned image, require_signed_images");
+        return EXIT_FAILED;
+    }
     cleanup_json cJSON *input = measure_input_build("launch", measure_host_collect(r->cfg.labels),
                                                     cJSON_Duplicate(r->workload, true), NULL, NULL);
     cJSON_AddItemToObject(input, "image", cJSON_Duplicate(ri->input, true));

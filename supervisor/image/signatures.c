@@ -1,4 +1,5 @@
-/* input.image.signatures (see image.h): no signature is verified yet, so none is reported. */
+/* input.image.signatures (see image.h) before verification: run_image.c replaces it with
+ * what measure/imgsig.c verified against the node's trusted_image_signers. */
 #include "image.h"
 
 cJSON *image_signatures_collect(const struct image *img)

@@ -241,6 +241,69 @@ def plain_image_runs(ws):
     assert "key_release" not in kit.events(), "a plain image needs no key"
 
 
+def cosign_sign(ws, lay, key, reference="localhost/app"):
+    """A cosign signature of the image, as cosign stores it in a layout: a manifest tagged
+    sha256-<hex>.sig whose layer is the simple-signing payload, signed with openssl (ECDSA
+    P-256 over SHA-256, DER)."""
+    mdigest = lay.index()["manifests"][0]["digest"]
+    payload = json.dumps({"critical": {"identity": {"docker-reference": reference},
+                                       "image": {"docker-manifest-digest": mdigest},
+                                       "type": "cosign container image signature"},
+                          "optional": None}).encode()
+    pfile = ws.path("payload.json")
+    open(pfile, "wb").write(payload)
+    sig = subprocess.run(["openssl", "dgst", "-sha256", "-sign", key, pfile], check=True,
+                         capture_output=True).stdout
+    cfg = b"{}"
+    sm = json.dumps({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                     "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                                "digest": lay.put(cfg), "size": len(cfg)},
+                     "layers": [{"mediaType": "application/vnd.dev.cosign.simplesigning.v1+json",
+                                 "digest": lay.put(payload), "size": len(payload),
+                                 "annotations": {"dev.cosignproject.cosign/signature":
+                                                 base64.b64encode(sig).decode()}}]}).encode()
+    idx = lay.index()
+    idx["manifests"].append({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                             "digest": lay.put(sm), "size": len(sm),
+                             "annotations": {REF: "sha256-%s.sig" % mdigest[7:]}})
+    lay.write_index(idx)
+    return mdigest
+
+
+@case
+def signed_images_are_verified_and_can_be_required(ws):
+    kit = Kit(ws)
+    lay = kit.plain()
+    good, other = ws.path("cosign.key"), ws.path("other.key")
+    for k in (good, other):
+        subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-out", k], check=True, capture_output=True)
+    pub = ws.path("cosign.pub")
+    subprocess.run(["openssl", "pkey", "-in", good, "-pubout", "-out", pub], check=True,
+                   capture_output=True)
+    os.chmod(pub, 0o644)
+    # Unsigned, and signatures required: refused before the policy is asked.
+    kit.configure("eu-de", trusted_image_signers=[pub], require_signed_images=True)
+    line, events = kit.refused(lay, "require_signed_images")
+    assert "decision" not in events, events
+    # Signed with a key the node does not trust: still refused.
+    cosign_sign(ws, lay, other)
+    kit.refused(lay, "require_signed_images")
+    # Signed with the trusted key: the policy sees it verified, and it runs.
+    mdigest = cosign_sign(ws, lay, good)
+    pol = ws.policy('for _, s in ipairs(input.image.signatures) do\n'
+                    '  if s.verified and s.digest_matches then\n'
+                    '    return {allow = true, reasons = {"signed by " .. s.signer}}\n'
+                    '  end\n'
+                    'end\n'
+                    'return {allow = false, reasons = {"unsigned"}}', "signed.lua")
+    r = json.loads(kit.run(lay, policy=pol).stdout)
+    eq(r, {"cat /data/marker.txt": kit.marker}, "the signed image ran")
+    dec = [x for x in ws.audit_records() if x["event"] == "decision"][-1]
+    eq(dec["reasons"], ["signed by " + pub], "the policy saw the verified signature")
+    assert mdigest.startswith("sha256:")
+
+
 @case
 def input_image_is_what_the_layout_holds(ws):
     kit = Kit(ws)

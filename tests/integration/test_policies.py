@@ -17,7 +17,7 @@ from harness import POLICIES, SRC, Skip, case, eq, main
 
 FIXTURES = sorted(glob.glob(os.path.join(SRC, "tests", "fixtures", "inputs", "*.json")))
 EXPECTED = os.path.join(SRC, "tests", "fixtures", "expected")
-PAIRS = ["default", "allow-all", "geofence"]
+PAIRS = ["default", "allow-all", "geofence", "image-eu"]
 APPROVED = "c79bf44242829108e323378531f4ac839513ca1fba45efd6583643526e1e9fd2"
 
 
