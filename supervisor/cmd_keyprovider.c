@@ -71,37 +71,6 @@ static int fail(struct kp *k, const char *msg)
     return EXIT_FAILED;
 }
 
-/* <keystore>/<key_id>.key as tether run reads it: the directory and the file are trust
- * anchors that give group and others no access at all (core/trust.h). */
-static int keystore_read(const char *dir, const char *key_id, struct secret **out,
-                         tether_error_t *err)
-{
-    cleanup_close int dfd = trust_open(dir, TRUST_DIR | TRUST_PRIVATE, err);
-    if (dfd < 0)
-        return error_wrap(err, "key store");
-    cleanup_free char *name = xasprintf("%s.key", key_id);
-    cleanup_free char *path = xasprintf("%s/%s", dir, name);
-    cleanup_close int fd = trust_openat(dfd, path, name, TRUST_PRIVATE, err);
-    if (fd < 0 && (*err)->code == ENOENT)
-        return error_set(err, ENOENT, "no key `%s` in the key store: `%s`", key_id, path);
-    if (fd < 0)
-        return error_wrap(err, "key `%s`", key_id);
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return error_set(err, errno, "key `%s`", path);
-    if (st.st_size != KEY_BYTES)
-        return error_set(err, 0, "key `%s` is %lld bytes, not %d", path, (long long)st.st_size,
-                         KEY_BYTES);
-    if (secret_new(KEY_BYTES, out, err) < 0)
-        return -1;
-    if (pread(fd, (*out)->data, KEY_BYTES, 0) != KEY_BYTES) {
-        secret_free(*out);
-        *out = NULL;
-        return error_set(err, EIO, "key `%s`", path);
-    }
-    return 0;
-}
-
 /* The request, read into secret memory: it may carry layer keys and private keys. */
 static int read_request(struct secret **out, tether_error_t *err)
 {
@@ -130,7 +99,7 @@ static int answer_wrap(struct kp *k, const struct keyprovider_request *req)
 {
     cleanup_error tether_error_t err = NULL;
     cleanup_secret struct secret *key = NULL;
-    if (keystore_read(k->cfg.keystore, req->key_id, &key, &err) < 0)
+    if (keystore_read(k->cfg.keystore, req->key_id, ".key", KEY_BYTES, KEY_BYTES, &key, &err) < 0)
         return fail(k, err->msg);
     cleanup_free char *packet = NULL;
     if (keyprovider_packet_seal(req->key_id, key, req->optsdata, &packet, &err) < 0)
@@ -227,7 +196,8 @@ static int answer_unwrap(struct kp *k, const struct keyprovider_request *req,
     }
     if (key == NULL) {
         source = "keystore";
-        if (keystore_read(k->cfg.keystore, p.key_id, &key, &err) < 0) {
+        if (keystore_read(k->cfg.keystore, p.key_id, ".key", KEY_BYTES, KEY_BYTES, &key, &err) <
+            0) {
             rc = fail(k, err->msg);
             goto out;
         }

@@ -144,38 +144,6 @@ cJSON *run_measure_monitor(struct run *r)
     return in;
 }
 
-/* <keystore>/<key_id>.key: the directory and the file are trust anchors (see trust.h) that
- * also give group and others no access at all. */
-static int keystore_read(const struct run *r, const char *key_id, struct secret **out,
-                         tether_error_t *err)
-{
-    const char *dir = r->cfg.keystore;
-    cleanup_close int dfd = trust_open(dir, TRUST_DIR | TRUST_PRIVATE, err);
-    if (dfd < 0)
-        return error_wrap(err, "key store");
-    cleanup_free char *name = xasprintf("%s.key", key_id);
-    cleanup_free char *path = xasprintf("%s/%s", dir, name);
-    cleanup_close int fd = trust_openat(dfd, path, name, TRUST_PRIVATE, err);
-    if (fd < 0 && (*err)->code == ENOENT)
-        return error_set(err, ENOENT, "no key `%s` in the key store: `%s`", key_id, path);
-    if (fd < 0)
-        return error_wrap(err, "key `%s`", key_id);
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return error_set(err, errno, "key `%s`", path);
-    if (st.st_size != KEY_BYTES)
-        return error_set(err, 0, "key `%s` is %lld bytes, not %d", path, (long long)st.st_size,
-                         KEY_BYTES);
-    if (secret_new(KEY_BYTES, out, err) < 0)
-        return -1;
-    if (pread(fd, (*out)->data, KEY_BYTES, 0) != KEY_BYTES) {
-        secret_free(*out);
-        *out = NULL;
-        return error_set(err, EIO, "key `%s`", path);
-    }
-    return 0;
-}
-
 bool run_audit_decision(struct run *r, struct policy *p, const struct decision *d,
                         const cJSON *input)
 {
@@ -277,7 +245,8 @@ static int gate_sealed(struct run *r, cJSON *exe)
     }
     if (key == NULL) {
         source = "keystore";
-        if (keystore_read(r, s.h.key_id, &key, &err) < 0) {
+        if (keystore_read(r->cfg.keystore, s.h.key_id, ".key", KEY_BYTES, KEY_BYTES, &key, &err) <
+            0) {
             log_error("`%s`: %s", r->path, err->msg);
             run_audit_launch_failed(r, err->msg);
             goto out;

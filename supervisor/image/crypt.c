@@ -17,6 +17,7 @@
 #include "../core/trust.h"
 #include "../core/util.h"
 #include "image.h"
+#include "../key.h"
 #include "jwe.h"
 
 #define KEY_FILE_MAX (64u << 10)
@@ -60,36 +61,7 @@ void image_key_free(void *pkey)
 
 int image_key_read(const char *keystore, const char *id, struct secret **out, tether_error_t *err)
 {
-    *out = NULL;
-    if (keystore == NULL)
-        return error_set(err, 0, "the decision names key `%s`, but no `keystore` is configured",
-                         id);
-    if (id[0] == '.' || strchr(id, '/') != NULL || strlen(id) > 200)
-        return error_set(err, 0, "key id `%s` is not a file name", id);
-    cleanup_close int dfd = trust_open(keystore, TRUST_DIR | TRUST_PRIVATE, err);
-    if (dfd < 0)
-        return error_wrap(err, "key store");
-    cleanup_free char *name = xasprintf("%s.pem", id);
-    cleanup_free char *path = xasprintf("%s/%s", keystore, name);
-    cleanup_close int fd = trust_openat(dfd, path, name, TRUST_PRIVATE, err);
-    if (fd < 0 && (*err)->code == ENOENT)
-        return error_set(err, ENOENT, "no key `%s` in the key store: `%s`", id, path);
-    if (fd < 0)
-        return error_wrap(err, "key `%s`", id);
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return error_set(err, errno, "key `%s`", path);
-    if (st.st_size <= 0 || st.st_size > KEY_FILE_MAX)
-        return error_set(err, 0, "key `%s` is %lld bytes, not 1 to %u", path, (long long)st.st_size,
-                         KEY_FILE_MAX);
-    if (secret_new((size_t)st.st_size, out, err) < 0)
-        return -1;
-    if (pread(fd, (*out)->data, (size_t)st.st_size, 0) != st.st_size) {
-        secret_free(*out);
-        *out = NULL;
-        return error_set(err, EIO, "key `%s`", path);
-    }
-    return 0;
+    return keystore_read(keystore, id, ".pem", 1, KEY_FILE_MAX, out, err);
 }
 
 /* Pass one: HMAC-SHA256 of the whole ciphertext, keyed with the layer key, against pubopts. */
