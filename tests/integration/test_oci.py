@@ -209,6 +209,38 @@ def forbidden_exec_in_a_prevented_container_never_runs(ws):
 
 
 @case
+def runc_exec_into_a_prevented_container_is_judged(ws):
+    """A process that runc exec puts into a prevented container execs through the
+    container's marked mounts: a forbidden program fails, an allowed one runs."""
+    node(ws, 'if input.exec ~= nil and input.exec.path == "/forbidden" then\n'
+             '  return {allow = false, reasons = {"not in this container"}}\n'
+             'end\n'
+             'return {allow = true, monitor = {prevent_exec = true, on_drift = "log"}}')
+    b = bundle(ws, ["/probe", "ready", "/ready", "sleep", "60"])
+    shutil.copy(PROBE, os.path.join(b, "rootfs", "forbidden"))
+    c = cid("tether-px")
+    proc = subprocess.Popen([runc(), "run", "-b", b, c], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: os.path.exists(os.path.join(b, "rootfs", "ready")),
+                 what="the container to start")
+        bad = subprocess.run([runc(), "exec", c, "/forbidden", "mark", "/ran"],
+                             capture_output=True, text=True, timeout=30)
+        good = subprocess.run([runc(), "exec", c, "/probe", "mark", "/fine"],
+                              capture_output=True, text=True, timeout=30)
+    finally:
+        subprocess.run([runc(), "kill", c, "KILL"], capture_output=True)
+        proc.communicate(timeout=30)
+        subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+    assert bad.returncode != 0, "runc exec of the forbidden program succeeded"
+    assert not os.path.exists(os.path.join(b, "rootfs", "ran")), "the forbidden program ran"
+    eq(good.returncode, 0, "runc exec of an allowed program: " + good.stderr)
+    assert os.path.exists(os.path.join(b, "rootfs", "fine")), "the allowed program did not run"
+    den = [r for r in ws.audit_records() if r["event"] == "exec_denied"]
+    eq([d["path"] for d in den], ["/forbidden"], "the denial, audited")
+
+
+@case
 def container_measurement(ws):
     node(ws, 'return {allow = true}')
     b = bundle(ws, ["/probe", "status"], hooks=False)

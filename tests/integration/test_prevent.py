@@ -87,11 +87,31 @@ def allowed_execs_and_the_hosts_are_not_held_back(ws):
                     "time.sleep(30)", ready)
     try:
         wait_for(lambda: os.path.exists(ready), what="the workload's allowed exec")
-        # The host runs what the workload may not: its execs are not the workload's.
+        # The host runs what the workload may not, and a loop of execs: none is held.
         r = subprocess.run(["/usr/bin/dash", "-c", "echo host"], capture_output=True, text=True,
                            timeout=10)
         eq(r.stdout.strip(), "host", "a host exec of the same program")
         eq(records(ws, "exec_denied"), [], "nothing denied")
+    finally:
+        proc.kill()
+        proc.communicate()
+
+
+@case
+def the_hosts_execs_are_never_held(ws):
+    """A prevented workload whose policy would hang on every exec it judges: a loop of 1,000
+    execs on the host still runs through, as none of them is held."""
+    need_root()
+    pol = gate_policy(ws, HANG, 'on_drift = "kill", exec_timeout_ms = 60000')
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", pol, "--", PROBE, "ready", ready, "sleep", "120")
+    try:
+        wait_for(lambda: os.path.exists(ready), what="the prevented workload")
+        r = subprocess.run(["/bin/bash", "-c", "n=0; for i in $(seq 1000); do /bin/true && "
+                            "n=$((n+1)); done; echo $n"], capture_output=True, text=True,
+                           timeout=110)
+        eq(r.stdout.strip(), "1000", "the host's loop ran through")
+        eq(records(ws, "exec_denied"), [], "nothing was judged")
     finally:
         proc.kill()
         proc.communicate()
