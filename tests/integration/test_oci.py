@@ -193,7 +193,7 @@ def forbidden_exec_in_a_prevented_container_never_runs(ws):
     node(ws, 'if input.exec ~= nil and input.exec.path == "/forbidden" then\n'
              '  return {allow = false, reasons = {"not in this container"}}\n'
              'end\n'
-             'return {allow = true, monitor = {prevent_exec = true, on_drift = "kill"}}')
+             'return {allow = true, monitor = {prevent_exec = true, on_drift = "kill", exec_timeout_ms = 30000}}')
     b = bundle(ws, ["/probe", "mark", "/started", "exec", "/forbidden", "mark", "/ran"])
     shutil.copy(PROBE, os.path.join(b, "rootfs", "forbidden"))
     c = cid("tether-pv")
@@ -215,7 +215,7 @@ def runc_exec_into_a_prevented_container_is_judged(ws):
     node(ws, 'if input.exec ~= nil and input.exec.path == "/forbidden" then\n'
              '  return {allow = false, reasons = {"not in this container"}}\n'
              'end\n'
-             'return {allow = true, monitor = {prevent_exec = true, on_drift = "log"}}')
+             'return {allow = true, monitor = {prevent_exec = true, on_drift = "log", exec_timeout_ms = 30000}}')
     b = bundle(ws, ["/probe", "ready", "/ready", "sleep", "60"])
     shutil.copy(PROBE, os.path.join(b, "rootfs", "forbidden"))
     c = cid("tether-px")
