@@ -93,7 +93,7 @@ def lintian(deb):
     if not shutil.which("lintian"):
         print("lintian is not installed: not run (contrib/setup.sh test installs it)")
         return
-    p = subprocess.run(["lintian", "--fail-on", "error", deb], capture_output=True, text=True,
+    p = subprocess.run(["lintian", "--fail-on", "error,warning", deb], capture_output=True, text=True,
                        timeout=300)
     print(p.stdout, end="")
     if p.returncode != 0:
