@@ -135,6 +135,25 @@ def manifests_as_admins_expect(ws):
 
 
 @case
+def node_configuration_loads_and_reaches_opa(ws):
+    # The ConfigMap's node configuration, with the labels the installer adds, is one that
+    # tether accepts, and it names the OPA Service's fixed cluster IP.
+    objs = objects(validator_dir())
+    cm = [o for o in objs if o["kind"] == "ConfigMap" and o["metadata"]["name"] ==
+          "tether-node-config"][0]
+    cfg = json.loads(cm["data"]["tether.json"])
+    cfg["labels"].update(region="eu-de", zone="eu-de-1", node="n1")
+    cfg["audit"]["path"] = ws.audit
+    path = ws.write("node.json", json.dumps(cfg))
+    p = ws.tether("measure", "--config", path, check_rc=0)
+    eq(json.loads(p.stdout)["host"]["labels"],
+       {"cluster": "prod-1", "region": "eu-de", "zone": "eu-de-1", "node": "n1"}, "host.labels")
+    svc = [o for o in objs if o["kind"] == "Service" and o["metadata"]["name"] == "opa"][0]
+    port = svc["spec"]["ports"][0]["port"]
+    eq(cfg["opa"]["url"], "https://%s:%d" % (svc["spec"]["clusterIP"], port), "opa.url")
+
+
+@case
 def installer_script_lints(ws):
     subprocess.run(["sh", "-n", INSTALLER], check=True)
     if not shutil.which("shellcheck"):
