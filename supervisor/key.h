@@ -14,5 +14,5 @@ int key_from_decision(struct decision *d, struct secret **out, tether_error_t *e
 /* <keystore>/<id><suffix> (".key": KEY_BYTES exactly; ".pem": 1 to max bytes): the directory
  * and the file are trust anchors that give group and others no access at all (core/trust.h),
  * and id must be a plain file name.  Read into secret memory. */
-int keystore_read(const char *keystore, const char *id, const char *suffix, size_t min,
-                  size_t max, struct secret **out, tether_error_t *err);
+int keystore_read(const char *keystore, const char *id, const char *suffix, size_t min, size_t max,
+                  struct secret **out, tether_error_t *err);

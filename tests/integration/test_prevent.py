@@ -126,7 +126,7 @@ def a_thousand_allowed_execs_run(ws):
                           'return {allow = false, reasons = {"no shells"}} end')
     p = ws.tether("run", "--policy", pol, "--", "/bin/bash", "-c",
                   "n=0; for i in $(seq 1000); do /bin/true && n=$((n+1)); done; echo $n",
-                  timeout=300)
+                  timeout=850)
     eq((p.returncode, p.stdout.strip()), (0, "1000"), "every exec ran: " + p.stderr)
     eq(records(ws, "exec_denied"), [], "none was denied")
 
