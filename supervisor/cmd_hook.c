@@ -14,6 +14,7 @@
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "metrics.h"
 #include "run.h"
 #include "status.h"
 #include "tether.h"
@@ -224,6 +225,8 @@ int cmd_hook(int argc, char **argv)
     if (r.cfg.path == NULL || stat(r.cfg.path, &r.config_st) < 0)
         memset(&r.config_st, 0, sizeof r.config_st);
     r.audit_path = xstrdup(audit_file ? audit_file : r.cfg.audit_path);
+    audit_syslog_set(r.cfg.audit_syslog ? r.cfg.audit_syslog_socket : NULL);
+    metrics_configure(&r.cfg, r.audit_path);
     int rc = 0;
     if (gating) {
         rc = gate(stage, state, &r);

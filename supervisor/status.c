@@ -244,6 +244,34 @@ void status_sweep(void)
         closedir(d);
 }
 
+int status_monitors_running(void)
+{
+    cleanup_error tether_error_t err = NULL;
+    cleanup_close int dfd = status_dir_open(&err);
+    int lfd = dfd >= 0 ? openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    DIR *d = lfd >= 0 ? fdopendir(lfd) : NULL;
+    if (d == NULL && lfd >= 0)
+        close(lfd);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".json") != 0)
+            continue;
+        cleanup_close int fd =
+            openat(dfd, e->d_name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+        cleanup_free char *text = NULL;
+        cleanup_json cJSON *s = NULL;
+        if (fd >= 0 && read_fd(fd, 1 << 20, &text, NULL, NULL) == 0 &&
+            (s = cJSON_Parse(text)) != NULL && writer_alive(s) &&
+            cJSON_IsTrue(cJSON_GetObjectItem(s, "monitored")))
+            n++;
+    }
+    if (d)
+        closedir(d);
+    return n;
+}
+
 char *status_path(pid_t tether_pid)
 {
     cleanup_free char *dir = status_dir();

@@ -13,6 +13,8 @@ void status_write(const struct run *r, const char *state, int allow, int restart
 void status_write_container(const struct run *r, const char *id, pid_t init, const char *state,
                             int allow);
 void status_remove(void);
+/* How many monitors (of `tether run` and of containers) have a status file and live. */
+int status_monitors_running(void);
 /* The status file of the tether (or container monitor) with this pid. */
 char *status_path(pid_t tether_pid);
 /* The directory of status files: /run/tether when root, else $XDG_RUNTIME_DIR/tether, else
