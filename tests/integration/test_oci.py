@@ -858,5 +858,22 @@ def poststop_without_a_readable_configuration_still_cleans_up(ws):
         assert not os.path.exists("/run/tether/" + c), "poststop left the state (case %d)" % n
 
 
+@case
+def crun_writes_the_reason_where_its_hooks_stderr_annotation_says(ws):
+    """crun keeps a hook's stderr from its caller; run.oci.hooks.stderr names a file for it."""
+    rt = crun()
+    name = cid("tether-cerr")
+    node(ws, 'return {allow = false, reasons = {"not on this node"}}')
+    b = bundle(ws, ["/probe", "mark", "/ran"])
+    cfg = json.load(open(os.path.join(b, "config.json")))
+    err = ws.path("hooks.err")
+    cfg["annotations"]["run.oci.hooks.stderr"] = err
+    json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+    p = subprocess.run([rt, "run", "-b", b, name], capture_output=True, text=True, timeout=60)
+    subprocess.run([rt, "delete", "--force", name], capture_output=True)
+    assert p.returncode != 0, "crun started a denied container"
+    eq(open(err).read(), "tether: denied: container %s: not on this node\n" % name, "hook stderr")
+
+
 if __name__ == "__main__":
     main()
