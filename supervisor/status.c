@@ -461,16 +461,15 @@ static int by_pid(const void *a, const void *b)
     const cJSON *x = *(const cJSON *const *)a, *y = *(const cJSON *const *)b;
     const char *cx = cJSON_GetStringValue(cJSON_GetObjectItem(x, "container_id"));
     const char *cy = cJSON_GetStringValue(cJSON_GetObjectItem(y, "container_id"));
-    int tx = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(x, "tether_pid"));
-    int ty = (int)cJSON_GetNumberValue(cJSON_GetObjectItem(y, "tether_pid"));
     /* Containers that no monitor watches (no tether pid) come last, by id. */
-    bool nx = !cJSON_IsNumber(cJSON_GetObjectItem(x, "tether_pid"));
-    bool ny = !cJSON_IsNumber(cJSON_GetObjectItem(y, "tether_pid"));
+    const cJSON *px = cJSON_GetObjectItem(x, "tether_pid"),
+                *py = cJSON_GetObjectItem(y, "tether_pid");
+    bool nx = !cJSON_IsNumber(px), ny = !cJSON_IsNumber(py);
     if (nx != ny)
         return nx ? 1 : -1;
     if (nx)
         return strcmp(cx ? cx : "", cy ? cy : "");
-    return tx - ty;
+    return (int)px->valuedouble - (int)py->valuedouble;
 }
 
 /* A small file of a container's state directory, parsed, or NULL. */
@@ -556,6 +555,15 @@ static void cell(char *out, size_t max, const char *s)
     out[n] = '\0';
 }
 
+/* A member as an integer; 0 when it is not a number (never NaN cast to int). */
+static long num(const cJSON *s, const char *name)
+{
+    const cJSON *v = cJSON_GetObjectItem(s, name);
+    return cJSON_IsNumber(v) && v->valuedouble > -1e15 && v->valuedouble < 1e15
+               ? (long)v->valuedouble
+               : 0;
+}
+
 static void print_table(cJSON **items, int n)
 {
     char(*cmds)[128] = xcalloc((size_t)n + 1, sizeof *cmds);
@@ -584,12 +592,11 @@ static void print_table(cJSON **items, int n)
     for (int i = 0; i < n; i++) {
         const cJSON *s = items[i];
         const cJSON *allow = cJSON_GetObjectItem(s, "allow");
-        long age = (long)(now - (time_t)cJSON_GetNumberValue(cJSON_GetObjectItem(s, "decided_at")));
+        long age = (long)now - num(s, "decided_at");
         char ages[32], tether[16] = "-", reason[512] = "";
         snprintf(ages, sizeof ages, "%lds", age < 0 ? 0 : age);
         if (cJSON_IsNumber(cJSON_GetObjectItem(s, "tether_pid")))
-            snprintf(tether, sizeof tether, "%d",
-                     (int)cJSON_GetNumberValue(cJSON_GetObjectItem(s, "tether_pid")));
+            snprintf(tether, sizeof tether, "%ld", num(s, "tether_pid"));
         const cJSON *r;
         size_t off = 0;
         cJSON_ArrayForEach (r, cJSON_GetObjectItem(s, "reasons")) {
@@ -598,14 +605,12 @@ static void print_table(cJSON **items, int n)
             int w = snprintf(reason + off, sizeof reason - off, "%s%s", off ? "; " : "", one);
             off = w < 0 || (size_t)w >= sizeof reason - off ? sizeof reason - 1 : off + (size_t)w;
         }
-        printf("%-8s %-8d %-8s %-8s %-6s %-8d %-*s %-*s %s\n", tether,
-               (int)cJSON_GetNumberValue(cJSON_GetObjectItem(s, "pid")),
-               cJSON_GetStringValue(cJSON_GetObjectItem(s, "state")),
+        printf("%-8s %-8ld %-8s %-8s %-6s %-8ld %-*s %-*s %s\n", tether, num(s, "pid"),
+               cJSON_GetStringValue(cJSON_GetObjectItem(s, "state")) ?: "-",
                cJSON_IsTrue(allow)    ? "allow"
                : cJSON_IsFalse(allow) ? "deny"
                                       : "-",
-               ages, (int)cJSON_GetNumberValue(cJSON_GetObjectItem(s, "restarts")), wc, cmds[i], wi,
-               images[i], off ? reason : "-");
+               ages, num(s, "restarts"), wc, cmds[i], wi, images[i], off ? reason : "-");
     }
     free(cmds);
     free(images);
