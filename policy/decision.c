@@ -278,6 +278,7 @@ void policy_decide(struct policy *p, const cJSON *input, struct decision *out)
     cleanup_error tether_error_t err = NULL;
     cJSON *doc = NULL, *info = NULL;
     decision_clear(out);
+    uint64_t t0 = time_mono_ns();
     if (p->ops->evaluate(p, input, &doc, &info, &err) < 0) {
         decision_deny(out, "policy error: %s", err->msg);
         out->unreachable = err->code == POLICY_UNREACHABLE || err->code == POLICY_NO_ANSWER;
@@ -286,6 +287,7 @@ void policy_decide(struct policy *p, const cJSON *input, struct decision *out)
         decision_parse(doc, out);
     }
     out->engine_info = info;
+    out->elapsed_us = (time_mono_ns() - t0) / 1000;
 }
 
 void policy_free(struct policy *p)

@@ -106,7 +106,7 @@ void policy_decide_isolated(struct policy *p, const cJSON *input, struct decisio
     policy_decide_within(p, input, p->bound_ms ? p->bound_ms : 10000, out);
 }
 
-void policy_decide_within(struct policy *p, const cJSON *input, uint64_t bound,
+static void decide_within(struct policy *p, const cJSON *input, uint64_t bound,
                           struct decision *out)
 {
     decision_clear(out);
@@ -170,4 +170,12 @@ void policy_decide_within(struct policy *p, const cJSON *input, uint64_t bound,
     }
     out->engine_info = info;
     cJSON_Delete(msg);
+}
+
+void policy_decide_within(struct policy *p, const cJSON *input, uint64_t bound,
+                          struct decision *out)
+{
+    uint64_t t0 = time_mono_ns();
+    decide_within(p, input, bound, out);
+    out->elapsed_us = (time_mono_ns() - t0) / 1000;
 }

@@ -26,6 +26,7 @@ struct decision {
     cJSON *engine_info;         /* from the engine, for the audit record, or NULL */
     bool unreachable;           /* denied because no answer could be had from the engine */
     bool connected;             /* ... though a connection was made (so never fail-open) */
+    uint64_t elapsed_us;        /* how long the evaluation took, for the audit record */
 };
 
 struct policy;

@@ -9,16 +9,36 @@
 #include <libgen.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/log.h"
 #include "core/trust.h"
 #include "core/util.h"
 
 #define HASH_MEMBER ",\"hash\":\""
 #define HASH_SUFFIX_LEN (sizeof HASH_MEMBER - 1 + SHA256_HEX_LEN + 2)
 #define TAIL_MAX (256 * 1024)
+
+/* The longest message sent to syslog: rsyslog's default limit is 8 KiB for the whole
+ * datagram, and RFC 5424 asks receivers for 2 KiB at least; 4 KiB leaves room for the
+ * header under the first. */
+#define SYSLOG_MSG_MAX 4096
+
+/* syslog(3)'s facility authpriv and severities notice and info (<syslog.h> would clash with
+ * core/log.h's levels). */
+#define SYSLOG_AUTHPRIV (10 << 3)
+#define SYSLOG_NOTICE 5
+#define SYSLOG_INFO 6
+
+static char *syslog_socket; /* NULL: records go to the trail only */
+static int syslog_fd = -1;
+static bool syslog_warned;
+static audit_hook_fn *append_hook;
 
 static const char genesis[SHA256_HEX_LEN + 1] =
     "0000000000000000000000000000000000000000000000000000000000000000";
@@ -51,6 +71,7 @@ cJSON *audit_decision_record(const char *phase, const struct policy *p, const st
     cJSON_ArrayForEach (e, d->engine_info)
         cJSON_AddItemToObject(rec, e->string, cJSON_Duplicate(e, true));
     cJSON_AddBoolToObject(rec, "allow", d->allow);
+    cJSON_AddNumberToObject(rec, "elapsed_us", (double)d->elapsed_us);
     cJSON *reasons = cJSON_AddArrayToObject(rec, "reasons");
     for (size_t i = 0; i < d->n_reasons; i++)
         cJSON_AddItemToArray(reasons, cJSON_CreateString(d->reasons[i]));
@@ -90,8 +111,8 @@ static int mkdir_parents(const char *path)
  * line is damaged, the sha256 of its text (verify reports the damage either way).  Sets
  * *torn when the file does not end with a newline.  Reads backwards from the end, a block at
  * a time, so the cost does not grow with the trail. */
-static int last_hash(int fd, off_t size, char out[SHA256_HEX_LEN + 1], bool *torn,
-                     tether_error_t *err)
+int audit_last_hash(int fd, off_t size, char out[SHA256_HEX_LEN + 1], bool *torn,
+                    tether_error_t *err)
 {
     *torn = false;
     if (size == 0) {
@@ -132,6 +153,77 @@ static int last_hash(int fd, off_t size, char out[SHA256_HEX_LEN + 1], bool *tor
     return 0;
 }
 
+void audit_syslog_set(const char *socket_path)
+{
+    free(syslog_socket);
+    syslog_socket = socket_path ? xstrdup(socket_path) : NULL;
+    syslog_warned = false;
+}
+
+void audit_hook_set(audit_hook_fn *hook)
+{
+    append_hook = hook;
+}
+
+char *audit_syslog_message(const char *line, size_t len, const char *hash)
+{
+    if (len <= SYSLOG_MSG_MAX)
+        return xstrndup(line, len);
+    /* Shortened, still one JSON object, still carrying the hash that `audit verify --head`
+     * takes: the start of the record as a string, cut between UTF-8 characters. */
+    size_t keep = SYSLOG_MSG_MAX;
+    for (;;) {
+        while (keep > 0 && ((unsigned char)line[keep] & 0xC0) == 0x80)
+            keep--;
+        cleanup_free char *start = xstrndup(line, keep);
+        cleanup_json cJSON *o = cJSON_CreateObject();
+        cJSON_AddNumberToObject(o, "truncated", (double)len);
+        cJSON_AddStringToObject(o, "record", start);
+        cJSON_AddStringToObject(o, "hash", hash);
+        char *msg = json_print(o);
+        size_t n = strlen(msg);
+        if (n <= SYSLOG_MSG_MAX || keep == 0)
+            return msg;
+        free(msg);
+        keep = n - SYSLOG_MSG_MAX < keep ? keep - (n - SYSLOG_MSG_MAX) : 0;
+    }
+}
+
+/* A copy of the record off the node: one datagram to the syslog socket, as syslog(3) would
+ * send it with facility authpriv (records name programs and hosts).  A copy that cannot be
+ * sent is a warning: the trail on disk is the record. */
+static void ship_syslog(const cJSON *rec, const char *line, size_t len, const char *hash)
+{
+    if (syslog_socket == NULL)
+        return;
+    const char *event = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "event"));
+    bool denial = cJSON_IsFalse(cJSON_GetObjectItemCaseSensitive(rec, "allow")) ||
+                  (event != NULL &&
+                   (strcmp(event, "drift") == 0 || strcmp(event, "exec_denied") == 0 ||
+                    strcmp(event, "launch_failed") == 0 || strcmp(event, "monitor_failed") == 0));
+    int pri = SYSLOG_AUTHPRIV | (denial ? SYSLOG_NOTICE : SYSLOG_INFO);
+    char stamp[32];
+    time_t now = time(NULL);
+    struct tm tm;
+    strftime(stamp, sizeof stamp, "%b %e %T", localtime_r(&now, &tm));
+    cleanup_free char *msg = audit_syslog_message(line, len, hash);
+    cleanup_free char *dgram = xasprintf("<%d>%s tether[%d]: %s", pri, stamp, (int)getpid(), msg);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", syslog_socket);
+    int e = 0;
+    if (syslog_fd < 0 && (syslog_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+        e = errno;
+    else if (sendto(syslog_fd, dgram, strlen(dgram), MSG_DONTWAIT | MSG_NOSIGNAL,
+                    (struct sockaddr *)&sa, sizeof sa) >= 0)
+        return;
+    else
+        e = errno;
+    if (!syslog_warned)
+        log_warn("audit: syslog `%s`: %s; the record is only in the trail", syslog_socket,
+                 strerror(e));
+    syslog_warned = true;
+}
+
 int audit_append(const char *path, cJSON *rec, tether_error_t *err)
 {
     if (mkdir_parents(path) < 0)
@@ -151,7 +243,7 @@ int audit_append(const char *path, cJSON *rec, tether_error_t *err)
 
     char prev[SHA256_HEX_LEN + 1];
     bool torn;
-    if (last_hash(fd, st.st_size, prev, &torn, err) < 0)
+    if (audit_last_hash(fd, st.st_size, prev, &torn, err) < 0)
         return error_wrap(err, "audit log `%s`", path);
     cJSON_DeleteItemFromObjectCaseSensitive(rec, "prev");
     cJSON_DeleteItemFromObjectCaseSensitive(rec, "hash");
@@ -166,6 +258,11 @@ int audit_append(const char *path, cJSON *rec, tether_error_t *err)
 
     if (write_all(fd, line, strlen(line)) < 0 || fsync(fd) < 0)
         return error_set(err, errno, "audit log `%s`: write", path);
+    const char *text = line + (torn ? 1 : 0);
+    ship_syslog(rec, text, strlen(text) - 1, hash);
+    /* Still under the lock: what the hook reads of the trail ends with this record. */
+    if (append_hook != NULL)
+        append_hook(path, fd, st.st_size + (off_t)strlen(line));
     return 0;
 }
 
@@ -177,7 +274,7 @@ static bool is_hex64(const char *s)
     return true;
 }
 
-int audit_verify_stream(FILE *f, struct audit_report *rep, tether_error_t *err)
+int audit_verify_stream(FILE *f, const char *find, struct audit_report *rep, tether_error_t *err)
 {
     memset(rep, 0, sizeof *rep);
     memcpy(rep->head, genesis, sizeof genesis);
@@ -228,6 +325,8 @@ int audit_verify_stream(FILE *f, struct audit_report *rep, tether_error_t *err)
         }
         memcpy(rep->head, want, sizeof want);
         rep->records++;
+        if (find != NULL && rep->found_line == 0 && strcmp(want, find) == 0)
+            rep->found_line = lineno;
     }
     if (ferror(f))
         return error_set(err, errno ? errno : EIO, "read");

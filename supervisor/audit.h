@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "../policy/policy.h"
 #include "core/error.h"
@@ -21,13 +23,29 @@ cJSON *audit_decision_record(const char *phase, const struct policy *p, const st
  * its directories must pass the trust walk (core/trust.h). */
 int audit_append(const char *path, cJSON *rec, tether_error_t *err);
 
+/* The hash of the record that ends at offset size of the trail fd (64 zeros when size is 0),
+ * or of the damaged line there; *torn when that line has no newline. */
+int audit_last_hash(int fd, off_t size, char out[65], bool *torn, tether_error_t *err);
+
+/* Each record appended from now on also goes, as one datagram, to the syslog socket at
+ * socket_path (facility authpriv; NULL: none). */
+void audit_syslog_set(const char *socket_path);
+/* The syslog message of a record's line: the line, or, when it is longer than 4096 bytes,
+ * {"truncated": LENGTH, "record": "<its start>", "hash": HASH} within that size. */
+char *audit_syslog_message(const char *line, size_t len, const char *hash);
+/* Called after each append, under the trail's lock, with the trail's fd and its size. */
+typedef void audit_hook_fn(const char *path, int fd, off_t size);
+void audit_hook_set(audit_hook_fn *hook);
+
 struct audit_report {
     size_t records;
     size_t bad_line; /* 0 when the chain is intact */
     char why[160];
-    char head[65]; /* hash of the last record */
+    char head[65];     /* hash of the last record */
+    size_t found_line; /* the line of the record whose hash is find, or 0 */
 };
 
-/* Checks the chain of a stream.  Returns 0 and fills rep (bad_line says whether it broke),
- * or -1 when the stream cannot be read. */
-int audit_verify_stream(FILE *f, struct audit_report *rep, tether_error_t *err);
+/* Checks the chain of a stream, and looks for the record whose hash is find (NULL: none).
+ * Returns 0 and fills rep (bad_line says whether it broke), or -1 when the stream cannot be
+ * read. */
+int audit_verify_stream(FILE *f, const char *find, struct audit_report *rep, tether_error_t *err);

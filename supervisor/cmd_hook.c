@@ -2,10 +2,12 @@
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../measure/measure.h"
@@ -14,6 +16,7 @@
 #include "core/cleanup.h"
 #include "core/log.h"
 #include "core/util.h"
+#include "metrics.h"
 #include "run.h"
 #include "status.h"
 #include "tether.h"
@@ -78,6 +81,27 @@ static void remove_state(const char *id)
     rmdir(dir);
 }
 
+static const cJSON *path_get(const cJSON *j, const char *a, const char *b)
+{
+    return cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(j, a), b);
+}
+
+/* A file of the container's state, written whole or not at all. */
+static void write_state(const char *dir, const char *name, const cJSON *j)
+{
+    cleanup_free char *file = xasprintf("%s/%s", dir, name);
+    cleanup_free char *tmp = xasprintf("%s/.%s.tmp", dir, name);
+    cleanup_free char *text = json_print(j);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write_all(fd, text, strlen(text)) == 0;
+    if (fd >= 0)
+        close(fd);
+    if (!ok || rename(tmp, file) < 0) {
+        log_warn("cannot write `%s`: %s", file, strerror(errno));
+        unlink(tmp);
+    }
+}
+
 /* Measures and decides; on an allow with a monitor block, leaves a monitor behind that
  * takes r's node, engine and decision. */
 static int gate(const char *stage, const cJSON *state, struct run *r)
@@ -114,6 +138,10 @@ static int gate(const char *stage, const cJSON *state, struct run *r)
     cleanup_json cJSON *rec = audit_decision_record("hook", r->policy, d, input);
     cJSON_AddStringToObject(rec, "stage", stage);
     cJSON_AddStringToObject(rec, "container_id", id);
+    /* The image as root's sources name it (never what the image claims). */
+    const char *image = cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(path_get(input, "container", "image"), "name"));
+    cJSON_AddItemToObject(rec, "image", json_string_or_null(image));
     int rc = 0;
     if (audit_append(audit_path, rec, &err) < 0) {
         rc = deny(id, err->msg);
@@ -131,6 +159,15 @@ static int gate(const char *stage, const cJSON *state, struct run *r)
         if ((mkdir(dir, 0700) < 0 && errno != EEXIST) || (f = fopen(file, "we")) == NULL ||
             fputs(text, f) < 0 || fclose(f) != 0)
             log_warn("container %s: cannot write `%s`: %s", id, file, strerror(errno));
+        /* What `tether status` shows of the container. */
+        cleanup_json cJSON *gated = cJSON_CreateObject();
+        cJSON_AddItemToObject(gated, "image", json_string_or_null(image));
+        cJSON_AddNumberToObject(gated, "decided_at", (double)time(NULL));
+        cJSON_AddStringToObject(gated, "stage", stage);
+        cJSON_AddItemToObject(
+            gated, "reasons",
+            cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(rec, "reasons"), true));
+        write_state(dir, "container.json", gated);
         /* Whose state this is: a container that ends without a poststop hook leaves it to
          * the next sweep (status_sweep), which tells by this pid and start time. */
         int64_t ipid;
@@ -224,8 +261,13 @@ int cmd_hook(int argc, char **argv)
     if (r.cfg.path == NULL || stat(r.cfg.path, &r.config_st) < 0)
         memset(&r.config_st, 0, sizeof r.config_st);
     r.audit_path = xstrdup(audit_file ? audit_file : r.cfg.audit_path);
+    audit_syslog_set(r.cfg.audit_syslog ? r.cfg.audit_syslog_socket : NULL);
+    metrics_configure(&r.cfg, r.audit_path);
     int rc = 0;
     if (gating) {
+        /* A container that ended without a poststop hook (crun calls none when its start
+         * fails) leaves its state to the next container's gate. */
+        status_sweep_containers();
         rc = gate(stage, state, &r);
     } else {
         audit_stage(r.audit_path, stage, state);

@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "../measure/measure.h"
 #include "core/cleanup.h"
@@ -56,6 +57,13 @@ static const struct field opa_fields[] = {
 
 static const struct field audit_fields[] = {
     STR("path", audit_path),
+    BOOL("syslog", audit_syslog),
+    STR("syslog_socket", audit_syslog_socket),
+    {NULL, 0, 0, 0, 0, NULL},
+};
+
+static const struct field metrics_fields[] = {
+    STR("textfile", metrics_textfile),
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -89,6 +97,7 @@ static const struct field top_fields[] = {
     BOOL("require_signed_images", require_signed_images),
     {"monitor", K_SECTION, 0, 0, 0, monitor_fields},
     {"container", K_SECTION, 0, 0, 0, container_fields},
+    {"metrics", K_SECTION, 0, 0, 0, metrics_fields},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -102,6 +111,7 @@ static void set_defaults(struct config *cfg)
     cfg->opa.retries = 1;
     cfg->opa.server_uid = -1;
     cfg->audit_path = xstrdup(AUDIT_DEFAULT_PATH);
+    cfg->audit_syslog_socket = xstrdup(SYSLOG_SOCKET_DEFAULT);
     cfg->keystore = xstrdup("/etc/tether/keys");
     cfg->labels = cJSON_CreateObject();
     cfg->trusted_signers = cJSON_CreateArray();
@@ -235,6 +245,20 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
                          "config `%s`: `monitor.systemd_slice` must be a systemd slice name "
                          "(letters, digits and \":-_.\\\", ending in \".slice\"), not \"%s\"",
                          name, cfg->monitor.systemd_slice);
+    /* Paths that tether writes to or sends to as root: relative ones would depend on where
+     * it was started. */
+    if (cfg->audit_syslog_socket[0] != '/' ||
+        strlen(cfg->audit_syslog_socket) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+        return error_set(err, 0,
+                         "config `%s`: `audit.syslog_socket` must be an absolute path of at most "
+                         "%zu bytes",
+                         name, sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+    const char *tf = cfg->metrics_textfile;
+    if (tf != NULL && (tf[0] != '/' || strlen(tf) < 7 || strcmp(tf + strlen(tf) - 5, ".prom") != 0))
+        return error_set(err, 0,
+                         "config `%s`: `metrics.textfile` must be an absolute path ending in "
+                         "\".prom\" (node_exporter's textfile collector reads only those)",
+                         name);
     const char *ps = cfg->container.podman_storage;
     if (ps[0] != '/')
         return error_set(err, 0, "config `%s`: `container.podman_storage` must be an absolute path",
@@ -280,6 +304,8 @@ void config_clear(struct config *cfg)
     free(cfg->opa.client_cert);
     free(cfg->opa.client_key);
     free(cfg->audit_path);
+    free(cfg->audit_syslog_socket);
+    free(cfg->metrics_textfile);
     free(cfg->keystore);
     cJSON_Delete(cfg->trusted_signers);
     free(cfg->monitor.cgroup);

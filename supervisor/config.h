@@ -10,6 +10,7 @@
 
 #define CONFIG_DEFAULT_PATH "/etc/tether/tether.json"
 #define AUDIT_DEFAULT_PATH "/var/log/tether/audit.jsonl"
+#define SYSLOG_SOCKET_DEFAULT "/dev/log"
 #define PODMAN_STORAGE_DEFAULT "/var/lib/containers/storage"
 
 struct config {
@@ -23,6 +24,9 @@ struct config {
         bool fail_open;
     } opa;
     char *audit_path;
+    bool audit_syslog;         /* each record also to syslog, at audit_syslog_socket */
+    char *audit_syslog_socket; /* default /dev/log */
+    char *metrics_textfile;    /* Prometheus text for node_exporter's textfile collector */
     char *keystore;
     cJSON *trusted_signers;
     bool require_sealed;

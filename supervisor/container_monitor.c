@@ -313,7 +313,9 @@ int container_monitor_spawn(struct run *r, const char *id, const char *bundle, c
         pid_file_write(pidfile, getpid());
         struct monitor_container c = {
             .id = id, .bundle = bundle, .state = state, .init = init, .ready_fd = sync[1]};
-        _exit(monitor_container(r, &c));
+        int rc = monitor_container(r, &c);
+        status_container_ended(id, init);
+        _exit(rc);
     }
     close(sync[1]);
     while (waitpid(mid, NULL, 0) < 0 && errno == EINTR)

@@ -17,7 +17,7 @@ static const struct verb {
     {"measure", cmd_measure, "print the input document, or a process's confinement (--pid)"},
     {"eval", cmd_eval, "decide on an input document, offline"},
     {"audit", cmd_audit, "verify the audit trail (`tether audit verify`)"},
-    {"status", cmd_status, "list the workloads tether supervises on this node"},
+    {"status", cmd_status, "list supervised workloads and containers; --denied, --prometheus"},
     {"seal", cmd_seal, "encrypt an executable or a root file system into a sealed workload"},
     {"inspect", cmd_inspect, "print a sealed workload's header"},
     {"hook", cmd_hook, "gate containers as an OCI runtime hook (hooks.d)"},

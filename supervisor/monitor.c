@@ -376,6 +376,7 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
     execgate_answer(r->sv.gate_fd, fd, d.allow);
     m->last_decision_ns = time_mono_ns();
     if (!d.allow) {
+        status_note_decision(&d);
         cleanup_free char *why = decision_reasons_joined(&d);
         cleanup_error tether_error_t err = NULL;
         cleanup_json cJSON *rec = audit_decision_record("monitor", r->policy, &d, input);
@@ -468,6 +469,7 @@ static void evaluate(struct mon *m, const char *why)
     }
 
     bool changed = !m->have_decision || m->last_allow != d.allow;
+    status_note_decision(&d);
     m->have_decision = true;
     m->last_allow = d.allow;
     m->last_decision_ns = now;

@@ -12,6 +12,7 @@
 
 #include "../measure/measure.h"
 #include "audit.h"
+#include "metrics.h"
 #include "key.h"
 #include "run_image.h"
 #include "seal.h"
@@ -93,6 +94,8 @@ int run_load(struct run *r)
     }
     free(r->audit_path);
     r->audit_path = xstrdup(r->audit_file ? r->audit_file : r->cfg.audit_path);
+    audit_syslog_set(r->cfg.audit_syslog ? r->cfg.audit_syslog_socket : NULL);
+    metrics_configure(&r->cfg, r->audit_path);
     /* Someone else's status directory is refused before anything runs. */
     if (status_prepare(&err) < 0) {
         log_error("%s", err->msg);

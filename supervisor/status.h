@@ -13,6 +13,11 @@ void status_write(const struct run *r, const char *state, int allow, int restart
 void status_write_container(const struct run *r, const char *id, pid_t init, const char *state,
                             int allow);
 void status_remove(void);
+/* The reasons of a monitor's last decision, for the status file written next (until then
+ * it holds those of the run's decision). */
+void status_note_decision(const struct decision *d);
+/* How many monitors (of `tether run` and of containers) have a status file and live. */
+int status_monitors_running(void);
 /* The status file of the tether (or container monitor) with this pid. */
 char *status_path(pid_t tether_pid);
 /* The directory of status files: /run/tether when root, else $XDG_RUNTIME_DIR/tether, else
@@ -21,6 +26,11 @@ char *status_dir(void);
 /* Removes what tethers that are gone left behind: status files, cgroups, mount points.
  * Run at the start of `tether run` and by `tether status`. */
 void status_sweep(void);
+/* Only the state directories of containers whose init is gone (run by every gating hook). */
+void status_sweep_containers(void);
+/* Removes the state directory of container id when its init, init, has ended (from its
+ * monitor's end: crun calls no poststop hook when a container fails to start). */
+void status_container_ended(const char *id, pid_t init);
 /* Opens that directory (O_PATH), made mode 0700 when absent, after the trust walk of its
  * parent; a directory that is not tether's own user's, mode 0700, is refused (code 0). */
 int status_dir_open(tether_error_t *err);

@@ -48,6 +48,16 @@ void log_msg(enum log_level level, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return;
+    /* A message cut to the buffer ends between UTF-8 characters, never inside one. */
+    if ((size_t)n >= sizeof line) {
+        size_t len = sizeof line - 1, i = len;
+        while (i > 0 && ((unsigned char)line[i - 1] & 0xC0) == 0x80)
+            i--;
+        unsigned char lead = i > 0 ? (unsigned char)line[i - 1] : 0;
+        size_t need = lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : lead >= 0xC0 ? 2 : 1;
+        if (i > 0 && i - 1 + need > len)
+            line[i - 1] = '\0';
+    }
     /* A message never spans lines: a newline inside it would forge a second log line. */
     for (char *p = line; *p; p++)
         if (*p == '\n' || *p == '\r')

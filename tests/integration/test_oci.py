@@ -724,5 +724,188 @@ def real_runc_container_dies_with_its_monitor(ws):
         subprocess.run([runc(), "delete", "--force", name], capture_output=True)
 
 
+# --- seeing what was decided (tether status) and cleaning up after failed starts ---
+
+def status_of(ws, c):
+    st = json.loads(ws.tether("status", "--json", "--config", ws.path("tether.json"),
+                              check_rc=0).stdout)
+    return [s for s in st if s.get("container_id") == c]
+
+
+@case
+def status_shows_a_container_gated_by_a_real_runc_hook(ws):
+    name = cid("tether-stat")
+    node(ws, 'if input.tether.phase == "hook" then\n'
+             '  return {allow = true, reasons = {"gate: image " .. input.container.image.name},\n'
+             '          monitor = {on_drift = "log", interval_ms = 200}}\n'
+             'end\n'
+             'return {allow = true, reasons = {"monitor: still fine"},\n'
+             '        monitor = {on_drift = "log", interval_ms = 200}}',
+         container={"podman_storage": storage(ws, [record(name, "localhost/probe:1")])})
+    b = bundle(ws, ["/probe", "sleep", "60"])
+    p = subprocess.Popen([runc(), "run", "-b", b, name], stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        pidfile = "/run/tether/%s/monitor.pid" % name
+        wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read(), timeout=20,
+                 what="the monitor")
+        monitor = int(open(pidfile).read())
+        s = wait_for(lambda: [s for s in status_of(ws, name) if s["reasons"] ==
+                              ["monitor: still fine"]], what="the monitor's decision")[0]
+        eq((s["tether_pid"], s["state"], s["allow"], s["image"], s["argv"], s["monitored"]),
+           (monitor, "running", True, "localhost/probe:1", ["container", name], True), "entry")
+        table = ws.tether("status", "--config", ws.path("tether.json"), check_rc=0).stdout
+        line = [l for l in table.splitlines() if ("container " + name) in l]
+        assert len(line) == 1, table
+        for want in [str(monitor), "running", "allow", "localhost/probe:1", "monitor: still fine"]:
+            assert want in line[0], (want, line[0])
+        assert table.splitlines()[0].split()[-3:] == ["COMMAND", "IMAGE", "REASON"], table
+    finally:
+        p.kill()
+        p.wait()
+        subprocess.run([runc(), "delete", "--force", name], capture_output=True)
+    wait_for(lambda: not status_of(ws, name), what="the container to leave the list")
+
+
+@case
+def status_shows_a_container_without_a_monitor_as_gated(ws):
+    node(ws, 'return {allow = true, reasons = {"fine without a monitor"}}')
+    b = bundle(ws, ["/probe"], hooks=False)
+    init = subprocess.Popen(["sleep", "60"])
+    c = cid("tether-gated")
+    st = json.dumps({"ociVersion": "1.0.2", "id": c, "status": "creating", "pid": init.pid,
+                     "bundle": b})
+    try:
+        hook(ws, "createRuntime", st, 0)
+        s = status_of(ws, c)
+        eq([(x["tether_pid"], x["pid"], x["state"], x["allow"], x["reasons"], x["image"])
+            for x in s], [(None, init.pid, "gated", True, ["fine without a monitor"], None)],
+           "entry")
+        line = [l for l in ws.tether("status", check_rc=0).stdout.splitlines() if c in l]
+        assert line and line[0].startswith("-") and "gated" in line[0] and \
+            "fine without a monitor" in line[0], line
+        init.kill()
+        init.wait()
+        eq(status_of(ws, c), [], "a container whose init ended is not listed")
+        assert not os.path.exists("/run/tether/" + c), "and its state was swept"
+    finally:
+        init.kill()
+        init.wait()
+        hook(ws, "poststop", st, 0)
+
+
+@case
+def status_denied_shows_a_refused_containers_reason(ws):
+    name = cid("tether-sden")
+    node(ws, 'return {allow = false, reasons = {"image " .. input.container.image.name ..\n'
+             '                                  " is not approved here"}}',
+         container={"podman_storage": storage(ws, [record(name, "localhost/probe:1")])})
+    b = bundle(ws, ["/probe", "mark", "/ran"])
+    p = run_container(ws, b, name)
+    subprocess.run([runc(), "delete", "--force", name], capture_output=True)
+    assert p.returncode != 0, "runc started a denied container"
+    assert "image localhost/probe:1 is not approved here" in p.stderr, p.stderr
+    out = ws.tether("status", "--denied", "--config", ws.path("tether.json"),
+                    check_rc=0).stdout.splitlines()
+    eq(len(out), 1, "one denial: %r" % out)
+    assert out[0].endswith("denied(hook) container %s (localhost/probe:1): image "
+                           "localhost/probe:1 is not approved here" % name), out[0]
+    d = json.loads(ws.tether("status", "--denied", "--json", "--config",
+                             ws.path("tether.json"), check_rc=0).stdout)
+    eq([(x["container_id"], x["image"], x["stage"]) for x in d],
+       [(name, "localhost/probe:1", "createRuntime")], "json")
+
+
+def crun():
+    path = shutil.which("crun")
+    if path is None:
+        raise Skip("crun is not installed (contrib/setup.sh test installs it)")
+    if os.geteuid() != 0:
+        raise Skip("crun needs root here")
+    return path
+
+
+@case
+def failed_start_under_crun_leaves_no_state(ws):
+    """crun calls no poststop hook when the start fails after the gate allowed it."""
+    rt = crun()
+    b = bundle(ws, ["/does-not-exist"])
+    for monitored in (True, False):
+        name = cid("tether-fail%d" % monitored)
+        node(ws, 'return {allow = true%s}' % (', monitor = {on_drift = "kill"}' if monitored
+                                              else ""))
+        p = subprocess.run([rt, "run", "-b", b, name], capture_output=True, text=True, timeout=60)
+        subprocess.run([rt, "delete", "--force", name], capture_output=True)
+        assert p.returncode != 0, "crun started it"
+        eq([r["allow"] for r in records(ws, "decision", name)], [True], "the gate allowed it")
+        eq([r for r in records(ws, "poststop", name)], [], "crun called no poststop hook")
+        if monitored:
+            # The monitor sees the init end, and removes the state as it goes (at once: any
+            # tether's sweep on the node would also remove it, later).
+            wait_for(lambda: not os.path.exists("/run/tether/" + name), timeout=2,
+                     what="the state to go")
+        else:
+            # The next gate on the node sweeps it.
+            other = subprocess.Popen(["sleep", "60"])
+            oid = cid("tether-next")
+            st = json.dumps({"ociVersion": "1.0.2", "id": oid, "status": "creating",
+                             "pid": other.pid, "bundle": b})
+            try:
+                hook(ws, "createRuntime", st, 0)
+                assert not os.path.exists("/run/tether/" + name), "the failed start's state is left"
+            finally:
+                other.kill()
+                other.wait()
+                hook(ws, "poststop", st, 0)
+
+
+@case
+def failed_start_under_runc_leaves_no_state(ws):
+    name = cid("tether-rfail")
+    node(ws, 'return {allow = true}')
+    b = bundle(ws, ["/does-not-exist"])
+    p = run_container(ws, b, name)
+    subprocess.run([runc(), "delete", "--force", name], capture_output=True)
+    assert p.returncode != 0, "runc started it"
+    eq([r["allow"] for r in records(ws, "decision", name)], [True], "the gate allowed it")
+    assert not os.path.exists("/run/tether/" + name), "the state is left"
+
+
+@case
+def poststop_without_a_readable_configuration_still_cleans_up(ws):
+    node(ws, 'return {allow = true}')
+    b = bundle(ws, ["/probe"], hooks=False)
+    for n, spoil in enumerate([lambda: os.unlink(ws.path("tether.json")),
+                               lambda: ws.write("tether.json", "{not json"),
+                               lambda: os.chmod(ws.path("tether.json"), 0o666)]):
+        node(ws, 'return {allow = true}')
+        c = cid("tether-nocfg%d" % n)
+        st = json.dumps({"ociVersion": "1.0.2", "id": c, "status": "creating",
+                         "pid": os.getpid(), "bundle": b})
+        hook(ws, "createRuntime", st, 0)
+        assert os.path.isdir("/run/tether/" + c), "state written"
+        spoil()
+        p = hook(ws, "poststop", st, 0)
+        assert "config" in p.stderr, p.stderr
+        assert not os.path.exists("/run/tether/" + c), "poststop left the state (case %d)" % n
+
+
+@case
+def crun_writes_the_reason_where_its_hooks_stderr_annotation_says(ws):
+    """crun keeps a hook's stderr from its caller; run.oci.hooks.stderr names a file for it."""
+    rt = crun()
+    name = cid("tether-cerr")
+    node(ws, 'return {allow = false, reasons = {"not on this node"}}')
+    b = bundle(ws, ["/probe", "mark", "/ran"])
+    cfg = json.load(open(os.path.join(b, "config.json")))
+    err = ws.path("hooks.err")
+    cfg["annotations"]["run.oci.hooks.stderr"] = err
+    json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+    p = subprocess.run([rt, "run", "-b", b, name], capture_output=True, text=True, timeout=60)
+    subprocess.run([rt, "delete", "--force", name], capture_output=True)
+    assert p.returncode != 0, "crun started a denied container"
+    eq(open(err).read(), "tether: denied: container %s: not on this node\n" % name, "hook stderr")
+
+
 if __name__ == "__main__":
     main()

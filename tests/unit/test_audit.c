@@ -53,7 +53,7 @@ static struct audit_report verify(void)
 {
     struct audit_report rep;
     FILE *f = fopen(path, "r");
-    audit_verify_stream(f, &rep, NULL);
+    audit_verify_stream(f, NULL, &rep, NULL);
     fclose(f);
     return rep;
 }
