@@ -70,6 +70,9 @@ enum {
  * never taken for the new one. */
 #define SETTLE_MS 50
 
+/* The look's interval when no exec event can be had and the decision sets none. */
+#define NO_CONNECTOR_INTERVAL_MS 1000
+
 enum watched { W_EXE, W_POLICY, W_CONFIG, W_WATCH };
 
 struct watch {
@@ -739,6 +742,11 @@ static void arm_for_decision(struct mon *m)
         m->interval_ms = (int64_t)v->valuedouble;
     if (m->c != NULL && strcmp(m->on_drift, "restart") == 0)
         m->on_drift = "kill"; /* restarting is the runtime's business; the safe part is the kill */
+    /* Without the process connector (an unprivileged tether on kernels that keep it to
+     * root, Debian 12's among them) an exec is seen only on the timer: there is always
+     * one then. */
+    if (m->cn < 0 && m->interval_ms == 0)
+        m->interval_ms = NO_CONNECTOR_INTERVAL_MS;
     timer_set(m->tick, (uint64_t)m->interval_ms, true);
     timer_set(m->ttl, d->ttl_s > 0 ? (uint64_t)d->ttl_s * 1000 : 0, true);
 }
@@ -955,8 +963,9 @@ static void mon_open(struct mon *m, struct run *r, int sigfd)
     m->ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     m->cn = cn_open();
     if (m->cn < 0)
-        log_debug("no process connector (%s): exec events are seen on the timer only",
-                  strerror(errno));
+        log_warn("no process connector (%s): execs in the workload's tree are seen on the "
+                 "timer only (every %d ms unless the decision sets monitor.interval_ms)",
+                 strerror(errno), NO_CONNECTOR_INTERVAL_MS);
     /* Drained in a loop below: a blocking read there would wait for the next signal with
      * every timer stopped behind it. */
     fcntl(sigfd, F_SETFL, fcntl(sigfd, F_GETFL) | O_NONBLOCK);
