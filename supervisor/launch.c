@@ -514,7 +514,13 @@ static int launch_through_gate(struct supervisor *sv, int rd, struct child_repor
                 continue;
             return -1;
         }
+        /* The report first: once the workload has exec'd, what is held is its children's,
+         * for the monitor to judge (a child may exec before tether wakes up). */
+        if (p[0].revents != 0)
+            return read_report(rd, rep, NULL, NULL);
         if (p[1].revents & POLLIN) {
+            /* Until then only the workload's own process runs in its namespace, held in its
+             * launch exec (the file, then its loader): nothing else can be queued here. */
             char buf[4096] __attribute__((aligned(__alignof__(struct fanotify_event_metadata))));
             ssize_t len = read(sv->gate_fd, buf, sizeof buf);
             const struct fanotify_event_metadata *ev = (const void *)buf;
@@ -522,8 +528,6 @@ static int launch_through_gate(struct supervisor *sv, int rd, struct child_repor
                 if (ev->fd >= 0)
                     execgate_answer(sv->gate_fd, ev->fd, ev->pid == sv->main);
         }
-        if (p[0].revents != 0)
-            return read_report(rd, rep, NULL, NULL);
     }
 }
 
