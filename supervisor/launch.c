@@ -73,23 +73,33 @@ static bool is_script(int fd)
     return fd >= 0 && pread(fd, magic, 2, 0) == 2 && magic[0] == '#' && magic[1] == '!';
 }
 
+/* A report with one piece of ancillary data (type: SCM_CREDENTIALS, SCM_RIGHTS). */
+static ssize_t send_report(int fd, int kind, int type, const void *data, size_t len)
+{
+    struct child_report rep = {.kind = kind};
+    char ctl[CMSG_SPACE(sizeof(struct ucred))]
+        __attribute__((aligned(__alignof__(struct cmsghdr))));
+    memset(ctl, 0, sizeof ctl);
+    struct iovec iov = {.iov_base = &rep, .iov_len = sizeof rep};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = CMSG_SPACE(len)};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = type;
+    cm->cmsg_len = CMSG_LEN(len);
+    memcpy(CMSG_DATA(cm), data, len);
+    return sendmsg(fd, &mh, MSG_NOSIGNAL);
+}
+
 /* The workload's first words: its pid, which the kernel writes into the credentials as
  * tether's namespace sees it; then it waits until tether holds a pidfd for it. */
 static void say_hello(int fd)
 {
-    struct child_report rep = {.kind = REPORT_HELLO};
     struct ucred cred = {.pid = getpid(), .uid = getuid(), .gid = getgid()};
-    char ctl[CMSG_SPACE(sizeof cred)] = {0};
-    struct iovec iov = {.iov_base = &rep, .iov_len = sizeof rep};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_CREDENTIALS;
-    cm->cmsg_len = CMSG_LEN(sizeof cred);
-    memcpy(CMSG_DATA(cm), &cred, sizeof cred);
     char ack;
-    if (sendmsg(fd, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof rep || recv(fd, &ack, 1, 0) != 1)
+    if (send_report(fd, REPORT_HELLO, SCM_CREDENTIALS, &cred, sizeof cred) !=
+            (ssize_t)sizeof(struct child_report) ||
+        recv(fd, &ack, 1, 0) != 1)
         _exit(125);
 }
 
@@ -101,20 +111,10 @@ static int send_gate(void *arg, const char **step)
     int fan = execgate_open(step);
     if (fan < 0)
         return -1;
-    struct child_report rep = {.kind = REPORT_GATE};
-    char ctl[CMSG_SPACE(sizeof fan)] = {0};
-    struct iovec iov = {.iov_base = &rep, .iov_len = sizeof rep};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
-    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof fan);
-    memcpy(CMSG_DATA(cm), &fan, sizeof fan);
-    ssize_t n = sendmsg(report_fd, &mh, MSG_NOSIGNAL);
+    ssize_t n = send_report(report_fd, REPORT_GATE, SCM_RIGHTS, &fan, sizeof fan);
     int e = errno;
     close(fan);
-    if (n != (ssize_t)sizeof rep) {
+    if (n != (ssize_t)sizeof(struct child_report)) {
         *step = "exec prevention: handing the group to tether";
         errno = n < 0 ? e : EIO;
         return -1;
