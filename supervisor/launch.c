@@ -531,19 +531,20 @@ static int launch_through_gate(struct supervisor *sv, int rd, struct child_repor
     }
 }
 
+/* Closes what a start holds: the init's pipes, the main process's pidfd, the exec gate. */
+static void drop_start(struct supervisor *sv)
+{
+    int *fds[] = {&sv->life_fd, &sv->note_fd, &sv->main_pidfd, &sv->gate_fd};
+    for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
+        if (*fds[i] >= 0)
+            close(steal_fd(fds[i]));
+}
+
 int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fail_status,
                  tether_error_t *err)
 {
     *fail_status = 125;
-    /* What a previous start (a restart) left. */
-    if (sv->life_fd >= 0)
-        close(steal_fd(&sv->life_fd));
-    if (sv->note_fd >= 0)
-        close(steal_fd(&sv->note_fd));
-    if (sv->main_pidfd >= 0)
-        close(steal_fd(&sv->main_pidfd));
-    if (sv->gate_fd >= 0)
-        close(steal_fd(&sv->gate_fd));
+    drop_start(sv); /* what a previous start (a restart) left */
     sv->main = -1;
     int sp[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
@@ -607,14 +608,7 @@ int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fai
     if (pid > 0)
         while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
             ;
-    if (sv->life_fd >= 0)
-        close(steal_fd(&sv->life_fd));
-    if (sv->note_fd >= 0)
-        close(steal_fd(&sv->note_fd));
-    if (sv->main_pidfd >= 0)
-        close(steal_fd(&sv->main_pidfd));
-    if (sv->gate_fd >= 0)
-        close(steal_fd(&sv->gate_fd));
+    drop_start(sv);
     if (n != 1 || rep.kind != REPORT_FAIL)
         return error_set(err, 0, "the child failed before exec without saying why");
     *fail_status = rep.status;
