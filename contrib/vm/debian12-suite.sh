@@ -17,7 +17,7 @@
 # Environment: TETHER_VM_DIR (work directory, kept; default a temporary one, removed),
 # TETHER_VM_MIRROR (default http://deb.debian.org/debian), TETHER_VM_TIMEOUT (seconds the
 # guest may run, default 5400; 14400 when emulated), TETHER_VM_SIZE (image size, default 8G),
-# TETHER_VM_ACCEL (kvm or tcg; default kvm, tcg on a PVM host), TETHER_VM_TESTS (a ctest -R
+# TETHER_VM_ACCEL (kvm or tcg; default kvm, tcg on a PVM host or without /dev/kvm), TETHER_VM_TESTS (a ctest -R
 # regular expression: only those tests), TETHER_VM_EXTRA (a bash script of the host's that the
 # guest runs after the suite, as root, in /root/tether, for a diagnosis).
 set -euo pipefail
@@ -28,7 +28,6 @@ size=${TETHER_VM_SIZE:-8G}
 
 die() { echo "debian12-suite: $*" >&2; exit 1; }
 [ "$(id -u)" -eq 0 ] || die "run as root (debootstrap, chroot and mkfs need it)"
-[ -w /dev/kvm ] || die "no /dev/kvm"
 
 need=()
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
@@ -196,12 +195,18 @@ echo "debian12-suite: building $work/disk.img ($size)"
 mkfs.ext4 -q -F -L tether-vm -d "$root" "$work/disk.img" "$size"
 
 # A PVM host (kvm_pvm, as in some nested sandboxes) runs only guest kernels built for PVM, and
-# Debian's is not: under KVM it hangs before its first line.  There, qemu emulates instead.
+# Debian's is not: under KVM it hangs before its first line.  There, and where there is no
+# /dev/kvm at all, qemu emulates instead.
 accel=${TETHER_VM_ACCEL:-}
 if [ -z "$accel" ]; then
     accel=kvm
-    [ -d /sys/module/kvm_pvm ] && accel=tcg &&
+    if [ -d /sys/module/kvm_pvm ]; then
+        accel=tcg
         echo "debian12-suite: a PVM host (kvm_pvm): emulating the guest (TCG), which is slow"
+    elif [ ! -w /dev/kvm ]; then
+        accel=tcg
+        echo "debian12-suite: no /dev/kvm: emulating the guest (TCG), which is slow"
+    fi
 fi
 if [ "$accel" = kvm ]; then
     accel_args=(-enable-kvm)
