@@ -6,9 +6,13 @@
 -- input.image.signatures, which tether fills by verifying cosign signatures against the
 -- node's trusted_image_signers (a signer is named by the key file that verified it).  A
 -- workload that is not an image is refused.  The keyprovider phase carries no image, so
--- this policy releases no key to ocicrypt's tools.
+-- this policy releases no key to ocicrypt's tools.  An allowed image gets the key image_key.
 --
 -- image-eu.rego is its twin and must decide exactly the same on every input.
+
+-- The key released to an image allowed here: <keystore>/eu-app.pem for JWE-encrypted layers,
+-- <keystore>/eu-app.key for layers wrapped with provider:tether:eu-app.
+local image_key = "eu-app"
 
 -- The key files (entries of trusted_image_signers) whose signatures this policy accepts.
 local named_signers = {
@@ -60,5 +64,9 @@ function decide(input)
   if #reasons > 0 then
     return { allow = false, reasons = reasons }
   end
-  return { allow = true, reasons = { string.format("signed image released in region %s", region) } }
+  return {
+    allow = true,
+    reasons = { string.format("signed image released in region %s", region) },
+    key = { id = image_key },
+  }
 end

@@ -1,6 +1,7 @@
 # Twin of image-eu.lua: release an image's key only on nodes whose region label starts with
 # "eu-", and only for an image that carries a signature verified by one of the named signers
-# and made over this image's manifest digest.  A workload that is not an image is refused.
+# and made over this image's manifest digest, with the key image_key.  A workload that is not
+# an image is refused.
 #
 # It decides exactly as image-eu.lua on every input.  Every value is read with field(), which
 # gives null for a member that is missing, null, or whose parent is not an object (what Lua
@@ -8,6 +9,9 @@
 package tether
 
 import rego.v1
+
+# The key released to an image allowed here (image_key in image-eu.lua).
+image_key := "eu-app"
 
 # The key files (entries of trusted_image_signers) whose signatures this policy accepts.
 named_signers := {"/etc/tether/signers/release.pub"}
@@ -103,4 +107,5 @@ decision := {"allow": false, "reasons": reasons} if {
 } else := {
 	"allow": true,
 	"reasons": [sprintf("signed image released in region %s", [region])],
+	"key": {"id": image_key},
 }

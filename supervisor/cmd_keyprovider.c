@@ -16,7 +16,7 @@
 #include "core/trust.h"
 #include "core/util.h"
 #include "key.h"
-#include "keyprovider.h"
+#include "image/keyprovider.h"
 #include "tether.h"
 
 static const char usage[] =

@@ -165,6 +165,35 @@ static bool is_sealed(int fd)
     return fd >= 0 && pread(fd, magic, 8, 0) == 8 && memcmp(magic, SEAL_MAGIC, 8) == 0;
 }
 
+int run_decide_embedded(struct run *r, const char *what, const char *text, size_t len,
+                        const char *sha_hex, const cJSON *input)
+{
+    cleanup_error tether_error_t err = NULL;
+    struct policy *embedded = NULL;
+    struct decision ed = {.ttl_s = -1};
+    cleanup_free char *name = xasprintf("embedded:%.16s", sha_hex);
+    /* The node's budgets: the author of the workload wrote this policy. */
+    if (policy_lua_open(name, text, len, NULL, &embedded, &err) < 0) {
+        log_error("`%s`: %s", what, err->msg);
+        return EXIT_FAILED;
+    }
+    int rc = EXIT_FAILED;
+    policy_decide(embedded, input, &ed);
+    if (!run_audit_decision(r, embedded, &ed, input))
+        goto out;
+    if (!ed.allow) {
+        cleanup_free char *why = decision_reasons_joined(&ed);
+        log_error("denied by the workload's embedded policy: %s", why);
+        rc = EXIT_DENIED;
+        goto out;
+    }
+    rc = 0;
+out:
+    decision_clear(&ed);
+    policy_free(embedded);
+    return rc;
+}
+
 /* The gate for a sealed workload: signature, both policies, key release, and decryption
  * into a sealed memfd that becomes the file to execute.  Nothing decrypted touches a disk. */
 static int gate_sealed(struct run *r, cJSON *exe)
@@ -185,9 +214,7 @@ static int gate_sealed(struct run *r, cJSON *exe)
     const char *trusted_file = NULL;
     int rc = EXIT_FAILED;
     cJSON *input = NULL;
-    struct policy *embedded = NULL;
     struct secret *key = NULL;
-    struct decision ed = {.ttl_s = -1};
     int memfd = -1;
     char hex[65];
 
@@ -219,25 +246,10 @@ static int gate_sealed(struct run *r, cJSON *exe)
         rc = EXIT_DENIED;
         goto out;
     }
-    if (s.h.policy_len > 0) {
-        char *name = xasprintf("embedded:%.16s", hex);
-        int orc = policy_lua_open(name, s.h.policy, s.h.policy_len, NULL, &embedded, &err);
-        free(name);
-        if (orc < 0) {
-            log_error("`%s`: %s", r->path, err->msg);
-            goto out;
-        }
-        policy_decide(embedded, input, &ed);
-        if (!run_audit_decision(r, embedded, &ed, input))
-            goto out;
-        if (!ed.allow) {
-            char *why = decision_reasons_joined(&ed);
-            log_error("denied by the workload's embedded policy: %s", why);
-            free(why);
-            rc = EXIT_DENIED;
-            goto out;
-        }
-    }
+    if (s.h.policy_len > 0 &&
+        (rc = run_decide_embedded(r, r->path, s.h.policy, s.h.policy_len, hex, input)) != 0)
+        goto out;
+    rc = EXIT_FAILED;
 
     /* The key: released by the node's decision (OPA), else from the node's key store. */
     const char *source = "decision"; /* which engine: the record's "engine" */
@@ -315,9 +327,7 @@ out:
     if (memfd >= 0)
         close(memfd);
     secret_free(key);
-    policy_free(embedded);
     cJSON_Delete(input);
-    decision_clear(&ed);
     free(trusted);
     seal_close(&s);
     return rc;

@@ -66,5 +66,10 @@ void run_audit_exit(struct run *r, int status);
 /* Audits a decision of the gate; false (after saying why) when it could not be written. */
 bool run_audit_decision(struct run *r, struct policy *p, const struct decision *d,
                         const cJSON *input);
+/* The policy a workload carries (a sealed file's, an image's), after the node's allowed:
+ * the same input, the node's budgets, audited; 0 when it allows too, else the exit status
+ * (77, or 125 when it does not load).  what names the workload in messages. */
+int run_decide_embedded(struct run *r, const char *what, const char *text, size_t len,
+                        const char *sha_hex, const cJSON *input);
 /* Records an allowed launch that did not happen. */
 void run_audit_launch_failed(struct run *r, const char *why);

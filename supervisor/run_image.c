@@ -65,32 +65,72 @@ static void argv_free(char **v)
     free(v);
 }
 
-static bool audit_or_refuse(struct run *r, cJSON *rec)
-{
-    cleanup_error tether_error_t err = NULL;
-    int rc = audit_append(r->audit_path, rec, &err);
-    cJSON_Delete(rec);
-    if (rc < 0)
-        log_error("%s; not starting the workload", err->msg);
-    return rc == 0;
-}
-
-/* The key the decision released: key.value (PEM, or base64 of PEM or DER), else key.id in
- * the key store. */
-static int release_key(struct run *r, struct secret **key, const char **source, tether_error_t *err)
+/* The key the decision released, as the image's layers need it: where every encrypted layer
+ * carries a tether keyprovider packet (for key tether_id), a 32-byte key (key.value, or
+ * key.id naming <keystore>/<id>.key, which must be the packets' key); else a private key for
+ * the JWE recipients (key.value: PEM, or base64 of PEM or DER; key.id: <keystore>/<id>.pem).
+ * A key is used only when the decision names it: an allow alone releases nothing. */
+static int release_key(struct run *r, const char *tether_id, struct secret **key,
+                       struct image_key *k, const char **source, tether_error_t *err)
 {
     *key = r->d.key_value;
     r->d.key_value = NULL;
     *source = "decision";
-    if (*key != NULL)
-        return 0;
     const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->d.key, "id"));
-    if (id == NULL)
-        return error_set(err, 0,
-                         "the image is encrypted and the decision released no key "
-                         "(`key.id` or `key.value`)");
-    *source = "keystore";
-    return image_key_read(r->cfg.keystore, id, key, err);
+    if (*key == NULL) {
+        if (id == NULL)
+            return error_set(err, 0,
+                             "the image is encrypted and the decision released no key "
+                             "(`key.id` or `key.value`)");
+        if (tether_id != NULL && strcmp(id, tether_id) != 0)
+            return error_set(err, 0,
+                             "the decision released key `%s`; the image's layers are wrapped "
+                             "for key `%s`",
+                             id, tether_id);
+        *source = "keystore";
+        int rc = tether_id != NULL
+                     ? keystore_read(r->cfg.keystore, id, ".key", KEY_BYTES, KEY_BYTES, key, err)
+                     : image_key_read(r->cfg.keystore, id, key, err);
+        if (rc < 0)
+            return -1;
+    }
+    if (tether_id != NULL && (*key)->len == KEY_BYTES) {
+        k->sym = *key;
+        return 0;
+    }
+    return image_key_parse(*key, &k->pkey, err);
+}
+
+/* An encrypted image's key, released and on record before it is used, then each layer's
+ * HMAC over all of it and its plaintext into a sealed memfd. */
+static int unlock_layers(struct run *r, tether_error_t *err)
+{
+    struct image *img = &r->image->img;
+    cleanup_free char *tether_id = NULL;
+    if (image_tether_key_id(img, &tether_id, err) < 0)
+        return -1;
+    cleanup_secret struct secret *key = NULL;
+    struct image_key k = {0};
+    const char *source;
+    cleanup_json cJSON *rel = NULL;
+    int rc = -1;
+    if (release_key(r, tether_id, &key, &k, &source, err) < 0)
+        goto out;
+    rel = audit_record_new("key_release");
+    cJSON_AddStringToObject(rel, "argv0", r->cmd[0]);
+    cJSON_AddStringToObject(rel, "image", r->image_name);
+    cJSON_AddStringToObject(rel, "digest", img->manifest_digest);
+    const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->d.key, "id"));
+    cJSON_AddItemToObject(rel, "key_id", json_string_or_null(id));
+    cJSON_AddStringToObject(rel, "wrap", k.sym != NULL ? "tether" : "jwe");
+    cJSON_AddStringToObject(rel, "source", source);
+    cJSON_AddStringToObject(rel, "engine", r->policy->ops->engine);
+    if (audit_append(r->audit_path, rel, err) < 0)
+        goto out;
+    rc = image_decrypt(img, &k, err);
+out:
+    image_key_free(k.pkey);
+    return rc;
 }
 
 /* The user to run as, when the decision does not say: the image's User, by number or by
@@ -222,39 +262,29 @@ int run_gate_image(struct run *r)
         return EXIT_DENIED;
     }
 
-    /* 3. The key, for an encrypted image only, and on record before it is used. */
-    if (img->encrypted) {
-        cleanup_secret struct secret *key = NULL;
-        const char *source;
-        void *pkey = NULL;
-        if (release_key(r, &key, &source, &err) < 0 || image_key_parse(key, &pkey, &err) < 0) {
-            log_error("--image `%s`: %s", r->image_name, err->msg);
-            run_audit_launch_failed(r, err->msg);
+    /* The image's own policy, if it carries one: the same input, and it must allow too. */
+    const char *own = image_policy(img);
+    if (own != NULL) {
+        char hex[SHA256_HEX_LEN + 1];
+        size_t len = strlen(own);
+        if (len > IMAGE_POLICY_MAX) {
+            log_error("--image `%s`: `%s` is larger than %u bytes", r->image_name, IMAGE_ANN_POLICY,
+                      IMAGE_POLICY_MAX);
             return EXIT_FAILED;
         }
-        secret_free(steal_pointer(&key));
-        cJSON *rel = audit_record_new("key_release");
-        cJSON_AddStringToObject(rel, "argv0", r->cmd[0]);
-        cJSON_AddStringToObject(rel, "image", r->image_name);
-        cJSON_AddStringToObject(rel, "digest", img->manifest_digest);
-        const char *id = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(r->d.key, "id"));
-        cJSON_AddItemToObject(rel, "key_id", json_string_or_null(id));
-        cJSON_AddStringToObject(rel, "source", source);
-        cJSON_AddStringToObject(rel, "engine", r->policy->ops->engine);
-        if (!audit_or_refuse(r, rel)) {
-            image_key_free(pkey);
-            return EXIT_FAILED;
-        }
-        /* 4. Each layer's HMAC over all of it, then its plaintext into a sealed memfd. */
-        int drc = image_decrypt(&ri->img, pkey, &err);
-        image_key_free(pkey);
-        if (drc < 0) {
-            log_error("--image `%s`: %s", r->image_name, err->msg);
-            run_audit_launch_failed(r, err->msg);
-            return EXIT_FAILED;
-        }
-        r->sealed = true; /* the plaintext's guard (default_capabilities) */
+        sha256_hex(own, len, hex);
+        int erc = run_decide_embedded(r, r->image_name, own, len, hex, input);
+        if (erc != 0)
+            return erc;
     }
+
+    /* 3. The key, for an encrypted image only, and on record before it is used. */
+    if (img->encrypted && unlock_layers(r, &err) < 0) {
+        log_error("--image `%s`: %s", r->image_name, err->msg);
+        run_audit_launch_failed(r, err->msg);
+        return EXIT_FAILED;
+    }
+    r->sealed = img->encrypted; /* the plaintext's guard (default_capabilities) */
     secret_free(r->d.key_value);
     r->d.key_value = NULL;
 

@@ -174,16 +174,27 @@ out:
     return rc;
 }
 
-static int decrypt_one(struct image_layer *l, size_t idx, EVP_PKEY *pkey, tether_error_t *err)
+/* The layer's options (ocicrypt's PrivateLayerBlockCipherOptions JSON), from its JWE with a
+ * private key or from its tether packet with a key-store key. */
+static int layer_options(const struct image_layer *l, size_t idx, const struct image_key *key,
+                         struct secret **plain, tether_error_t *err)
 {
+    const cJSON *ann = l->desc.annotations;
+    if (key->sym != NULL) {
+        const char *packet =
+            cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ann, KEYPROVIDER_ANNOTATION));
+        if (packet == NULL)
+            return error_set(err, 0, "layer %zu: no `%s` packet for the released key", idx,
+                             KEYPROVIDER_ANNOTATION);
+        if (keyprovider_packet_unwrap(packet, key->sym, plain, err) < 0)
+            return error_wrap(err, "layer %zu", idx);
+        return 0;
+    }
     const char *jwe_b64 =
-        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(l->desc.annotations, IMAGE_ANN_JWE));
-    const char *pub_b64 = cJSON_GetStringValue(
-        cJSON_GetObjectItemCaseSensitive(l->desc.annotations, IMAGE_ANN_PUBOPTS));
-    unsigned char hmac[32], nonce[16];
-    char digest[IMAGE_DIGEST_LEN + 1];
-    if (image_parse_pubopts(pub_b64, hmac, err) < 0)
-        return error_wrap(err, "layer %zu", idx);
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(ann, IMAGE_ANN_JWE));
+    if (jwe_b64 == NULL)
+        return error_set(err, 0, "layer %zu: no `%s` recipient for the released private key", idx,
+                         IMAGE_ANN_JWE);
     size_t n = strlen(jwe_b64);
     if (n > JWE_MAX / 3 * 4)
         return error_set(err, 0, "layer %zu: `%s` is too long", idx, IMAGE_ANN_JWE);
@@ -194,11 +205,23 @@ static int decrypt_one(struct image_layer *l, size_t idx, EVP_PKEY *pkey, tether
     struct jwe j;
     if (jwe_parse((const char *)text, (size_t)tlen, &j, err) < 0)
         return error_wrap(err, "layer %zu", idx);
-    cleanup_secret struct secret *plain = NULL, *symkey = NULL;
-    int rc = jwe_decrypt(&j, pkey, &plain, err);
+    int rc = jwe_decrypt(&j, key->pkey, plain, err);
     jwe_clear(&j);
-    if (rc < 0)
+    return rc < 0 ? error_wrap(err, "layer %zu", idx) : 0;
+}
+
+static int decrypt_one(struct image_layer *l, size_t idx, const struct image_key *key,
+                       tether_error_t *err)
+{
+    const char *pub_b64 = cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(l->desc.annotations, IMAGE_ANN_PUBOPTS));
+    unsigned char hmac[32], nonce[16];
+    char digest[IMAGE_DIGEST_LEN + 1];
+    if (image_parse_pubopts(pub_b64, hmac, err) < 0)
         return error_wrap(err, "layer %zu", idx);
+    cleanup_secret struct secret *plain = NULL, *symkey = NULL;
+    if (layer_options(l, idx, key, &plain, err) < 0)
+        return -1;
     if (image_parse_privopts(plain->data, plain->len, &symkey, nonce, digest, err) < 0)
         return error_wrap(err, "layer %zu", idx);
     int mfd = -1;
@@ -210,10 +233,44 @@ static int decrypt_one(struct image_layer *l, size_t idx, EVP_PKEY *pkey, tether
     return 0;
 }
 
-int image_decrypt(struct image *img, void *pkey, tether_error_t *err)
+int image_tether_key_id(const struct image *img, char **key_id, tether_error_t *err)
+{
+    *key_id = NULL;
+    for (size_t i = 0; i < img->m.n_layers; i++) {
+        const struct image_layer *l = &img->m.layers[i];
+        if (!l->encrypted)
+            continue;
+        const char *packet = cJSON_GetStringValue(
+            cJSON_GetObjectItemCaseSensitive(l->desc.annotations, KEYPROVIDER_ANNOTATION));
+        char *id = NULL;
+        if (packet == NULL) {
+            free(*key_id);
+            *key_id = NULL;
+            return 0;
+        }
+        if (keyprovider_annotation_key_id(packet, &id, err) < 0) {
+            free(*key_id);
+            *key_id = NULL;
+            return error_wrap(err, "layer %zu", i);
+        }
+        if (*key_id != NULL && strcmp(*key_id, id) != 0) {
+            error_set(err, 0, "layer %zu: its packet is for key `%s`, an earlier layer's for `%s`",
+                      i, id, *key_id);
+            free(id);
+            free(*key_id);
+            *key_id = NULL;
+            return -1;
+        }
+        free(*key_id);
+        *key_id = id;
+    }
+    return *key_id != NULL;
+}
+
+int image_decrypt(struct image *img, const struct image_key *key, tether_error_t *err)
 {
     for (size_t i = 0; i < img->m.n_layers; i++)
-        if (img->m.layers[i].encrypted && decrypt_one(&img->m.layers[i], i, pkey, err) < 0)
+        if (img->m.layers[i].encrypted && decrypt_one(&img->m.layers[i], i, key, err) < 0)
             return -1;
     return 0;
 }

@@ -11,6 +11,7 @@
 
 #include "../core/error.h"
 #include "../core/secret.h"
+#include "keyprovider.h"
 
 /* The most bytes of index.json, a manifest or a config, and the most layers. */
 #define IMAGE_JSON_MAX (4u << 20)
@@ -21,6 +22,10 @@
 #define IMAGE_ANN_REF "org.opencontainers.image.ref.name"
 #define IMAGE_ANN_JWE "org.opencontainers.image.enc.keys.jwe"
 #define IMAGE_ANN_PUBOPTS "org.opencontainers.image.enc.pubopts"
+/* A Lua policy that travels with the image, in its manifest (so a signature covers it):
+ * evaluated after the node's, as a sealed file's embedded policy is. */
+#define IMAGE_ANN_POLICY "org.tether.policy"
+#define IMAGE_POLICY_MAX (1u << 20)
 #define IMAGE_MANIFEST_TYPE "application/vnd.oci.image.manifest.v1+json"
 #define IMAGE_CONFIG_TYPE "application/vnd.oci.image.config.v1+json"
 
@@ -125,14 +130,31 @@ void image_close(struct image *img);
 /* Closes the layers' descriptors (and so frees decrypted ones) once the tree is unpacked. */
 void image_close_layers(struct image *img);
 
-/* input.image: ref, manifest_digest, config_digest, layers, annotations, config, encrypted,
+/* input.image: ref, manifest_digest, config_digest, layers (each with `jwe` and
+ * `tether_key_id`: how its key is wrapped), annotations, config, encrypted, policy_sha256,
  * signatures. */
 cJSON *image_input(const struct image *img);
+
+/* The manifest's IMAGE_ANN_POLICY, or NULL. */
+const char *image_policy(const struct image *img);
 
 /* input.image.signatures: what is known of the image's signatures (an array). */
 cJSON *image_signatures_collect(const struct image *img);
 
 /* --- keys and encrypted layers (crypt.c) --- */
+
+/* The key a decision released for an image: a private key that opens the layers' JWE
+ * recipients, or a 32-byte key of the key store that opens tether's keyprovider packets
+ * (KEYPROVIDER_ANNOTATION), which `skopeo copy --encryption-key provider:tether:ID` stores. */
+struct image_key {
+    void *pkey;               /* an EVP_PKEY (image_key_parse), or NULL */
+    const struct secret *sym; /* KEY_BYTES, or NULL */
+};
+
+/* Whether every encrypted layer carries a tether packet, all for one key id: 1 with *key_id
+ * (free it), 0 when some encrypted layer has none (or none is encrypted), -1 for a packet
+ * that does not parse or packets for different keys. */
+int image_tether_key_id(const struct image *img, char **key_id, tether_error_t *err);
 
 /* The private key a decision released: PEM (PKCS#8 or traditional) or DER, unencrypted.
  * Returns an EVP_PKEY * as void *, for callers that do not include OpenSSL. */
@@ -140,11 +162,12 @@ int image_key_parse(const struct secret *key, void **pkey, tether_error_t *err);
 void image_key_free(void *pkey);
 /* <keystore>/<id>.pem, checked as the key store's other keys are, into a new secret. */
 int image_key_read(const char *keystore, const char *id, struct secret **out, tether_error_t *err);
-/* Each encrypted layer: its key unwrapped from the JWE with pkey, its HMAC checked over the
- * whole ciphertext, and only then decrypted into a sealed memfd that replaces its fd (and
- * checked against the plaintext digest the JWE names).  Nothing of a layer is decrypted
- * before its HMAC matched. */
-int image_decrypt(struct image *img, void *pkey, tether_error_t *err);
+/* Each encrypted layer: its options (key, nonce, plaintext digest) unwrapped from its JWE with
+ * key->pkey or from its tether packet with key->sym, its HMAC checked over the whole
+ * ciphertext, and only then decrypted into a sealed memfd that replaces its fd (and checked
+ * against the plaintext digest the options name).  Nothing of a layer is decrypted before
+ * its HMAC matched. */
+int image_decrypt(struct image *img, const struct image_key *key, tether_error_t *err);
 
 /* --- layer contents (layers.c) --- */
 

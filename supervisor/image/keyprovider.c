@@ -9,9 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/base64.h"
-#include "core/cleanup.h"
-#include "core/util.h"
+#include "../core/base64.h"
+#include "../core/cleanup.h"
+#include "../core/util.h"
 
 #define TAG_LEN 16
 #define NONCE_LEN 12

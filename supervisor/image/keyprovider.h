@@ -14,8 +14,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "core/error.h"
-#include "core/secret.h"
+#include "../core/error.h"
+#include "../core/secret.h"
 
 #define KEYPROVIDER_NAME "tether"
 #define KEYPROVIDER_ANNOTATION "org.opencontainers.image.enc.keys.provider." KEYPROVIDER_NAME

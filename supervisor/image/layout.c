@@ -165,6 +165,25 @@ static cJSON *string_array(char *const *v)
     return a;
 }
 
+const char *image_policy(const struct image *img)
+{
+    return cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(img->m.annotations, IMAGE_ANN_POLICY));
+}
+
+/* The key id a layer's tether packet names, or null (also for one that does not parse: the
+ * decryption refuses that one by name). */
+static cJSON *layer_tether_key_id(const struct image_layer *l)
+{
+    const char *packet = cJSON_GetStringValue(
+        cJSON_GetObjectItemCaseSensitive(l->desc.annotations, KEYPROVIDER_ANNOTATION));
+    cleanup_free char *id = NULL;
+    cleanup_error tether_error_t err = NULL;
+    if (packet == NULL || keyprovider_annotation_key_id(packet, &id, &err) < 0)
+        return cJSON_CreateNull();
+    return cJSON_CreateString(id);
+}
+
 cJSON *image_input(const struct image *img)
 {
     cJSON *j = cJSON_CreateObject();
@@ -179,6 +198,9 @@ cJSON *image_input(const struct image *img)
         cJSON_AddStringToObject(e, "media_type", l->desc.media_type);
         cJSON_AddNumberToObject(e, "size", (double)l->desc.size);
         cJSON_AddBoolToObject(e, "encrypted", l->encrypted);
+        cJSON_AddBoolToObject(
+            e, "jwe", cJSON_GetObjectItemCaseSensitive(l->desc.annotations, IMAGE_ANN_JWE) != NULL);
+        cJSON_AddItemToObject(e, "tether_key_id", layer_tether_key_id(l));
         cJSON_AddItemToArray(layers, e);
     }
     cJSON *ann =
@@ -198,6 +220,11 @@ cJSON *image_input(const struct image *img)
     cJSON_AddItemToObject(cfg, "user", json_string_or_null(c->user));
     cJSON_AddItemToObject(cfg, "working_dir", json_string_or_null(c->working_dir));
     cJSON_AddBoolToObject(j, "encrypted", img->encrypted);
+    const char *policy = image_policy(img);
+    char hex[SHA256_HEX_LEN + 1];
+    if (policy != NULL)
+        sha256_hex(policy, strlen(policy), hex);
+    cJSON_AddItemToObject(j, "policy_sha256", json_string_or_null(policy ? hex : NULL));
     cJSON_AddItemToObject(j, "signatures", image_signatures_collect(img));
     return j;
 }

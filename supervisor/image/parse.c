@@ -225,12 +225,15 @@ int image_parse_manifest(const char *text, size_t len, struct image_manifest *m,
                       ly->desc.media_type);
             goto fail;
         }
-        if (ly->encrypted && (cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-                                  ly->desc.annotations, IMAGE_ANN_JWE)) == NULL ||
-                              cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(
-                                  ly->desc.annotations, IMAGE_ANN_PUBOPTS)) == NULL)) {
-            error_set(err, 0, "%s: an encrypted layer without the `%s` and `%s` annotations", where,
-                      IMAGE_ANN_JWE, IMAGE_ANN_PUBOPTS);
+        const cJSON *la = ly->desc.annotations;
+        if (ly->encrypted &&
+            (cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(la, IMAGE_ANN_PUBOPTS)) ==
+                 NULL ||
+             (cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(la, IMAGE_ANN_JWE)) == NULL &&
+              cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(la, KEYPROVIDER_ANNOTATION)) ==
+                  NULL))) {
+            error_set(err, 0, "%s: an encrypted layer needs `%s`, and `%s` or `%s`", where,
+                      IMAGE_ANN_PUBOPTS, IMAGE_ANN_JWE, KEYPROVIDER_ANNOTATION);
             goto fail;
         }
     }

@@ -2,7 +2,7 @@
  * chooses which. */
 #include <stdint.h>
 
-#include "../../supervisor/keyprovider.h"
+#include "../../supervisor/image/keyprovider.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -5,6 +5,7 @@ and no plaintext on any disk afterwards."""
 import base64
 import gzip
 import hashlib
+import hmac
 import io
 import json
 import os
@@ -20,6 +21,8 @@ ALLOW_ALL = os.path.join(POLICIES, "allow-all.lua")
 REF = "org.opencontainers.image.ref.name"
 JWE = "org.opencontainers.image.enc.keys.jwe"
 PUBOPTS = "org.opencontainers.image.enc.pubopts"
+PROVIDER = "org.opencontainers.image.enc.keys.provider.tether"
+OWN_POLICY = "org.tether.policy"
 
 # Releases the key only in eu-de, and says so.
 GEOFENCE = """
@@ -548,6 +551,220 @@ def layout_refusals(ws):
     p = ws.as_user(65534, "run", "--policy", mine, "--image", "oci:%s:app" % lay.path,
                    check_rc=125)
     assert "needs root" in one_line(p.stderr)
+
+
+def provider_encrypt(kit, src, key_id, name="penc"):
+    """Encrypts every layer of src as ocicrypt does for `--encryption-key provider:tether:ID`
+    (Debian's skopeo is too old to call key providers): AES-256-CTR under a fresh layer key
+    (openssl enc), HMAC-SHA256 over the ciphertext in enc.pubopts, and the layer options
+    (PrivateLayerBlockCipherOptions) wrapped by `tether keyprovider` answering ocicrypt's
+    keywrap request; its answer is stored as ocicrypt stores it."""
+    dst = kit.ws.path(name)
+    shutil.copytree(src.path, dst)
+    lay = Layout(dst)
+    m = lay.manifest()
+    for l in m["layers"]:
+        plain = lay.read(l["digest"])
+        symkey, nonce = os.urandom(32), os.urandom(16)
+        ct = subprocess.run(["openssl", "enc", "-aes-256-ctr", "-nosalt", "-K", symkey.hex(),
+                             "-iv", nonce.hex()], input=plain, check=True,
+                            capture_output=True).stdout
+        mac = hmac.new(symkey, ct, hashlib.sha256).digest()
+        pubopts = {"cipher": "AES_256_CTR_HMAC_SHA256", "hmac": base64.b64encode(mac).decode(),
+                   "cipheroptions": {}}
+        privopts = json.dumps({"symkey": base64.b64encode(symkey).decode(),
+                               "cipheroptions": {"nonce": base64.b64encode(nonce).decode()},
+                               "digest": l["digest"]}, separators=(",", ":")).encode()
+        req = json.dumps({"op": "keywrap",
+                          "keywrapparams": {"ec": {"Parameters": {"tether": [
+                              base64.b64encode(key_id.encode()).decode()]},
+                              "DecryptConfig": {"Parameters": None}},
+                              "optsdata": base64.b64encode(privopts).decode()},
+                          "keyunwrapparams": {"dc": None, "annotation": None}},
+                         separators=(",", ":"))
+        ans = json.loads(kit.ws.tether("keyprovider", input=req, check_rc=0).stdout)
+        l.update(mediaType=l["mediaType"] + "+encrypted", digest=lay.put(ct), size=len(ct),
+                 annotations={PROVIDER: ans["keywrapresults"]["annotation"],
+                              PUBOPTS: base64.b64encode(json.dumps(pubopts).encode()).decode()})
+    lay.replace_manifest(m)
+    return lay
+
+
+def store_key(kit, name, key=None):
+    path = os.path.join(kit.keys, name + ".key")
+    with open(path, "wb") as f:
+        f.write(key or os.urandom(32))
+    os.chmod(path, 0o600)
+
+
+@case
+def provider_wrapped_image_runs_where_allowed(ws):
+    """An image wrapped for tether's keyprovider (provider:tether:app1) runs directly: the
+    decision names the key, the packet opens only with it, each layer's HMAC is checked before
+    a byte is decrypted, and nothing of it is left on disk."""
+    kit = Kit(ws)
+    store_key(kit, "app1")
+    store_key(kit, "other")
+    plain = kit.plain()
+    lay = provider_encrypt(kit, plain, "app1")
+    shutil.rmtree(plain.path)
+    stamp = ws.path("stamp")
+    open(stamp, "w").close()
+    time.sleep(0.05)
+    geofence = ws.write("geofence.lua", GEOFENCE % "app1")
+
+    # what the policy sees: each layer's key id, and no JWE
+    p = kit.run(lay, rc=77, policy=ws.policy(
+        'local l = input.image.layers[1]\n'
+        'return {allow = false, reasons = {tostring(l.encrypted), tostring(l.jwe), '
+        'tostring(l.tether_key_id)}}', name="see.lua"))
+    assert "true; false; app1" in one_line(p.stderr), p.stderr
+
+    r = json.loads(kit.run(lay, policy=geofence).stdout)
+    eq(r, {"cat /data/marker.txt": kit.marker}, "the provider-wrapped image ran")
+    rel = [x for x in ws.audit_records() if x["event"] == "key_release"]
+    eq([(x["key_id"], x["wrap"], x["source"]) for x in rel], [("app1", "tether", "keystore")],
+       "one key_release record, for the packets' key")
+
+    # elsewhere: denied, no key released
+    kit.configure("us-east")
+    _, after = kit.refused(lay, "images run in eu-de only", rc=77, policy=geofence)
+    assert "key_release" not in after, after
+    kit.configure("eu-de")
+    # an allow alone releases nothing; a decision for another key is refused by name
+    kit.refused(lay, "released no key")
+    kit.refused(lay, "wrapped for key `app1`", policy=ws.write("o.lua", GEOFENCE % "other"))
+    # the same key id with other bytes in the key store: the packet does not open
+    store_key(kit, "app1")
+    kit.refused(lay, "does not open", policy=geofence)
+
+    hits, scanned = disk_files_holding(kit.marker.encode(), stamp)
+    eq(hits, [], "files on disk holding the image's plaintext")
+    assert scanned > 0, "nothing was scanned: the check would pass blind"
+
+
+@case
+def provider_wrapped_tampering_is_refused(ws):
+    kit = Kit(ws)
+    key = os.urandom(32)
+    store_key(kit, "app1", key)
+    enc = provider_encrypt(kit, kit.plain(), "app1")
+    policy = ws.write("allow-key.lua", GEOFENCE % "app1")
+
+    def fresh():
+        dst = ws.path("t")
+        shutil.rmtree(dst, ignore_errors=True)
+        shutil.copytree(enc.path, dst)
+        return Layout(dst)
+
+    # the ciphertext changed, manifest and index rewritten to match: the HMAC refuses it
+    lay = fresh()
+    m = lay.manifest()
+    data = bytearray(lay.read(m["layers"][0]["digest"]))
+    data[50] ^= 1
+    m["layers"][0]["digest"] = lay.put(bytes(data))
+    lay.replace_manifest(m)
+    kit.refused(lay, "HMAC does not match", policy=policy)
+
+    # the packet moved to another key id (its AAD binds the id): it does not open
+    store_key(kit, "app2", key)
+    lay = fresh()
+    m = lay.manifest()
+    ann = m["layers"][0]["annotations"]
+    pkt = json.loads(base64.b64decode(ann[PROVIDER]))
+    pkt["key_id"] = "app2"
+    ann[PROVIDER] = base64.b64encode(json.dumps(pkt).encode()).decode()
+    lay.replace_manifest(m)
+    kit.refused(lay, "does not open", policy=ws.write("app2.lua", GEOFENCE % "app2"))
+
+    # a packet that is not one
+    lay = fresh()
+    m = lay.manifest()
+    m["layers"][0]["annotations"][PROVIDER] = base64.b64encode(b"{}").decode()
+    lay.replace_manifest(m)
+    kit.refused(lay, "keyprovider packet", policy=policy)
+
+
+OWN = """
+function decide(input)
+  if input.host.labels.datacenter ~= "fra02" then
+    return {allow = false, reasons = {"this image runs in fra02 only"}}
+  end
+  return {allow = true}
+end
+"""
+
+
+@case
+def image_policy_travels_with_the_image(ws):
+    """A Lua policy in the manifest's org.tether.policy annotation (where buildah config
+    --annotation puts it) is asked after the node's policy, and both must allow; skopeo's
+    encryption keeps it; a signature covers it."""
+    kit = Kit(ws)
+    pub = kit.key("k1", "p256")
+    plain = kit.plain()
+    m = plain.manifest()
+    m["annotations"][OWN_POLICY] = OWN
+    plain.replace_manifest(m)
+    enc = kit.encrypt(plain, pub)
+    eq(enc.manifest()["annotations"].get(OWN_POLICY), OWN, "skopeo kept the policy")
+    node_policy = ws.write("node.lua", GEOFENCE % "k1")
+
+    kit.configure("eu-de", labels={"region": "eu-de", "datacenter": "fra02"})
+    r = json.loads(kit.run(enc, policy=node_policy).stdout)
+    eq(r, {"cat /data/marker.txt": kit.marker}, "both policies allowed")
+    decisions = [x for x in ws.audit_records() if x["event"] == "decision"]
+    eq([x["allow"] for x in decisions], [True, True], "the node's decision, then the image's")
+    assert decisions[1]["policy"].startswith("embedded:"), decisions[1]
+
+    # the node allows, the image's own policy does not: 77, and no key is released
+    kit.configure("eu-de", labels={"region": "eu-de", "datacenter": "ams01"})
+    line, after = kit.refused(enc, "this image runs in fra02 only", rc=77, policy=node_policy)
+    assert "embedded policy" in line, line
+    assert "key_release" not in after, after
+
+    # the policy sees its own digest
+    p = kit.run(enc, rc=77, policy=ws.policy(
+        'return {allow = false, reasons = {input.image.policy_sha256}}', name="sha.lua"))
+    assert hashlib.sha256(OWN.encode()).hexdigest() in p.stderr, p.stderr
+
+    # an embedded policy runs under the node's budgets
+    m = plain.manifest()
+    m["annotations"][OWN_POLICY] = "local s = string.rep('x', 1 << 30)\n" + OWN
+    plain.replace_manifest(m)
+    kit.configure("eu-de", labels={"region": "eu-de", "datacenter": "fra02"})
+    kit.refused(plain, "memory limit", policy=ALLOW_ALL)
+
+
+@case
+def image_policy_is_covered_by_the_signature(ws):
+    """Whoever swaps the image's policy for a laxer one changes the manifest, and the
+    signature made over it no longer matches: refused where signatures are required."""
+    kit = Kit(ws)
+    lay = kit.plain()
+    m = lay.manifest()
+    m["annotations"][OWN_POLICY] = OWN
+    lay.replace_manifest(m)
+    key, pub = ws.path("cosign.key"), ws.path("cosign.pub")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-out", key], check=True, capture_output=True)
+    subprocess.run(["openssl", "pkey", "-in", key, "-pubout", "-out", pub], check=True,
+                   capture_output=True)
+    cosign_sign(ws, lay, key)
+    kit.configure("eu-de", labels={"region": "eu-de", "datacenter": "fra02"},
+                  trusted_image_signers=[pub], require_signed_images=True)
+    kit.run(lay)  # signed, and both policies allow
+
+    # the attacker rewrites the policy to allow anywhere, and the index to match
+    m = lay.manifest()
+    m["annotations"][OWN_POLICY] = "function decide(input) return {allow = true} end"
+    data = json.dumps(m).encode()
+    idx = lay.index()
+    idx["manifests"][0].update(digest=lay.put(data), size=len(data))
+    lay.write_index(idx)
+    kit.configure("eu-de", labels={"region": "eu-de", "datacenter": "ams01"},
+                  trusted_image_signers=[pub], require_signed_images=True)
+    kit.refused(lay, "require_signed_images")
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ def normal(d):
     """A decision as the contract defines it; reasons compared as a set (Rego sets have no
     order of their own)."""
     return {"allow": d.get("allow") is True, "reasons": sorted(d.get("reasons") or []),
-            "confine": d.get("confine") or None, "monitor": d.get("monitor") or None,
+            "key": d.get("key") or None, "confine": d.get("confine") or None, "monitor": d.get("monitor") or None,
             "ttl_s": d.get("ttl_s")}
 
 

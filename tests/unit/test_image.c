@@ -106,7 +106,8 @@ static void manifests(void)
     image_manifest_clear(&m);
     const char *noann = "{\"schemaVersion\":2,\"config\":" DESC(MT_CONFIG) "},\"layers\":[" DESC(
         MT_GZIP "+encrypted") "}]}";
-    CHECK(fails(image_parse_manifest(noann, strlen(noann), &m, &err), &err, "without the"),
+    CHECK(fails(image_parse_manifest(noann, strlen(noann), &m, &err), &err,
+                "an encrypted layer needs"),
           "an encrypted layer without its annotations");
     const char *nolayers = "{\"schemaVersion\":2,\"config\":" DESC(MT_CONFIG) "},\"layers\":[]}";
     CHECK(fails(image_parse_manifest(nolayers, strlen(nolayers), &m, &err), &err, "1 to"),
