@@ -1,6 +1,7 @@
 #!/bin/bash
 # Installs the Debian packages tether needs: `setup.sh build` for building, `setup.sh test`
-# for building and running every test.  Only what is missing is installed.
+# for building and running every test, `setup.sh demo` for contrib/demo.sh (building, and what
+# its encrypted image needs).  Only what is missing is installed.
 set -euo pipefail
 
 build_pkgs=(gcc make cmake pkg-config libssl-dev libcurl4-openssl-dev libcjson-dev libcap-dev
@@ -9,10 +10,13 @@ test_pkgs=(python3 clang libclang-rt-14-dev clang-format lua5.4 util-linux opens
            dbus-daemon python3-dbus python3-gi skopeo prometheus
            dpkg-dev lintian systemd nodejs npm)
 
+demo_pkgs=(skopeo busybox-static openssl python3 findutils)
+
 case "${1:-build}" in
 build) want=("${build_pkgs[@]}") ;;
+demo) want=("${build_pkgs[@]}" "${demo_pkgs[@]}") ;;
 test) want=("${build_pkgs[@]}" "${test_pkgs[@]}") ;;
-*) echo "usage: $0 build|test" >&2; exit 2 ;;
+*) echo "usage: $0 build|test|demo" >&2; exit 2 ;;
 esac
 
 missing=()
