@@ -79,6 +79,9 @@ else
     echo "sealed launch: skipped (the key store must be root's)"
 fi
 
+echo "== OCI image launch: an encrypted 50 MB image against it plain and against skopeo decrypting it"
+python3 tests/bench/bench_image.py "$build/tether" "$build/tests/probe" "${BENCH_IMAGE_RUNS:-5}" 50
+
 echo "== OCI hook (target: under 10 ms added to runc run)"
 python3 tests/bench/bench_oci.py "$build/tether" "$build/tests/probe" "${BENCH_OCI_RUNS:-30}"
 
