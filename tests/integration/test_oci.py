@@ -7,7 +7,7 @@ import signal
 import subprocess
 import time
 
-from harness import PROBE, TETHER, Skip, case, eq, main, one_line, wait_for
+from harness import PROBE, TETHER, Skip, case, crun_ready, eq, main, one_line, wait_for
 
 
 def cid(name):
@@ -816,19 +816,10 @@ def status_denied_shows_a_refused_containers_reason(ws):
        [(name, "localhost/probe:1", "createRuntime")], "json")
 
 
-def crun():
-    path = shutil.which("crun")
-    if path is None:
-        raise Skip("crun is not installed (contrib/setup.sh test installs it)")
-    if os.geteuid() != 0:
-        raise Skip("crun needs root here")
-    return path
-
-
 @case
 def failed_start_under_crun_leaves_no_state(ws):
     """crun calls no poststop hook when the start fails after the gate allowed it."""
-    rt = crun()
+    rt = crun_ready()
     b = bundle(ws, ["/does-not-exist"])
     for monitored in (True, False):
         name = cid("tether-fail%d" % monitored)
@@ -893,7 +884,7 @@ def poststop_without_a_readable_configuration_still_cleans_up(ws):
 @case
 def crun_writes_the_reason_where_its_hooks_stderr_annotation_says(ws):
     """crun keeps a hook's stderr from its caller; run.oci.hooks.stderr names a file for it."""
-    rt = crun()
+    rt = crun_ready()
     name = cid("tether-cerr")
     node(ws, 'return {allow = false, reasons = {"not on this node"}}')
     b = bundle(ws, ["/probe", "mark", "/ran"])

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from harness import (PROBE, TETHER, Skip, case, eq, main, marked, one_line, wait_for)
+from harness import (PROBE, TETHER, Skip, case, crun_ready, eq, main, marked, one_line, wait_for)
 
 DRIFT_KILLED = 78
 NOBODY = 65534
@@ -380,21 +380,6 @@ def killed_tether_takes_the_wrapped_container(ws):
 @case
 def wrapper_drift_kills_the_runc_container(ws):
     wrapper_kill(ws, "runc")
-
-
-def crun_ready():
-    """crun 1.8 refuses a hybrid hierarchy whose cgroup2 holds a controller: take hugetlb,
-    the one these machines put there, into a v1 hierarchy of its own (MACHINE-NOTES.md).
-    Idempotent, and harmless to everything else here."""
-    runtime("crun")
-    ctl = "/sys/fs/cgroup/unified/cgroup.controllers"
-    if not os.path.exists(ctl) or "hugetlb" not in open(ctl).read().split():
-        return
-    os.makedirs("/sys/fs/cgroup/hugetlb", exist_ok=True)
-    r = subprocess.run(["mount", "-t", "cgroup", "-o", "hugetlb", "cgroup",
-                        "/sys/fs/cgroup/hugetlb"], capture_output=True, text=True)
-    if r.returncode != 0 and "hugetlb" in open(ctl).read().split():
-        raise Skip("crun cannot run on this hybrid hierarchy: " + r.stderr.strip())
 
 
 @case
