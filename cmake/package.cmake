@@ -66,9 +66,11 @@ set(CPACK_DEBIAN_PACKAGE_SECTION admin)
 set(CPACK_DEBIAN_PACKAGE_PRIORITY optional)
 set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
-# libsystemd is loaded with dlopen only when a transient scope is asked for
-# (doc/supervision.md), so dpkg-shlibdeps cannot see it.
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libsystemd0")
+# Loaded with dlopen only when their feature is used, so dpkg-shlibdeps cannot see them
+# (the binary's .note.dlopen names them): libsystemd for transient scopes
+# (doc/supervision.md), libcurl and libssl for OPA, libarchive for root file systems and
+# OCI images.
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libcurl4, libssl3, libarchive13, libsystemd0")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "runc | crun, podman")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS

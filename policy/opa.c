@@ -23,10 +23,53 @@
 #include <unistd.h>
 
 #include "../supervisor/core/cleanup.h"
+#include "../supervisor/core/dlopen.h"
 #include "../supervisor/core/secret.h"
 #include "../supervisor/core/trust.h"
 #include "../supervisor/core/util.h"
 #include "policy.h"
+
+/* libcurl (and the one libssl call made on its TLS context), loaded only when OPA is asked:
+ * every other start of tether maps neither them nor their dependencies (core/dlopen.h). */
+#define LIBCURL "libcurl.so.4"
+#define LIBSSL "libssl.so.3"
+DLOPEN_NOTE(dlopen_note_curl,
+            "[{\"feature\":\"opa\",\"description\":\"the OPA policy engine\","
+            "\"priority\":\"recommended\",\"soname\":[\"" LIBCURL "\",\"" LIBSSL "\"]}]");
+static DLSYM(curl_easy_cleanup);
+static DLSYM(curl_easy_getinfo);
+static DLSYM(curl_easy_init);
+static DLSYM(curl_easy_perform);
+static DLSYM(curl_easy_setopt);
+static DLSYM(curl_easy_strerror);
+static DLSYM(curl_free);
+static DLSYM(curl_global_init_mem);
+static DLSYM(curl_slist_append);
+static DLSYM(curl_slist_free_all);
+static DLSYM(curl_url);
+static DLSYM(curl_url_cleanup);
+static DLSYM(curl_url_get);
+static DLSYM(curl_url_set);
+static DLSYM(SSL_CTX_set_options);
+static const struct dlopen_sym curl_syms[] = {
+    DLSYM_ENTRY(curl_easy_cleanup), DLSYM_ENTRY(curl_easy_getinfo),
+    DLSYM_ENTRY(curl_easy_init),    DLSYM_ENTRY(curl_easy_perform),
+    DLSYM_ENTRY(curl_easy_setopt),  DLSYM_ENTRY(curl_easy_strerror),
+    DLSYM_ENTRY(curl_free),         DLSYM_ENTRY(curl_global_init_mem),
+    DLSYM_ENTRY(curl_slist_append), DLSYM_ENTRY(curl_slist_free_all),
+    DLSYM_ENTRY(curl_url),          DLSYM_ENTRY(curl_url_cleanup),
+    DLSYM_ENTRY(curl_url_get),      DLSYM_ENTRY(curl_url_set),
+};
+static const struct dlopen_sym ssl_syms[] = {DLSYM_ENTRY(SSL_CTX_set_options)};
+static struct dlopen_lib libcurl = {
+    LIBCURL, "the OPA engine", "libcurl4", curl_syms, sizeof curl_syms / sizeof *curl_syms, NULL,
+    NULL};
+static struct dlopen_lib libssl = {LIBSSL, "the OPA engine", "libssl3", ssl_syms, 1, NULL, NULL};
+
+static int curl_load(tether_error_t *err)
+{
+    return dlopen_lib_load(&libcurl, err) < 0 ? -1 : dlopen_lib_load(&libssl, err);
+}
 
 #define TOKEN_MAX 8192
 #define CLIENT_KEY_MAX (64 << 10)
@@ -117,24 +160,25 @@ static bool is_loopback(const char *host)
     return false;
 }
 
-char *policy_opa_redact_url(const char *url)
+/* The URL without credentials or query, for messages and audit records (free it). */
+static char *policy_opa_redact_url(const char *url)
 {
     if (strncmp(url, "unix://", 7) == 0)
         return xstrdup(url);
-    CURLU *u = curl_url();
+    CURLU *u = sym_curl_url();
     char *out = NULL;
-    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
-        curl_url_set(u, CURLUPART_USER, NULL, 0);
-        curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
-        curl_url_set(u, CURLUPART_QUERY, NULL, 0);
-        curl_url_set(u, CURLUPART_FRAGMENT, NULL, 0);
+    if (u != NULL && sym_curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+        sym_curl_url_set(u, CURLUPART_USER, NULL, 0);
+        sym_curl_url_set(u, CURLUPART_PASSWORD, NULL, 0);
+        sym_curl_url_set(u, CURLUPART_QUERY, NULL, 0);
+        sym_curl_url_set(u, CURLUPART_FRAGMENT, NULL, 0);
         char *s = NULL;
-        if (curl_url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK) {
+        if (sym_curl_url_get(u, CURLUPART_URL, &s, 0) == CURLUE_OK) {
             out = xstrdup(s);
-            curl_free(s);
+            sym_curl_free(s);
         }
     }
-    curl_url_cleanup(u);
+    sym_curl_url_cleanup(u);
     return out ? out : xstrdup("(unparsable URL)");
 }
 
@@ -264,7 +308,7 @@ static void opa_free(struct policy *p)
     struct opa_policy *op = (struct opa_policy *)p;
     for (struct curl_slist *h = op->headers; h != NULL; h = h->next)
         OPENSSL_cleanse(h->data, strlen(h->data));
-    curl_slist_free_all(op->headers);
+    sym_curl_slist_free_all(op->headers);
     secret_free(op->client_key);
     free(op->endpoint);
     free(op->unix_socket);
@@ -444,7 +488,7 @@ static CURLcode on_ssl_ctx(CURL *c, void *ssl_ctx, void *ud)
 {
     (void)c;
     (void)ud;
-    SSL_CTX_set_options(ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
+    sym_SSL_CTX_set_options(ssl_ctx, SSL_OP_CLEANSE_PLAINTEXT);
     return CURLE_OK;
 }
 
@@ -457,8 +501,9 @@ static bool never_connected(CURLcode rc, CURL *curl, const struct conn_check *cc
 {
     curl_off_t connected = 0;
     long os_errno = 0;
-    if (cc->connected || curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connected) != CURLE_OK ||
-        connected != 0 || curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK)
+    if (cc->connected ||
+        sym_curl_easy_getinfo(curl, CURLINFO_CONNECT_TIME_T, &connected) != CURLE_OK ||
+        connected != 0 || sym_curl_easy_getinfo(curl, CURLINFO_OS_ERRNO, &os_errno) != CURLE_OK)
         return false;
     if (rc == CURLE_COULDNT_RESOLVE_HOST)
         return true;
@@ -484,7 +529,7 @@ static bool never_connected(CURLcode rc, CURL *curl, const struct conn_check *cc
 static CURL *request_new(const struct opa_policy *op, const char *payload, struct body *body,
                          struct conn_check *cc, char *errbuf, tether_error_t *err)
 {
-    CURL *c = curl_easy_init();
+    CURL *c = sym_curl_easy_init();
     if (c == NULL) {
         error_set(err, 0, "opa: cannot initialise libcurl");
         return NULL;
@@ -493,7 +538,7 @@ static CURL *request_new(const struct opa_policy *op, const char *payload, struc
 #define SET(opt, val)                                                                              \
     do {                                                                                           \
         if (rc == CURLE_OK)                                                                        \
-            rc = curl_easy_setopt(c, opt, val);                                                    \
+            rc = sym_curl_easy_setopt(c, opt, val);                                                \
     } while (0)
     SET(CURLOPT_URL, op->endpoint);
     if (op->unix_socket != NULL)
@@ -535,8 +580,8 @@ static CURL *request_new(const struct opa_policy *op, const char *payload, struc
     SET(CURLOPT_USERAGENT, "tether/0.1.0");
 #undef SET
     if (rc != CURLE_OK) {
-        curl_easy_cleanup(c);
-        error_set(err, 0, "opa: libcurl: %s", curl_easy_strerror(rc));
+        sym_curl_easy_cleanup(c);
+        error_set(err, 0, "opa: libcurl: %s", sym_curl_easy_strerror(rc));
         return NULL;
     }
     return c;
@@ -569,10 +614,10 @@ static int opa_evaluate(struct policy *p, const cJSON *input, cJSON **doc, cJSON
             body_wipe(&body);
             return -1;
         }
-        rc = curl_easy_perform(c);
+        rc = sym_curl_easy_perform(c);
         unreachable = rc != CURLE_OK && never_connected(rc, c, &cc);
-        curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-        curl_easy_cleanup(c);
+        sym_curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+        sym_curl_easy_cleanup(c);
         if (!unreachable || attempt >= op->retries)
             break;
         usleep(100 * 1000);
@@ -592,7 +637,7 @@ static int opa_evaluate(struct policy *p, const cJSON *input, cJSON **doc, cJSON
             return error_set(err, 0, "OPA `%s`: the answer is larger than %zu bytes", op->shown_url,
                              op->max_response);
         error_set(err, 0, "OPA `%s`: %s", op->shown_url,
-                  errbuf[0] ? errbuf : curl_easy_strerror(rc));
+                  errbuf[0] ? errbuf : sym_curl_easy_strerror(rc));
         /* A dropped connection, but not a hanging OPA: a hanging policy is drift. */
         bool no_answer = status == 0 && (rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
                                          rc == CURLE_SEND_ERROR || rc == CURLE_COULDNT_CONNECT);
@@ -665,7 +710,7 @@ static int add_token_header(struct opa_policy *op, const struct secret *token, t
         return error_wrap(err, "opa.bearer_token_file");
     snprintf((char *)line->data, n, "Authorization: Bearer %.*s", (int)token->len,
              (const char *)token->data);
-    op->headers = curl_slist_append(op->headers, (const char *)line->data);
+    op->headers = sym_curl_slist_append(op->headers, (const char *)line->data);
     secret_free(line);
     return 0;
 }
@@ -673,9 +718,11 @@ static int add_token_header(struct opa_policy *op, const struct secret *token, t
 int policy_opa_open(const struct opa_options *o, struct policy **out, tether_error_t *err)
 {
     static bool curl_ready;
+    if (curl_load(err) < 0)
+        return -1;
     if (!curl_ready) {
-        if (curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wipe_free, wipe_realloc, wipe_strdup,
-                                 calloc) != CURLE_OK)
+        if (sym_curl_global_init_mem(CURL_GLOBAL_DEFAULT, malloc, wipe_free, wipe_realloc,
+                                     wipe_strdup, calloc) != CURLE_OK)
             return error_set(err, 0, "opa: cannot initialise libcurl");
         curl_ready = true;
     }
@@ -732,12 +779,12 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
     } else {
         /* The endpoint is the URL with /v1/data/<path> appended to its path, whatever else
          * (credentials, a query) it holds. */
-        CURLU *u = curl_url();
+        CURLU *u = sym_curl_url();
         char *scheme = NULL, *host = NULL, *upath = NULL, *endpoint = NULL;
-        bool ok = u && curl_url_set(u, CURLUPART_URL, o->url, 0) == CURLUE_OK &&
-                  curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
-                  curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
-                  curl_url_get(u, CURLUPART_PATH, &upath, 0) == CURLUE_OK;
+        bool ok = u && sym_curl_url_set(u, CURLUPART_URL, o->url, 0) == CURLUE_OK &&
+                  sym_curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) == CURLUE_OK &&
+                  sym_curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK &&
+                  sym_curl_url_get(u, CURLUPART_PATH, &upath, 0) == CURLUE_OK;
         bool https = ok && strcmp(scheme, "https") == 0;
         bool http_ok = ok && strcmp(scheme, "http") == 0 && is_loopback(host);
         op->tls = https;
@@ -746,15 +793,15 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
             while (plen > 0 && upath[plen - 1] == '/')
                 plen--;
             cleanup_free char *full = xasprintf("%.*s/v1/data/%s", (int)plen, upath, path);
-            if (curl_url_set(u, CURLUPART_PATH, full, 0) == CURLUE_OK &&
-                curl_url_get(u, CURLUPART_URL, &endpoint, 0) == CURLUE_OK)
+            if (sym_curl_url_set(u, CURLUPART_PATH, full, 0) == CURLUE_OK &&
+                sym_curl_url_get(u, CURLUPART_URL, &endpoint, 0) == CURLUE_OK)
                 op->endpoint = xstrdup(endpoint);
         }
-        curl_free(scheme);
-        curl_free(host);
-        curl_free(upath);
-        curl_free(endpoint);
-        curl_url_cleanup(u);
+        sym_curl_free(scheme);
+        sym_curl_free(host);
+        sym_curl_free(upath);
+        sym_curl_free(endpoint);
+        sym_curl_url_cleanup(u);
         if (op->endpoint == NULL) {
             error_set(err, 0, "opa.url `%s`: %s", op->shown_url,
                       !ok ? "not a URL"
@@ -774,8 +821,8 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
         policy_free(p);
         return -1;
     }
-    op->headers = curl_slist_append(NULL, "Content-Type: application/json");
-    op->headers = curl_slist_append(op->headers, "Accept: application/json");
+    op->headers = sym_curl_slist_append(NULL, "Content-Type: application/json");
+    op->headers = sym_curl_slist_append(op->headers, "Accept: application/json");
     if (token != NULL && add_token_header(op, token, err) < 0) {
         policy_free(p);
         return -1;

@@ -107,8 +107,6 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
  * JSON object, or no `result` (an undefined decision) is an error that says which. */
 int policy_opa_parse_answer(long status, const char *body, size_t len, const char *url,
                             const char *path, cJSON **result, cJSON **info, tether_error_t *err);
-/* The URL without credentials or query, for messages and audit records (free it). */
-char *policy_opa_redact_url(const char *url);
 
 /* --- the Lua engine (lua.c) --- */
 

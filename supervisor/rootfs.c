@@ -3,8 +3,6 @@
 #define _GNU_SOURCE
 #include "rootfs.h"
 
-#include <archive.h>
-#include <archive_entry.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,6 +15,7 @@
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/libarchive.h"
 #include "core/util.h"
 #include "image/image.h"
 
@@ -24,6 +23,8 @@ int rootfs_pack(const char *dir, const char *entrypoint, int *memfd, tether_erro
 {
     if (entrypoint == NULL || entrypoint[0] != '/')
         return error_set(err, 0, "a root file system needs --entrypoint, an absolute path in it");
+    if (libarchive_load(err) < 0)
+        return -1;
     cleanup_free char *ep = xasprintf("%s%s", dir, entrypoint);
     struct stat st;
     if (lstat(ep, &st) < 0 || !S_ISREG(st.st_mode) || !(st.st_mode & 0111))
@@ -33,53 +34,53 @@ int rootfs_pack(const char *dir, const char *entrypoint, int *memfd, tether_erro
     int fd = memfd_create("tether-tree", MFD_CLOEXEC);
     if (fd < 0)
         return error_set(err, errno, "memfd");
-    struct archive *out = archive_write_new();
-    struct archive *disk = archive_read_disk_new();
-    archive_write_set_format_pax_restricted(out);
-    archive_read_disk_set_standard_lookup(disk);
-    archive_read_disk_set_behavior(disk, ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS);
+    struct archive *out = sym_archive_write_new();
+    struct archive *disk = sym_archive_read_disk_new();
+    sym_archive_write_set_format_pax_restricted(out);
+    sym_archive_read_disk_set_standard_lookup(disk);
+    sym_archive_read_disk_set_behavior(disk, ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS);
     int rc = -1;
-    if (archive_write_open_fd(out, fd) != ARCHIVE_OK ||
-        archive_read_disk_open(disk, dir) != ARCHIVE_OK) {
-        error_set(err, 0, "packing `%s`: %s", dir, archive_error_string(disk));
+    if (sym_archive_write_open_fd(out, fd) != ARCHIVE_OK ||
+        sym_archive_read_disk_open(disk, dir) != ARCHIVE_OK) {
+        error_set(err, 0, "packing `%s`: %s", dir, sym_archive_error_string(disk));
         goto out;
     }
     size_t dlen = strlen(dir);
     char buf[1 << 16];
     for (;;) {
-        struct archive_entry *e = archive_entry_new();
-        int r = archive_read_next_header2(disk, e);
+        struct archive_entry *e = sym_archive_entry_new();
+        int r = sym_archive_read_next_header2(disk, e);
         if (r == ARCHIVE_EOF) {
-            archive_entry_free(e);
+            sym_archive_entry_free(e);
             break;
         }
         if (r != ARCHIVE_OK) {
-            error_set(err, 0, "packing `%s`: %s", dir, archive_error_string(disk));
-            archive_entry_free(e);
+            error_set(err, 0, "packing `%s`: %s", dir, sym_archive_error_string(disk));
+            sym_archive_entry_free(e);
             goto out;
         }
-        archive_read_disk_descend(disk);
+        sym_archive_read_disk_descend(disk);
         /* Paths relative to the tree's root: "./bin/probe". */
-        const char *src = archive_entry_sourcepath(e);
+        const char *src = sym_archive_entry_sourcepath(e);
         cleanup_free char *rel = xasprintf(".%s", src + dlen);
-        archive_entry_set_pathname(e, rel);
-        if (archive_write_header(out, e) != ARCHIVE_OK) {
-            error_set(err, 0, "packing `%s`: %s", src, archive_error_string(out));
-            archive_entry_free(e);
+        sym_archive_entry_set_pathname(e, rel);
+        if (sym_archive_write_header(out, e) != ARCHIVE_OK) {
+            error_set(err, 0, "packing `%s`: %s", src, sym_archive_error_string(out));
+            sym_archive_entry_free(e);
             goto out;
         }
-        if (archive_entry_filetype(e) == AE_IFREG) {
+        if (sym_archive_entry_filetype(e) == AE_IFREG) {
             int in = open(src, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
             ssize_t n;
             while (in >= 0 && (n = read(in, buf, sizeof buf)) > 0)
-                archive_write_data(out, buf, (size_t)n);
+                sym_archive_write_data(out, buf, (size_t)n);
             if (in >= 0)
                 close(in);
         }
-        archive_entry_free(e);
+        sym_archive_entry_free(e);
     }
-    if (archive_write_close(out) != ARCHIVE_OK) {
-        error_set(err, 0, "packing `%s`: %s", dir, archive_error_string(out));
+    if (sym_archive_write_close(out) != ARCHIVE_OK) {
+        error_set(err, 0, "packing `%s`: %s", dir, sym_archive_error_string(out));
         goto out;
     }
     lseek(fd, 0, SEEK_SET);
@@ -87,8 +88,8 @@ int rootfs_pack(const char *dir, const char *entrypoint, int *memfd, tether_erro
     fd = -1;
     rc = 0;
 out:
-    archive_read_free(disk);
-    archive_write_free(out);
+    sym_archive_read_free(disk);
+    sym_archive_write_free(out);
     if (fd >= 0)
         close(fd);
     return rc;
@@ -223,23 +224,24 @@ static char step_msg[256];
 static int apply_layer(const struct rootfs_layer *l, size_t idx, struct archive *disk,
                        const char **step)
 {
-    struct archive *in = archive_read_new();
-    archive_read_support_format_tar(in);
+    struct archive *in = sym_archive_read_new();
+    sym_archive_read_support_format_tar(in);
     if (l->compression == ROOTFS_GZIP)
-        archive_read_support_filter_gzip(in);
+        sym_archive_read_support_filter_gzip(in);
     else if (l->compression == ROOTFS_ZSTD)
-        archive_read_support_filter_zstd(in);
+        sym_archive_read_support_filter_zstd(in);
     struct pathset here = {0};
     int rc = -1;
     struct archive_entry *e;
     int r = ARCHIVE_FATAL;
-    if (lseek(l->fd, 0, SEEK_SET) == 0 && archive_read_open_fd(in, l->fd, 1 << 16) == ARCHIVE_OK)
-        while ((r = archive_read_next_header(in, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
+    if (lseek(l->fd, 0, SEEK_SET) == 0 &&
+        sym_archive_read_open_fd(in, l->fd, 1 << 16) == ARCHIVE_OK)
+        while ((r = sym_archive_read_next_header(in, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
             char *target = NULL;
-            int kind = image_entry_name(archive_entry_pathname(e), &target);
+            int kind = image_entry_name(sym_archive_entry_pathname(e), &target);
             if (kind < 0) {
                 snprintf(step_msg, sizeof step_msg, "root file system: layer %zu: `%s`", idx,
-                         archive_entry_pathname(e));
+                         sym_archive_entry_pathname(e));
                 errno = EINVAL;
                 goto out;
             }
@@ -254,14 +256,14 @@ static int apply_layer(const struct rootfs_layer *l, size_t idx, struct archive 
             } else if (kind == IMAGE_ENTRY_FILE && *target) {
                 /* A file where a directory was, or the other way round, replaces it. */
                 struct stat st;
-                bool is_dir = archive_entry_filetype(e) == AE_IFDIR;
+                bool is_dir = sym_archive_entry_filetype(e) == AE_IFDIR;
                 if (lstat(target, &st) == 0 && (S_ISDIR(st.st_mode) != is_dir || !is_dir))
                     ok = remove_path(target);
                 pathset_add(&here, target);
-                archive_entry_set_pathname(e, target);
-                if (ok == 0 && archive_read_extract2(in, e, disk) < ARCHIVE_WARN) {
+                sym_archive_entry_set_pathname(e, target);
+                if (ok == 0 && sym_archive_read_extract2(in, e, disk) < ARCHIVE_WARN) {
                     snprintf(step_msg, sizeof step_msg, "root file system: layer %zu: %s", idx,
-                             archive_error_string(disk) ? archive_error_string(disk) : "?");
+                             sym_archive_error_string(disk) ? sym_archive_error_string(disk) : "?");
                     errno = errno ? errno : EIO;
                     free(target);
                     goto out;
@@ -275,7 +277,7 @@ static int apply_layer(const struct rootfs_layer *l, size_t idx, struct archive 
         }
     if (r != ARCHIVE_EOF) {
         snprintf(step_msg, sizeof step_msg, "root file system: layer %zu: %s", idx,
-                 archive_error_string(in) ? archive_error_string(in) : "unreadable");
+                 sym_archive_error_string(in) ? sym_archive_error_string(in) : "unreadable");
         errno = EIO;
         goto out;
     }
@@ -283,28 +285,28 @@ static int apply_layer(const struct rootfs_layer *l, size_t idx, struct archive 
 out:
     *step = step_msg;
     pathset_clear(&here);
-    archive_read_free(in);
+    sym_archive_read_free(in);
     return rc;
 }
 
 static int unpack_tar(int tar_fd)
 {
-    struct archive *in = archive_read_new();
-    struct archive *disk = archive_write_disk_new();
-    archive_read_support_format_tar(in);
-    archive_write_disk_set_options(disk, ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-                                             ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-                                             ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
-                                             ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME);
+    struct archive *in = sym_archive_read_new();
+    struct archive *disk = sym_archive_write_disk_new();
+    sym_archive_read_support_format_tar(in);
+    sym_archive_write_disk_set_options(disk, ARCHIVE_EXTRACT_SECURE_NODOTDOT |
+                                                 ARCHIVE_EXTRACT_SECURE_SYMLINKS |
+                                                 ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS |
+                                                 ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME);
     lseek(tar_fd, 0, SEEK_SET);
-    int rc = archive_read_open_fd(in, tar_fd, 1 << 16) == ARCHIVE_OK ? 0 : -1;
+    int rc = sym_archive_read_open_fd(in, tar_fd, 1 << 16) == ARCHIVE_OK ? 0 : -1;
     struct archive_entry *e;
-    while (rc == 0 && archive_read_next_header(in, &e) == ARCHIVE_OK) {
-        if (archive_read_extract2(in, e, disk) != ARCHIVE_OK)
+    while (rc == 0 && sym_archive_read_next_header(in, &e) == ARCHIVE_OK) {
+        if (sym_archive_read_extract2(in, e, disk) != ARCHIVE_OK)
             rc = -1;
     }
-    archive_read_free(in);
-    archive_write_free(disk);
+    sym_archive_read_free(in);
+    sym_archive_write_free(disk);
     if (rc < 0)
         errno = errno ? errno : EIO;
     return rc;
@@ -355,19 +357,19 @@ static int enter_image(const struct rootfs_spec *spec, const char **step)
     *step = "root file system: its root's mode";
     if (chmod("/", 0755) < 0)
         return -1;
-    struct archive *disk = archive_write_disk_new();
-    archive_write_disk_set_options(
+    struct archive *disk = sym_archive_write_disk_new();
+    sym_archive_write_disk_set_options(
         disk, ARCHIVE_EXTRACT_SECURE_NODOTDOT | ARCHIVE_EXTRACT_SECURE_SYMLINKS |
                   ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS | ARCHIVE_EXTRACT_PERM |
                   ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_TIME);
     for (size_t i = 0; i < spec->n_layers; i++)
         if (apply_layer(&spec->layers[i], i, disk, step) < 0) {
             int e = errno;
-            archive_write_free(disk);
+            sym_archive_write_free(disk);
             errno = e;
             return -1;
         }
-    archive_write_free(disk);
+    sym_archive_write_free(disk);
     *step = "root file system: the image's WorkingDir";
     if (spec->workdir != NULL && (make_dirs(spec->workdir) < 0 || chdir(spec->workdir) < 0))
         return -1;
@@ -375,9 +377,20 @@ static int enter_image(const struct rootfs_spec *spec, const char **step)
     return 0;
 }
 
+int rootfs_load(tether_error_t *err)
+{
+    return libarchive_load(err);
+}
+
 int rootfs_enter(int tar_fd, const struct rootfs_spec *spec, const char *mountpoint,
                  uint64_t size_cap, const char **step)
 {
+    /* Loaded by the parent (rootfs.h): after the chroot there is no library to load. */
+    *step = "root file system: libarchive is not loaded";
+    if (sym_archive_read_new == NULL) {
+        errno = ELIBACC;
+        return -1;
+    }
     *step = "root file system: private mount namespace";
     if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         return -1;

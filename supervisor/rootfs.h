@@ -31,6 +31,10 @@ struct rootfs_spec {
     size_t entrypoint_size;
 };
 
+/* In the parent, before the child is forked: loads libarchive (core/libarchive.h), which
+ * rootfs_enter needs and cannot load once in the tree. */
+int rootfs_load(tether_error_t *err);
+
 /* In the child: a private mount namespace, a tmpfs of size_cap bytes (mode 0700) on
  * mountpoint, chroot into it, and the tar from tar_fd unpacked into it (with spec, its
  * layers instead).  -1 with errno and *step on failure. */

@@ -1,6 +1,7 @@
 /* The gated launch (see run.h). */
 #define _GNU_SOURCE
 #include "run.h"
+#include "rootfs.h"
 
 #include <errno.h>
 #include <linux/capability.h>
@@ -219,7 +220,8 @@ static int gate_sealed(struct run *r, cJSON *exe)
     char hex[65];
 
     r->workload = measure_workload_collect(r->cmd, exe, r->labels);
-    if (seal_verify(&s, trusted, n_trusted, &trusted_file, &err) < 0) {
+    if (seal_verify(&s, trusted, n_trusted, &trusted_file, &err) < 0 ||
+        (s.h.type == SEAL_TYPE_ROOTFS && rootfs_load(&err) < 0)) {
         log_error("`%s`: %s", r->path, err->msg);
         goto out;
     }

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/util.h"
 #include "key.h"
+#include "rootfs.h"
 #include "run.h"
 #include "status.h"
 #include "tether.h"
@@ -206,7 +207,7 @@ int run_gate_image(struct run *r)
         return EXIT_FAILED;
     }
     struct run_image *ri = r->image = xcalloc(1, sizeof *r->image);
-    if (image_open(r->image_name, &ri->img, &err) < 0) {
+    if (rootfs_load(&err) < 0 || image_open(r->image_name, &ri->img, &err) < 0) {
         log_error("%s", err->msg);
         return EXIT_FAILED;
     }

@@ -5,7 +5,6 @@
 #define _GNU_SOURCE
 #include "systemd.h"
 
-#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -14,92 +13,58 @@
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/dlopen.h"
 #include "core/log.h"
 #include "core/util.h"
 
 #define LIBSYSTEMD "libsystemd.so.0"
 
-/* The optional dependency, declared for packagers as systemd declares its own
- * (https://systemd.io/ELF_DLOPEN_METADATA/): a note that names the library. */
-#define DLOPEN_NOTE_JSON                                                                           \
-    "[{\"feature\":\"systemd-scope\",\"description\":\"transient scopes for monitored "            \
-    "workloads on systemd hosts\",\"priority\":\"recommended\",\"soname\":[\"" LIBSYSTEMD "\"]}]"
-struct dlopen_note {
-    uint32_t namesz, descsz, type;
-    char name[4];
-    char desc[(sizeof DLOPEN_NOTE_JSON + 3) & ~(size_t)3];
-};
-__attribute__((used, aligned(4),
-               section(".note.dlopen"))) static const struct dlopen_note dlopen_note = {
-    4, sizeof DLOPEN_NOTE_JSON, 0x407c0c0a, "FDO", DLOPEN_NOTE_JSON};
+/* The optional dependency, declared for packagers. */
+DLOPEN_NOTE(dlopen_note_systemd,
+            "[{\"feature\":\"systemd-scope\",\"description\":\"transient scopes for monitored "
+            "workloads on systemd hosts\",\"priority\":\"recommended\",\"soname\":[\"" LIBSYSTEMD
+            "\"]}]");
 
 /* The symbols, typed by sd-bus.h's own declarations. */
-#define DLSYM(f) static typeof(f) *sym_##f
-DLSYM(sd_bus_open_system);
-DLSYM(sd_bus_open_user);
-DLSYM(sd_bus_flush_close_unref);
-DLSYM(sd_bus_message_new_method_call);
-DLSYM(sd_bus_message_append);
-DLSYM(sd_bus_message_open_container);
-DLSYM(sd_bus_message_close_container);
-DLSYM(sd_bus_message_read);
-DLSYM(sd_bus_message_unref);
-DLSYM(sd_bus_call);
-DLSYM(sd_bus_match_signal);
-DLSYM(sd_bus_slot_unref);
-DLSYM(sd_bus_process);
-DLSYM(sd_bus_wait);
-DLSYM(sd_bus_error_free);
-#define SYM(f)                                                                                     \
-    {                                                                                              \
-        (void **)&sym_##f, #f                                                                      \
-    }
-static const struct {
-    void **slot;
-    const char *name;
-} symbols[] = {
-    SYM(sd_bus_open_system),
-    SYM(sd_bus_open_user),
-    SYM(sd_bus_flush_close_unref),
-    SYM(sd_bus_message_new_method_call),
-    SYM(sd_bus_message_append),
-    SYM(sd_bus_message_open_container),
-    SYM(sd_bus_message_close_container),
-    SYM(sd_bus_message_read),
-    SYM(sd_bus_message_unref),
-    SYM(sd_bus_call),
-    SYM(sd_bus_match_signal),
-    SYM(sd_bus_slot_unref),
-    SYM(sd_bus_process),
-    SYM(sd_bus_wait),
-    SYM(sd_bus_error_free),
+static DLSYM(sd_bus_open_system);
+static DLSYM(sd_bus_open_user);
+static DLSYM(sd_bus_flush_close_unref);
+static DLSYM(sd_bus_message_new_method_call);
+static DLSYM(sd_bus_message_append);
+static DLSYM(sd_bus_message_open_container);
+static DLSYM(sd_bus_message_close_container);
+static DLSYM(sd_bus_message_read);
+static DLSYM(sd_bus_message_unref);
+static DLSYM(sd_bus_call);
+static DLSYM(sd_bus_match_signal);
+static DLSYM(sd_bus_slot_unref);
+static DLSYM(sd_bus_process);
+static DLSYM(sd_bus_wait);
+static DLSYM(sd_bus_error_free);
+static const struct dlopen_sym symbols[] = {
+    DLSYM_ENTRY(sd_bus_open_system),
+    DLSYM_ENTRY(sd_bus_open_user),
+    DLSYM_ENTRY(sd_bus_flush_close_unref),
+    DLSYM_ENTRY(sd_bus_message_new_method_call),
+    DLSYM_ENTRY(sd_bus_message_append),
+    DLSYM_ENTRY(sd_bus_message_open_container),
+    DLSYM_ENTRY(sd_bus_message_close_container),
+    DLSYM_ENTRY(sd_bus_message_read),
+    DLSYM_ENTRY(sd_bus_message_unref),
+    DLSYM_ENTRY(sd_bus_call),
+    DLSYM_ENTRY(sd_bus_match_signal),
+    DLSYM_ENTRY(sd_bus_slot_unref),
+    DLSYM_ENTRY(sd_bus_process),
+    DLSYM_ENTRY(sd_bus_wait),
+    DLSYM_ENTRY(sd_bus_error_free),
 };
+static struct dlopen_lib libsystemd = {
+    LIBSYSTEMD, "a systemd scope", "libsystemd0", symbols, sizeof symbols / sizeof *symbols, NULL,
+    NULL};
 
 static int libsystemd_load(tether_error_t *err)
 {
-    static void *lib;
-    static char *failed; /* the first failure's message: not tried again */
-    if (lib != NULL)
-        return 0;
-    if (failed != NULL)
-        return error_set(err, 0, "%s", failed);
-    void *h = dlopen(LIBSYSTEMD, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE);
-    if (h == NULL) {
-        failed = xasprintf("cannot load %s: %s", LIBSYSTEMD, dlerror());
-        return error_set(err, 0, "%s", failed);
-    }
-    for (size_t i = 0; i < sizeof symbols / sizeof symbols[0]; i++) {
-        *symbols[i].slot = dlsym(h, symbols[i].name);
-        if (*symbols[i].slot == NULL) {
-            failed = xasprintf("%s has no `%s`", LIBSYSTEMD, symbols[i].name);
-            for (size_t j = 0; j < i; j++)
-                *symbols[j].slot = NULL;
-            dlclose(h);
-            return error_set(err, 0, "%s", failed);
-        }
-    }
-    lib = h;
-    return 0;
+    return dlopen_lib_load(&libsystemd, err);
 }
 
 bool systemd_booted(void)

@@ -1,13 +1,12 @@
 /* Reading files out of an image's layers without unpacking them (see image.h): the user's
  * name is looked up in the image's own /etc/passwd before the workload's process exists. */
 #define _GNU_SOURCE
-#include <archive.h>
-#include <archive_entry.h>
 #include <errno.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "../core/cleanup.h"
+#include "../core/libarchive.h"
 #include "../core/util.h"
 #include "image.h"
 
@@ -22,26 +21,28 @@ int image_find_file(const struct image *img, const char *path, size_t max, char 
                     tether_error_t *err)
 {
     *text = NULL;
+    if (libarchive_load(err) < 0)
+        return -1;
     for (size_t i = 0; i < img->m.n_layers; i++) {
         const struct image_layer *l = &img->m.layers[i];
-        struct archive *a = archive_read_new();
-        archive_read_support_format_tar(a);
+        struct archive *a = sym_archive_read_new();
+        sym_archive_read_support_format_tar(a);
         if (l->compression == IMAGE_GZIP)
-            archive_read_support_filter_gzip(a);
+            sym_archive_read_support_filter_gzip(a);
         else if (l->compression == IMAGE_ZSTD)
-            archive_read_support_filter_zstd(a);
+            sym_archive_read_support_filter_zstd(a);
         if (lseek(l->fd, 0, SEEK_SET) < 0 ||
-            archive_read_open_fd(a, l->fd, 1 << 16) != ARCHIVE_OK) {
-            error_set(err, 0, "layer %zu: %s", i, archive_error_string(a));
-            archive_read_free(a);
+            sym_archive_read_open_fd(a, l->fd, 1 << 16) != ARCHIVE_OK) {
+            error_set(err, 0, "layer %zu: %s", i, sym_archive_error_string(a));
+            sym_archive_read_free(a);
             goto fail;
         }
         bool here = false; /* found in this layer: its own whiteouts do not hide it */
         struct archive_entry *e;
         int r;
-        while ((r = archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
+        while ((r = sym_archive_read_next_header(a, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
             char *target = NULL;
-            int kind = image_entry_name(archive_entry_pathname(e), &target);
+            int kind = image_entry_name(sym_archive_entry_pathname(e), &target);
             bool hit = kind == IMAGE_ENTRY_FILE && strcmp(target, path) == 0;
             bool hidden = (kind == IMAGE_ENTRY_WHITEOUT || kind == IMAGE_ENTRY_OPAQUE) && !here &&
                           covers(target, path) &&
@@ -56,29 +57,30 @@ int image_find_file(const struct image *img, const char *path, size_t max, char 
             free(*text);
             *text = NULL;
             here = true;
-            if (archive_entry_filetype(e) != AE_IFREG)
+            if (sym_archive_entry_filetype(e) != AE_IFREG)
                 continue; /* a link or anything else is not followed: no such file */
-            if (archive_entry_size(e) < 0 || (size_t)archive_entry_size(e) > max) {
+            if (sym_archive_entry_size(e) < 0 || (size_t)sym_archive_entry_size(e) > max) {
                 error_set(err, 0, "layer %zu: `%s` is larger than %zu bytes", i, path, max);
-                archive_read_free(a);
+                sym_archive_read_free(a);
                 goto fail;
             }
-            size_t n = (size_t)archive_entry_size(e);
+            size_t n = (size_t)sym_archive_entry_size(e);
             *text = xmalloc(n + 1);
-            la_ssize_t got = n ? archive_read_data(a, *text, n) : 0;
+            la_ssize_t got = n ? sym_archive_read_data(a, *text, n) : 0;
             if (got != (la_ssize_t)n) {
-                error_set(err, 0, "layer %zu: reading `%s`: %s", i, path, archive_error_string(a));
-                archive_read_free(a);
+                error_set(err, 0, "layer %zu: reading `%s`: %s", i, path,
+                          sym_archive_error_string(a));
+                sym_archive_read_free(a);
                 goto fail;
             }
             (*text)[n] = '\0';
         }
         if (r != ARCHIVE_EOF) {
-            error_set(err, 0, "layer %zu: %s", i, archive_error_string(a));
-            archive_read_free(a);
+            error_set(err, 0, "layer %zu: %s", i, sym_archive_error_string(a));
+            sym_archive_read_free(a);
             goto fail;
         }
-        archive_read_free(a);
+        sym_archive_read_free(a);
     }
     return 0;
 fail:
