@@ -104,7 +104,8 @@ cJSON *measure_host_collect(const cJSON *labels);
  * path, or -1 with err->code ENOENT (not found) or EACCES (found, not executable). */
 int measure_exe_resolve(const char *cmd, char **path, tether_error_t *err);
 
-/* The exe object {path, sha256, size, owner_uid, owner_gid, mode} of an executable.  When
+/* The exe object {path, sha256, sha256_from, fsverity_digest, size, owner_uid, owner_gid,
+ * mode} of an executable.  When
  * fd_out is given it receives a read-only, close-on-exec descriptor of the measured file
  * (or -1 when it could not be opened), so that the bytes measured are the bytes run. */
 int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error_t *err);
@@ -113,6 +114,16 @@ int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error
  * copied, and says so in exe.private_copy. */
 struct stat;
 bool measure_writable_by_others(const struct stat *st);
+
+/* The sha256 of the regular file behind fd, into hex: 0, or -1 when it is none or cannot be
+ * read.  *source says where it came from: "read", or "cache" when the file is one only root
+ * may write, on a local file system, unchanged (identity, size, mtime, ctime, birth time)
+ * since it was hashed in this process or, after measure_hashcache_use, by any tether
+ * (measure/hashcache.c says what that trusts).  With verity_hex (SHA256_HEX_LEN + 1 bytes),
+ * a file with fs-verity enabled also gets its verity digest there, else "". */
+int measure_sha256(int fd, char *hex, const char **source, char *verity_hex);
+/* The cache's directory for later starts of tether (root's, mode 0700), kept open. */
+void measure_hashcache_use(int dirfd);
 
 /* For a script (script_fd starts with "#!"): measures its interpreter into
  * exe.interpreter {path, sha256, ..., arg} and hands out the interpreter's descriptor (with

@@ -100,42 +100,12 @@ cJSON *measure_parse_proc_status(FILE *f)
     return st;
 }
 
-/* sha256 of executables, remembered by the identity of the file: the monitor measures the
- * same few binaries over and over, and a changed file changes one of these. */
-struct hash_entry {
-    dev_t dev;
-    ino_t ino;
-    off_t size;
-    struct timespec mtime, ctime;
-    char hex[SHA256_HEX_LEN + 1];
-};
-static struct hash_entry hash_cache[64];
-static size_t hash_next;
-
-static bool same_file(const struct hash_entry *e, const struct stat *st)
-{
-    return e->hex[0] && e->dev == st->st_dev && e->ino == st->st_ino && e->size == st->st_size &&
-           e->mtime.tv_sec == st->st_mtim.tv_sec && e->mtime.tv_nsec == st->st_mtim.tv_nsec &&
-           e->ctime.tv_sec == st->st_ctim.tv_sec && e->ctime.tv_nsec == st->st_ctim.tv_nsec;
-}
-
+/* sha256 of executables: the monitor measures the same few binaries over and over, and
+ * measure_sha256 remembers those that only root may change. */
 static bool hash_file(int fd, char hex[SHA256_HEX_LEN + 1])
 {
-    struct stat st;
-    if (fstat(fd, &st) < 0)
-        return false;
-    for (size_t i = 0; i < sizeof hash_cache / sizeof hash_cache[0]; i++) {
-        if (same_file(&hash_cache[i], &st)) {
-            memcpy(hex, hash_cache[i].hex, SHA256_HEX_LEN + 1);
-            return true;
-        }
-    }
-    if (sha256_fd(fd, hex, NULL) < 0)
-        return false;
-    struct hash_entry *e = &hash_cache[hash_next++ % (sizeof hash_cache / sizeof hash_cache[0])];
-    *e = (struct hash_entry){st.st_dev, st.st_ino, st.st_size, st.st_mtim, st.st_ctim, ""};
-    memcpy(e->hex, hex, SHA256_HEX_LEN + 1);
-    return true;
+    const char *from;
+    return measure_sha256(fd, hex, &from, NULL) == 0;
 }
 
 /* "net:[4026531840]" -> 4026531840 */

@@ -96,7 +96,8 @@ int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error
     if ((fd >= 0 ? fstat(fd, &st) : stat(path, &st)) < 0)
         return error_set(err, errno, "`%s`", path);
 
-    char hex[SHA256_HEX_LEN + 1];
+    char hex[SHA256_HEX_LEN + 1], verity[SHA256_HEX_LEN + 1] = "";
+    const char *from = NULL;
     bool copied = false, hashed = false;
     if (fd >= 0 && S_ISREG(st.st_mode)) {
         /* A file that others may write is run from the copy whose bytes were hashed. */
@@ -107,14 +108,18 @@ int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error
             close(fd);
             fd = copy;
             copied = hashed = true;
+            from = "copy";
         } else {
-            hashed = sha256_fd(fd, hex, NULL) == 0;
+            hashed = measure_sha256(fd, hex, &from, verity) == 0;
         }
     }
 
     cJSON *exe = cJSON_CreateObject();
     cJSON_AddStringToObject(exe, "path", path);
     cJSON_AddItemToObject(exe, "sha256", json_string_or_null(hashed ? hex : NULL));
+    cJSON_AddItemToObject(exe, "sha256_from", json_string_or_null(hashed ? from : NULL));
+    cleanup_free char *vd = verity[0] ? xasprintf("sha256:%s", verity) : NULL;
+    cJSON_AddItemToObject(exe, "fsverity_digest", json_string_or_null(vd));
     cJSON_AddNumberToObject(exe, "size", (double)st.st_size);
     cJSON_AddNumberToObject(exe, "owner_uid", st.st_uid);
     cJSON_AddNumberToObject(exe, "owner_gid", st.st_gid);

@@ -38,11 +38,11 @@ static const char usage[] =
     "\n"
     "Install contrib/hooks.d/tether.json for podman and CRI-O; see tether(1).\n";
 
-/* A container id as a file name: no slash, not "." or "..". */
+/* A container id as a file name in the status directory: no slash, and no leading dot
+ * (".", "..", and tether's own entries there, such as the hash cache, start with one). */
 static bool id_safe(const char *id)
 {
-    return id[0] != '\0' && strchr(id, '/') == NULL && strcmp(id, ".") != 0 &&
-           strcmp(id, "..") != 0;
+    return id[0] != '\0' && id[0] != '.' && strchr(id, '/') == NULL;
 }
 
 static int deny(const char *id, const char *why)

@@ -1,0 +1,217 @@
+/* Executable hashes without reading the file again (see measure.h, measure_sha256).
+ *
+ * What a remembered hash trusts: that only root can change the file (owner root, no group or
+ * other write bit), that the file system updates its change time on every change (local file
+ * systems only), and that the file's identity (device, inode, birth time) and its size, mtime
+ * and ctime, all as the kernel reports them, are what they were when it was hashed.  A write,
+ * a truncate, a chmod, a chown, a touch or a rename over the file changes one of them.
+ * Timestamps are coarse (a clock tick), so a file changed within the last CACHE_SETTLE_S
+ * seconds is never remembered: a second change in the same tick would not move its ctime,
+ * as git's "racily clean" index entries teach.  A file with fs-verity enabled cannot change
+ * at all, and its verity digest is exposed besides. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <linux/fsverity.h>
+#include <linux/magic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../supervisor/core/cleanup.h"
+#include "../supervisor/core/util.h"
+#include "measure.h"
+
+#define CACHE_SETTLE_S 2
+#define ENTRY_MAX 256
+
+#ifndef STATX_ATTR_VERITY
+#define STATX_ATTR_VERITY 0x00100000
+#endif
+
+static int cache_dir = -1; /* the persistent store (root's), or -1: this process only */
+
+/* What identifies one version of a file. */
+struct file_id {
+    uint64_t dev, ino, size;
+    int64_t mtime_s, ctime_s, btime_s;
+    uint32_t mtime_ns, ctime_ns, btime_ns;
+};
+
+struct mem_entry {
+    struct file_id id;
+    char hex[SHA256_HEX_LEN + 1];
+};
+static struct mem_entry mem[64];
+static size_t mem_next;
+
+void measure_hashcache_use(int dirfd)
+{
+    cache_dir = dirfd;
+}
+
+static bool file_id_get(int fd, struct file_id *id, bool *verity)
+{
+    struct statx sx;
+    if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS | STATX_BTIME, &sx) <
+        0)
+        return false;
+    memset(id, 0, sizeof *id); /* padding too: ids are compared whole */
+    id->dev = ((uint64_t)sx.stx_dev_major << 32) | sx.stx_dev_minor;
+    id->ino = sx.stx_ino;
+    id->size = sx.stx_size;
+    id->mtime_s = sx.stx_mtime.tv_sec;
+    id->mtime_ns = sx.stx_mtime.tv_nsec;
+    id->ctime_s = sx.stx_ctime.tv_sec;
+    id->ctime_ns = sx.stx_ctime.tv_nsec;
+    if (sx.stx_mask & STATX_BTIME) {
+        id->btime_s = sx.stx_btime.tv_sec;
+        id->btime_ns = sx.stx_btime.tv_nsec;
+    }
+    *verity =
+        (sx.stx_attributes_mask & STATX_ATTR_VERITY) && (sx.stx_attributes & STATX_ATTR_VERITY);
+    return true;
+}
+
+static bool same_id(const struct file_id *a, const struct file_id *b)
+{
+    return memcmp(a, b, sizeof *a) == 0;
+}
+
+/* Local file systems, which change ctime on every change of the file. */
+static bool local_fs(int fd)
+{
+    struct statfs sf;
+    if (fstatfs(fd, &sf) < 0)
+        return false;
+    switch ((unsigned long)sf.f_type) {
+    case EXT4_SUPER_MAGIC: /* also ext2 and ext3 */
+    case XFS_SUPER_MAGIC:
+    case BTRFS_SUPER_MAGIC:
+    case TMPFS_MAGIC:
+    case F2FS_SUPER_MAGIC:
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void entry_name(const struct file_id *id, char name[64])
+{
+    snprintf(name, 64, "%" PRIx64 "-%" PRIx64, id->dev, id->ino);
+}
+
+static int entry_format(const struct file_id *id, const char *hex, char *buf, size_t cap)
+{
+    return snprintf(buf, cap,
+                    "tether-hash 1 %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRId64 ".%09" PRIu32
+                    " %" PRId64 ".%09" PRIu32 " %" PRId64 ".%09" PRIu32 " %s\n",
+                    id->dev, id->ino, id->size, id->mtime_s, id->mtime_ns, id->ctime_s,
+                    id->ctime_ns, id->btime_s, id->btime_ns, hex);
+}
+
+static bool store_lookup(const struct file_id *id, char hex[SHA256_HEX_LEN + 1])
+{
+    char name[64], want[ENTRY_MAX], got[ENTRY_MAX];
+    entry_name(id, name);
+    cleanup_close int fd = openat(cache_dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, got, sizeof got - 1);
+    if (n <= 0)
+        return false;
+    got[n] = '\0';
+    /* The whole line must be what this file's identity and times give, with a hash. */
+    int len = entry_format(id, "", want, sizeof want);
+    if (len <= 1 || (size_t)n != (size_t)len + SHA256_HEX_LEN ||
+        memcmp(got, want, (size_t)len - 1) != 0 || got[n - 1] != '\n')
+        return false;
+    for (int i = 0; i < SHA256_HEX_LEN; i++)
+        if (!strchr("0123456789abcdef", got[len - 1 + i]) || got[len - 1 + i] == '\0')
+            return false;
+    memcpy(hex, got + len - 1, SHA256_HEX_LEN);
+    hex[SHA256_HEX_LEN] = '\0';
+    return true;
+}
+
+/* Written whole under a temporary name, then renamed: a reader sees an old entry or a new
+ * one, never a part. */
+static void store_save(const struct file_id *id, const char *hex)
+{
+    char name[64], tmp[96], line[ENTRY_MAX];
+    entry_name(id, name);
+    snprintf(tmp, sizeof tmp, ".%s.%d", name, (int)getpid());
+    int len = entry_format(id, hex, line, sizeof line);
+    cleanup_close int fd =
+        openat(cache_dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return;
+    if (len <= 0 || write_all(fd, line, (size_t)len) < 0 ||
+        renameat(cache_dir, tmp, cache_dir, name) < 0)
+        unlinkat(cache_dir, tmp, 0);
+}
+
+static bool settled(const struct file_id *id)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_REALTIME, &now);
+    int64_t now_ns = (int64_t)now.tv_sec * 1000000000 + now.tv_nsec;
+    int64_t settle_ns = (int64_t)CACHE_SETTLE_S * 1000000000;
+    return (id->ctime_s * 1000000000 + id->ctime_ns) + settle_ns < now_ns &&
+           (id->mtime_s * 1000000000 + id->mtime_ns) + settle_ns < now_ns;
+}
+
+int measure_sha256(int fd, char *hex, const char **source, char *verity_hex)
+{
+    struct stat st;
+    struct file_id before, after;
+    bool verity = false;
+    *source = "read";
+    if (verity_hex != NULL)
+        verity_hex[0] = '\0';
+    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+        return -1;
+    bool cacheable =
+        !measure_writable_by_others(&st) && file_id_get(fd, &before, &verity) && local_fs(fd);
+    if (verity && verity_hex != NULL) {
+        struct {
+            struct fsverity_digest d;
+            unsigned char buf[64];
+        } v = {.d.digest_size = 64};
+        if (ioctl(fd, FS_IOC_MEASURE_VERITY, &v) == 0 &&
+            v.d.digest_algorithm == FS_VERITY_HASH_ALG_SHA256 && v.d.digest_size == 32)
+            hex_encode(v.d.digest, 32, verity_hex);
+    }
+    if (cacheable) {
+        for (size_t i = 0; i < sizeof mem / sizeof *mem; i++)
+            if (mem[i].hex[0] && same_id(&mem[i].id, &before)) {
+                memcpy(hex, mem[i].hex, SHA256_HEX_LEN + 1);
+                *source = "cache";
+                return 0;
+            }
+        if (cache_dir >= 0 && store_lookup(&before, hex)) {
+            *source = "cache";
+            goto remember;
+        }
+    }
+    if (sha256_fd(fd, hex, NULL) < 0)
+        return -1;
+    /* Remembered only if nothing changed while it was read, and it has settled (or cannot
+     * change at all). */
+    bool verity_after;
+    if (!cacheable || !file_id_get(fd, &after, &verity_after) || !same_id(&before, &after) ||
+        !(verity || settled(&before)))
+        return 0;
+    if (cache_dir >= 0)
+        store_save(&before, hex);
+remember:
+    struct mem_entry *e = &mem[mem_next++ % (sizeof mem / sizeof *mem)];
+    memcpy(&e->id, &before, sizeof before);
+    memcpy(e->hex, hex, SHA256_HEX_LEN + 1);
+    return 0;
+}
