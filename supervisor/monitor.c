@@ -85,6 +85,23 @@ struct watch {
 #define DIR_EVENTS (IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE)
 #define FILE_EVENTS (IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF)
 
+/* The processes the last evaluation measured, sorted by pid, kept for the next evaluation
+ * that an exec event triggers: it measures again only the processes that forked, exec'd,
+ * exited or changed ids since (the process connector reports each), so that its cost does
+ * not grow with the tree.  What a process changes without an event (capabilities raised from
+ * its permitted set, namespaces) is seen at the next look on the interval, which measures
+ * every process; without an interval, or after events were lost, every evaluation does. */
+#define DIRTY_MAX 4096
+struct measured {
+    pid_t *pids;
+    cJSON **entries;
+    size_t n;
+    bool valid;
+    pid_t *dirty; /* pids with an event since: any process of the host, unsorted */
+    size_t n_dirty;
+    bool all_dirty;
+};
+
 struct mon {
     struct run *r;
     const struct monitor_container *c; /* a container's monitor, or NULL under run */
@@ -110,6 +127,7 @@ struct mon {
     uint64_t status_written_ns;
     bool evaluate_pending;
     bool launch_exec_seen; /* the workload's own first exec, which tether made, is no event */
+    struct measured measured;
 };
 
 static int timer_new(void)
@@ -169,6 +187,44 @@ static void audit_event(struct mon *m, const char *event, const char *key, const
 
 /* The cgroup holds the tree exactly, but for a container runtime, which moves the container
  * to a cgroup of its own. */
+static int pid_cmp(const void *a, const void *b)
+{
+    pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
+    return (x > y) - (x < y);
+}
+
+static bool pid_in(const pid_t *sorted, size_t n, pid_t pid, size_t *at)
+{
+    if (n == 0)
+        return false;
+    const pid_t *hit = bsearch(&pid, sorted, n, sizeof *sorted, pid_cmp);
+    if (hit != NULL && at != NULL)
+        *at = (size_t)(hit - sorted);
+    return hit != NULL;
+}
+
+static void measured_clear(struct measured *ms)
+{
+    for (size_t i = 0; i < ms->n; i++)
+        cJSON_Delete(ms->entries[i]);
+    free(ms->pids);
+    free(ms->entries);
+    ms->pids = NULL;
+    ms->entries = NULL;
+    ms->n = 0;
+    ms->valid = false;
+}
+
+static void measured_touch(struct measured *ms, pid_t pid)
+{
+    if (ms->dirty == NULL)
+        ms->dirty = xcalloc(DIRTY_MAX, sizeof *ms->dirty);
+    if (ms->n_dirty == DIRTY_MAX)
+        ms->all_dirty = true;
+    else
+        ms->dirty[ms->n_dirty++] = pid;
+}
+
 static bool by_cgroup(const struct mon *m)
 {
     return m->r->cg.dir != NULL && m->r->bundle == NULL;
@@ -430,6 +486,49 @@ static void on_gate(struct mon *m)
 }
 
 /* One look at the workload: measure, decide, act. */
+#define EXEC_TRIGGER "exec in the workload's tree"
+
+/* The processes section: every process of the tree measured, or (reuse) those with an
+ * event since the last evaluation measured and the others as it found them. */
+static cJSON *measure_tree(struct mon *m, bool reuse)
+{
+    struct measured *ms = &m->measured;
+    reuse = reuse && ms->valid && !ms->all_dirty && m->cn >= 0 && m->interval_ms > 0;
+    cleanup_free pid_t *pids = NULL;
+    size_t n = tree_pids(m, &pids);
+    if (n > 1)
+        qsort(pids, n, sizeof *pids, pid_cmp);
+    if (ms->n_dirty > 1)
+        qsort(ms->dirty, ms->n_dirty, sizeof *ms->dirty, pid_cmp);
+    cJSON **entries = xcalloc(n ? n : 1, sizeof *entries);
+    cJSON *procs = cJSON_CreateArray();
+    size_t kept = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t at;
+        if (reuse && !pid_in(ms->dirty, ms->n_dirty, pids[i], NULL) &&
+            pid_in(ms->pids, ms->n, pids[i], &at) && ms->entries[at] != NULL) {
+            entries[i] = steal_pointer(&ms->entries[at]);
+        } else {
+            guard_beat(&m->guard, GUARD_IDLE_MS); /* hashing a large executable takes a while */
+            if (measure_process_collect(pids[i], &entries[i], NULL) < 0)
+                entries[i] = NULL;
+        }
+        if (entries[i] != NULL) {
+            cJSON_AddItemToArray(procs, cJSON_Duplicate(entries[i], true));
+            entries[kept] = entries[i];
+            pids[kept++] = pids[i];
+        }
+    }
+    measured_clear(ms);
+    ms->pids = steal_pointer(&pids);
+    ms->entries = entries;
+    ms->n = kept;
+    ms->valid = true;
+    ms->n_dirty = 0;
+    ms->all_dirty = false;
+    return procs;
+}
+
 static void evaluate(struct mon *m, const char *why)
 {
     m->evaluate_pending = false;
@@ -437,16 +536,8 @@ static void evaluate(struct mon *m, const char *why)
         return;
     struct run *r = m->r;
     cleanup_json cJSON *input = measure_target(m);
-    cJSON *procs = cJSON_CreateArray();
-    cleanup_free pid_t *pids = NULL;
-    size_t n = tree_pids(m, &pids);
-    for (size_t i = 0; i < n; i++) {
-        cJSON *p = NULL;
-        guard_beat(&m->guard, GUARD_IDLE_MS); /* hashing a large executable takes a while */
-        if (measure_process_collect(pids[i], &p, NULL) == 0)
-            cJSON_AddItemToArray(procs, p);
-    }
-    cJSON_ReplaceItemInObjectCaseSensitive(input, "processes", procs);
+    cJSON_ReplaceItemInObjectCaseSensitive(input, "processes",
+                                           measure_tree(m, strcmp(why, EXEC_TRIGGER) == 0));
 
     /* Apart from tether: a policy that hangs or crashes is a deny, and supervision goes on. */
     struct decision d = {.ttl_s = -1};
@@ -702,8 +793,9 @@ static void on_cn(struct mon *m)
         len = recv(m->cn, buf, sizeof buf, 0);
         if (len < 0 && errno == ENOBUFS) {
             /* Events were dropped (a busy host outran us): one of them may have been an
-             * exec in the workload's tree, so look. */
+             * exec in the workload's tree, so look, at every process. */
             m->evaluate_pending = true;
+            m->measured.all_dirty = true;
             continue;
         }
         if (len <= 0)
@@ -714,6 +806,16 @@ static void on_cn(struct mon *m)
             /* The event sits unaligned in the message: copy it out. */
             struct proc_event ev = {0};
             memcpy(&ev, cn->data, cn->len < sizeof ev ? cn->len : sizeof ev);
+            if (ev.what == PROC_EVENT_FORK) {
+                if (ev.event_data.fork.child_pid == ev.event_data.fork.child_tgid)
+                    measured_touch(&m->measured, ev.event_data.fork.child_tgid);
+                continue;
+            }
+            if (ev.what == PROC_EVENT_NONE)
+                continue;
+            /* exec, exit, uid, gid, sid, ptrace, comm, coredump: each begins with the
+             * thread's pid and its process's. */
+            measured_touch(&m->measured, ev.event_data.exec.process_tgid);
             if (ev.what != PROC_EVENT_EXEC)
                 continue;
             pid_t pid = ev.event_data.exec.process_pid;
@@ -989,6 +1091,8 @@ static void mon_close(struct mon *m)
         free(m->watches[i].name);
     }
     free(m->watches);
+    measured_clear(&m->measured);
+    free(m->measured.dirty);
     int fds[] = {m->ep,      m->pidfd,  m->tick,  m->ttl, m->beat, m->grace,
                  m->backoff, m->settle, m->pulse, m->ino, m->cn};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
@@ -1108,7 +1212,7 @@ static int mon_loop(struct mon *m)
             }
         }
         if (!done && m->evaluate_pending)
-            evaluate(m, "exec in the workload's tree");
+            evaluate(m, EXEC_TRIGGER);
         /* Every turn of the loop, and at least every GUARD_PULSE_MS. */
         guard_beat(&m->guard, GUARD_IDLE_MS);
     }

@@ -54,6 +54,9 @@ echo "== drift monitoring (targets: median detection under 20 ms, CPU under 1%, 
 python3 tests/bench/bench_monitor.py "$build/tether" "$build/tests/probe" "${BENCH_TRIALS:-100}" \
     "${BENCH_MONITOR_SECONDS:-60}"
 
+echo "== how the monitor's cost grows with the tree (1, 100, 1,000 processes) and an exec storm"
+python3 tests/bench/bench_scale.py "$build/tether" "${BENCH_SCALE_EXECS:-200}"
+
 if [ "$(id -u)" -eq 0 ]; then
     echo "== exec prevention: N execs of /bin/true bare, watched, prevented (ratios to bare)"
     python3 tests/bench/bench_prevent.py "$build/tether" "${BENCH_EXECS:-500}"

@@ -1,0 +1,91 @@
+"""How the monitor's cost grows with the workload, against the same workload unmonitored in
+the same run.
+
+1. Trees of 1, 100 and 1,000 processes (sleepers), whose main process then runs EXECS execs
+   of /bin/true under a monitor with a 100 ms interval: the CPU tether and its helpers spend
+   (the whole run's CPU, tether and workload, minus the same run unmonitored), per exec, and
+   tether's peak RSS.  The per-exec cost should not grow with the tree beyond measuring the
+   new process.
+2. An exec storm: 1,000 execs as fast as the machine runs them, monitored against unmonitored:
+   the wall-time ratio, and whether the monitor had caught up when the storm ended.
+
+Usage: bench_scale.py TETHER [EXECS]"""
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+
+tether = os.path.abspath(sys.argv[1])
+execs = int(sys.argv[2]) if len(sys.argv) > 2 else 200
+d = tempfile.mkdtemp()
+audit = "/dev/shm/tether-bench-scale.%d" % os.getpid()
+cfg = os.path.join(d, "tether.json")
+json.dump({"audit": {"path": audit}, "monitor": {"grace_s": 5}}, open(cfg, "w"))
+env = dict(os.environ, TETHER_CONFIG=cfg)
+
+
+def policy(monitored):
+    path = os.path.join(d, "monitored.lua" if monitored else "plain.lua")
+    block = ', monitor = {interval_ms = 100, on_drift = "log"}' if monitored else ""
+    with open(path, "w") as f:
+        f.write("function decide(input) return {allow = true%s} end\n" % block)
+    return path
+
+
+# N-1 sleepers, forked subshells that block on a FIFO and exec nothing (so that only the
+# measured execs are exec events), then the execs, then the sleepers are ended (an
+# unmonitored run has no init to end them).
+SCRIPT = """
+n=$1; execs=$2; fifo=$3; pids=
+exec 3<>"$fifo"
+i=1; while [ $i -lt $n ]; do (read x <&3) & pids="$pids $!"; i=$((i+1)); done
+i=0; while [ $i -lt $execs ]; do /bin/true; i=$((i+1)); done
+kill $pids 2>/dev/null
+exit 0
+"""
+FIFO = os.path.join(d, "fifo")
+os.mkfifo(FIFO)
+
+
+def run(monitored, n, count):
+    """CPU seconds of tether and everything it reaped, wall seconds, tether's peak RSS (kB)."""
+    t0 = time.monotonic()
+    p = subprocess.Popen([tether, "run", "--policy", policy(monitored), "--", "/bin/sh", "-c",
+                          SCRIPT, "sh", str(n), str(count), FIFO], env=env,
+                         stdout=subprocess.DEVNULL)
+    hwm = 0
+    while True:
+        pid, status, ru = os.wait4(p.pid, os.WNOHANG)
+        if pid:
+            break
+        try:
+            with open("/proc/%d/status" % p.pid) as f:
+                hwm = max([hwm] + [int(l.split()[1]) for l in f if l.startswith("VmHWM")])
+        except OSError:
+            pass
+        time.sleep(0.02)
+    wall = time.monotonic() - t0
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit("bench_scale: tether exited %d" % os.waitstatus_to_exitcode(status))
+    return ru.ru_utime + ru.ru_stime, wall, hwm
+
+
+print("tree size  monitored CPU  unmonitored CPU  monitor CPU per exec  tether peak RSS")
+per_exec = {}
+for n in (1, 100, 1000):
+    cm, _, hwm = run(True, n, execs)
+    cu, _, _ = run(False, n, execs)
+    per_exec[n] = max(cm - cu, 0) / execs * 1000
+    print("%9d  %11.2f s  %13.2f s  %17.2f ms  %12.1f MB" % (n, cm, cu, per_exec[n], hwm / 1024))
+print("per-exec cost, 1,000 processes against 1: ratio %.2f" %
+      (per_exec[1000] / per_exec[1] if per_exec[1] > 0 else float("nan")))
+
+# The storm: as fast as /bin/true can be run, 1,000 times.
+_, wu, _ = run(False, 1, 1000)
+cm, wm, _ = run(True, 1, 1000)
+print("exec storm, 1,000 execs: %.2f s monitored against %.2f s unmonitored (%.0f execs/s); "
+      "ratio %.2f" % (wm, wu, 1000 / wu, wm / wu))
+os.unlink(audit)
