@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "../supervisor/core/base64.h"
 #include "../supervisor/core/cleanup.h"
 #include "../supervisor/core/util.h"
 #include "policy.h"
@@ -15,6 +16,12 @@ static void wipe_key(const cJSON *doc)
     const cJSON *value = cJSON_GetObjectItemCaseSensitive(key, "value");
     if (cJSON_IsString(value))
         OPENSSL_cleanse(value->valuestring, strlen(value->valuestring));
+    const cJSON *s;
+    cJSON_ArrayForEach (s, cJSON_GetObjectItemCaseSensitive(doc, "secrets")) {
+        value = cJSON_GetObjectItemCaseSensitive(s, "value");
+        if (cJSON_IsString(value))
+            OPENSSL_cleanse(value->valuestring, strlen(value->valuestring));
+    }
 }
 
 void decision_clear(struct decision *d)
@@ -23,6 +30,9 @@ void decision_clear(struct decision *d)
         free(d->reasons[i]);
     free(d->reasons);
     secret_free(d->key_value);
+    for (size_t i = 0; i < d->n_secrets; i++)
+        secret_free(d->secrets[i].value);
+    free(d->secrets);
     wipe_key(d->doc);
     cJSON_Delete(d->doc);
     cJSON_Delete(d->engine_info);
@@ -111,6 +121,90 @@ static char *check_key(const cJSON *k)
     return NULL;
 }
 
+/* A name for a file of the workload's: letters, digits, "._-", not starting with ".". */
+static bool file_name_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max || s[0] == '.')
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+static char *check_identity(const cJSON *id)
+{
+    if (!cJSON_IsObject(id))
+        return xasprintf("`identity` must be an object or null, not %s", json_type_name(id));
+    const cJSON *f;
+    int64_t v;
+    cJSON_ArrayForEach (f, id) {
+        if (strcmp(f->string, "audience") == 0) {
+            if (!cJSON_IsString(f) || f->valuestring[0] == '\0' || strlen(f->valuestring) > 256)
+                return xasprintf("`identity.audience` must be a string of 1 to 256 bytes");
+        } else if (strcmp(f->string, "ttl_s") == 0) {
+            if (!json_get_int(f, 10, 86400, &v))
+                return xasprintf("`identity.ttl_s` must be an integer from 10 to 86400");
+        } else if (strcmp(f->string, "subject") == 0) {
+            if (!cJSON_IsString(f) || f->valuestring[0] == '\0' || strlen(f->valuestring) > 1024)
+                return xasprintf("`identity.subject` must be a string of 1 to 1024 bytes");
+        } else {
+            return xasprintf("`identity.%s` is not a known field", f->string);
+        }
+    }
+    if (!cJSON_IsString(cJSON_GetObjectItemCaseSensitive(id, "audience")))
+        return xasprintf("`identity.audience` is required");
+    return NULL;
+}
+
+/* secrets: each {name, id} or {name, value}; values decoded into secret memory. */
+static char *parse_secrets(const cJSON *list, struct decision *d)
+{
+    if (!json_is_list(list))
+        return xasprintf("`secrets` must be an array, not %s", json_type_name(list));
+    size_t n = (size_t)cJSON_GetArraySize(list);
+    if (n > DECISION_SECRETS_MAX)
+        return xasprintf("`secrets` holds more than %d entries", DECISION_SECRETS_MAX);
+    d->secrets = xcalloc(n ? n : 1, sizeof *d->secrets);
+    const cJSON *s;
+    cJSON_ArrayForEach (s, list) {
+        size_t i = d->n_secrets;
+        if (!cJSON_IsObject(s))
+            return xasprintf("`secrets[%zu]` must be an object", i);
+        const cJSON *name = cJSON_GetObjectItemCaseSensitive(s, "name");
+        const cJSON *id = cJSON_GetObjectItemCaseSensitive(s, "id");
+        const cJSON *value = cJSON_GetObjectItemCaseSensitive(s, "value");
+        if (cJSON_GetArraySize(s) != 2 || !cJSON_IsString(name) || (id == NULL) == (value == NULL))
+            return xasprintf("`secrets[%zu]` must be {name, id} or {name, value}", i);
+        if (!file_name_ok(name->valuestring, 64))
+            return xasprintf("`secrets[%zu].name` must be a file name (letters, digits, ._-; "
+                             "at most 64 bytes, not starting with .)",
+                             i);
+        for (size_t j = 0; j < i; j++)
+            if (strcmp(d->secrets[j].name, name->valuestring) == 0)
+                return xasprintf("`secrets[%zu].name` `%s` is given twice", i, name->valuestring);
+        if (id != NULL && (!cJSON_IsString(id) || !file_name_ok(id->valuestring, 200)))
+            return xasprintf("`secrets[%zu].id` must be a key store name (letters, digits, ._-)",
+                             i);
+        d->secrets[i].name = name->valuestring;
+        d->n_secrets++;
+        if (id != NULL) {
+            d->secrets[i].id = id->valuestring;
+            continue;
+        }
+        /* The value is never quoted back: it is a secret. */
+        cleanup_error tether_error_t err = NULL;
+        if (!cJSON_IsString(value) ||
+            strlen(value->valuestring) > base64_encoded_len(DECISION_SECRET_BYTES) ||
+            secret_from_base64(value->valuestring, &d->secrets[i].value, &err) < 0)
+            return xasprintf("`secrets[%zu].value` must be base64 of at most %u bytes", i,
+                             DECISION_SECRET_BYTES);
+    }
+    return NULL;
+}
+
 /* An empty Lua table arrives as {}; where the contract has a list, make it the []
  * that it means, so that every reader sees one form. */
 static void normalise_list(cJSON *parent, const char *field)
@@ -133,6 +227,7 @@ static void normalise(cJSON *doc)
         normalise_list(syscalls, list->string);
     }
     normalise_list(cJSON_GetObjectItemCaseSensitive(doc, "monitor"), "watch");
+    normalise_list(doc, "secrets");
 }
 
 /* key.value: base64 of the key's bytes, or (for an encrypted image) a PEM private key as it
@@ -207,6 +302,21 @@ static char *parse(const cJSON *doc, struct decision *d)
         d->monitor = monitor;
     }
 
+    const cJSON *identity = cJSON_GetObjectItemCaseSensitive(doc, "identity");
+    if (identity != NULL && !cJSON_IsNull(identity)) {
+        why = check_identity(identity);
+        if (why)
+            return why;
+        d->identity = identity;
+    }
+    const cJSON *secrets = cJSON_GetObjectItemCaseSensitive(doc, "secrets");
+    if (secrets != NULL && !cJSON_IsNull(secrets)) {
+        why = parse_secrets(secrets, d);
+        wipe_key(doc); /* the values are in secret memory now, or refused */
+        if (why)
+            return why;
+    }
+
     const cJSON *ttl = cJSON_GetObjectItemCaseSensitive(doc, "ttl_s");
     if (ttl != NULL && !cJSON_IsNull(ttl) && !json_get_int(ttl, 0, INT32_MAX, &d->ttl_s))
         return xasprintf("`ttl_s` must be a non-negative integer");
@@ -254,6 +364,19 @@ cJSON *decision_to_json(const struct decision *d)
                           d->confine ? cJSON_Duplicate(d->confine, true) : cJSON_CreateNull());
     cJSON_AddItemToObject(j, "monitor",
                           d->monitor ? cJSON_Duplicate(d->monitor, true) : cJSON_CreateNull());
+    cJSON_AddItemToObject(j, "identity",
+                          d->identity ? cJSON_Duplicate(d->identity, true) : cJSON_CreateNull());
+    /* Secrets by name and id only: a value is never shown. */
+    cJSON *secrets = cJSON_AddArrayToObject(j, "secrets");
+    for (size_t i = 0; i < d->n_secrets; i++) {
+        cJSON *e = cJSON_CreateObject();
+        cJSON_AddStringToObject(e, "name", d->secrets[i].name);
+        if (d->secrets[i].id != NULL)
+            cJSON_AddStringToObject(e, "id", d->secrets[i].id);
+        else
+            cJSON_AddStringToObject(e, "value", "(redacted)");
+        cJSON_AddItemToArray(secrets, e);
+    }
     if (d->ttl_s >= 0)
         cJSON_AddNumberToObject(j, "ttl_s", (double)d->ttl_s);
     else

@@ -12,6 +12,15 @@
 #include "../supervisor/core/secret.h"
 #include "confine.h"
 
+/* A secret a decision releases to the workload: a file `name` in $TETHER_SECRETS, its bytes
+ * from <keystore>/secrets/<id>, or given (value, decoded into secret memory). */
+struct decision_secret {
+    const char *name, *id; /* members of the decision's doc; id NULL for a value */
+    struct secret *value;
+};
+#define DECISION_SECRETS_MAX 32
+#define DECISION_SECRET_BYTES (64u << 10)
+
 struct decision {
     bool allow;
     char **reasons;
@@ -21,7 +30,10 @@ struct decision {
     struct secret *key_value; /* key.value decoded, as soon as the decision was parsed */
     const cJSON *confine;
     const cJSON *monitor;
-    int64_t ttl_s;              /* -1 when absent */
+    int64_t ttl_s;         /* -1 when absent */
+    const cJSON *identity; /* {audience, ttl_s, subject}, or NULL: an identity token */
+    struct decision_secret *secrets;
+    size_t n_secrets;
     struct confine confinement; /* the confine block resolved, or the defaults without one */
     cJSON *engine_info;         /* from the engine, for the audit record, or NULL */
     bool unreachable;           /* denied because no answer could be had from the engine */

@@ -263,6 +263,7 @@ int audit_append(const char *path, cJSON *rec, tether_error_t *err)
     /* Still under the lock: what the hook reads of the trail ends with this record. */
     if (append_hook != NULL)
         append_hook(path, fd, st.st_size + (off_t)strlen(line));
+    cJSON_AddStringToObject(rec, "hash", hash); /* for the caller: where to find the record */
     return 0;
 }
 

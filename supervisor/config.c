@@ -84,6 +84,12 @@ static const struct field container_fields[] = {
     {NULL, 0, 0, 0, 0, NULL},
 };
 
+static const struct field identity_fields[] = {
+    STR("key", identity.key),
+    STR("issuer", identity.issuer),
+    STR("trust_domain", identity.trust_domain),
+    {NULL, 0, 0, 0, 0, NULL},
+};
 static const struct field top_fields[] = {
     {"labels", K_STRMAP, offsetof(struct config, labels), 0, 0, NULL},
     STR("policy", policy),
@@ -98,6 +104,7 @@ static const struct field top_fields[] = {
     {"monitor", K_SECTION, 0, 0, 0, monitor_fields},
     {"container", K_SECTION, 0, 0, 0, container_fields},
     {"metrics", K_SECTION, 0, 0, 0, metrics_fields},
+    {"identity", K_SECTION, 0, 0, 0, identity_fields},
     {NULL, 0, 0, 0, 0, NULL},
 };
 
@@ -313,5 +320,8 @@ void config_clear(struct config *cfg)
     cJSON_Delete(cfg->trusted_image_signers);
     free(cfg->container.runtime);
     free(cfg->container.podman_storage);
+    free(cfg->identity.key);
+    free(cfg->identity.issuer);
+    free(cfg->identity.trust_domain);
     memset(cfg, 0, sizeof *cfg);
 }

@@ -39,6 +39,11 @@ struct config {
         char *systemd_slice; /* the Slice of a systemd scope, or NULL for systemd's default */
     } monitor;
     struct measure_container_sources container;
+    struct {
+        char *key;          /* <keystore>/<key>.pem: the node's ES256 signing key */
+        char *issuer;       /* the tokens' iss; default "tether://<hostname>" */
+        char *trust_domain; /* of the default SPIFFE subject; default "tether.local" */
+    } identity;
 };
 
 /* Reads the configuration: path when given, else $TETHER_CONFIG, else the default file,

@@ -37,6 +37,7 @@
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -50,7 +51,7 @@
 
 extern char **environ;
 
-enum { REPORT_HELLO = 1, REPORT_FAIL = 2, REPORT_GATE = 3 };
+enum { REPORT_HELLO = 1, REPORT_FAIL = 2, REPORT_GATE = 3, REPORT_CREDS = 4 };
 
 struct child_report {
     int32_t kind;
@@ -122,6 +123,43 @@ static int send_gate(void *arg, const char **step)
     return 0;
 }
 
+/* Credentials: a tmpfs of the workload's own, in a mount namespace of its own (so the host's
+ * never sees it), filled by tether through the descriptor handed over.  Before confinement:
+ * mounting needs the privileges the workload then loses. */
+static void creds_mount(const struct launch_spec *spec, int report_fd)
+{
+    const struct confine *c = spec->confine;
+    unsigned uid = c->user_given ? c->uid : getuid(), gid = c->user_given ? c->gid : getgid();
+    const char *dir = spec->creds_dir;
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        child_fail(report_fd, 125, errno, "credentials: private mount namespace");
+    if (spec->rootfs_dir != NULL) {
+        mkdir("/run", 0755); /* in the tree */
+        mkdir(dir, 0700);
+    }
+    char opts[96];
+    snprintf(opts, sizeof opts, "mode=0500,size=4m,nr_inodes=64,uid=%u,gid=%u", uid, gid);
+    if (mount("tether-creds", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+        child_fail(report_fd, 125, errno, "credentials: tmpfs");
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        child_fail(report_fd, 125, errno, "credentials: tmpfs");
+    ssize_t n = send_report(report_fd, REPORT_CREDS, SCM_RIGHTS, &fd, sizeof fd);
+    close(fd);
+    char ack;
+    if (n != (ssize_t)sizeof(struct child_report) || recv(report_fd, &ack, 1, 0) != 1)
+        _exit(125); /* tether refused them, and says why */
+    char path[4200];
+    if (spec->creds_identity) {
+        snprintf(path, sizeof path, "%s/identity", dir);
+        setenv("TETHER_IDENTITY", path, 1);
+    }
+    if (spec->creds_secrets) {
+        snprintf(path, sizeof path, "%s/secrets", dir);
+        setenv("TETHER_SECRETS", path, 1);
+    }
+}
+
 static void __attribute__((noreturn))
 child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd, int report_fd)
 {
@@ -141,6 +179,8 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
         int e = errno;
         child_fail(report_fd, 125, e, step);
     }
+    if (spec->creds_dir != NULL)
+        creds_mount(spec, report_fd);
     struct confine c = *spec->confine;
     if (spec->supervised)
         c.namespaces &= ~(unsigned long)CLONE_NEWPID; /* the init's namespace is the workload's */
@@ -540,6 +580,17 @@ static void drop_start(struct supervisor *sv)
             close(steal_fd(fds[i]));
 }
 
+/* A start that tether refuses before the exec (its credentials could not be written):
+ * nothing has run, and the child waits for a word that does not come. */
+static int abandon_start(struct supervisor *sv, pid_t pid)
+{
+    kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    drop_start(sv);
+    return -1;
+}
+
 int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fail_status,
                  tether_error_t *err)
 {
@@ -580,17 +631,35 @@ int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fai
 
     struct child_report rep;
     pid_t main_pid = -1;
-    int n = read_report(rd, &rep, &main_pid, NULL);
+    int passed = -1;
+    int n = read_report(rd, &rep, &main_pid, &passed);
     if (n == 1 && rep.kind == REPORT_HELLO) {
         /* A pidfd before the workload goes on: signals reach it, and never a process that
          * took its pid after it. */
         sv->main = main_pid;
         sv->main_pidfd = (int)syscall(SYS_pidfd_open, main_pid, 0);
         (void)!send(rd, "k", 1, MSG_NOSIGNAL);
-        n = read_report(rd, &rep, NULL, &sv->gate_fd);
+        n = read_report(rd, &rep, NULL, &passed);
     }
-    if (n == 1 && rep.kind == REPORT_GATE)
+    if (n == 1 && rep.kind == REPORT_CREDS) {
+        int cfd = steal_fd(&passed);
+        if (cfd < 0 || spec->creds_fill == NULL) {
+            if (cfd >= 0)
+                close(cfd);
+            error_set(err, 0, "credentials: the child's tmpfs did not arrive");
+            return abandon_start(sv, pid);
+        }
+        if (spec->creds_fill(spec->creds_arg, cfd, err) < 0)
+            return abandon_start(sv, pid);
+        (void)!send(rd, "k", 1, MSG_NOSIGNAL);
+        n = read_report(rd, &rep, NULL, &passed);
+    }
+    if (n == 1 && rep.kind == REPORT_GATE) {
+        sv->gate_fd = steal_fd(&passed);
         n = launch_through_gate(sv, rd, &rep);
+    }
+    if (passed >= 0)
+        close(steal_fd(&passed));
     if (n == 0 && pid > 0) {
         sv->child = pid;
         if (!spec->supervised)

@@ -40,6 +40,15 @@ struct launch_spec {
      * namespace there), 0 when there is none, -1 with err to refuse the launch. */
     int (*place)(void *arg, pid_t init, tether_error_t *err);
     void *place_arg;
+    /* Credentials (creds.h): the child mounts a tmpfs on creds_dir in its own mount
+     * namespace (inside its tree, for a root file system), owned by the workload's user,
+     * hands its descriptor over, and goes on once creds_fill (which takes the descriptor
+     * over) has written the token and secrets; it then finds them through
+     * $TETHER_IDENTITY and $TETHER_SECRETS.  creds_dir NULL: none. */
+    const char *creds_dir;
+    bool creds_identity, creds_secrets;
+    int (*creds_fill)(void *arg, int dir_fd, tether_error_t *err);
+    void *creds_arg;
 };
 
 struct supervisor {

@@ -22,6 +22,7 @@ static const struct verb {
     {"inspect", cmd_inspect, "print a sealed workload's header"},
     {"hook", cmd_hook, "gate containers as an OCI runtime hook (hooks.d)"},
     {"keyprovider", cmd_keyprovider, "answer an ocicrypt keyprovider request, gated by policy"},
+    {"identity", cmd_identity, "print the node's identity key as a JWK Set (`identity jwks`)"},
     {NULL, NULL, NULL},
 };
 

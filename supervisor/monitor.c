@@ -62,7 +62,8 @@ enum {
     EV_INOTIFY,
     EV_CN,
     EV_GUARD,
-    EV_PULSE
+    EV_PULSE,
+    EV_RENEW
 };
 
 /* A changed policy or configuration is read once its writer is done: on close-after-write
@@ -108,7 +109,7 @@ struct mon {
     struct cgroup ccg;                 /* the container's own cgroup (dir NULL: none) */
     struct guard guard;                /* the container monitor's guard */
     struct guard_target guard_target;
-    int sigfd, ep, pidfd, tick, ttl, beat, grace, backoff, settle, ino, cn, pulse;
+    int sigfd, ep, pidfd, tick, ttl, beat, grace, backoff, settle, ino, cn, pulse, renew;
     bool policy_changed, config_changed; /* waiting for the settle timer */
     struct watch *watches;
     size_t n_watches;
@@ -322,6 +323,9 @@ static void drift(struct mon *m, const char *why)
     cJSON_AddStringToObject(rec, "action", m->on_drift);
     if (audit_append(m->r->audit_path, rec, &err) < 0)
         log_warn("%s", err->msg);
+    /* Credentials go first, whatever the action: before the workload is stopped or killed,
+     * and never renewed again. */
+    creds_wipe(m->r, why);
 
     if (strcmp(m->on_drift, "log") == 0)
         return;
@@ -831,6 +835,27 @@ static void on_cn(struct mon *m)
 
 /* --- the loop --- */
 
+/* The identity token's renewal, at two thirds of its life (creds.h). */
+static void arm_renewal(struct mon *m)
+{
+    int64_t in = creds_renew_in(m->r);
+    timer_set(m->renew, in >= 0 ? (uint64_t)in * 1000 + 1 : 0, false);
+}
+
+/* A new token, only while the policy still allows: asked first, like any look. */
+static void on_renew(struct mon *m)
+{
+    evaluate(m, "identity renewal");
+    if (m->state == RUNNING && m->last_allow) {
+        cleanup_error tether_error_t err = NULL;
+        cleanup_json cJSON *input = cJSON_CreateObject();
+        cJSON_AddItemToObject(input, "host", measure_host_collect(m->r->cfg.labels));
+        if (creds_renew(m->r, input, &err) < 0)
+            log_warn("%s", err->msg);
+    }
+    arm_renewal(m);
+}
+
 static void arm_for_decision(struct mon *m)
 {
     const struct decision *d = &m->r->d;
@@ -979,6 +1004,7 @@ static int relaunch(struct mon *m, bool *done)
     if (rc != 0)
         return rc;
     *done = false;
+    arm_renewal(m); /* the new start's token */
     m->state = RUNNING;
     m->sigkill_sent = false;
     m->launch_exec_seen = false;
@@ -1062,6 +1088,7 @@ static void mon_open(struct mon *m, struct run *r, int sigfd)
     m->backoff = timer_new();
     m->settle = timer_new();
     m->pulse = timer_new();
+    m->renew = timer_new();
     m->ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     m->cn = cn_open();
     if (m->cn < 0)
@@ -1079,6 +1106,7 @@ static void mon_open(struct mon *m, struct run *r, int sigfd)
     ep_add(m, m->backoff, EV_BACKOFF);
     ep_add(m, m->settle, EV_SETTLE);
     ep_add(m, m->pulse, EV_PULSE);
+    ep_add(m, m->renew, EV_RENEW);
     ep_add(m, m->ino, EV_INOTIFY);
     ep_add(m, m->cn, EV_CN);
 }
@@ -1094,7 +1122,7 @@ static void mon_close(struct mon *m)
     measured_clear(&m->measured);
     free(m->measured.dirty);
     int fds[] = {m->ep,      m->pidfd,  m->tick,  m->ttl, m->beat, m->grace,
-                 m->backoff, m->settle, m->pulse, m->ino, m->cn};
+                 m->backoff, m->settle, m->pulse, m->ino, m->cn,   m->renew};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -1209,6 +1237,10 @@ static int mon_loop(struct mon *m)
             case EV_PULSE:
                 drain(m->pulse);
                 break;
+            case EV_RENEW:
+                drain(m->renew);
+                on_renew(m);
+                break;
             }
         }
         if (!done && m->evaluate_pending)
@@ -1240,6 +1272,7 @@ int monitor_run(struct run *r, bool *started)
     if (rc != 0)
         goto out;
     *started = true;
+    arm_renewal(&m); /* its token was issued as it started */
     open_pidfd(&m);
     if (r->cfg.monitor.heartbeat_s > 0)
         timer_set(m.beat, (uint64_t)r->cfg.monitor.heartbeat_s * 1000, true);

@@ -40,6 +40,7 @@ void run_init(struct run *r)
     r->sv.gate_fd = -1;
     r->sv.gate_holder = -1;
     r->cg.procs_fd = -1;
+    r->creds.dir_fd = -1;
 }
 
 static void launch_clear(struct run *r)
@@ -67,10 +68,13 @@ static void launch_clear(struct run *r)
     r->workload = NULL;
     run_image_clear(r);
     decision_clear(&r->d);
+    r->decision_hash[0] = '\0';
 }
 
 void run_release(struct run *r)
 {
+    creds_wipe(r, "the workload ended");
+    creds_clear(&r->creds);
     launch_clear(r);
     supervise_release(&r->sv);
     cgroup_destroy(&r->cg);
@@ -148,6 +152,13 @@ cJSON *run_measure_monitor(struct run *r)
     return in;
 }
 
+/* The node decision's record, which an identity token names (tether.decision). */
+static void note_hash(struct run *r, const cJSON *rec)
+{
+    const char *h = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(rec, "hash"));
+    snprintf(r->decision_hash, sizeof r->decision_hash, "%s", h ? h : "");
+}
+
 bool run_audit_decision(struct run *r, struct policy *p, const struct decision *d,
                         const cJSON *input)
 {
@@ -157,6 +168,8 @@ bool run_audit_decision(struct run *r, struct policy *p, const struct decision *
         log_error("%s; not starting the workload", err->msg);
         return false;
     }
+    if (p == r->policy)
+        note_hash(r, rec);
     return true;
 }
 
@@ -349,6 +362,13 @@ static int measure_interpreter(struct run *r, cJSON *exe)
     return 0;
 }
 
+/* A monitor block or a ttl asks for watching, and so does an identity token, which the
+ * monitor renews while the policy allows and removes on drift. */
+static bool wants_monitor(const struct decision *d)
+{
+    return d->monitor != NULL || d->ttl_s > 0 || d->identity != NULL;
+}
+
 int run_gate(struct run *r)
 {
     cleanup_error tether_error_t err = NULL;
@@ -356,7 +376,7 @@ int run_gate(struct run *r)
     if (r->image_name != NULL) {
         int rc = run_gate_image(r);
         if (rc == 0)
-            r->monitored = r->d.monitor != NULL || r->d.ttl_s > 0;
+            r->monitored = wants_monitor(&r->d);
         return rc;
     }
 
@@ -384,7 +404,7 @@ int run_gate(struct run *r)
         snprintf(r->exe_sha, sizeof r->exe_sha, "%s", sha ? sha : "");
         int rc = gate_sealed(r, exe);
         if (rc == 0)
-            r->monitored = r->d.monitor != NULL || r->d.ttl_s > 0;
+            r->monitored = wants_monitor(&r->d);
         return rc;
     }
     if (r->cfg.require_sealed) {
@@ -418,6 +438,7 @@ int run_gate(struct run *r)
         log_error("%s; not starting the workload", err->msg);
         return EXIT_FAILED;
     }
+    note_hash(r, rec);
     if (!r->d.allow && r->d.unreachable && !r->d.connected && r->cfg.opa.fail_open) {
         /* The one fail-open path: no connection to OPA could be made at all, and the node's
          * operator chose availability over control.  Said loudly, and on record. */
@@ -459,7 +480,7 @@ int run_gate(struct run *r)
         }
         confine_clear(&r->d.confinement);
     }
-    r->monitored = r->d.monitor != NULL || r->d.ttl_s > 0;
+    r->monitored = wants_monitor(&r->d);
     return 0;
 }
 
@@ -579,6 +600,11 @@ int run_start(struct run *r)
         run_audit_launch_failed(r, why);
         return EXIT_FAILED;
     }
+    if (creds_prepare(r, &err) < 0) {
+        log_error("%s; not starting the workload", err->msg);
+        run_audit_launch_failed(r, err->msg);
+        return EXIT_FAILED;
+    }
     if (confine_prepare(&r->d.confinement, &plan, &err) < 0) {
         log_error("%s; not starting the workload", err->msg);
         run_audit_launch_failed(r, err->msg);
@@ -629,7 +655,12 @@ int run_start(struct run *r)
                                .grace_s = r->cfg.monitor.grace_s,
                                .place = scope ? place_in_scope : NULL,
                                .place_arg = r,
-                               .prevent_exec = prevent_exec(&r->d)};
+                               .prevent_exec = prevent_exec(&r->d),
+                               .creds_dir = r->creds.dir,
+                               .creds_identity = r->creds.audience != NULL,
+                               .creds_secrets = r->creds.has_secrets,
+                               .creds_fill = creds_fill,
+                               .creds_arg = r};
     int fail_status;
     /* An image's process starts from the image's Env, which confine.env then filters as it
      * would tether's own environment. */

@@ -8,6 +8,7 @@
 #include "../policy/policy.h"
 #include "cgroup.h"
 #include "config.h"
+#include "creds.h"
 #include "launch.h"
 
 struct run_image;
@@ -45,6 +46,8 @@ struct run {
     char *rootfs_dir;        /* its (empty) mount point on the host */
     uint64_t rootfs_cap;     /* the size of its tmpfs */
     struct run_image *image; /* --image: the verified image, its tree and environment */
+    char decision_hash[65];  /* the launch decision's audit record, or "" */
+    struct creds creds;      /* the identity token and secrets handed to the workload */
 };
 
 void run_init(struct run *r);

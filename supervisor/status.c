@@ -184,9 +184,17 @@ static void sweep_one(const char *dir, const char *name, const cJSON *s)
     }
     cleanup_free char *root = xasprintf("%s/root.%d", dir, (int)tp);
     rmdir(root);
+    cleanup_free char *cred = xasprintf("%s/cred.%d", dir, (int)tp);
+    rmdir(cred);
     cleanup_free char *path = xasprintf("%s/%s", dir, name);
     unlink(path);
     log_debug("removed the state of tether %d, which is gone", (int)tp);
+}
+
+/* A tether's own mount point (root.PID: a tree; cred.PID: credentials), not a container's. */
+static bool tether_own(const char *name)
+{
+    return strncmp(name, "root.", 5) == 0 || strncmp(name, "cred.", 5) == 0;
 }
 
 /* Empties and removes a container's state directory. */
@@ -275,7 +283,7 @@ void status_sweep_containers(void)
     DIR *d = opendir(dir);
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL)
-        if (e->d_type == DT_DIR && e->d_name[0] != '.' && strncmp(e->d_name, "root.", 5) != 0)
+        if (e->d_type == DT_DIR && e->d_name[0] != '.' && !tether_own(e->d_name))
             sweep_container(dirfd(d), e->d_name);
     if (d)
         closedir(d);
@@ -305,7 +313,7 @@ void status_sweep(void)
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
         size_t n = strlen(e->d_name);
-        if (e->d_type == DT_DIR && e->d_name[0] != '.' && strncmp(e->d_name, "root.", 5) != 0) {
+        if (e->d_type == DT_DIR && e->d_name[0] != '.' && !tether_own(e->d_name)) {
             sweep_container(dirfd(d), e->d_name);
             continue;
         }
@@ -523,7 +531,7 @@ static void list_containers(int dfd, cJSON *list)
         close(lfd);
     struct dirent *e;
     while (d && (e = readdir(d)) != NULL) {
-        if (e->d_type != DT_DIR || e->d_name[0] == '.' || strncmp(e->d_name, "root.", 5) == 0)
+        if (e->d_type != DT_DIR || e->d_name[0] == '.' || tether_own(e->d_name))
             continue;
         cleanup_close int cfd =
             openat(dfd, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

@@ -22,6 +22,7 @@ int cmd_seal(int argc, char **argv);
 int cmd_inspect(int argc, char **argv);
 int cmd_hook(int argc, char **argv);
 int cmd_keyprovider(int argc, char **argv);
+int cmd_identity(int argc, char **argv);
 
 /* Adds "key=value" to a labels object; a repeated key is an error. */
 int cli_add_label(cJSON *labels, const char *kv, tether_error_t *err);

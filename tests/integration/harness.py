@@ -224,3 +224,25 @@ def crun_ready():
     if r.returncode != 0 and "hugetlb" in open(ctl).read().split():
         raise Skip("crun cannot run on this hybrid hierarchy: " + r.stderr.strip())
     return path
+
+
+def disk_files_holding(marker, stamp):
+    """Every file on a disk-backed file system changed since stamp that holds marker, and how
+    many files were read (a scan of nothing would pass blind)."""
+    fs = subprocess.run(["findmnt", "-rn", "-o", "TARGET,FSTYPE"], capture_output=True, text=True).stdout
+    disk = [t for t, typ in (l.split(" ", 1) for l in fs.splitlines())
+            if typ in ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs", "vfat", "overlay")]
+    assert disk, "no disk-backed file system found: " + fs
+    hits, scanned = [], 0
+    for mnt in disk:
+        found = subprocess.run(["find", mnt, "-xdev", "-type", "f", "-newer", stamp, "-size", "-64M"],
+                               capture_output=True, text=True).stdout.split("\n")
+        for path in filter(None, found):
+            try:
+                with open(path, "rb") as f:
+                    scanned += 1
+                    if marker in f.read():
+                        hits.append(path)
+            except OSError:
+                pass
+    return hits, scanned

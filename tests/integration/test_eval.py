@@ -11,7 +11,8 @@ def eval_allow_and_deny(ws):
     p = ws.tether("eval", "--input", inp, check_rc=0)
     d = json.loads(p.stdout)
     eq(d["allow"], True, "allow")
-    eq(sorted(d), ["allow", "confine", "key", "monitor", "reasons", "ttl_s"], "normal form")
+    eq(sorted(d), ["allow", "confine", "identity", "key", "monitor", "reasons", "secrets", "ttl_s"],
+       "normal form")
     pol = ws.policy('return {allow = false, reasons = {"no " .. input.workload.argv[1]}}')
     p = ws.tether("eval", "--policy", pol, "--input", inp, check_rc=77)
     eq(json.loads(p.stdout)["reasons"], ["no /bin/true"], "reasons")

@@ -14,8 +14,7 @@ import subprocess
 import tarfile
 import time
 
-from harness import PROBE, POLICIES, Skip, case, eq, main, one_line
-from test_sealed import disk_files_holding
+from harness import PROBE, POLICIES, Skip, case, disk_files_holding, eq, main, one_line
 
 ALLOW_ALL = os.path.join(POLICIES, "allow-all.lua")
 REF = "org.opencontainers.image.ref.name"

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import time
 
-from harness import PROBE, POLICIES, Skip, case, eq, main, one_line, wait_for
+from harness import PROBE, POLICIES, Skip, case, disk_files_holding, eq, main, one_line, wait_for
 from opa_server import DataAPI
 
 ALLOW_ALL = os.path.join(POLICIES, "allow-all.lua")
@@ -107,28 +107,6 @@ def round_trip_executable(ws):
     eq((rel["digest"], rel["key_id"], rel["source"], rel["signer"]),
        (info["digest"], "k1", "keystore", info["signer"]), "key release record")
     eq(recs[0]["workload"]["exe_sha256"] is not None, True, "measured")
-
-
-def disk_files_holding(marker, stamp):
-    """Every file on a disk-backed file system changed since stamp that holds marker, and how
-    many files were read (a scan of nothing would pass blind)."""
-    fs = subprocess.run(["findmnt", "-rn", "-o", "TARGET,FSTYPE"], capture_output=True, text=True).stdout
-    disk = [t for t, typ in (l.split(" ", 1) for l in fs.splitlines())
-            if typ in ("ext4", "ext3", "ext2", "xfs", "btrfs", "f2fs", "vfat", "overlay")]
-    assert disk, "no disk-backed file system found: " + fs
-    hits, scanned = [], 0
-    for mnt in disk:
-        found = subprocess.run(["find", mnt, "-xdev", "-type", "f", "-newer", stamp, "-size", "-64M"],
-                               capture_output=True, text=True).stdout.split("\n")
-        for path in filter(None, found):
-            try:
-                with open(path, "rb") as f:
-                    scanned += 1
-                    if marker in f.read():
-                        hits.append(path)
-            except OSError:
-                pass
-    return hits, scanned
 
 
 @case

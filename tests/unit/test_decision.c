@@ -80,8 +80,9 @@ static void test_minimal(void)
     CHECK(d.key == NULL && d.confine == NULL && d.monitor == NULL, "minimal allow: no sections");
     CHECK(d.ttl_s == -1, "minimal allow: no ttl (got %lld)", (long long)d.ttl_s);
     cJSON *j = decision_to_json(&d);
-    CHECK(json_equals(j, "{\"allow\": true, \"reasons\": [], \"key\": null, \"confine\": null,"
-                         " \"monitor\": null, \"ttl_s\": null}"),
+    CHECK(json_equals(j,
+                      "{\"allow\": true, \"reasons\": [], \"key\": null, \"confine\": null,"
+                      " \"monitor\": null, \"identity\": null, \"secrets\": [], \"ttl_s\": null}"),
           "minimal allow: normalised form");
     cJSON_Delete(j);
     char *joined = decision_reasons_joined(&d);
@@ -387,6 +388,29 @@ static void test_ttl(void)
             "`ttl_s` must be a non-negative integer");
     invalid("ttl_s beyond INT32_MAX", "{\"allow\": true, \"ttl_s\": 2147483648}",
             "`ttl_s` must be a non-negative integer");
+    invalid("identity without an audience", "{\"allow\": true, \"identity\": {\"ttl_s\": 60}}",
+            "`identity.audience` is required");
+    invalid("identity with a short ttl",
+            "{\"allow\": true, \"identity\": {\"audience\": \"a\", \"ttl_s\": 5}}",
+            "`identity.ttl_s` must be an integer from 10 to 86400");
+    invalid("identity with an unknown field",
+            "{\"allow\": true, \"identity\": {\"audience\": \"a\", \"scope\": 1}}",
+            "`identity.scope` is not a known field");
+    invalid("a secret named by a path",
+            "{\"allow\": true, \"secrets\": [{\"name\": \"../etc\", \"id\": \"x\"}]}",
+            "`secrets[0].name` must be a file name (letters, digits, ._-; at most 64 bytes, not "
+            "starting with .)");
+    invalid(
+        "a secret with both id and value",
+        "{\"allow\": true, \"secrets\": [{\"name\": \"a\", \"id\": \"x\", \"value\": \"eA==\"}]}",
+        "`secrets[0]` must be {name, id} or {name, value}");
+    invalid("a secret given twice",
+            "{\"allow\": true, \"secrets\": [{\"name\": \"a\", \"id\": \"x\"},"
+            " {\"name\": \"a\", \"id\": \"y\"}]}",
+            "`secrets[1].name` `a` is given twice");
+    invalid("a secret value that is not base64",
+            "{\"allow\": true, \"secrets\": [{\"name\": \"a\", \"value\": \"!!\"}]}",
+            "`secrets[0].value` must be base64 of at most 65536 bytes");
 }
 
 static void test_to_json(void)
@@ -397,7 +421,8 @@ static void test_to_json(void)
         " \"user\": {\"uid\": 1000, \"gid\": 1000}, \"seccomp\": \"default\","
         " \"namespaces\": [\"net\"], \"rlimits\": {\"nofile\": 1024}},"
         " \"monitor\": {\"interval_ms\": 1000, \"on_drift\": \"kill\", \"watch\": [\"/srv\"]},"
-        " \"ttl_s\": 300}";
+        " \"identity\": {\"audience\": \"vault\", \"ttl_s\": 60},"
+        " \"secrets\": [{\"name\": \"db\", \"id\": \"db-prod\"}], \"ttl_s\": 300}";
     struct decision d, again;
     parse_text(full, &d);
     CHECK(d.allow && d.n_reasons == 2, "full decision: valid (%s)",
@@ -422,7 +447,8 @@ static void test_to_json(void)
     parse_text("{\"allow\": false, \"reasons\": {}}", &d);
     j = decision_to_json(&d);
     CHECK(json_equals(j, "{\"allow\": false, \"reasons\": [\"the policy gave no reason\"],"
-                         " \"key\": null, \"confine\": null, \"monitor\": null, \"ttl_s\": null}"),
+                         " \"key\": null, \"confine\": null, \"monitor\": null, \"identity\": null,"
+                         " \"secrets\": [], \"ttl_s\": null}"),
           "deny without reasons: normal form");
     text = cJSON_PrintUnformatted(j);
     parse_text(text, &again);
@@ -439,7 +465,8 @@ static void test_to_json(void)
     j = decision_to_json(&d);
     CHECK(json_equals(j, "{\"allow\": false, \"reasons\": [\"invalid decision: `ttl_s` must be a"
                          " non-negative integer\"], \"key\": null, \"confine\": null,"
-                         " \"monitor\": null, \"ttl_s\": null}"),
+                         " \"monitor\": null, \"identity\": null, \"secrets\": [],"
+                         " \"ttl_s\": null}"),
           "invalid decision: normal form of the deny");
     cJSON_Delete(j);
     decision_clear(&d);

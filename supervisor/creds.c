@@ -1,0 +1,341 @@
+/* Credentials for an attested workload (see creds.h). */
+#define _GNU_SOURCE
+#include "creds.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../measure/measure.h"
+#include "audit.h"
+#include "core/cleanup.h"
+#include "core/log.h"
+#include "core/util.h"
+#include "identity/jwt.h"
+#include "image/image.h"
+#include "key.h"
+#include "run.h"
+#include "run_image.h"
+#include "status.h"
+
+#define IDENTITY_FILE "identity"
+#define SECRETS_DIR "secrets"
+#define KEY_PEM_MAX (64u << 10)
+
+bool creds_wanted(const struct decision *d)
+{
+    return d->identity != NULL || d->n_secrets > 0;
+}
+
+void creds_clear(struct creds *c)
+{
+    if (c->dir_fd >= 0)
+        close(c->dir_fd);
+    if (c->dir != NULL && strncmp(c->dir, CREDS_TREE_DIR, sizeof CREDS_TREE_DIR - 1) != 0)
+        rmdir(c->dir); /* the host's empty mount point */
+    free(c->dir);
+    jwt_key_free(c->key);
+    free(c->audience);
+    free(c->subject);
+    memset(c, 0, sizeof *c);
+    c->dir_fd = -1;
+}
+
+int creds_prepare(struct run *r, tether_error_t *err)
+{
+    struct creds *c = &r->creds;
+    creds_clear(c);
+    const struct decision *d = &r->d;
+    if (!creds_wanted(d))
+        return 0;
+    if (geteuid() != 0)
+        return error_set(err, 0,
+                         "an identity token or secrets need root: their tmpfs is mounted in "
+                         "the workload's own mount namespace");
+    if (r->bundle != NULL)
+        return error_set(err, 0,
+                         "an identity token or secrets are not handed through a container "
+                         "runtime (--bundle): gate the container with `tether hook`");
+    if (d->identity != NULL) {
+        if (r->cfg.identity.key == NULL)
+            return error_set(err, 0,
+                             "the decision asks for an identity token, and the node "
+                             "configuration names no `identity.key`");
+        cleanup_secret struct secret *pem = NULL;
+        if (keystore_read(r->cfg.keystore, r->cfg.identity.key, ".pem", 1, KEY_PEM_MAX, &pem, err) <
+                0 ||
+            jwt_key_parse(pem, &c->key, err) < 0)
+            return error_wrap(err, "`identity.key`");
+        const cJSON *id = d->identity;
+        c->audience = xstrdup(cJSON_GetObjectItemCaseSensitive(id, "audience")->valuestring);
+        const char *sub = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(id, "subject"));
+        c->subject = sub ? xstrdup(sub) : NULL;
+        int64_t ttl = 300;
+        json_get_int(cJSON_GetObjectItemCaseSensitive(id, "ttl_s"), 10, 86400, &ttl);
+        c->ttl_s = ttl;
+    }
+    c->has_secrets = d->n_secrets > 0;
+    if (r->rootfs_dir != NULL) {
+        c->dir = xstrdup(CREDS_TREE_DIR);
+        return 0;
+    }
+    cleanup_free char *sd = status_dir();
+    c->dir = xasprintf("%s/cred.%d", sd, (int)getpid());
+    if (mkdir(c->dir, 0700) < 0 && errno != EEXIST)
+        return error_set(err, errno, "`%s`", c->dir);
+    return 0;
+}
+
+/* Characters a SPIFFE path segment may hold; others become "_". */
+static char *segment(const char *s)
+{
+    char *out = xstrdup(s && *s ? s : "-");
+    for (char *p = out; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            *p = '_';
+    return out;
+}
+
+static const char *get_str(const cJSON *o, const char *a, const char *b)
+{
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, a);
+    return cJSON_GetStringValue(b ? cJSON_GetObjectItemCaseSensitive(x, b) : x);
+}
+
+/* The workload's digest: its image's manifest, its sealed file, or its executable. */
+static const char *workload_digest(const struct run *r)
+{
+    if (r->image != NULL)
+        return r->image->img.manifest_digest;
+    const char *sealed = get_str(r->workload, "sealed", "digest");
+    return sealed ? sealed : r->exe_sha[0] ? r->exe_sha : NULL;
+}
+
+static cJSON *claims(const struct run *r, const cJSON *host, int64_t now)
+{
+    const struct creds *c = &r->creds;
+    const cJSON *labels = cJSON_GetObjectItemCaseSensitive(host, "labels");
+    unsigned char rnd[16];
+    char jti[33];
+    RAND_bytes(rnd, sizeof rnd);
+    hex_encode(rnd, sizeof rnd, jti);
+    char hostname[256] = "localhost";
+    gethostname(hostname, sizeof hostname - 1);
+    cleanup_free char *iss = r->cfg.identity.issuer ? xstrdup(r->cfg.identity.issuer)
+                                                    : xasprintf("tether://%s", hostname);
+    const char *digest = workload_digest(r);
+    cleanup_free char *sub = NULL;
+    if (c->subject != NULL) {
+        sub = xstrdup(c->subject);
+    } else {
+        cleanup_free char *td =
+            segment(r->cfg.identity.trust_domain ? r->cfg.identity.trust_domain : "tether.local");
+        cleanup_free char *region = segment(get_str(labels, "region", NULL));
+        cleanup_free char *cluster = segment(get_str(labels, "cluster", NULL));
+        cleanup_free char *dg =
+            segment(digest && strchr(digest, ':') ? strchr(digest, ':') + 1 : digest);
+        sub = xasprintf("spiffe://%s/%s/%s/%s", td, region, cluster, dg);
+    }
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "iss", iss);
+    cJSON_AddStringToObject(j, "sub", sub);
+    cJSON_AddStringToObject(j, "aud", c->audience);
+    cJSON_AddNumberToObject(j, "iat", (double)now);
+    cJSON_AddNumberToObject(j, "exp", (double)(now + c->ttl_s));
+    cJSON_AddStringToObject(j, "jti", jti);
+    cJSON *t = cJSON_AddObjectToObject(j, "tether");
+    cJSON_AddItemToObject(t, "region", json_string_or_null(get_str(labels, "region", NULL)));
+    cJSON_AddItemToObject(t, "datacenter",
+                          json_string_or_null(get_str(labels, "datacenter", NULL)));
+    cJSON_AddItemToObject(t, "cluster", json_string_or_null(get_str(labels, "cluster", NULL)));
+    cJSON_AddItemToObject(t, "machine_id", json_string_or_null(get_str(host, "machine_id", NULL)));
+    cJSON_AddItemToObject(t, "exe_sha256", json_string_or_null(r->exe_sha[0] ? r->exe_sha : NULL));
+    cJSON_AddItemToObject(t, "image_digest",
+                          json_string_or_null(r->image ? r->image->img.manifest_digest : NULL));
+    cJSON_AddItemToObject(t, "sealed_digest",
+                          json_string_or_null(get_str(r->workload, "sealed", "digest")));
+    cJSON_AddItemToObject(t, "sealed_signer",
+                          json_string_or_null(get_str(r->workload, "sealed", "signer_trusted")));
+    cJSON_AddNullToObject(t, "container_id");
+    cJSON_AddNullToObject(t, "container_image");
+    cJSON_AddItemToObject(t, "decision",
+                          json_string_or_null(r->decision_hash[0] ? r->decision_hash : NULL));
+    return j;
+}
+
+/* name in dir, mode 0400, the workload's, written whole from secret memory. */
+static int put(int dir, const char *name, const void *data, size_t len, uid_t uid, gid_t gid,
+               tether_error_t *err)
+{
+    unlinkat(dir, name, 0);
+    cleanup_close int fd =
+        openat(dir, name, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0400);
+    if (fd < 0 || write_all(fd, data, len) < 0 || fchown(fd, uid, gid) < 0)
+        return error_set(err, errno, "credentials: `%s`", name);
+    return 0;
+}
+
+static void owner(const struct run *r, uid_t *uid, gid_t *gid)
+{
+    const struct confine *c = &r->d.confinement;
+    *uid = c->user_given ? c->uid : getuid();
+    *gid = c->user_given ? c->gid : getgid();
+}
+
+/* A fresh token into name (audited as identity_issued, without the token). */
+static int issue(struct run *r, const cJSON *host, const char *name, const char *trigger,
+                 tether_error_t *err)
+{
+    struct creds *c = &r->creds;
+    int64_t now = (int64_t)time(NULL);
+    cleanup_json cJSON *cl = claims(r, host, now);
+    cleanup_secret struct secret *token = NULL;
+    if (jwt_sign(c->key, cl, &token, err) < 0)
+        return -1;
+    uid_t uid;
+    gid_t gid;
+    owner(r, &uid, &gid);
+    if (put(c->dir_fd, name, token->data, token->len, uid, gid, err) < 0)
+        return -1;
+    cleanup_json cJSON *rec = audit_record_new("identity_issued");
+    cJSON_AddStringToObject(rec, "argv0", r->cmd[0]);
+    cJSON_AddItemToObject(rec, "digest", json_string_or_null(workload_digest(r)));
+    cJSON_AddStringToObject(rec, "trigger", trigger);
+    cJSON_AddItemToObject(rec, "sub", cJSON_Duplicate(cJSON_GetObjectItem(cl, "sub"), true));
+    cJSON_AddStringToObject(rec, "aud", c->audience);
+    cJSON_AddItemToObject(rec, "jti", cJSON_Duplicate(cJSON_GetObjectItem(cl, "jti"), true));
+    cJSON_AddNumberToObject(rec, "exp", (double)(now + c->ttl_s));
+    cleanup_free char *kid = jwt_kid(c->key);
+    cJSON_AddStringToObject(rec, "kid", kid);
+    if (audit_append(r->audit_path, rec, err) < 0)
+        return -1;
+    c->issued = now;
+    return 0;
+}
+
+static int release_secrets(struct run *r, tether_error_t *err)
+{
+    struct creds *c = &r->creds;
+    uid_t uid;
+    gid_t gid;
+    owner(r, &uid, &gid);
+    if (mkdirat(c->dir_fd, SECRETS_DIR, 0500) < 0 ||
+        fchownat(c->dir_fd, SECRETS_DIR, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+        return error_set(err, errno, "credentials: `%s`", SECRETS_DIR);
+    cleanup_close int sd =
+        openat(c->dir_fd, SECRETS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (sd < 0)
+        return error_set(err, errno, "credentials: `%s`", SECRETS_DIR);
+    cleanup_free char *store =
+        r->cfg.keystore ? xasprintf("%s/" SECRETS_DIR, r->cfg.keystore) : NULL;
+    for (size_t i = 0; i < r->d.n_secrets; i++) {
+        const struct decision_secret *s = &r->d.secrets[i];
+        cleanup_secret struct secret *read = NULL;
+        const struct secret *bytes = s->value;
+        if (bytes == NULL) {
+            if (keystore_read(store, s->id, "", 1, DECISION_SECRET_BYTES, &read, err) < 0)
+                return error_wrap(err, "secret `%s`", s->name);
+            bytes = read;
+        }
+        /* On record before the workload can read it. */
+        cleanup_json cJSON *rec = audit_record_new("secret_release");
+        cJSON_AddStringToObject(rec, "argv0", r->cmd[0]);
+        cJSON_AddItemToObject(rec, "digest", json_string_or_null(workload_digest(r)));
+        cJSON_AddStringToObject(rec, "name", s->name);
+        cJSON_AddItemToObject(rec, "id", json_string_or_null(s->id));
+        cJSON_AddStringToObject(rec, "source", s->id ? "keystore" : "decision");
+        cJSON_AddStringToObject(rec, "engine", r->policy->ops->engine);
+        if (audit_append(r->audit_path, rec, err) < 0 ||
+            put(sd, s->name, bytes->data, bytes->len, uid, gid, err) < 0)
+            return -1;
+    }
+    return 0;
+}
+
+int creds_fill(void *run, int dir_fd, tether_error_t *err)
+{
+    struct run *r = run;
+    struct creds *c = &r->creds;
+    if (c->dir_fd >= 0)
+        close(c->dir_fd);
+    c->dir_fd = dir_fd;
+    if (c->audience != NULL) {
+        cleanup_json cJSON *host = measure_host_collect(r->cfg.labels);
+        if (issue(r, host, IDENTITY_FILE, "launch", err) < 0)
+            return -1;
+    }
+    if (c->has_secrets && release_secrets(r, err) < 0)
+        return -1;
+    /* Released: what tether holds of the values goes now, not when the workload ends. */
+    for (size_t i = 0; i < r->d.n_secrets; i++) {
+        secret_free(r->d.secrets[i].value);
+        r->d.secrets[i].value = NULL;
+    }
+    return 0;
+}
+
+int creds_renew(struct run *r, const cJSON *input, tether_error_t *err)
+{
+    struct creds *c = &r->creds;
+    if (c->dir_fd < 0 || c->audience == NULL)
+        return 0;
+    const cJSON *host = cJSON_GetObjectItemCaseSensitive(input, "host");
+    if (issue(r, host, IDENTITY_FILE ".new", "renewal", err) < 0)
+        return -1;
+    if (renameat(c->dir_fd, IDENTITY_FILE ".new", c->dir_fd, IDENTITY_FILE) < 0)
+        return error_set(err, errno, "credentials: renewing `%s`", IDENTITY_FILE);
+    return 0;
+}
+
+int64_t creds_renew_in(const struct run *r)
+{
+    const struct creds *c = &r->creds;
+    if (c->dir_fd < 0 || c->audience == NULL)
+        return -1;
+    int64_t at = c->issued + c->ttl_s * 2 / 3, now = (int64_t)time(NULL);
+    return at > now ? at - now : 0;
+}
+
+/* Truncated first, so that a descriptor the workload holds reads nothing more. */
+static void drop(int dir, const char *name)
+{
+    int fd = openat(dir, name, O_WRONLY | O_TRUNC | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+    if (fd >= 0)
+        close(fd);
+    unlinkat(dir, name, 0);
+}
+
+void creds_wipe(struct run *r, const char *why)
+{
+    struct creds *c = &r->creds;
+    if (c->dir_fd < 0)
+        return;
+    drop(c->dir_fd, IDENTITY_FILE);
+    drop(c->dir_fd, IDENTITY_FILE ".new");
+    int sd = openat(c->dir_fd, SECRETS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    DIR *d = sd >= 0 ? fdopendir(sd) : NULL;
+    struct dirent *e;
+    while (d != NULL && (e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            drop(dirfd(d), e->d_name);
+    if (d != NULL)
+        closedir(d);
+    else if (sd >= 0)
+        close(sd);
+    unlinkat(c->dir_fd, SECRETS_DIR, AT_REMOVEDIR);
+    close(c->dir_fd);
+    c->dir_fd = -1;
+    cleanup_error tether_error_t err = NULL;
+    cleanup_json cJSON *rec = audit_record_new("credentials_removed");
+    cJSON_AddStringToObject(rec, "argv0", r->cmd[0]);
+    cJSON_AddStringToObject(rec, "reason", why);
+    if (audit_append(r->audit_path, rec, &err) < 0)
+        log_warn("%s", err->msg);
+}
