@@ -11,7 +11,7 @@ import os
 import subprocess
 import time
 
-from harness import Skip, case, disk_files_holding, eq, main, marked, one_line, wait_for
+from harness import SRC, Skip, case, disk_files_holding, eq, main, marked, one_line, wait_for
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # where Debian's python3-jwt lives
 
@@ -123,6 +123,16 @@ def workload_reads_a_verified_token_and_its_secrets(ws):
     eq(t["decision"], dec["hash"], "the decision's audit record")
     eq(claims["sub"], "spiffe://example.org/eu-de/c1/" + t["exe_sha256"], "the default subject")
     assert claims["exp"] - claims["iat"] == 300, claims
+    # and with openssl alone (contrib/identity/verify-openssl.sh), the token on a pipe
+    pub = ws.write("node.pub.pem", subprocess.run(
+        ["openssl", "pkey", "-in", os.path.join(node.keys, "node.pem"), "-pubout"],
+        check=True, capture_output=True, text=True).stdout)
+    script = os.path.join(SRC, "contrib", "identity", "verify-openssl.sh")
+    v = subprocess.run([script, pub, "/dev/stdin"], input=token, capture_output=True, text=True)
+    eq((v.returncode, json.loads(v.stdout)), (0, claims), "verify-openssl.sh: " + v.stderr)
+    forged = token[:-4] + ("AAAA" if not token.endswith("AAAA") else "BBBB")
+    v = subprocess.run([script, pub, "/dev/stdin"], input=forged, capture_output=True, text=True)
+    assert v.returncode != 0, "a forged signature verified"
 
     # the tmpfs: the workload's alone, invisible from the host's mount namespace
     assert os.listdir(os.path.dirname(path)) == [], "the host sees the credentials"
