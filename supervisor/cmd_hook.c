@@ -179,16 +179,29 @@ static int gate(const char *stage, const cJSON *state, struct run *r)
             if (fi == NULL || fputs(line, fi) < 0 || fclose(fi) != 0)
                 log_warn("container %s: cannot write `%s`: %s", id, ifile, strerror(errno));
         }
-        /* A monitor block is honoured or the container does not start. */
-        int64_t init;
-        if (d->monitor != NULL) {
-            if (!json_get_int(cJSON_GetObjectItemCaseSensitive(state, "pid"), 1, INT32_MAX, &init))
+        /* Credentials and a monitor block are honoured or the container does not start.
+         * An identity token implies a monitor, which renews it. */
+        int64_t init = 0;
+        bool have_init =
+            json_get_int(cJSON_GetObjectItemCaseSensitive(state, "pid"), 1, INT32_MAX, &init);
+        if (creds_wanted(d)) {
+            if (!have_init)
+                rc = deny(id, "the decision releases credentials, and the state has no pid");
+            else if (creds_container(r, input, (pid_t)init, &err) < 0)
+                rc = deny(id, err->msg);
+        }
+        if (rc == 0 && (d->monitor != NULL || d->identity != NULL)) {
+            if (!have_init)
                 rc = deny(id, "the decision asks for monitoring, and the state has no pid");
             else if (container_monitor_spawn(r, id, bundle, state, (pid_t)init, &err) < 0)
                 rc = deny(id, err->msg);
-            if (rc != 0)
-                remove_state(id);
         }
+        /* The container's credentials are its own now (and its monitor's): the hook's copy
+         * of their descriptor goes without touching them. */
+        if (r->creds.dir_fd >= 0)
+            close(steal_fd(&r->creds.dir_fd));
+        if (rc != 0)
+            remove_state(id);
     }
     return rc;
 }

@@ -8,7 +8,15 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/magic.h>
+#include <linux/openat2.h>
+#include <sched.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -43,11 +51,14 @@ void creds_clear(struct creds *c)
     jwt_key_free(c->key);
     free(c->audience);
     free(c->subject);
+    free(c->container_id);
+    free(c->container_image);
+    free(c->container_digest);
     memset(c, 0, sizeof *c);
     c->dir_fd = -1;
 }
 
-int creds_prepare(struct run *r, tether_error_t *err)
+int creds_prepare(struct run *r, bool in_tree, tether_error_t *err)
 {
     struct creds *c = &r->creds;
     creds_clear(c);
@@ -81,7 +92,7 @@ int creds_prepare(struct run *r, tether_error_t *err)
         c->ttl_s = ttl;
     }
     c->has_secrets = d->n_secrets > 0;
-    if (r->rootfs_dir != NULL) {
+    if (in_tree) {
         c->dir = xstrdup(CREDS_TREE_DIR);
         return 0;
     }
@@ -112,10 +123,25 @@ static const char *get_str(const cJSON *o, const char *a, const char *b)
 /* The workload's digest: its image's manifest, its sealed file, or its executable. */
 static const char *workload_digest(const struct run *r)
 {
+    if (r->creds.container_digest != NULL)
+        return r->creds.container_digest;
     if (r->image != NULL)
         return r->image->img.manifest_digest;
     const char *sealed = get_str(r->workload, "sealed", "digest");
     return sealed ? sealed : r->exe_sha[0] ? r->exe_sha : NULL;
+}
+
+/* Whom the records name: the command, or the container. */
+static const char *who(const struct run *r)
+{
+    return r->cmd != NULL ? r->cmd[0] : r->creds.container_id ? r->creds.container_id : "?";
+}
+
+static void add_subject(const struct run *r, cJSON *rec)
+{
+    cJSON_AddStringToObject(rec, "argv0", who(r));
+    if (r->creds.container_id != NULL)
+        cJSON_AddStringToObject(rec, "container_id", r->creds.container_id);
 }
 
 static cJSON *claims(const struct run *r, const cJSON *host, int64_t now)
@@ -163,8 +189,9 @@ static cJSON *claims(const struct run *r, const cJSON *host, int64_t now)
                           json_string_or_null(get_str(r->workload, "sealed", "digest")));
     cJSON_AddItemToObject(t, "sealed_signer",
                           json_string_or_null(get_str(r->workload, "sealed", "signer_trusted")));
-    cJSON_AddNullToObject(t, "container_id");
-    cJSON_AddNullToObject(t, "container_image");
+    cJSON_AddItemToObject(t, "container_id", json_string_or_null(c->container_id));
+    cJSON_AddItemToObject(t, "container_image", json_string_or_null(c->container_image));
+    cJSON_AddItemToObject(t, "container_digest", json_string_or_null(c->container_digest));
     cJSON_AddItemToObject(t, "decision",
                           json_string_or_null(r->decision_hash[0] ? r->decision_hash : NULL));
     return j;
@@ -184,6 +211,11 @@ static int put(int dir, const char *name, const void *data, size_t len, uid_t ui
 
 static void owner(const struct run *r, uid_t *uid, gid_t *gid)
 {
+    if (r->creds.container_id != NULL) {
+        *uid = r->creds.container_uid;
+        *gid = r->creds.container_gid;
+        return;
+    }
     const struct confine *c = &r->d.confinement;
     *uid = c->user_given ? c->uid : getuid();
     *gid = c->user_given ? c->gid : getgid();
@@ -205,7 +237,7 @@ static int issue(struct run *r, const cJSON *host, const char *name, const char 
     if (put(c->dir_fd, name, token->data, token->len, uid, gid, err) < 0)
         return -1;
     cleanup_json cJSON *rec = audit_record_new("identity_issued");
-    cJSON_AddStringToObject(rec, "argv0", r->cmd[0]);
+    add_subject(r, rec);
     cJSON_AddItemToObject(rec, "digest", json_string_or_null(workload_digest(r)));
     cJSON_AddStringToObject(rec, "trigger", trigger);
     cJSON_AddItemToObject(rec, "sub", cJSON_Duplicate(cJSON_GetObjectItem(cl, "sub"), true));
@@ -246,7 +278,7 @@ static int release_secrets(struct run *r, tether_error_t *err)
         }
         /* On record before the workload can read it. */
         cleanup_json cJSON *rec = audit_record_new("secret_release");
-        cJSON_AddStringToObject(rec, "argv0", r->cmd[0]);
+        add_subject(r, rec);
         cJSON_AddItemToObject(rec, "digest", json_string_or_null(workload_digest(r)));
         cJSON_AddStringToObject(rec, "name", s->name);
         cJSON_AddItemToObject(rec, "id", json_string_or_null(s->id));
@@ -266,6 +298,14 @@ int creds_fill(void *run, int dir_fd, tether_error_t *err)
     if (c->dir_fd >= 0)
         close(c->dir_fd);
     c->dir_fd = dir_fd;
+    /* Whatever handed the directory over, credentials are written to memory only. */
+    struct statfs sf;
+    if (fstatfs(dir_fd, &sf) < 0 || sf.f_type != TMPFS_MAGIC) {
+        close(steal_fd(&c->dir_fd));
+        return error_set(err, 0,
+                         "credentials: the directory handed over is not a tmpfs; "
+                         "refusing to write them to it");
+    }
     if (c->audience != NULL) {
         cleanup_json cJSON *host = measure_host_collect(r->cfg.labels);
         if (issue(r, host, IDENTITY_FILE, "launch", err) < 0)
@@ -334,8 +374,151 @@ void creds_wipe(struct run *r, const char *why)
     c->dir_fd = -1;
     cleanup_error tether_error_t err = NULL;
     cleanup_json cJSON *rec = audit_record_new("credentials_removed");
-    cJSON_AddStringToObject(rec, "argv0", r->cmd[0]);
+    add_subject(r, rec);
     cJSON_AddStringToObject(rec, "reason", why);
     if (audit_append(r->audit_path, rec, &err) < 0)
         log_warn("%s", err->msg);
+}
+
+/* --- containers --- */
+
+static int send_fd(int sock, int fd)
+{
+    char ctl[CMSG_SPACE(sizeof(int))] __attribute__((aligned(__alignof__(struct cmsghdr))));
+    memset(ctl, 0, sizeof ctl);
+    char byte = 'c';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof fd);
+    memcpy(CMSG_DATA(cm), &fd, sizeof fd);
+    return sendmsg(sock, &mh, MSG_NOSIGNAL) == 1 ? 0 : -1;
+}
+
+static int recv_fd(int sock)
+{
+    char ctl[CMSG_SPACE(sizeof(int))] __attribute__((aligned(__alignof__(struct cmsghdr))));
+    char byte;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr mh = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
+    if (recvmsg(sock, &mh, MSG_CMSG_CLOEXEC) != 1)
+        return -1;
+    struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
+    if (cm == NULL || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+        return -1;
+    int fd;
+    memcpy(&fd, CMSG_DATA(cm), sizeof fd);
+    return fd;
+}
+
+/* dir under parent, a directory and no link (whoever wrote the image chose what is there),
+ * made when missing; an O_PATH descriptor, or -1. */
+static int subdir(int parent, const char *name, mode_t mode)
+{
+    struct open_how how = {.flags = O_PATH | O_DIRECTORY | O_CLOEXEC,
+                           .resolve =
+                               RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    int fd = (int)syscall(SYS_openat2, parent, name, &how, sizeof how);
+    if (fd < 0 && errno == ENOENT && mkdirat(parent, name, mode) == 0)
+        fd = (int)syscall(SYS_openat2, parent, name, &how, sizeof how);
+    return fd;
+}
+
+/* In a child: into the container's mount namespace, the tmpfs mounted through descriptors
+ * (never a path the image could redirect), and its descriptor to tether. */
+static void __attribute__((noreturn))
+mount_in_container(pid_t init, const char *root, uid_t uid, gid_t gid, int sock)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)init);
+    int ns = open(path, O_RDONLY | O_CLOEXEC);
+    if (ns < 0 || setns(ns, CLONE_NEWNS) < 0 || chdir("/") < 0)
+        _exit(10);
+    int rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+    int run = rfd >= 0 ? subdir(rfd, "run", 0755) : -1;
+    int dir = run >= 0 ? subdir(run, "tether-creds", 0700) : -1;
+    if (dir < 0)
+        _exit(11);
+    char target[64], opts[96];
+    snprintf(target, sizeof target, "/proc/self/fd/%d", dir);
+    snprintf(opts, sizeof opts, "mode=0500,size=4m,nr_inodes=64,uid=%u,gid=%u", (unsigned)uid,
+             (unsigned)gid);
+    if (mount("tether-creds", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+        _exit(12);
+    /* Looked up again from its parent, which crosses into the new mount (the descriptor
+     * itself, and its /proc/self/fd link, still name the directory under it). */
+    struct open_how how = {.flags = O_RDONLY | O_DIRECTORY | O_CLOEXEC,
+                           .resolve =
+                               RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS};
+    int fd = (int)syscall(SYS_openat2, run, "tether-creds", &how, sizeof how);
+    _exit(fd >= 0 && send_fd(sock, fd) == 0 ? 0 : 13);
+}
+
+int creds_container(struct run *r, const cJSON *input, pid_t init, tether_error_t *err)
+{
+    if (creds_prepare(r, true, err) < 0)
+        return -1;
+    struct creds *c = &r->creds;
+    const cJSON *ct = cJSON_GetObjectItemCaseSensitive(input, "container");
+    const cJSON *ns;
+    cJSON_ArrayForEach (ns, cJSON_GetObjectItemCaseSensitive(ct, "namespaces"))
+        if (cJSON_IsString(ns) && strcmp(ns->valuestring, "user") == 0)
+            return error_set(err, 0,
+                             "credentials are not yet handed to a container with a user "
+                             "namespace");
+    const char *root = get_str(ct, "root", NULL);
+    if (root == NULL || root[0] != '/')
+        return error_set(err, 0, "credentials: the container has no absolute root");
+    const cJSON *user =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(ct, "process"), "user");
+    int64_t uid = 0, gid = 0;
+    json_get_int(cJSON_GetObjectItemCaseSensitive(user, "uid"), 0, UINT32_MAX, &uid);
+    json_get_int(cJSON_GetObjectItemCaseSensitive(user, "gid"), 0, UINT32_MAX, &gid);
+    c->container_uid = (uid_t)uid;
+    c->container_gid = (gid_t)gid;
+    c->container_id = xstrdup(get_str(ct, "id", NULL) ? get_str(ct, "id", NULL) : "?");
+    const char *img = get_str(ct, "image", "name"), *dg = get_str(ct, "image", "digest");
+    c->container_image = img ? xstrdup(img) : NULL;
+    c->container_digest = dg ? xstrdup(dg) : NULL;
+
+    int sp[2];
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) <
+        0) /* EOF when the helper dies */
+        return error_set(err, errno, "credentials: socketpair");
+    pid_t pid = fork();
+    if (pid == 0) {
+        close(sp[0]);
+        mount_in_container(init, root, c->container_uid, c->container_gid, sp[1]);
+    }
+    close(sp[1]);
+    int fd = pid > 0 ? recv_fd(sp[0]) : -1;
+    close(sp[0]);
+    int status = 0;
+    while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (fd < 0) {
+        static const char *const steps[] = {"",
+                                            "",
+                                            "",
+                                            "",
+                                            "",
+                                            "",
+                                            "",
+                                            "",
+                                            "",
+                                            "",
+                                            "entering its mount namespace",
+                                            "`run/tether-creds` in its root (a link, or not "
+                                            "a directory)",
+                                            "mounting the tmpfs",
+                                            "handing it over"};
+        int code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
+        return error_set(err, 0, "credentials for the container: %s",
+                         code >= 10 && code <= 13 ? steps[code] : "the helper failed");
+    }
+    return creds_fill(r, fd, err);
 }

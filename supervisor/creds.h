@@ -17,7 +17,8 @@
 
 #define CREDS_ENV_IDENTITY "TETHER_IDENTITY"
 #define CREDS_ENV_SECRETS "TETHER_SECRETS"
-/* Inside a root file system (an image, a sealed tree), where the host's path is not. */
+/* Inside a root file system (an image, a sealed tree, a container), where the host's path
+ * is not. */
 #define CREDS_TREE_DIR "/run/tether-creds"
 
 struct run;
@@ -31,13 +32,23 @@ struct creds {
     int64_t ttl_s;    /* of each token */
     int64_t issued;   /* when the current token was signed (time(2)), or 0 */
     bool has_secrets; /* the decision released some */
+    /* a container gated by the hook: its id, and its image as root's sources name it */
+    char *container_id, *container_image, *container_digest;
+    uid_t container_uid; /* its process.user: the files' owner */
+    gid_t container_gid;
 };
 
 /* Whether the decision asks for a token or secrets. */
 bool creds_wanted(const struct decision *d);
 /* Before the launch, once the decision allowed: checks what the credentials need (root, the
- * identity key, no container runtime) and chooses where they go.  0, or -1 with err. */
-int creds_prepare(struct run *r, tether_error_t *err);
+ * identity key, no container runtime) and chooses where they go: CREDS_TREE_DIR in_tree,
+ * else a mount point of the host's.  0, or -1 with err. */
+int creds_prepare(struct run *r, bool in_tree, tether_error_t *err);
+/* For a container the hook allows (createRuntime): a tmpfs on <root>/run/tether-creds in the
+ * mount namespace of its init, before the runtime pivots into the root, then creds_fill.
+ * input is the hook's (input.container: root, process.user, namespaces, image).  The
+ * container finds the files at CREDS_TREE_DIR: a hook cannot change its environment. */
+int creds_container(struct run *r, const cJSON *input, pid_t init, tether_error_t *err);
 /* In tether, as the child hands over its tmpfs (launch_spec.creds_fill): writes the token and
  * the secrets, each audited (identity_issued, secret_release; never a value). */
 int creds_fill(void *run, int dir_fd, tether_error_t *err);

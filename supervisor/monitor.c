@@ -1313,6 +1313,7 @@ int monitor_container(struct run *r, const struct monitor_container *c)
     ep_add(&m, r->sv.gate_fd, EV_GATE); /* exec prevention, when the hook made a group */
     container_cgroup(c->init, &m.ccg);
     arm_for_decision(&m);
+    arm_renewal(&m); /* the hook issued its token */
     start_watches(&m);
     catch_up(&m);
 

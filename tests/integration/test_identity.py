@@ -5,13 +5,14 @@ ttl; on drift the credentials are gone before the workload is stopped; a denied 
 nothing; no token or secret byte is in the trail, the workload's environ or cmdline, or on a
 disk, and the host's mount namespace never sees the tmpfs."""
 import base64
-import hashlib
 import json
 import os
+import shutil
 import subprocess
 import time
 
-from harness import SRC, Skip, case, disk_files_holding, eq, main, marked, one_line, wait_for
+from harness import (PROBE, SRC, TETHER, Skip, case, disk_files_holding, eq, main, marked,
+                     one_line, wait_for)
 
 SYSTEM_PYTHON = "/usr/bin/python3"  # where Debian's python3-jwt lives
 
@@ -239,6 +240,63 @@ def refusals_are_one_line(ws):
         p = ws.tether("run", "--policy", pol, "--", "touch", marker, check_rc=77)
         assert field in one_line(p.stderr), (field, p.stderr)
     assert not os.path.exists(marker), "a workload ran"
+
+
+@case
+def runc_container_reads_its_token_and_secret(ws):
+    """A container gated by the hook: the tmpfs is mounted in its mount namespace at
+    createRuntime (before the runtime pivots into its root), at /run/tether-creds."""
+    runc = shutil.which("runc")
+    if runc is None:
+        raise Skip("runc is not installed (contrib/setup.sh test installs it)")
+    node = Node(ws)
+    ws.config = ws.write("tether.json", json.dumps(dict(
+        json.load(open(ws.path("tether.json"))), policy=policy(ws))))
+    b = ws.path("bundle")
+    os.makedirs(os.path.join(b, "rootfs"))
+    shutil.copy(PROBE, os.path.join(b, "rootfs", "probe"))
+    subprocess.run([runc, "spec"], cwd=b, check=True)
+    cfg = json.load(open(os.path.join(b, "config.json")))
+    cfg["process"].update(terminal=False, args=[
+        "/probe", "cat", "/run/tether-creds/identity", "cat", "/run/tether-creds/secrets/db",
+        "cat", "/run/tether-creds/secrets/api"])
+    cfg["root"]["readonly"] = False
+    cfg["hooks"] = {stage: [{"path": TETHER, "args": ["tether", "hook", stage, "--config",
+                                                      ws.config]}]
+                    for stage in ("createRuntime", "poststop")}
+    json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+    cid = "tether-cred-%d" % os.getpid()
+    try:
+        p = subprocess.run([runc, "run", "-b", b, cid], capture_output=True, text=True, timeout=60)
+    finally:
+        subprocess.run([runc, "delete", "--force", cid], capture_output=True)
+    eq(p.returncode, 0, "runc run: " + p.stderr)
+    out = json.loads(p.stdout)
+    eq((out["cat /run/tether-creds/secrets/db"], out["cat /run/tether-creds/secrets/api"]),
+       (node.db, base64.b64decode(API).decode()), "the secrets the container read")
+    claims = node.verify(out["cat /run/tether-creds/identity"], "vault")
+    eq(claims["tether"]["container_id"], cid, "the token names the container")
+    assert not os.listdir(os.path.join(b, "rootfs", "run", "tether-creds")), \
+        "the credentials reached the bundle's directory on disk"
+    recs = [r for r in ws.audit_records() if r.get("container_id") == cid]
+    events = [r["event"] for r in recs]
+    eq((events.count("identity_issued"), events.count("secret_release")), (1, 2), "records")
+
+    # an image whose /run is a link out of its root: refused, and nothing lands outside
+    shutil.rmtree(os.path.join(b, "rootfs", "run"))
+    outside = ws.path("outside")
+    os.mkdir(outside)
+    os.symlink(outside, os.path.join(b, "rootfs", "run"))
+    cid2 = cid + "-link"
+    try:
+        p = subprocess.run([runc, "run", "-b", b, cid2], capture_output=True, text=True,
+                           timeout=60)
+    finally:
+        subprocess.run([runc, "delete", "--force", cid2], capture_output=True)
+    assert p.returncode != 0 and "run/tether-creds" in p.stderr, p.stderr
+    eq(os.listdir(outside), [], "what the link points to")
+    assert "identity_issued" not in [r["event"] for r in ws.audit_records()
+                                     if r.get("container_id") == cid2], "a token was issued"
 
 
 if __name__ == "__main__":

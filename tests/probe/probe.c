@@ -228,7 +228,7 @@ int main(int argc, char **argv)
                  access(arg, F_OK) == 0 ? 0 : errno);
             i++;
         } else if (strcmp(a, "cat") == 0 && arg) {
-            char line[256] = "";
+            char line[4096] = ""; /* a line: long enough for a JWT */
             FILE *f = fopen(arg, "r");
             if (f == NULL) {
                 emit("%s\"cat %s\":%d", sections++ ? "," : "", arg, errno);
