@@ -158,8 +158,9 @@ def workload_reads_a_verified_token_and_its_secrets(ws):
     eq(events.count("secret_release"), 2, "secret_release records")
     eq(events.count("identity_issued"), 1, "identity_issued records")
     assert "credentials_removed" in events, events
-    hits, scanned = disk_files_holding(node.db.encode(), stamp)
-    eq(hits, [], "files on disk changed since the launch holding the secret")
+    for what, secret in (("secret", node.db), ("token", token.split(".")[2])):
+        hits, scanned = disk_files_holding(secret.encode(), stamp)
+        eq(hits, [], "files on disk changed since the launch holding the " + what)
     assert not os.path.exists(os.path.dirname(path)), "the mount point is left behind"
 
 
