@@ -121,18 +121,6 @@ static char *check_key(const cJSON *k)
     return NULL;
 }
 
-/* A name for a file of the workload's: letters, digits, "._-", not starting with ".". */
-static bool file_name_ok(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-    if (n == 0 || n > max || s[0] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
-            return false;
-    return true;
-}
 
 static char *check_identity(const cJSON *id)
 {
@@ -178,14 +166,14 @@ static char *parse_secrets(const cJSON *list, struct decision *d)
         const cJSON *value = cJSON_GetObjectItemCaseSensitive(s, "value");
         if (cJSON_GetArraySize(s) != 2 || !cJSON_IsString(name) || (id == NULL) == (value == NULL))
             return xasprintf("`secrets[%zu]` must be {name, id} or {name, value}", i);
-        if (!file_name_ok(name->valuestring, 64))
+        if (!name_valid(name->valuestring, 64))
             return xasprintf("`secrets[%zu].name` must be a file name (letters, digits, ._-; "
                              "at most 64 bytes, not starting with .)",
                              i);
         for (size_t j = 0; j < i; j++)
             if (strcmp(d->secrets[j].name, name->valuestring) == 0)
                 return xasprintf("`secrets[%zu].name` `%s` is given twice", i, name->valuestring);
-        if (id != NULL && (!cJSON_IsString(id) || !file_name_ok(id->valuestring, 200)))
+        if (id != NULL && (!cJSON_IsString(id) || !name_valid(id->valuestring, 200)))
             return xasprintf("`secrets[%zu].id` must be a key store name (letters, digits, ._-)",
                              i);
         d->secrets[i].name = name->valuestring;

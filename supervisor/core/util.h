@@ -46,6 +46,9 @@ uint64_t time_mono_ns(void);
 
 /* JSON conveniences: NULL becomes JSON null. */
 cJSON *json_string_or_null(const char *s);
+/* A name that can stand as one file name anywhere: 1 to max bytes of letters, digits and
+ * "._-", not starting with "." (key ids, secret names). */
+bool name_valid(const char *s, size_t max);
 char *json_print(const cJSON *j);
 /* Parses a JSON text; on failure the error says where (line and column). */
 int json_parse(const char *text, size_t len, cJSON **out, tether_error_t *err);

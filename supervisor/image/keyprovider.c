@@ -19,14 +19,7 @@
 
 bool keyprovider_key_id_valid(const char *s)
 {
-    size_t n = strlen(s);
-    if (n == 0 || n > 255 || s[0] == '.')
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9') || s[i] == '.' || s[i] == '_' || s[i] == '-'))
-            return false;
-    return true;
+    return name_valid(s, 255);
 }
 
 /* A member given twice is refused: readers disagree on which one counts. */

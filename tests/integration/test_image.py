@@ -420,6 +420,14 @@ def encrypted_ec_p384(ws):
     encrypted_round(ws, "p384")
 
 
+def scratch_copy(ws, lay):
+    """A fresh copy of a layout to tamper with."""
+    dst = ws.path("t")
+    shutil.rmtree(dst, ignore_errors=True)
+    shutil.copytree(lay.path, dst)
+    return Layout(dst)
+
+
 def flip_blob(lay, digest, offset):
     """Changes one byte of a blob in place (its name, the digest, stays)."""
     path = lay.blob_path(digest)
@@ -439,10 +447,7 @@ def tampering_is_refused(ws):
     policy = ws.write("allow-key.lua", GEOFENCE % "k1")
 
     def fresh():
-        dst = ws.path("t")
-        shutil.rmtree(dst, ignore_errors=True)
-        shutil.copytree(enc.path, dst)
-        return Layout(dst)
+        return scratch_copy(ws, enc)
 
     # a layer's bytes: its digest no longer matches
     lay = fresh()
@@ -651,10 +656,7 @@ def provider_wrapped_tampering_is_refused(ws):
     policy = ws.write("allow-key.lua", GEOFENCE % "app1")
 
     def fresh():
-        dst = ws.path("t")
-        shutil.rmtree(dst, ignore_errors=True)
-        shutil.copytree(enc.path, dst)
-        return Layout(dst)
+        return scratch_copy(ws, enc)
 
     # the ciphertext changed, manifest and index rewritten to match: the HMAC refuses it
     lay = fresh()
