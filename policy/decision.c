@@ -121,7 +121,6 @@ static char *check_key(const cJSON *k)
     return NULL;
 }
 
-
 static char *check_identity(const cJSON *id)
 {
     if (!cJSON_IsObject(id))
