@@ -3,6 +3,7 @@
 #include "jwt.h"
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/ecdsa.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -133,11 +134,17 @@ int jwt_sign(void *key, const cJSON *claims, struct secret **token, tether_error
     ECDSA_SIG_free(sig);
     if (!ok)
         return error_set(err, 0, "signing the identity token failed");
-    cleanup_free char *s64 = jwt_b64url(raw, sizeof raw);
+    /* The signature is what makes the token a credential: only the secret keeps it. */
+    char *s64 = jwt_b64url(raw, sizeof raw);
+    OPENSSL_cleanse(raw, sizeof raw);
+    OPENSSL_cleanse(der, sizeof der);
     size_t n = strlen(input) + 1 + strlen(s64);
-    if (secret_new(n + 1, token, err) < 0)
-        return -1;
-    snprintf((char *)(*token)->data, n + 1, "%s.%s", input, s64);
-    (*token)->len = n;
-    return 0;
+    int rc = secret_new(n + 1, token, err);
+    if (rc == 0) {
+        snprintf((char *)(*token)->data, n + 1, "%s.%s", input, s64);
+        (*token)->len = n;
+    }
+    OPENSSL_cleanse(s64, strlen(s64));
+    free(s64);
+    return rc;
 }
