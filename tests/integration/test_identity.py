@@ -69,8 +69,10 @@ class Node:
         return self.ws.write("jwks.json", self.ws.tether("identity", "jwks", check_rc=0).stdout)
 
     def verify(self, token, aud):
-        if subprocess.run([SYSTEM_PYTHON, "-c", "import jwt"], capture_output=True).returncode:
-            raise Skip("%s has no jwt module (Debian package python3-jwt)" % SYSTEM_PYTHON)
+        if subprocess.run([SYSTEM_PYTHON, "-c", "import jwt, cryptography"],
+                          capture_output=True).returncode:
+            raise Skip("%s lacks jwt or cryptography (Debian packages python3-jwt, "
+                       "python3-cryptography)" % SYSTEM_PYTHON)
         p = subprocess.run([SYSTEM_PYTHON, "-c", VERIFY, self.jwks(), token, aud],
                            capture_output=True, text=True)
         assert p.returncode == 0, "the token does not verify: " + p.stderr
