@@ -22,6 +22,22 @@ echo "== launch overhead (target: ratio <= 1.3)"
     "env" /usr/bin/env /bin/true
 rm -f /dev/shm/tether-bench.$$
 
+echo "== launch against bubblewrap, a sandbox's bare start (target: ratio <= 1.5)"
+if ! command -v bwrap >/dev/null && [ "$(id -u)" -eq 0 ]; then
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends bubblewrap >/dev/null || true
+fi
+if command -v bwrap >/dev/null; then
+    "$build/tests/bench/spawnbench" "$runs" \
+        "tether run" "$build/tether" run --policy policies/allow-all.lua --audit /dev/shm/tether-bench.$$ -- /bin/true :: \
+        "bwrap --bind / / --unshare-pid --cap-drop ALL /bin/true" "$(command -v bwrap)" --bind / / --unshare-pid --cap-drop ALL /bin/true
+    rm -f /dev/shm/tether-bench.$$
+else
+    echo "skipped: bwrap is not installed (Debian package bubblewrap)"
+fi
+echo "== tether --help against openssl version (start-up floor)"
+"$build/tests/bench/spawnbench" "$runs" \
+    "tether --help" "$build/tether" --help :: "openssl version" "$(command -v openssl)" version
+
 echo "== launch with the default confinement against without (target: ratio <= 1.1)"
 cat >"$tmp/confined.lua" <<'LUA'
 function decide(input)
