@@ -166,6 +166,28 @@ static bool settled(const struct file_id *id)
            (id->mtime_s * 1000000000 + id->mtime_ns) + settle_ns < now_ns;
 }
 
+static void remember(const struct file_id *id, const char *hex)
+{
+    struct mem_entry *e = &mem[mem_next++ % (sizeof mem / sizeof *mem)];
+    memcpy(&e->id, id, sizeof *id);
+    memcpy(e->hex, hex, SHA256_HEX_LEN + 1);
+}
+
+/* The file's fs-verity digest, when it is SHA-256, into hex (else ""). */
+static void verity_digest(int fd, char *hex)
+{
+    /* struct fsverity_digest ends in a flexible array: room for it after the header. */
+    union {
+        struct fsverity_digest d;
+        unsigned char bytes[sizeof(struct fsverity_digest) + 64];
+    } v;
+    memset(&v, 0, sizeof v);
+    v.d.digest_size = 64;
+    if (ioctl(fd, FS_IOC_MEASURE_VERITY, &v) == 0 &&
+        v.d.digest_algorithm == FS_VERITY_HASH_ALG_SHA256 && v.d.digest_size == 32)
+        hex_encode(v.d.digest, 32, hex);
+}
+
 int measure_sha256(int fd, char *hex, const char **source, char *verity_hex)
 {
     struct stat st;
@@ -178,15 +200,8 @@ int measure_sha256(int fd, char *hex, const char **source, char *verity_hex)
         return -1;
     bool cacheable =
         !measure_writable_by_others(&st) && file_id_get(fd, &before, &verity) && local_fs(fd);
-    if (verity && verity_hex != NULL) {
-        struct {
-            struct fsverity_digest d;
-            unsigned char buf[64];
-        } v = {.d.digest_size = 64};
-        if (ioctl(fd, FS_IOC_MEASURE_VERITY, &v) == 0 &&
-            v.d.digest_algorithm == FS_VERITY_HASH_ALG_SHA256 && v.d.digest_size == 32)
-            hex_encode(v.d.digest, 32, verity_hex);
-    }
+    if (verity && verity_hex != NULL)
+        verity_digest(fd, verity_hex);
     if (cacheable) {
         for (size_t i = 0; i < sizeof mem / sizeof *mem; i++)
             if (mem[i].hex[0] && same_id(&mem[i].id, &before)) {
@@ -196,7 +211,8 @@ int measure_sha256(int fd, char *hex, const char **source, char *verity_hex)
             }
         if (cache_dir >= 0 && store_lookup(&before, hex)) {
             *source = "cache";
-            goto remember;
+            remember(&before, hex);
+            return 0;
         }
     }
     if (sha256_fd(fd, hex, NULL) < 0)
@@ -209,9 +225,6 @@ int measure_sha256(int fd, char *hex, const char **source, char *verity_hex)
         return 0;
     if (cache_dir >= 0)
         store_save(&before, hex);
-remember:
-    struct mem_entry *e = &mem[mem_next++ % (sizeof mem / sizeof *mem)];
-    memcpy(&e->id, &before, sizeof before);
-    memcpy(e->hex, hex, SHA256_HEX_LEN + 1);
+    remember(&before, hex);
     return 0;
 }

@@ -458,6 +458,23 @@ mount_in_container(pid_t init, const char *root, uid_t uid, gid_t gid, int sock)
     _exit(fd >= 0 && send_fd(sock, fd) == 0 ? 0 : 13);
 }
 
+/* What the helper's exit status (mount_in_container) says went wrong. */
+static const char *helper_step(int code)
+{
+    switch (code) {
+    case 10:
+        return "entering its mount namespace";
+    case 11:
+        return "`run/tether-creds` in its root (a link, or not a directory)";
+    case 12:
+        return "mounting the tmpfs";
+    case 13:
+        return "handing it over";
+    default:
+        return "the helper failed";
+    }
+}
+
 int creds_container(struct run *r, const cJSON *input, pid_t init, tether_error_t *err)
 {
     if (creds_prepare(r, true, err) < 0)
@@ -501,24 +518,8 @@ int creds_container(struct run *r, const cJSON *input, pid_t init, tether_error_
     while (pid > 0 && waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (fd < 0) {
-        static const char *const steps[] = {"",
-                                            "",
-                                            "",
-                                            "",
-                                            "",
-                                            "",
-                                            "",
-                                            "",
-                                            "",
-                                            "",
-                                            "entering its mount namespace",
-                                            "`run/tether-creds` in its root (a link, or not "
-                                            "a directory)",
-                                            "mounting the tmpfs",
-                                            "handing it over"};
         int code = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
-        return error_set(err, 0, "credentials for the container: %s",
-                         code >= 10 && code <= 13 ? steps[code] : "the helper failed");
+        return error_set(err, 0, "credentials for the container: %s", helper_step(code));
     }
     return creds_fill(r, fd, err);
 }

@@ -67,13 +67,19 @@ def build_package(tmp):
 
 def check_contents(deb):
     fields = run(["dpkg-deb", "-f", deb, "Package", "Version", "Architecture", "Depends"])
+    recommends = run(["dpkg-deb", "-f", deb, "Recommends"])
     arch = run(["dpkg", "--print-architecture"]).strip()
     version = open(os.path.join(SRC, "CMakeLists.txt")).read().split("VERSION ", 2)[2].split()[0]
     eq(os.path.basename(deb), "tether_%s_%s.deb" % (version, arch), "package file name")
-    # Dependencies come from the binary's shared libraries (dpkg-shlibdeps).
-    for lib in ("libc6", "libcjson1", "liblua5.4-0", "libseccomp2", "libcurl4"):
+    # Dependencies come from the binary's shared libraries (dpkg-shlibdeps); the libraries it
+    # loads with dlopen when a feature is used are recommended.
+    for lib in ("libc6", "libcjson1", "liblua5.4-0", "libseccomp2"):
         if lib not in fields:
             raise AssertionError("Depends lacks %s:\n%s" % (lib, fields))
+    for lib in ("libcurl4", "libarchive13", "libsystemd0"):
+        if lib not in recommends or lib in fields:
+            raise AssertionError("%s should be recommended, not depended on:\n%s%s"
+                                 % (lib, fields, recommends))
     names = [line.split()[5] for line in run(["dpkg-deb", "-c", deb]).splitlines()]
     for want in EXPECTED:
         if want not in names:

@@ -95,8 +95,9 @@ def podman_allowed_container_is_listed_with_its_monitor(ws):
             out = ws.tether("status", "--json", check_rc=0).stdout
             return [c for c in json.loads(out) if c.get("container_id") == cid]
 
-        found = wait_for(lambda: [c for c in listed() if c.get("monitored")], timeout=20,
-                         what="the container and its monitor in `tether status --json`")
+        # monitored, and its monitor's first look made (until then "allow" is null)
+        found = wait_for(lambda: [c for c in listed() if c.get("monitored") and c.get("allow")],
+                         timeout=20, what="the container and its monitor in `tether status --json`")
         c = found[0]
         eq((c["argv"], c["allow"], c["reasons"]), (["container", cid], True, ["welcome"]),
            "its entry: " + json.dumps(c))
