@@ -2,7 +2,8 @@
 # Runs tether's gcc test suite on a booted Debian 12 guest: systemd as PID 1, a pure cgroup v2
 # (unified) hierarchy, and root's shell in a logind session scope (session-N.scope), the host
 # most users have (doc/supervision.md, "systemd hosts").  The build machines are not such a
-# host, so this is not part of .ci/run; run it by hand, as root, on a Debian 12 host with KVM:
+# host, so this is not part of .ci/run; run it by hand, as root, on a Debian 12 host (with KVM
+# if it has it; emulated otherwise):
 #
 #     contrib/vm/debian12-suite.sh
 #
