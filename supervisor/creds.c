@@ -30,7 +30,6 @@
 #include "key.h"
 #include "run.h"
 #include "run_image.h"
-#include "status.h"
 
 #define IDENTITY_FILE "identity"
 #define SECRETS_DIR "secrets"
@@ -45,8 +44,6 @@ void creds_clear(struct creds *c)
 {
     if (c->dir_fd >= 0)
         close(c->dir_fd);
-    if (c->dir != NULL && strncmp(c->dir, CREDS_TREE_DIR, sizeof CREDS_TREE_DIR - 1) != 0)
-        rmdir(c->dir); /* the host's empty mount point */
     free(c->dir);
     jwt_key_free(c->key);
     free(c->audience);
@@ -58,7 +55,7 @@ void creds_clear(struct creds *c)
     c->dir_fd = -1;
 }
 
-int creds_prepare(struct run *r, bool in_tree, tether_error_t *err)
+int creds_prepare(struct run *r, tether_error_t *err)
 {
     struct creds *c = &r->creds;
     creds_clear(c);
@@ -92,14 +89,7 @@ int creds_prepare(struct run *r, bool in_tree, tether_error_t *err)
         c->ttl_s = ttl;
     }
     c->has_secrets = d->n_secrets > 0;
-    if (in_tree) {
-        c->dir = xstrdup(CREDS_TREE_DIR);
-        return 0;
-    }
-    cleanup_free char *sd = status_dir();
-    c->dir = xasprintf("%s/cred.%d", sd, (int)getpid());
-    if (mkdir(c->dir, 0700) < 0 && errno != EEXIST)
-        return error_set(err, errno, "`%s`", c->dir);
+    c->dir = xstrdup(CREDS_DIR);
     return 0;
 }
 
@@ -258,8 +248,7 @@ static int release_secrets(struct run *r, tether_error_t *err)
     uid_t uid;
     gid_t gid;
     owner(r, &uid, &gid);
-    if (mkdirat(c->dir_fd, SECRETS_DIR, 0500) < 0 ||
-        fchownat(c->dir_fd, SECRETS_DIR, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+    if (mkdirat(c->dir_fd, SECRETS_DIR, 0555) < 0) /* root's, like the tmpfs's root */
         return error_set(err, errno, "credentials: `%s`", SECRETS_DIR);
     cleanup_close int sd =
         openat(c->dir_fd, SECRETS_DIR, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
@@ -430,8 +419,7 @@ static int subdir(int parent, const char *name, mode_t mode)
 
 /* In a child: into the container's mount namespace, the tmpfs mounted through descriptors
  * (never a path the image could redirect), and its descriptor to tether. */
-static void __attribute__((noreturn))
-mount_in_container(pid_t init, const char *root, uid_t uid, gid_t gid, int sock)
+static void __attribute__((noreturn)) mount_in_container(pid_t init, const char *root, int sock)
 {
     char path[64];
     snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)init);
@@ -440,14 +428,13 @@ mount_in_container(pid_t init, const char *root, uid_t uid, gid_t gid, int sock)
         _exit(10);
     int rfd = open(root, O_PATH | O_DIRECTORY | O_CLOEXEC);
     int run = rfd >= 0 ? subdir(rfd, "run", 0755) : -1;
-    int dir = run >= 0 ? subdir(run, "tether-creds", 0700) : -1;
+    int dir = run >= 0 ? subdir(run, "tether-creds", 0755) : -1;
     if (dir < 0)
         _exit(11);
-    char target[64], opts[96];
+    char target[64];
     snprintf(target, sizeof target, "/proc/self/fd/%d", dir);
-    snprintf(opts, sizeof opts, "mode=0500,size=4m,nr_inodes=64,uid=%u,gid=%u", (unsigned)uid,
-             (unsigned)gid);
-    if (mount("tether-creds", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+    if (mount("tether-creds", target, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=0555,size=4m,nr_inodes=64,uid=0,gid=0") < 0)
         _exit(12);
     /* Looked up again from its parent, which crosses into the new mount (the descriptor
      * itself, and its /proc/self/fd link, still name the directory under it). */
@@ -477,7 +464,7 @@ static const char *helper_step(int code)
 
 int creds_container(struct run *r, const cJSON *input, pid_t init, tether_error_t *err)
 {
-    if (creds_prepare(r, true, err) < 0)
+    if (creds_prepare(r, err) < 0)
         return -1;
     struct creds *c = &r->creds;
     const cJSON *ct = cJSON_GetObjectItemCaseSensitive(input, "container");
@@ -509,7 +496,7 @@ int creds_container(struct run *r, const cJSON *input, pid_t init, tether_error_
     pid_t pid = fork();
     if (pid == 0) {
         close(sp[0]);
-        mount_in_container(init, root, c->container_uid, c->container_gid, sp[1]);
+        mount_in_container(init, root, sp[1]);
     }
     close(sp[1]);
     int fd = pid > 0 ? recv_fd(sp[0]) : -1;

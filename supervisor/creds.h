@@ -4,8 +4,9 @@
  * workload finds them through $TETHER_IDENTITY and $TETHER_SECRETS; tether keeps the
  * directory's descriptor to renew the token and to remove everything on drift and at the end.
  *
- *   <dir>/identity          the token, mode 0400, the workload's
- *   <dir>/secrets/<name>    each secret, mode 0400, the workload's */
+ *   /run/tether-creds/                  root's, 0555: the workload reads, changes nothing
+ *   /run/tether-creds/identity          the token, mode 0400, the workload's user's
+ *   /run/tether-creds/secrets/<name>    each secret, mode 0400, the workload's user's */
 #pragma once
 
 #include <stdbool.h>
@@ -17,9 +18,9 @@
 
 #define CREDS_ENV_IDENTITY "TETHER_IDENTITY"
 #define CREDS_ENV_SECRETS "TETHER_SECRETS"
-/* Inside a root file system (an image, a sealed tree, a container), where the host's path
- * is not. */
-#define CREDS_TREE_DIR "/run/tether-creds"
+/* Where the workload finds them, in its own mount namespace, whatever its root: the host's
+ * /run/tether-creds stays an empty directory. */
+#define CREDS_DIR "/run/tether-creds"
 
 struct run;
 
@@ -41,13 +42,12 @@ struct creds {
 /* Whether the decision asks for a token or secrets. */
 bool creds_wanted(const struct decision *d);
 /* Before the launch, once the decision allowed: checks what the credentials need (root, the
- * identity key, no container runtime) and chooses where they go: CREDS_TREE_DIR in_tree,
- * else a mount point of the host's.  0, or -1 with err. */
-int creds_prepare(struct run *r, bool in_tree, tether_error_t *err);
+ * identity key, no container runtime).  0, or -1 with err. */
+int creds_prepare(struct run *r, tether_error_t *err);
 /* For a container the hook allows (createRuntime): a tmpfs on <root>/run/tether-creds in the
  * mount namespace of its init, before the runtime pivots into the root, then creds_fill.
  * input is the hook's (input.container: root, process.user, namespaces, image).  The
- * container finds the files at CREDS_TREE_DIR: a hook cannot change its environment. */
+ * container finds the files at CREDS_DIR: a hook cannot change its environment. */
 int creds_container(struct run *r, const cJSON *input, pid_t init, tether_error_t *err);
 /* In tether, as the child hands over its tmpfs (launch_spec.creds_fill): writes the token and
  * the secrets, each audited (identity_issued, secret_release; never a value). */

@@ -128,18 +128,17 @@ static int send_gate(void *arg, const char **step)
  * mounting needs the privileges the workload then loses. */
 static void creds_mount(const struct launch_spec *spec, int report_fd)
 {
-    const struct confine *c = spec->confine;
-    unsigned uid = c->user_given ? c->uid : getuid(), gid = c->user_given ? c->gid : getgid();
     const char *dir = spec->creds_dir;
     if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
         child_fail(report_fd, 125, errno, "credentials: private mount namespace");
-    if (spec->rootfs_dir != NULL) {
-        mkdir("/run", 0755); /* in the tree */
-        mkdir(dir, 0700);
-    }
-    char opts[96];
-    snprintf(opts, sizeof opts, "mode=0500,size=4m,nr_inodes=64,uid=%u,gid=%u", uid, gid);
-    if (mount("tether-creds", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, opts) < 0)
+    /* The mount point: in the tree, or the host's /run, where it stays an empty directory
+     * (every tether's workload mounts its own tmpfs there, in its own namespace). */
+    mkdir("/run", 0755);
+    mkdir(dir, 0755);
+    /* root's, read and search for all: the workload reads its files (0400, its own) but
+     * cannot rename, replace or add any. */
+    if (mount("tether-creds", dir, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+              "mode=0555,size=4m,nr_inodes=64,uid=0,gid=0") < 0)
         child_fail(report_fd, 125, errno, "credentials: tmpfs");
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0)

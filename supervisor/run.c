@@ -600,7 +600,7 @@ int run_start(struct run *r)
         run_audit_launch_failed(r, why);
         return EXIT_FAILED;
     }
-    if (creds_prepare(r, r->rootfs_dir != NULL, &err) < 0) {
+    if (creds_prepare(r, &err) < 0) {
         log_error("%s; not starting the workload", err->msg);
         run_audit_launch_failed(r, err->msg);
         return EXIT_FAILED;

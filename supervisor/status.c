@@ -184,17 +184,15 @@ static void sweep_one(const char *dir, const char *name, const cJSON *s)
     }
     cleanup_free char *root = xasprintf("%s/root.%d", dir, (int)tp);
     rmdir(root);
-    cleanup_free char *cred = xasprintf("%s/cred.%d", dir, (int)tp);
-    rmdir(cred);
     cleanup_free char *path = xasprintf("%s/%s", dir, name);
     unlink(path);
     log_debug("removed the state of tether %d, which is gone", (int)tp);
 }
 
-/* A tether's own mount point (root.PID: a tree; cred.PID: credentials), not a container's. */
+/* A tether's own mount point (root.PID: a tree), not a container's state. */
 static bool tether_own(const char *name)
 {
-    return strncmp(name, "root.", 5) == 0 || strncmp(name, "cred.", 5) == 0;
+    return strncmp(name, "root.", 5) == 0;
 }
 
 /* Empties and removes a container's state directory. */

@@ -141,8 +141,11 @@ def workload_reads_a_verified_token_and_its_secrets(ws):
     assert os.listdir(os.path.dirname(path)) == [], "the host sees the credentials"
     with open("/proc/self/mountinfo") as f:
         assert "tether-creds" not in f.read(), "the tmpfs is in the host's mount namespace"
+    eq(path, "/run/tether-creds/identity", "$TETHER_IDENTITY")
     st = os.stat("/proc/%d/root%s" % (pids[0], path))
     eq((st.st_mode & 0o777, st.st_uid), (0o400, 0), "the token file")
+    st = os.stat("/proc/%d/root%s" % (pids[0], os.path.dirname(path)))
+    eq((st.st_mode & 0o777, st.st_uid), (0o555, 0), "its directory: root's, read-only")
 
     # nowhere else: environ, cmdline, the trail
     for pid in pids:
@@ -163,7 +166,6 @@ def workload_reads_a_verified_token_and_its_secrets(ws):
     for what, secret in (("secret", node.db), ("token", token.split(".")[2])):
         hits, scanned = disk_files_holding(secret.encode(), stamp)
         eq(hits, [], "files on disk changed since the launch holding the " + what)
-    assert not os.path.exists(os.path.dirname(path)), "the mount point is left behind"
 
 
 @case
@@ -214,8 +216,8 @@ def denied_workload_gets_nothing(ws):
     events = [r["event"] for r in ws.audit_records()]
     for e in ("identity_issued", "secret_release"):
         assert e not in events, events
-    assert not [d for d in os.listdir("/run/tether") if d.startswith("cred.")
-                and not os.path.exists("/proc/" + d[5:])], "a credentials directory is left"
+    if os.path.isdir("/run/tether-creds"):
+        eq(os.listdir("/run/tether-creds"), [], "the host's mount point")
     del node
 
 
@@ -243,6 +245,27 @@ def refusals_are_one_line(ws):
         p = ws.tether("run", "--policy", pol, "--", "touch", marker, check_rc=77)
         assert field in one_line(p.stderr), (field, p.stderr)
     assert not os.path.exists(marker), "a workload ran"
+
+
+@case
+def a_workload_of_another_user_reads_its_own(ws):
+    """Under confine.user the files are that user's, readable by it, in a directory it can
+    neither change nor replace."""
+    node = Node(ws)
+    pol = ws.write("nobody.lua", """
+function decide(input)
+  return {allow = true, identity = {audience = "vault"}, secrets = {{name = "db", id = "db"}},
+          confine = {user = {uid = 65534, gid = 65534}}}
+end""")
+    p = ws.tether("run", "--policy", pol, "--", "sh", "-c",
+                  'id -u; cat "$TETHER_SECRETS/db"; echo; head -c 20 "$TETHER_IDENTITY"; echo; '
+                  'touch /run/tether-creds/x 2>/dev/null && echo wrote; '
+                  'mv "$TETHER_IDENTITY" /run/tether-creds/y 2>/dev/null && echo moved; '
+                  'chmod 0700 /run/tether-creds 2>/dev/null && echo chmod; exit 0', check_rc=0)
+    lines = p.stdout.splitlines()
+    eq(lines[:2], ["65534", node.db], "the user and its secret")
+    assert lines[2].startswith("eyJ"), lines
+    eq(lines[3:], [], "what the workload could change in its credentials' directory")
 
 
 @case
