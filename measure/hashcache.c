@@ -1,4 +1,5 @@
-/* Executable hashes without reading the file again (see measure.h, measure_sha256).
+/* Executable hashes without reading the file again (see measure.h, measure_sha256), and
+ * other digests of a file under the same rules (a sealed file's, measure_cache_get).
  *
  * What a remembered hash trusts: that only root can change the file (owner root, no group or
  * other write bit), that the file system updates its change time on every change (local file
@@ -35,16 +36,11 @@
 #endif
 
 static int cache_dir = -1; /* the persistent store (root's), or -1: this process only */
-
-/* What identifies one version of a file. */
-struct file_id {
-    uint64_t dev, ino, size;
-    int64_t mtime_s, ctime_s, btime_s;
-    uint32_t mtime_ns, ctime_ns, btime_ns;
-};
+static bool disabled;      /* `hash_cache: false` in the configuration */
 
 struct mem_entry {
-    struct file_id id;
+    struct measure_file_id id;
+    char kind;
     char hex[SHA256_HEX_LEN + 1];
 };
 static struct mem_entry mem[64];
@@ -55,7 +51,12 @@ void measure_hashcache_use(int dirfd)
     cache_dir = dirfd;
 }
 
-static bool file_id_get(int fd, struct file_id *id, bool *verity)
+void measure_hashcache_disable(void)
+{
+    disabled = true;
+}
+
+static bool file_id_get(int fd, struct measure_file_id *id, bool *verity)
 {
     struct statx sx;
     if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_SYNC_AS_STAT, STATX_BASIC_STATS | STATX_BTIME, &sx) <
@@ -78,7 +79,7 @@ static bool file_id_get(int fd, struct file_id *id, bool *verity)
     return true;
 }
 
-static bool same_id(const struct file_id *a, const struct file_id *b)
+static bool same_id(const struct measure_file_id *a, const struct measure_file_id *b)
 {
     return memcmp(a, b, sizeof *a) == 0;
 }
@@ -101,12 +102,15 @@ static bool local_fs(int fd)
     }
 }
 
-static void entry_name(const struct file_id *id, char name[64])
+/* "<dev>-<ino>" for a file's sha256, "<dev>-<ino>.<kind>" for another digest of it. */
+static void entry_name(const struct measure_file_id *id, char kind, char name[64])
 {
-    snprintf(name, 64, "%" PRIx64 "-%" PRIx64, id->dev, id->ino);
+    int n = snprintf(name, 64, "%" PRIx64 "-%" PRIx64, id->dev, id->ino);
+    if (kind != 0 && n > 0 && n < 62)
+        name[n] = '.', name[n + 1] = kind, name[n + 2] = '\0';
 }
 
-static int entry_format(const struct file_id *id, const char *hex, char *buf, size_t cap)
+static int entry_format(const struct measure_file_id *id, const char *hex, char *buf, size_t cap)
 {
     return snprintf(buf, cap,
                     "tether-hash 1 %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRId64 ".%09" PRIu32
@@ -115,10 +119,10 @@ static int entry_format(const struct file_id *id, const char *hex, char *buf, si
                     id->ctime_ns, id->btime_s, id->btime_ns, hex);
 }
 
-static bool store_lookup(const struct file_id *id, char hex[SHA256_HEX_LEN + 1])
+static bool store_lookup(const struct measure_file_id *id, char kind, char hex[SHA256_HEX_LEN + 1])
 {
     char name[64], want[ENTRY_MAX], got[ENTRY_MAX];
-    entry_name(id, name);
+    entry_name(id, kind, name);
     cleanup_close int fd = openat(cache_dir, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return false;
@@ -141,10 +145,10 @@ static bool store_lookup(const struct file_id *id, char hex[SHA256_HEX_LEN + 1])
 
 /* Written whole under a temporary name, then renamed: a reader sees an old entry or a new
  * one, never a part. */
-static void store_save(const struct file_id *id, const char *hex)
+static void store_save(const struct measure_file_id *id, char kind, const char *hex)
 {
     char name[64], tmp[96], line[ENTRY_MAX];
-    entry_name(id, name);
+    entry_name(id, kind, name);
     snprintf(tmp, sizeof tmp, ".%s.%d", name, (int)getpid());
     int len = entry_format(id, hex, line, sizeof line);
     cleanup_close int fd =
@@ -156,7 +160,7 @@ static void store_save(const struct file_id *id, const char *hex)
         unlinkat(cache_dir, tmp, 0);
 }
 
-static bool settled(const struct file_id *id)
+static bool settled(const struct measure_file_id *id)
 {
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
@@ -166,10 +170,11 @@ static bool settled(const struct file_id *id)
            (id->mtime_s * 1000000000 + id->mtime_ns) + settle_ns < now_ns;
 }
 
-static void remember(const struct file_id *id, const char *hex)
+static void remember(const struct measure_file_id *id, char kind, const char *hex)
 {
     struct mem_entry *e = &mem[mem_next++ % (sizeof mem / sizeof *mem)];
     memcpy(&e->id, id, sizeof *id);
+    e->kind = kind;
     memcpy(e->hex, hex, SHA256_HEX_LEN + 1);
 }
 
@@ -188,43 +193,64 @@ static void verity_digest(int fd, char *hex)
         hex_encode(v.d.digest, 32, hex);
 }
 
+bool measure_cache_stamp(int fd, struct measure_stamp *st)
+{
+    struct stat sb;
+    memset(st, 0, sizeof *st);
+    st->cacheable = !disabled && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
+                    !measure_writable_by_others(&sb) && file_id_get(fd, &st->id, &st->verity) &&
+                    local_fs(fd);
+    return st->cacheable;
+}
+
+bool measure_cache_get(const struct measure_stamp *st, char kind, char hex[SHA256_HEX_LEN + 1])
+{
+    if (!st->cacheable)
+        return false;
+    for (size_t i = 0; i < sizeof mem / sizeof *mem; i++)
+        if (mem[i].hex[0] && mem[i].kind == kind && same_id(&mem[i].id, &st->id)) {
+            memcpy(hex, mem[i].hex, SHA256_HEX_LEN + 1);
+            return true;
+        }
+    if (cache_dir >= 0 && store_lookup(&st->id, kind, hex)) {
+        remember(&st->id, kind, hex);
+        return true;
+    }
+    return false;
+}
+
+void measure_cache_put(int fd, const struct measure_stamp *st, char kind, const char *hex)
+{
+    /* Remembered only if nothing changed while it was read, and it has settled (or cannot
+     * change at all). */
+    struct measure_file_id after;
+    bool verity_after;
+    if (!st->cacheable || !file_id_get(fd, &after, &verity_after) || !same_id(&st->id, &after) ||
+        !(st->verity || settled(&st->id)))
+        return;
+    if (cache_dir >= 0)
+        store_save(&st->id, kind, hex);
+    remember(&st->id, kind, hex);
+}
+
 int measure_sha256(int fd, char *hex, const char **source, char *verity_hex)
 {
-    struct stat st;
-    struct file_id before, after;
-    bool verity = false;
+    struct stat sb;
+    struct measure_stamp st;
     *source = "read";
     if (verity_hex != NULL)
         verity_hex[0] = '\0';
-    if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode))
+    if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode))
         return -1;
-    bool cacheable =
-        !measure_writable_by_others(&st) && file_id_get(fd, &before, &verity) && local_fs(fd);
-    if (verity && verity_hex != NULL)
+    measure_cache_stamp(fd, &st);
+    if (st.verity && verity_hex != NULL)
         verity_digest(fd, verity_hex);
-    if (cacheable) {
-        for (size_t i = 0; i < sizeof mem / sizeof *mem; i++)
-            if (mem[i].hex[0] && same_id(&mem[i].id, &before)) {
-                memcpy(hex, mem[i].hex, SHA256_HEX_LEN + 1);
-                *source = "cache";
-                return 0;
-            }
-        if (cache_dir >= 0 && store_lookup(&before, hex)) {
-            *source = "cache";
-            remember(&before, hex);
-            return 0;
-        }
+    if (measure_cache_get(&st, 0, hex)) {
+        *source = "cache";
+        return 0;
     }
     if (sha256_fd(fd, hex, NULL) < 0)
         return -1;
-    /* Remembered only if nothing changed while it was read, and it has settled (or cannot
-     * change at all). */
-    bool verity_after;
-    if (!cacheable || !file_id_get(fd, &after, &verity_after) || !same_id(&before, &after) ||
-        !(verity || settled(&before)))
-        return 0;
-    if (cache_dir >= 0)
-        store_save(&before, hex);
-    remember(&before, hex);
+    measure_cache_put(fd, &st, 0, hex);
     return 0;
 }

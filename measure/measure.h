@@ -108,7 +108,10 @@ int measure_exe_resolve(const char *cmd, char **path, tether_error_t *err);
  * mode} of an executable.  When
  * fd_out is given it receives a read-only, close-on-exec descriptor of the measured file
  * (or -1 when it could not be opened), so that the bytes measured are the bytes run. */
-int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error_t *err);
+int measure_exe_collect(const char *path, unsigned flags, cJSON **out, int *fd_out,
+                        tether_error_t *err);
+/* The flag for a sealed file, which seal_open hashes as it reads it: sha256 is left null. */
+#define MEASURE_EXE_NO_HASH 1u
 /* A file that someone other than root may write (its owner, group or others): with fd_out,
  * measure_exe_collect hands out a private sealed copy of it instead, hashed as it was
  * copied, and says so in exe.private_copy. */
@@ -124,6 +127,25 @@ bool measure_writable_by_others(const struct stat *st);
 int measure_sha256(int fd, char *hex, const char **source, char *verity_hex);
 /* The cache's directory for later starts of tether (root's, mode 0700), kept open. */
 void measure_hashcache_use(int dirfd);
+/* No hash is remembered or looked up from now on (`hash_cache: false`). */
+void measure_hashcache_disable(void);
+
+/* The cache for other digests of a file (a sealed file's digest, kind 's'), under the same
+ * rules as measure_sha256's: take a stamp of the file before reading it; get answers only
+ * for a file that may be cached and was remembered as it is now; put remembers a digest only
+ * if the file did not change since the stamp and has settled.  Kind 0 is the sha256. */
+struct measure_file_id {
+    uint64_t dev, ino, size;
+    int64_t mtime_s, ctime_s, btime_s;
+    uint32_t mtime_ns, ctime_ns, btime_ns;
+};
+struct measure_stamp {
+    struct measure_file_id id;
+    bool cacheable, verity;
+};
+bool measure_cache_stamp(int fd, struct measure_stamp *st);
+bool measure_cache_get(const struct measure_stamp *st, char kind, char hex[65]);
+void measure_cache_put(int fd, const struct measure_stamp *st, char kind, const char *hex);
 
 /* For a script (script_fd starts with "#!"): measures its interpreter into
  * exe.interpreter {path, sha256, ..., arg} and hands out the interpreter's descriptor (with

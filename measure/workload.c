@@ -72,8 +72,7 @@ bool measure_writable_by_others(const struct stat *st)
 
 /* A private copy in a sealed memfd, hashed as it is copied: nobody can change the bytes
  * between the hash and the exec, as crun does for its own binary (CVE-2019-5736). */
-static int private_copy(int fd, const char *path, int *copy, char hex[SHA256_HEX_LEN + 1],
-                        tether_error_t *err)
+static int private_copy(int fd, const char *path, int *copy, char *hex, tether_error_t *err)
 {
     cleanup_close int mfd = memfd_create("tether-exe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (mfd < 0)
@@ -87,8 +86,10 @@ static int private_copy(int fd, const char *path, int *copy, char hex[SHA256_HEX
     return 0;
 }
 
-int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error_t *err)
+int measure_exe_collect(const char *path, unsigned flags, cJSON **out, int *fd_out,
+                        tether_error_t *err)
 {
+    bool hash = !(flags & MEASURE_EXE_NO_HASH);
     /* Measure through one descriptor so that stat, hash and (for the caller) exec all see the
      * same file.  An executable we may run but not read is measured without its hash. */
     cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -103,13 +104,14 @@ int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error
         /* A file that others may write is run from the copy whose bytes were hashed. */
         if (fd_out != NULL && measure_writable_by_others(&st)) {
             int copy = -1;
-            if (private_copy(fd, path, &copy, hex, err) < 0)
+            if (private_copy(fd, path, &copy, hash ? hex : NULL, err) < 0)
                 return -1;
             close(fd);
             fd = copy;
-            copied = hashed = true;
+            copied = true;
+            hashed = hash;
             from = "copy";
-        } else {
+        } else if (hash) {
             hashed = measure_sha256(fd, hex, &from, verity) == 0;
         }
     }
@@ -151,7 +153,7 @@ int measure_interpreter_collect(int script_fd, const char *path, cJSON *exe, int
                          interp);
     cJSON *ie = NULL;
     int fd = -1;
-    if (measure_exe_collect(interp, &ie, &fd, err) < 0)
+    if (measure_exe_collect(interp, 0, &ie, &fd, err) < 0)
         return error_wrap(err, "`%s`: its interpreter", path);
     char magic[2];
     bool readable = fd >= 0 && pread(fd, magic, 2, 0) == 2;

@@ -109,7 +109,7 @@ int cmd_measure(int argc, char **argv)
         cleanup_close int fd = -1;
         cleanup_free char *interp = NULL, *arg = NULL;
         if (measure_exe_resolve(cmd[0], &path, &err) < 0 ||
-            measure_exe_collect(path, &exe, &fd, &err) < 0)
+            measure_exe_collect(path, 0, &exe, &fd, &err) < 0)
             log_warn("%s; workload.exe is null", err->msg);
         else if (measure_interpreter_collect(fd, path, exe, NULL, &interp, &arg, &err) < 0)
             log_warn("%s", err->msg);

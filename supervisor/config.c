@@ -98,6 +98,7 @@ static const struct field top_fields[] = {
     STR("keystore", keystore),
     {"trusted_signers", K_STRLIST, offsetof(struct config, trusted_signers), 0, 0, NULL},
     BOOL("require_sealed", require_sealed),
+    BOOL("hash_cache", hash_cache),
     {"trusted_image_signers", K_STRLIST, offsetof(struct config, trusted_image_signers), 0, 0,
      NULL},
     BOOL("require_signed_images", require_signed_images),
@@ -120,6 +121,7 @@ static void set_defaults(struct config *cfg)
     cfg->audit_path = xstrdup(AUDIT_DEFAULT_PATH);
     cfg->audit_syslog_socket = xstrdup(SYSLOG_SOCKET_DEFAULT);
     cfg->keystore = xstrdup("/etc/tether/keys");
+    cfg->hash_cache = true;
     cfg->labels = cJSON_CreateObject();
     cfg->trusted_signers = cJSON_CreateArray();
     cfg->trusted_image_signers = cJSON_CreateArray();
@@ -296,7 +298,11 @@ int config_load(const char *path, struct config *cfg, tether_error_t *err)
             return error_set(err, 0, "config: `%s`: %s", path, read_err->msg);
         return error_set(err, 0, "config: %s", read_err->msg);
     }
-    return config_parse(path, text, len, cfg, err);
+    if (config_parse(path, text, len, cfg, err) < 0)
+        return -1;
+    if (!cfg->hash_cache) /* for this process, from now on */
+        measure_hashcache_disable();
+    return 0;
 }
 
 void config_clear(struct config *cfg)

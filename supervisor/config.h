@@ -30,6 +30,7 @@ struct config {
     char *keystore;
     cJSON *trusted_signers;
     bool require_sealed;
+    bool hash_cache; /* remember hashes of root's unchanged files (measure/hashcache.c) */
     cJSON *trusted_image_signers; /* PEM public keys that sign images (measure/imgsig.h) */
     bool require_signed_images;
     struct {

@@ -214,11 +214,29 @@ static int gate_sealed(struct run *r, cJSON *exe)
 {
     cleanup_error tether_error_t err = NULL;
     struct sealed s;
-    if (seal_open(r->exe_fd, &s, &err) < 0) {
+    /* One read gives both values (or none, when the hash cache remembers them), and the
+     * key decrypts those same bytes.  A private copy is not remembered: it is new. */
+    bool copied = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(exe, "private_copy"));
+    struct measure_stamp stamp;
+    struct seal_digests known;
+    bool cached = !copied && measure_cache_stamp(r->exe_fd, &stamp) &&
+                  measure_cache_get(&stamp, 0, known.file_sha256) &&
+                  measure_cache_get(&stamp, 's', known.digest);
+    if (seal_open(r->exe_fd, cached ? &known : NULL, &s, &err) < 0) {
         cJSON_Delete(exe);
         log_error("`%s`: %s", r->path, err->msg);
         return EXIT_FAILED;
     }
+    if (!cached && !copied) {
+        measure_cache_put(r->exe_fd, &stamp, 0, s.file_sha256);
+        measure_cache_put(r->exe_fd, &stamp, 's', s.digest);
+    }
+    cJSON_ReplaceItemInObjectCaseSensitive(exe, "sha256", cJSON_CreateString(s.file_sha256));
+    cJSON_ReplaceItemInObjectCaseSensitive(exe, "sha256_from",
+                                           cJSON_CreateString(cached   ? "cache"
+                                                              : copied ? "copy"
+                                                                       : "read"));
+    snprintf(r->exe_sha, sizeof r->exe_sha, "%s", s.file_sha256);
     size_t n_trusted = (size_t)cJSON_GetArraySize(r->cfg.trusted_signers);
     const char **trusted = xcalloc(n_trusted + 1, sizeof *trusted);
     size_t i = 0;
@@ -385,14 +403,17 @@ int run_gate(struct run *r)
     /* A sealed workload is data until it is decrypted: named by its path, not searched for,
      * and not executable itself. */
     cleanup_close int probe = strchr(r->cmd[0], '/') ? open(r->cmd[0], O_RDONLY | O_CLOEXEC) : -1;
-    if (is_sealed(probe))
+    bool named_sealed = is_sealed(probe);
+    if (named_sealed)
         r->path = xstrdup(r->cmd[0]);
     else if (measure_exe_resolve(r->cmd[0], &r->path, &err) < 0) {
         log_error("%s", err->msg);
         return err->code == ENOENT ? EXIT_NOT_FOUND : EXIT_CANNOT_EXEC;
     }
     cJSON *exe = NULL;
-    if (measure_exe_collect(r->path, &exe, &r->exe_fd, &err) < 0) {
+    /* A sealed file is hashed by seal_open, in the read that also serves its decryption. */
+    if (measure_exe_collect(r->path, named_sealed ? MEASURE_EXE_NO_HASH : 0, &exe, &r->exe_fd,
+                            &err) < 0) {
         log_error("measure: %s", err->msg);
         return EXIT_FAILED;
     }
@@ -400,12 +421,15 @@ int run_gate(struct run *r)
         /* `tether run FILE -- ARGS`: the "--" separates tether's word from the workload's. */
         if (r->cmd[1] != NULL && strcmp(r->cmd[1], "--") == 0)
             memmove(r->cmd + 1, r->cmd + 2, sizeof *r->cmd * (size_t)(r->argc_left - 1));
-        const char *sha = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(exe, "sha256"));
-        snprintf(r->exe_sha, sizeof r->exe_sha, "%s", sha ? sha : "");
         int rc = gate_sealed(r, exe);
         if (rc == 0)
             r->monitored = wants_monitor(&r->d);
         return rc;
+    }
+    if (named_sealed) {
+        cJSON_Delete(exe);
+        log_error("`%s`: it was replaced while it was measured; not starting it", r->path);
+        return EXIT_FAILED;
     }
     if (r->cfg.require_sealed) {
         cJSON_Delete(exe);

@@ -59,20 +59,32 @@ int seal_write(int in_fd, int out_fd, const struct secret *key, const struct sea
 struct sealed {
     int fd;
     struct seal_header h;
-    char digest[65]; /* sha256 of header and ciphertext, hex */
+    char digest[65];      /* sha256 of header and ciphertext, hex */
+    char file_sha256[65]; /* sha256 of the whole file (exe.sha256), hex */
     bool has_signature;
     unsigned char signer_pub[32];
     unsigned char signature[64];
     char signer[80]; /* "ed25519:<sha256 of the public key>", or "" */
 };
 
-/* Opens a sealed file: the header, the digest over header and ciphertext, the trailer. */
-int seal_open(int fd, struct sealed *s, tether_error_t *err);
+/* The two values a sealed file is known by, when the hash cache remembers them. */
+struct seal_digests {
+    char file_sha256[65], digest[65];
+};
+/* Opens a sealed file: checks its header and length, and reads it once for both the digest
+ * over header and ciphertext and the sha256 of the whole file (unless known gives them: the
+ * hash cache's, for a file only root may change, unchanged since), and the trailer.
+ * seal_decrypt reads the same descriptor again: give a file only root may write, or a
+ * private copy (measure_exe_collect makes one of any other), so that the bytes decrypted
+ * are the bytes hashed. */
+int seal_open(int fd, const struct seal_digests *known, struct sealed *s, tether_error_t *err);
 void seal_close(struct sealed *s);
 /* Checks the signature against trusted Ed25519 public keys (PEM files).  With none
  * configured, a signature is checked against its own key only (it names a signer, it
  * proves no trust); with some, an unsigned file or another signer is refused. */
 int seal_verify(struct sealed *s, const char *const *trusted, size_t n_trusted,
                 const char **trusted_file, tether_error_t *err);
-/* Decrypts into out_fd, chunk by chunk, each authenticated before it is written. */
+/* Decrypts into out_fd (an empty memfd), each chunk authenticated before its plaintext is
+ * written at its place, on every CPU this process may use.  On failure out_fd is truncated
+ * to nothing. */
 int seal_decrypt(const struct sealed *s, const struct secret *key, int out_fd, tether_error_t *err);

@@ -35,7 +35,7 @@ void hex_encode(const unsigned char *in, size_t n, char *out);
 /* SHA-256 of the bytes of fd from offset 0, as lowercase hex. */
 int sha256_fd(int fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err);
 /* The same, writing every byte hashed to copy_fd as well (when it is not -1): the copy is
- * exactly what was hashed. */
+ * exactly what was hashed.  With hex NULL, a copy only. */
 int sha256_fd_copy(int fd, int copy_fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err);
 void sha256_hex(const void *data, size_t len, char hex[SHA256_HEX_LEN + 1]);
 

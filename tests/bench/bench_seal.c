@@ -1,8 +1,9 @@
-/* Seal and unseal throughput against a raw OpenSSL AES-256-GCM loop over the same bytes, in
- * the same run (the issue's target: a ratio of at least 0.8 each way).  Sealing also hashes
- * every byte (the digest that signatures and policies need before any key is released), so
- * the ceiling is AES-GCM's speed against AES-GCM plus sha256: `openssl speed -evp sha256
- * -evp aes-256-gcm` tells it for this machine.
+/* Seal and unseal throughput against a raw single-core OpenSSL AES-256-GCM loop over the
+ * same bytes, in the same run (the issue's target: a ratio of at least 0.8).  A first
+ * launch hashes every byte before any key is released (the digest that signatures and
+ * policies need, and exe.sha256, both from one read), and that pass is sequential: sha256
+ * alone bounds it, and its own ratio is printed beside.  A later launch of an unchanged file
+ * (digests remembered by the hash cache) decrypts only, on every CPU.
  *
  *   bench_seal [MIB] */
 #define _GNU_SOURCE
@@ -11,6 +12,7 @@
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -40,6 +42,14 @@ static double raw_gcm(const unsigned char *buf, size_t len, const unsigned char 
     return len / s / (1 << 20);
 }
 
+static double raw_sha256(const unsigned char *buf, size_t len)
+{
+    unsigned char md[32];
+    uint64_t t0 = time_mono_ns();
+    EVP_Digest(buf, len, md, NULL, EVP_sha256(), NULL);
+    return len / ((time_mono_ns() - t0) / 1e9) / (1 << 20);
+}
+
 int main(int argc, char **argv)
 {
     size_t mib = argc > 1 ? (size_t)atoi(argv[1]) : 64, len = mib << 20;
@@ -65,19 +75,35 @@ int main(int argc, char **argv)
     }
     double seal = len / ((time_mono_ns() - t0) / 1e9) / (1 << 20);
 
-    double raw_dec = raw_gcm(buf, len, key->data, 0);
+    double raw_dec = raw_gcm(buf, len, key->data, 0), sha = raw_sha256(buf, len);
     struct sealed s;
     t0 = time_mono_ns();
-    if (seal_open(sealed, &s, &err) < 0 || seal_decrypt(&s, key, out, &err) < 0) {
+    if (seal_open(sealed, NULL, &s, &err) < 0 || seal_decrypt(&s, key, out, &err) < 0) {
         fprintf(stderr, "bench_seal: %s\n", err->msg);
         return 1;
     }
     double unseal = len / ((time_mono_ns() - t0) / 1e9) / (1 << 20);
+    /* A later launch of the same file: the hash cache gives both digests. */
+    struct seal_digests known;
+    memcpy(known.digest, s.digest, sizeof known.digest);
+    memcpy(known.file_sha256, s.file_sha256, sizeof known.file_sha256);
+    seal_close(&s);
+    if (ftruncate(out, 0) < 0)
+        return 1;
+    t0 = time_mono_ns();
+    if (seal_open(sealed, &known, &s, &err) < 0 || seal_decrypt(&s, key, out, &err) < 0) {
+        fprintf(stderr, "bench_seal: %s\n", err->msg);
+        return 1;
+    }
+    double again = len / ((time_mono_ns() - t0) / 1e9) / (1 << 20);
     printf("seal %.0f MiB/s vs raw AES-256-GCM %.0f MiB/s: ratio %.2f\n", seal, raw_enc,
            seal / raw_enc);
-    printf("unseal (digest, then authenticate and decrypt into a memfd) %.0f MiB/s vs raw %.0f "
-           "MiB/s: ratio %.2f\n",
-           unseal, raw_dec, unseal / raw_dec);
+    printf("unseal, first launch (one read for both digests, then decrypt on %ld CPUs into a "
+           "memfd) %.0f MiB/s vs raw %.0f MiB/s: ratio %.2f (sha256 alone: %.0f MiB/s, ratio "
+           "%.2f)\n",
+           sysconf(_SC_NPROCESSORS_ONLN), unseal, raw_dec, unseal / raw_dec, sha, sha / raw_dec);
+    printf("unseal, digests remembered (decrypt only) %.0f MiB/s vs raw %.0f MiB/s: ratio %.2f\n",
+           again, raw_dec, again / raw_dec);
     seal_close(&s);
     secret_free(key);
     free(buf);

@@ -88,8 +88,16 @@ if [ "$(id -u)" -eq 0 ]; then
     { cat "$build/tests/probe"; head -c $((50 << 20)) /dev/urandom; } >"$tmp/big"
     chmod 755 "$tmp/big"
     "$build/tether" seal --key "$tmp/keys/bench.key" --key-id bench -o "$tmp/big.sealed" "$tmp/big"
+    echo "{\"keystore\": \"$tmp/keys\", \"audit\": {\"path\": \"/dev/shm/tether-bench.$$\"}, \"hash_cache\": false}" \
+        >"$tmp/sealed-first.json"
     echo "{\"keystore\": \"$tmp/keys\", \"audit\": {\"path\": \"/dev/shm/tether-bench.$$\"}}" \
         >"$tmp/sealed.json"
+    echo "-- every launch a first one (hash_cache: false): both read and hash all 50 MB (target: ratio <= 1.3)"
+    TETHER_CONFIG="$tmp/sealed-first.json" "$build/tests/bench/spawnbench" 20 \
+        "sealed 50 MB" "$build/tether" run --policy policies/allow-all.lua "$tmp/big.sealed" :: \
+        "plain 50 MB" "$build/tether" run --policy policies/allow-all.lua -- "$tmp/big"
+    sleep 3 # the hash cache remembers no file changed in the last 2 s
+    echo "-- later launches (the hash cache remembers both files): the sealed one still decrypts 50 MB"
     TETHER_CONFIG="$tmp/sealed.json" "$build/tests/bench/spawnbench" 20 \
         "sealed 50 MB" "$build/tether" run --policy policies/allow-all.lua "$tmp/big.sealed" :: \
         "plain 50 MB" "$build/tether" run --policy policies/allow-all.lua -- "$tmp/big"

@@ -5,9 +5,11 @@ read it again and hash what is there now.  Files that others may write are never
 import errno
 import fcntl
 import hashlib
+import json
 import os
 import shutil
 import struct
+import subprocess
 import time
 
 from harness import Skip, case, eq, main
@@ -118,6 +120,86 @@ def fsverity_digest_where_the_file_system_has_it(ws):
     assert got[2].startswith("sha256:") and len(got[2]) == 71, got
     eq(got[1], sha(app), "sha256 is still the content's")
     fresh(ws, app, "cache", "a verity file cannot change: remembered at once")
+
+
+SEALED_REPORT = ('local e, s = input.workload.exe, input.workload.sealed\n'
+                 'return {allow = false, reasons = {tostring(e.sha256_from), tostring(e.sha256), '
+                 'tostring(s.digest)}}')
+
+
+def sealed_launch(ws, path):
+    """What the policy saw of a sealed file: (sha256_from, sha256, digest)."""
+    pol = ws.policy(SEALED_REPORT, name="sealed-report.lua")
+    p = ws.tether("run", "--policy", pol, path, check_rc=77)
+    line = p.stderr.strip().splitlines()[-1]
+    return tuple(line.split("denied: ", 1)[1].split("; "))
+
+
+def sealed_node(ws):
+    keys = ws.path("keys")
+    os.mkdir(keys, 0o700)
+    key = os.path.join(keys, "k1.key")
+    with open(key, "wb") as f:
+        f.write(os.urandom(32))
+    os.chmod(key, 0o600)
+    sign = ws.path("sign.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", sign], check=True,
+                   capture_output=True)
+    ws.write("tether.json", json.dumps({"audit": {"path": ws.audit}, "keystore": keys}))
+    return key, sign
+
+
+def inspect_digest(ws, path):
+    return json.loads(ws.tether("inspect", path, check_rc=0).stdout)["digest"]
+
+
+@case
+def sealed_digests_are_remembered_and_follow_changes(ws):
+    """A sealed file is read once for both exe.sha256 (the whole file) and its digest (what
+    is signed: the file without its signature), and both are remembered as an executable's
+    hash is: a later launch reads nothing before the key is released, and a change makes the
+    next launch read it again."""
+    need_root()
+    if shutil.which("openssl") is None:
+        raise Skip("needs the openssl command line for a signing key")
+    key, sign = sealed_node(ws)
+    sealed = ws.path("w.sealed")
+    ws.tether("seal", "--key", key, "--key-id", "k1", "--sign", sign, "-o", sealed, "/bin/true",
+              check_rc=0)
+    time.sleep(SETTLE)
+    digest = inspect_digest(ws, sealed)
+    assert digest != sha(sealed), "a signed file's digest leaves its signature out"
+    eq(sealed_launch(ws, sealed), ("read", sha(sealed), digest), "the first launch reads it")
+    eq(sealed_launch(ws, sealed), ("cache", sha(sealed), digest), "the second does not")
+
+    # rewritten in place with another sealing of another program: same inode, new bytes
+    other = ws.path("other.sealed")
+    ws.tether("seal", "--key", key, "--key-id", "k1", "-o", other, "/bin/false", check_rc=0)
+    with open(other, "rb") as f, open(sealed, "r+b") as g:
+        g.truncate(0)
+        g.write(f.read())
+    eq(sealed_launch(ws, sealed), ("read", sha(sealed), sha(sealed)),
+       "rewritten: read again (unsigned now: its digest is the whole file's sha256)")
+    os.utime(sealed, None)
+    eq(sealed_launch(ws, sealed)[0], "read", "after a touch")
+    time.sleep(SETTLE)
+    eq(sealed_launch(ws, sealed)[0], "read", "settled: read once more")
+    eq(sealed_launch(ws, sealed), ("cache", sha(sealed), inspect_digest(ws, sealed)),
+       "then remembered")
+
+    # someone else may write it: a private copy, read as it is copied, never the cache
+    os.chown(sealed, 65534, 65534)
+    eq(sealed_launch(ws, sealed)[0], "copy", "another owner: a private copy")
+
+    # the node's configuration turns the cache off
+    os.chown(sealed, 0, 0)
+    time.sleep(SETTLE)
+    eq(sealed_launch(ws, sealed)[0], "read", "settled")
+    eq(sealed_launch(ws, sealed)[0], "cache", "remembered")
+    ws.write("tether.json", json.dumps({"audit": {"path": ws.audit}, "keystore": ws.path("keys"),
+                                        "hash_cache": False}))
+    eq(sealed_launch(ws, sealed)[0], "read", "hash_cache: false")
+    eq(launch(ws, "/bin/true")[0], "read", "hash_cache: false, for executables too")
 
 
 if __name__ == "__main__":
