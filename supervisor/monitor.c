@@ -86,21 +86,20 @@ struct watch {
 #define DIR_EVENTS (IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE)
 #define FILE_EVENTS (IN_MODIFY | IN_CLOSE_WRITE | IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF)
 
-/* The processes the last evaluation measured, sorted by pid, kept for the next evaluation
- * that an exec event triggers: it measures again only the processes that forked, exec'd,
- * exited or changed ids since (the process connector reports each), so that its cost does
- * not grow with the tree.  What a process changes without an event (capabilities raised from
- * its permitted set, namespaces) is seen at the next look on the interval, which measures
- * every process; without an interval, or after events were lost, every evaluation does. */
-#define DIRTY_MAX 4096
-struct measured {
-    pid_t *pids;
-    cJSON **entries;
+/* The processes with an event since the last look (the process connector reports every
+ * fork, exec, exit and change of ids, of any process of the host): a look that an exec
+ * triggers measures and judges only those of them in the workload's tree (the input's
+ * processes_scope is "changed"), so that its cost does not grow with the tree.  The look on
+ * the interval measures and judges every process ("tree"): what a process changes without
+ * an event (capabilities raised from its permitted set, namespaces), and a rule over the
+ * whole tree (how many processes), are judged there.  Without an interval, before the first
+ * whole look, or after events were lost, every look is a whole one. */
+#define CHANGED_MAX 4096
+struct changed {
+    pid_t *pids; /* unsorted, with repeats */
     size_t n;
-    bool valid;
-    pid_t *dirty; /* pids with an event since: any process of the host, unsorted */
-    size_t n_dirty;
-    bool all_dirty;
+    bool overflow;   /* more than CHANGED_MAX, or the connector lost events */
+    bool whole_seen; /* a look at the whole tree has been made */
 };
 
 struct mon {
@@ -128,7 +127,7 @@ struct mon {
     uint64_t status_written_ns;
     bool evaluate_pending;
     bool launch_exec_seen; /* the workload's own first exec, which tether made, is no event */
-    struct measured measured;
+    struct changed changed;
 };
 
 static int timer_new(void)
@@ -186,46 +185,24 @@ static void audit_event(struct mon *m, const char *event, const char *key, const
 
 /* --- the workload's process tree --- */
 
-/* The cgroup holds the tree exactly, but for a container runtime, which moves the container
- * to a cgroup of its own. */
 static int pid_cmp(const void *a, const void *b)
 {
     pid_t x = *(const pid_t *)a, y = *(const pid_t *)b;
     return (x > y) - (x < y);
 }
 
-static bool pid_in(const pid_t *sorted, size_t n, pid_t pid, size_t *at)
+static void changed_add(struct changed *c, pid_t pid)
 {
-    if (n == 0)
-        return false;
-    const pid_t *hit = bsearch(&pid, sorted, n, sizeof *sorted, pid_cmp);
-    if (hit != NULL && at != NULL)
-        *at = (size_t)(hit - sorted);
-    return hit != NULL;
-}
-
-static void measured_clear(struct measured *ms)
-{
-    for (size_t i = 0; i < ms->n; i++)
-        cJSON_Delete(ms->entries[i]);
-    free(ms->pids);
-    free(ms->entries);
-    ms->pids = NULL;
-    ms->entries = NULL;
-    ms->n = 0;
-    ms->valid = false;
-}
-
-static void measured_touch(struct measured *ms, pid_t pid)
-{
-    if (ms->dirty == NULL)
-        ms->dirty = xcalloc(DIRTY_MAX, sizeof *ms->dirty);
-    if (ms->n_dirty == DIRTY_MAX)
-        ms->all_dirty = true;
+    if (c->pids == NULL)
+        c->pids = xcalloc(CHANGED_MAX, sizeof *c->pids);
+    if (c->n == CHANGED_MAX)
+        c->overflow = true;
     else
-        ms->dirty[ms->n_dirty++] = pid;
+        c->pids[c->n++] = pid;
 }
 
+/* The cgroup holds the tree exactly, but for a container runtime, which moves the container
+ * to a cgroup of its own. */
 static bool by_cgroup(const struct mon *m)
 {
     return m->r->cg.dir != NULL && m->r->bundle == NULL;
@@ -492,44 +469,33 @@ static void on_gate(struct mon *m)
 /* One look at the workload: measure, decide, act. */
 #define EXEC_TRIGGER "exec in the workload's tree"
 
-/* The processes section: every process of the tree measured, or (reuse) those with an
- * event since the last evaluation measured and the others as it found them. */
-static cJSON *measure_tree(struct mon *m, bool reuse)
+/* The processes section: every process of the tree (whole), or those of it with an event
+ * since the last look. */
+static cJSON *measure_processes(struct mon *m, bool whole)
 {
-    struct measured *ms = &m->measured;
-    reuse = reuse && ms->valid && !ms->all_dirty && m->cn >= 0 && m->interval_ms > 0;
+    struct changed *c = &m->changed;
     cleanup_free pid_t *pids = NULL;
-    size_t n = tree_pids(m, &pids);
-    if (n > 1)
-        qsort(pids, n, sizeof *pids, pid_cmp);
-    if (ms->n_dirty > 1)
-        qsort(ms->dirty, ms->n_dirty, sizeof *ms->dirty, pid_cmp);
-    cJSON **entries = xcalloc(n ? n : 1, sizeof *entries);
-    cJSON *procs = cJSON_CreateArray();
-    size_t kept = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t at;
-        if (reuse && !pid_in(ms->dirty, ms->n_dirty, pids[i], NULL) &&
-            pid_in(ms->pids, ms->n, pids[i], &at) && ms->entries[at] != NULL) {
-            entries[i] = steal_pointer(&ms->entries[at]);
-        } else {
-            guard_beat(&m->guard, GUARD_IDLE_MS); /* hashing a large executable takes a while */
-            if (measure_process_collect(pids[i], &entries[i], NULL) < 0)
-                entries[i] = NULL;
-        }
-        if (entries[i] != NULL) {
-            cJSON_AddItemToArray(procs, cJSON_Duplicate(entries[i], true));
-            entries[kept] = entries[i];
-            pids[kept++] = pids[i];
-        }
+    size_t n;
+    if (whole) {
+        n = tree_pids(m, &pids);
+    } else {
+        pids = steal_pointer(&c->pids);
+        n = c->n;
+        if (n > 1)
+            qsort(pids, n, sizeof *pids, pid_cmp);
     }
-    measured_clear(ms);
-    ms->pids = steal_pointer(&pids);
-    ms->entries = entries;
-    ms->n = kept;
-    ms->valid = true;
-    ms->n_dirty = 0;
-    ms->all_dirty = false;
+    cJSON *procs = cJSON_CreateArray();
+    for (size_t i = 0; i < n; i++) {
+        if (!whole && ((i > 0 && pids[i] == pids[i - 1]) || !in_tree(m, pids[i])))
+            continue;
+        cJSON *p = NULL;
+        guard_beat(&m->guard, GUARD_IDLE_MS); /* hashing a large executable takes a while */
+        if (measure_process_collect(pids[i], &p, NULL) == 0)
+            cJSON_AddItemToArray(procs, p);
+    }
+    c->n = 0;
+    c->overflow = false;
+    c->whole_seen |= whole;
     return procs;
 }
 
@@ -540,8 +506,11 @@ static void evaluate(struct mon *m, const char *why)
         return;
     struct run *r = m->r;
     cleanup_json cJSON *input = measure_target(m);
-    cJSON_ReplaceItemInObjectCaseSensitive(input, "processes",
-                                           measure_tree(m, strcmp(why, EXEC_TRIGGER) == 0));
+    const struct changed *c = &m->changed;
+    bool whole = strcmp(why, EXEC_TRIGGER) != 0 || !c->whole_seen || c->overflow || m->cn < 0 ||
+                 m->interval_ms <= 0;
+    cJSON_ReplaceItemInObjectCaseSensitive(input, "processes", measure_processes(m, whole));
+    cJSON_AddStringToObject(input, "processes_scope", whole ? "tree" : "changed");
 
     /* Apart from tether: a policy that hangs or crashes is a deny, and supervision goes on. */
     struct decision d = {.ttl_s = -1};
@@ -799,7 +768,7 @@ static void on_cn(struct mon *m)
             /* Events were dropped (a busy host outran us): one of them may have been an
              * exec in the workload's tree, so look, at every process. */
             m->evaluate_pending = true;
-            m->measured.all_dirty = true;
+            m->changed.overflow = true;
             continue;
         }
         if (len <= 0)
@@ -812,14 +781,14 @@ static void on_cn(struct mon *m)
             memcpy(&ev, cn->data, cn->len < sizeof ev ? cn->len : sizeof ev);
             if (ev.what == PROC_EVENT_FORK) {
                 if (ev.event_data.fork.child_pid == ev.event_data.fork.child_tgid)
-                    measured_touch(&m->measured, ev.event_data.fork.child_tgid);
+                    changed_add(&m->changed, ev.event_data.fork.child_tgid);
                 continue;
             }
             if (ev.what == PROC_EVENT_NONE)
                 continue;
             /* exec, exit, uid, gid, sid, ptrace, comm, coredump: each begins with the
              * thread's pid and its process's. */
-            measured_touch(&m->measured, ev.event_data.exec.process_tgid);
+            changed_add(&m->changed, ev.event_data.exec.process_tgid);
             if (ev.what != PROC_EVENT_EXEC)
                 continue;
             pid_t pid = ev.event_data.exec.process_pid;
@@ -1119,8 +1088,7 @@ static void mon_close(struct mon *m)
         free(m->watches[i].name);
     }
     free(m->watches);
-    measured_clear(&m->measured);
-    free(m->measured.dirty);
+    free(m->changed.pids);
     int fds[] = {m->ep,      m->pidfd,  m->tick,  m->ttl, m->beat, m->grace,
                  m->backoff, m->settle, m->pulse, m->ino, m->cn,   m->renew};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)

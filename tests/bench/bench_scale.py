@@ -4,8 +4,11 @@ the same run.
 1. Trees of 1, 100 and 1,000 processes (sleepers), whose main process then runs EXECS execs
    of /bin/true under a monitor with a 100 ms interval: the CPU tether and its helpers spend
    (the whole run's CPU, tether and workload, minus the same run unmonitored), per exec, and
-   tether's peak RSS.  The per-exec cost should not grow with the tree beyond measuring the
-   new process.
+   tether's peak RSS.  The monitor also looks at the whole tree every 100 ms, whatever
+   happens in it, which costs in proportion to the tree and the time: so the same tree is
+   also monitored for as long with no execs, and what that costs is the interval's, not the
+   execs'.  The per-exec cost (the rest, per exec) should not grow with the tree beyond
+   measuring the new process.
 2. An exec storm: 1,000 execs as fast as the machine runs them, monitored against unmonitored:
    the wall-time ratio, and whether the monitor had caught up when the storm ended.
 
@@ -39,10 +42,11 @@ def policy(monitored):
 # measured execs are exec events), then the execs, then the sleepers are ended (an
 # unmonitored run has no init to end them).
 SCRIPT = """
-n=$1; execs=$2; fifo=$3; pids=
+n=$1; execs=$2; fifo=$3; idle=$4; pids=
 exec 3<>"$fifo"
 i=1; while [ $i -lt $n ]; do (read x <&3) & pids="$pids $!"; i=$((i+1)); done
 i=0; while [ $i -lt $execs ]; do /bin/true; i=$((i+1)); done
+[ "$idle" = 0.00 ] || sleep "$idle"
 kill $pids 2>/dev/null
 exit 0
 """
@@ -50,11 +54,12 @@ FIFO = os.path.join(d, "fifo")
 os.mkfifo(FIFO)
 
 
-def run(monitored, n, count):
-    """CPU seconds of tether and everything it reaped, wall seconds, tether's peak RSS (kB)."""
+def run(monitored, n, count, idle=0.0):
+    """CPU seconds of tether and everything it reaped, wall seconds, tether's peak RSS (kB).
+    With idle, the tree sleeps that long after its execs (one exec: sleep(1))."""
     t0 = time.monotonic()
     p = subprocess.Popen([tether, "run", "--policy", policy(monitored), "--", "/bin/sh", "-c",
-                          SCRIPT, "sh", str(n), str(count), FIFO], env=env,
+                          SCRIPT, "sh", str(n), str(count), FIFO, "%.2f" % idle], env=env,
                          stdout=subprocess.DEVNULL)
     hwm = 0
     while True:
@@ -73,13 +78,22 @@ def run(monitored, n, count):
     return ru.ru_utime + ru.ru_stime, wall, hwm
 
 
-print("tree size  monitored CPU  unmonitored CPU  monitor CPU per exec  tether peak RSS")
+print("tree size  monitored CPU  unmonitored CPU  interval's CPU  monitor CPU per exec  "
+      "tether peak RSS")
 per_exec = {}
 for n in (1, 100, 1000):
-    cm, _, hwm = run(True, n, execs)
-    cu, _, _ = run(False, n, execs)
-    per_exec[n] = max(cm - cu, 0) / execs * 1000
-    print("%9d  %11.2f s  %13.2f s  %17.2f ms  %12.1f MB" % (n, cm, cu, per_exec[n], hwm / 1024))
+    cm, wm, hwm = run(True, n, execs)
+    cu, wu, _ = run(False, n, execs)
+    # The same tree, monitored and not, for as long, with no execs: the interval's share.
+    # (Its making and ending take w0 of the time; the idle wait makes up the rest.)
+    _, w0, _ = run(True, n, 0)
+    idle = max(wm - w0, 0.1)
+    ci, _, _ = run(True, n, 0, idle)
+    cui, _, _ = run(False, n, 0, idle)
+    interval = max(ci - cui, 0)
+    per_exec[n] = max(cm - cu - interval, 0) / execs * 1000
+    print("%9d  %11.2f s  %13.2f s  %12.2f s  %17.2f ms  %12.1f MB" %
+          (n, cm, cu, interval, per_exec[n], hwm / 1024))
 print("per-exec cost, 1,000 processes against 1: ratio %.2f" %
       (per_exec[1000] / per_exec[1] if per_exec[1] > 0 else float("nan")))
 

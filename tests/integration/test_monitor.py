@@ -280,5 +280,52 @@ def status_lists_supervised_workloads(ws):
         proc.kill()
 
 
+SCOPE_POLICY = """
+if input.tether.phase ~= "monitor" then
+  return {allow = true, monitor = {interval_ms = %d, on_drift = "kill"}}
+end
+local n, bad = 0, false
+for _, p in ipairs(input.processes) do
+  n = n + 1
+  if p.exe.path == "%s" then bad = true end
+end
+if bad or (input.processes_scope == "tree" and n >= %d) then
+  return {allow = false, reasons = {input.processes_scope .. " " .. n}}
+end
+return {allow = true}"""
+
+SLEEPERS = 30
+
+
+def scope_run(ws, interval_ms, then):
+    """A tree of SLEEPERS sleepers and its shell, which then runs `then`; the deny that
+    killed it: (its trigger, the scope and number of processes the policy saw)."""
+    forbidden = ws.path("forbidden")
+    shutil.copy("/usr/bin/sleep", forbidden)
+    config(ws)
+    pol = ws.policy(SCOPE_POLICY % (interval_ms, forbidden, SLEEPERS + 1), "scope.lua")
+    script = ('i=0; while [ $i -lt %d ]; do sleep 60 & i=$((i+1)); done; sleep 1.5; /bin/true; '
+              'sleep 0.5; %s' % (SLEEPERS, then.replace("FORBIDDEN", forbidden)))
+    proc = ws.popen("run", "--policy", pol, "--", "/bin/sh", "-c", script)
+    eq(proc.wait(timeout=60), DRIFT_KILLED, "killed")
+    deny = [r for r in ws.audit_records() if r["event"] == "decision" and not r["allow"]][0]
+    scope, n = deny["reasons"][0].split()
+    return deny["trigger"], scope, int(n)
+
+
+@case
+def an_exec_look_judges_what_changed_and_the_interval_the_tree(ws):
+    """A look that an exec triggers measures and judges the processes with an event since
+    the last look, so that its cost does not grow with the tree; the look on the interval
+    judges the whole tree, where a rule over all processes belongs."""
+    trigger, scope, n = scope_run(ws, 60000, "exec FORBIDDEN 30")
+    eq((trigger, scope), ("exec in the workload's tree", "changed"), "the exec's look")
+    assert n <= 3, "the exec's look measured %d processes of a tree of %d" % (n, SLEEPERS + 1)
+    os.unlink(ws.audit)
+    trigger, scope, n = scope_run(ws, 500, "sleep 30")
+    eq((trigger, scope), ("interval", "tree"), "the interval's look")
+    assert n >= SLEEPERS + 1, "the interval's look saw %d processes" % n
+
+
 if __name__ == "__main__":
     main()
