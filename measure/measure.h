@@ -109,10 +109,13 @@ int measure_exe_resolve(const char *cmd, char **path, tether_error_t *err);
  * fd_out is given it receives a read-only, close-on-exec descriptor of the measured file
  * (or -1 when it could not be opened), so that the bytes measured are the bytes run. */
 int measure_exe_collect(const char *path, cJSON **out, int *fd_out, tether_error_t *err);
+/* The same object for a file already open (fd; -1 when it could not be opened for reading,
+ * and then without its hash) and st, its status: hashed with measure_sha256. */
+struct stat;
+cJSON *measure_exe_object(const char *path, int fd, const struct stat *st);
 /* A file that someone other than root may write (its owner, group or others): with fd_out,
  * measure_exe_collect hands out a private sealed copy of it instead, hashed as it was
  * copied, and says so in exe.private_copy. */
-struct stat;
 bool measure_writable_by_others(const struct stat *st);
 
 /* The sha256 of the regular file behind fd, into hex: 0, or -1 when it is none or cannot be
