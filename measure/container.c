@@ -46,9 +46,10 @@ static cJSON *strings_or_empty(const cJSON *list)
     return out;
 }
 
-int measure_parse_oci_config(const char *text, size_t len, const char *bundle, const cJSON *state,
-                             const struct measure_image_records *rec, cJSON **out,
-                             tether_error_t *err)
+/* measure_parse_oci_config, and the parsed config for the caller (with keep). */
+static int parse_config(const char *text, size_t len, const char *bundle, const cJSON *state,
+                        const struct measure_image_records *rec, cJSON **out, cJSON **keep,
+                        tether_error_t *err)
 {
     cleanup_json cJSON *cfg = NULL;
     if (json_parse(text, len, &cfg, err) < 0)
@@ -160,7 +161,41 @@ int measure_parse_oci_config(const char *text, size_t len, const char *bundle, c
         cJSON_AddItemToArray(mounts, mm);
     }
     *out = c;
+    if (keep != NULL)
+        *keep = steal_pointer(&cfg);
     return 0;
+}
+
+int measure_parse_oci_config(const char *text, size_t len, const char *bundle, const cJSON *state,
+                             const struct measure_image_records *rec, cJSON **out,
+                             tether_error_t *err)
+{
+    return parse_config(text, len, bundle, state, rec, out, NULL, err);
+}
+
+/* container.process.exe, or null and exe_error: the program the runtime will execute. */
+static void entrypoint_add(cJSON *c, const cJSON *cfg, const cJSON *state)
+{
+    const cJSON *proc = cJSON_GetObjectItemCaseSensitive(cfg, "process");
+    const cJSON *args = cJSON_GetObjectItemCaseSensitive(proc, "args");
+    const char *cmd =
+        cJSON_IsArray(args) ? cJSON_GetStringValue(cJSON_GetArrayItem(args, 0)) : NULL;
+    /* The runtime sets the variables in order: the last PATH is the one it searches. */
+    const char *search = NULL;
+    const cJSON *e;
+    cJSON_ArrayForEach (e, cJSON_GetObjectItemCaseSensitive(proc, "env"))
+        if (cJSON_IsString(e) && strncmp(e->valuestring, "PATH=", 5) == 0)
+            search = e->valuestring + 5;
+    int64_t pid = 0;
+    if (!json_get_int(cJSON_GetObjectItemCaseSensitive(state, "pid"), 1, INT32_MAX, &pid))
+        pid = 0;
+    cJSON *p = cJSON_GetObjectItemCaseSensitive(c, "process");
+    cleanup_free char *why = NULL;
+    cJSON *exe = measure_entrypoint_collect(
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "root")), (pid_t)pid, cmd, search,
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(proc, "cwd")), &why);
+    cJSON_AddItemToObject(p, "exe", exe ? exe : cJSON_CreateNull());
+    cJSON_AddItemToObject(p, "exe_error", json_string_or_null(why));
 }
 
 int measure_container_collect(const char *bundle, const cJSON *state,
@@ -189,5 +224,9 @@ int measure_container_collect(const char *bundle, const cJSON *state,
         .images = images,
         .crio = src->runtime != NULL && strcmp(src->runtime, "cri-o") == 0,
     };
-    return measure_parse_oci_config(text, len, bundle, state, &rec, out, err);
+    cleanup_json cJSON *cfg = NULL;
+    if (parse_config(text, len, bundle, state, &rec, out, &cfg, err) < 0)
+        return -1;
+    entrypoint_add(*out, cfg, state);
+    return 0;
 }

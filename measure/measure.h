@@ -92,10 +92,23 @@ int measure_image_records_read(const char *storage, cJSON **containers, cJSON **
                                tether_error_t *err);
 
 /* The container section from <bundle>/config.json, with the image identity from src when
- * the state names the container. */
+ * the state names the container, and the entrypoint measured (measure_entrypoint_collect,
+ * in the init's root when the state has a pid). */
 int measure_container_collect(const char *bundle, const cJSON *state,
                               const struct measure_container_sources *src, cJSON **out,
                               tether_error_t *err);
+
+/* A container's entrypoint, the exe object of cmd (its config's process.args[0]) with
+ * resolved_in, found as the runtime will find it inside the root file system root (the
+ * config's root.path made absolute): a cmd with a '/' as it is (a relative one under cwd),
+ * else in the first absolute directory of search (its PATH; NULL: the runtimes' default)
+ * that holds a regular file with an execute bit.  Looked up in the init's view of the
+ * root when init is not 0, with the runtime's mounts in it (resolved_in "init"), else, or
+ * when that view cannot be had, in root on the host ("bundle").  Every lookup stays inside
+ * the root whatever links the image holds.  NULL with *why (one line, to free) when there
+ * is no such file, or it is no regular file. */
+cJSON *measure_entrypoint_collect(const char *root, pid_t init, const char *cmd, const char *search,
+                                  const char *cwd, char **why);
 
 /* The host section.  labels is copied (the node labels of the configuration; may be NULL). */
 cJSON *measure_host_collect(const cJSON *labels);
@@ -112,10 +125,13 @@ int measure_exe_collect(const char *path, unsigned flags, cJSON **out, int *fd_o
                         tether_error_t *err);
 /* The flag for a sealed file, which seal_open hashes as it reads it: sha256 is left null. */
 #define MEASURE_EXE_NO_HASH 1u
+/* The same object for a file already open (fd; -1 when it could not be opened for reading,
+ * and then without its hash) and st, its status: hashed with measure_sha256. */
+struct stat;
+cJSON *measure_exe_object(const char *path, int fd, const struct stat *st);
 /* A file that someone other than root may write (its owner, group or others): with fd_out,
  * measure_exe_collect hands out a private sealed copy of it instead, hashed as it was
  * copied, and says so in exe.private_copy. */
-struct stat;
 bool measure_writable_by_others(const struct stat *st);
 
 /* The sha256 of the regular file behind fd, into hex: 0, or -1 when it is none or cannot be

@@ -86,6 +86,31 @@ static int private_copy(int fd, const char *path, int *copy, char *hex, tether_e
     return 0;
 }
 
+/* The exe object; hex NULL when the file's bytes were not hashed. */
+static cJSON *exe_json(const char *path, const struct stat *st, const char *hex, const char *from,
+                       const char *verity)
+{
+    cJSON *exe = cJSON_CreateObject();
+    cJSON_AddStringToObject(exe, "path", path);
+    cJSON_AddItemToObject(exe, "sha256", json_string_or_null(hex));
+    cJSON_AddItemToObject(exe, "sha256_from", json_string_or_null(hex ? from : NULL));
+    cleanup_free char *vd = verity[0] ? xasprintf("sha256:%s", verity) : NULL;
+    cJSON_AddItemToObject(exe, "fsverity_digest", json_string_or_null(vd));
+    cJSON_AddNumberToObject(exe, "size", (double)st->st_size);
+    cJSON_AddNumberToObject(exe, "owner_uid", st->st_uid);
+    cJSON_AddNumberToObject(exe, "owner_gid", st->st_gid);
+    cJSON_AddNumberToObject(exe, "mode", st->st_mode & 07777);
+    return exe;
+}
+
+cJSON *measure_exe_object(const char *path, int fd, const struct stat *st)
+{
+    char hex[SHA256_HEX_LEN + 1], verity[SHA256_HEX_LEN + 1] = "";
+    const char *from = NULL;
+    bool hashed = fd >= 0 && S_ISREG(st->st_mode) && measure_sha256(fd, hex, &from, verity) == 0;
+    return exe_json(path, st, hashed ? hex : NULL, from, verity);
+}
+
 int measure_exe_collect(const char *path, unsigned flags, cJSON **out, int *fd_out,
                         tether_error_t *err)
 {
@@ -97,35 +122,22 @@ int measure_exe_collect(const char *path, unsigned flags, cJSON **out, int *fd_o
     if ((fd >= 0 ? fstat(fd, &st) : stat(path, &st)) < 0)
         return error_set(err, errno, "`%s`", path);
 
-    char hex[SHA256_HEX_LEN + 1], verity[SHA256_HEX_LEN + 1] = "";
-    const char *from = NULL;
-    bool copied = false, hashed = false;
-    if (fd >= 0 && S_ISREG(st.st_mode)) {
-        /* A file that others may write is run from the copy whose bytes were hashed. */
-        if (fd_out != NULL && measure_writable_by_others(&st)) {
-            int copy = -1;
-            if (private_copy(fd, path, &copy, hash ? hex : NULL, err) < 0)
-                return -1;
-            close(fd);
-            fd = copy;
-            copied = true;
-            hashed = hash;
-            from = "copy";
-        } else if (hash) {
-            hashed = measure_sha256(fd, hex, &from, verity) == 0;
-        }
+    /* A file that others may write is run from the copy whose bytes were hashed (for a
+     * sealed file, by seal_open: hash false). */
+    bool copied = false;
+    cJSON *exe;
+    if (fd >= 0 && S_ISREG(st.st_mode) && fd_out != NULL && measure_writable_by_others(&st)) {
+        char hex[SHA256_HEX_LEN + 1];
+        int copy = -1;
+        if (private_copy(fd, path, &copy, hash ? hex : NULL, err) < 0)
+            return -1;
+        close(fd);
+        fd = copy;
+        copied = true;
+        exe = exe_json(path, &st, hash ? hex : NULL, "copy", "");
+    } else {
+        exe = measure_exe_object(path, hash ? fd : -1, &st);
     }
-
-    cJSON *exe = cJSON_CreateObject();
-    cJSON_AddStringToObject(exe, "path", path);
-    cJSON_AddItemToObject(exe, "sha256", json_string_or_null(hashed ? hex : NULL));
-    cJSON_AddItemToObject(exe, "sha256_from", json_string_or_null(hashed ? from : NULL));
-    cleanup_free char *vd = verity[0] ? xasprintf("sha256:%s", verity) : NULL;
-    cJSON_AddItemToObject(exe, "fsverity_digest", json_string_or_null(vd));
-    cJSON_AddNumberToObject(exe, "size", (double)st.st_size);
-    cJSON_AddNumberToObject(exe, "owner_uid", st.st_uid);
-    cJSON_AddNumberToObject(exe, "owner_gid", st.st_gid);
-    cJSON_AddNumberToObject(exe, "mode", st.st_mode & 07777);
     if (fd_out != NULL)
         cJSON_AddBoolToObject(exe, "private_copy", copied);
     *out = exe;

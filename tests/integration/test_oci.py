@@ -1,9 +1,11 @@
 """OCI integration with the real runc: the hook gates containers, the wrapper measures the
 bundle, and every malformed input is a deny with a reason."""
+import hashlib
 import json
 import os
 import shutil
 import signal
+import stat
 import subprocess
 import time
 
@@ -263,6 +265,199 @@ def container_measurement(ws):
     assert "s3cret" not in open(ws.audit).read(), "an environment value leaked"
     p = ws.tether("run", "--policy", pol, "--bundle", ws.path("nope"), "--", "true", check_rc=125)
     assert "config.json" in one_line(p.stderr)
+
+
+# --- the entrypoint, measured inside the container's root file system ---
+
+def sha256_of(path):
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def set_process(b, **fields):
+    cfg = json.load(open(os.path.join(b, "config.json")))
+    cfg["process"].update(fields)
+    json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+
+
+def another_probe(path):
+    """A binary other than the probe at path (renamed over it): the probe with bytes after
+    it, which runs all the same."""
+    shutil.copy(PROBE, path + ".new")
+    with open(path + ".new", "ab") as f:
+        f.write(b"\0another build")
+    os.rename(path + ".new", path)
+    return sha256_of(path)
+
+
+# What a policy saw of the entrypoint: "PATH SHA256 RESOLVED_IN", or "null: EXE_ERROR".
+SEEN = ('local p = input.container.process\n'
+        'local e = p.exe\n'
+        'local seen = e and table.concat({e.path, tostring(e.sha256), e.resolved_in}, " ")\n'
+        '  or ("null: " .. tostring(p.exe_error))\n')
+
+
+def seen_by_a_gate(ws, b, name):
+    """What the gate saw of the entrypoint when runc starts bundle b, under a policy that
+    denies every container."""
+    node(ws, SEEN + 'return {allow = false, reasons = {seen}}')
+    c = cid(name)
+    p = run_container(ws, b, c)
+    subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+    assert p.returncode != 0, "runc started a denied container"
+    return records(ws, "decision", c)[-1]["reasons"][0]
+
+
+@case
+def policy_admits_the_entrypoint_by_its_hash(ws):
+    """At createRuntime the hook measures /probe in the container's root file system, where
+    runc has made the container's mounts; a policy that admits that hash alone denies the
+    same bundle once /probe is another binary, which then never runs."""
+    want = sha256_of(PROBE)
+    node(ws, SEEN + 'local ok = e ~= nil and e.sha256 == "%s"\n'
+                    'return {allow = ok, reasons = {seen}}' % want)
+    b = bundle(ws, ["/probe", "try", "getpid"])
+    p = run_container(ws, b, cid("tether-ep"))
+    eq(p.returncode, 0, "runc: " + p.stderr)
+    eq(records(ws, "decision", cid("tether-ep"))[0]["reasons"], ["/probe %s init" % want],
+       "what the gate saw")
+    other = another_probe(os.path.join(b, "rootfs", "probe"))
+    set_process(b, args=["/probe", "mark", "/ran"])
+    p = run_container(ws, b, cid("tether-ep2"))
+    subprocess.run([runc(), "delete", "--force", cid("tether-ep2")], capture_output=True)
+    assert p.returncode != 0, "runc started a container whose entrypoint is another binary"
+    assert "/probe %s init" % other in p.stderr, p.stderr
+    assert not os.path.exists(os.path.join(b, "rootfs", "ran")), "the other binary ran"
+
+
+@case
+def entrypoint_replaced_in_a_running_container_is_drift(ws):
+    """A container's monitor measures the entrypoint again, in the init's root (pivoted by
+    then): a /probe replaced while the container runs is drift."""
+    want = sha256_of(PROBE)
+    node(ws, SEEN + 'if e == nil or e.sha256 ~= "%s" then\n'
+                    '  return {allow = false, reasons = {input.tether.phase .. ": " .. seen}}\n'
+                    'end\n'
+                    'return {allow = true, monitor = {interval_ms = 100, on_drift = "kill"}}'
+         % want)
+    b = bundle(ws, ["/probe", "ready", "/ready", "sleep", "60"])
+    c = cid("tether-epm")
+    proc = subprocess.Popen([runc(), "run", "-b", b, c], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: os.path.exists(os.path.join(b, "rootfs", "ready")), timeout=20,
+                 what="the container to start")
+        wait_for(lambda: records(ws, "monitor_started", c), what="the monitor")
+        time.sleep(0.5)  # a few looks at the probe itself
+        eq(records(ws, "drift", c), [], "drift before /probe was replaced")
+        other = another_probe(os.path.join(b, "rootfs", "probe"))
+        rc = proc.wait(timeout=30)
+    finally:
+        proc.kill()
+        proc.communicate()
+        subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+    assert rc in (137, 143), "runc's status: %d" % rc
+    eq(records(ws, "drift", c)[0]["reason"], "monitor: /probe %s init" % other, "drift")
+
+
+@case
+def entrypoint_links_stay_inside_the_root(ws):
+    """Links in the image never lead the hook (root on the host) out of the image: an
+    absolute link to a host path is looked up in the root file system, a relative one that
+    climbs past / stops at it, and a link into /proc is refused."""
+    b = bundle(ws, ["/app"])
+    rootfs = os.path.join(b, "rootfs")
+    app = os.path.join(rootfs, "app")
+    os.symlink("/usr/bin/id", app)
+    eq(seen_by_a_gate(ws, b, "tether-ln1"), "null: `/app`: not found", "no /usr/bin/id in the image")
+    os.makedirs(os.path.join(rootfs, "usr", "bin"))
+    shutil.copy(PROBE, os.path.join(rootfs, "usr", "bin", "id"))
+    mine = "/app %s init" % sha256_of(PROBE)
+    assert sha256_of("/usr/bin/id") != sha256_of(PROBE)
+    eq(seen_by_a_gate(ws, b, "tether-ln2"), mine, "the image's /usr/bin/id, not the host's")
+    os.unlink(app)
+    os.symlink("../../../../../../../../usr/bin/id", app)
+    eq(seen_by_a_gate(ws, b, "tether-ln3"), mine, "a link that climbs past /")
+    for n, target in enumerate(["/proc/1/exe", "/proc/1/root/usr/bin/id"]):
+        os.unlink(app)
+        os.symlink(target, app)
+        eq(seen_by_a_gate(ws, b, "tether-lp%d" % n),
+           "null: `/app`: too many symbolic links, or a link into /proc, which is refused",
+           target)
+
+
+@case
+def fifo_device_or_directory_entrypoint_does_not_block_the_hook(ws):
+    """An entrypoint that is no regular file is never opened for reading: a FIFO would block
+    the hook, a device would run its driver's open.  The gate decides, at once."""
+    b = bundle(ws, ["/app"])
+    app = os.path.join(b, "rootfs", "app")
+    for n, (make, kind) in enumerate([
+            (lambda: os.mkfifo(app), "a FIFO"),
+            (lambda: os.mknod(app, 0o755 | stat.S_IFCHR, os.makedev(1, 3)), "a character device"),
+            (lambda: os.mkdir(app), "a directory")]):
+        make()
+        t0 = time.monotonic()
+        eq(seen_by_a_gate(ws, b, "tether-ff%d" % n), "null: `/app`: %s, not a regular file" % kind,
+           kind)
+        assert time.monotonic() - t0 < 30, "the gate took %.1f s" % (time.monotonic() - t0)
+        (os.rmdir if os.path.isdir(app) else os.unlink)(app)
+
+
+@case
+def entrypoint_found_through_the_containers_path(ws):
+    """A program name without a slash is looked up in the PATH of process.env, as runc looks:
+    the first directory that holds a regular file with an execute bit; the container runs
+    that very file."""
+    b = bundle(ws, ["tool", "try", "getpid"])
+    set_process(b, env=["PATH=/decoy:/empty:/opt/bin:/usr/bin", "TERM=xterm"])
+    rootfs = os.path.join(b, "rootfs")
+    for d in ("decoy/tool", "empty", "opt/bin", "usr/bin"):
+        os.makedirs(os.path.join(rootfs, d))
+    shutil.copy(PROBE, os.path.join(rootfs, "decoy", "tool"))
+    os.chmod(os.path.join(rootfs, "decoy", "tool"), 0o644)
+    shutil.copy(PROBE, os.path.join(rootfs, "opt", "bin", "tool"))
+    later = another_probe(os.path.join(rootfs, "usr", "bin", "tool"))
+    want = sha256_of(PROBE)
+    assert later != want
+    node(ws, SEEN + 'return {allow = e ~= nil and e.sha256 == "%s", reasons = {seen}}' % want)
+    p = run_container(ws, b, cid("tether-path"))
+    eq((p.returncode, json.loads(p.stdout or "null")), (0, {"try": {"getpid": 0}}),
+       "runc ran the tool: " + p.stderr)
+    eq(records(ws, "decision", cid("tether-path"))[0]["reasons"], ["/opt/bin/tool %s init" % want],
+       "what the gate saw")
+
+
+@case
+def entrypoint_default_path_and_the_bundle_fallback(ws):
+    """Without PATH in process.env the runtimes' default is searched, a relative PATH entry
+    is passed over, a relative program is found under process.cwd, and a state without a
+    pid has the entrypoint looked up in the bundle's root, which the input says."""
+    node(ws, SEEN + 'return {allow = true, reasons = {seen}}')
+    b = bundle(ws, ["tool"], hooks=False)
+    rootfs = os.path.join(b, "rootfs")
+    for d in ("bin", "sbin"):
+        os.makedirs(os.path.join(rootfs, d))
+        shutil.copy(PROBE, os.path.join(rootfs, d, "tool"))
+    other = another_probe(os.path.join(rootfs, "sbin", "tool"))
+    want = sha256_of(PROBE)
+
+    def seen(name, pid, **process):
+        set_process(b, **process)
+        c = cid(name)
+        st = dict({"ociVersion": "1.0.2", "id": c, "status": "creating", "bundle": b},
+                  **({"pid": pid} if pid else {}))
+        hook(ws, "createRuntime", json.dumps(st), 0)
+        hook(ws, "poststop", json.dumps(st), 0)
+        return records(ws, "decision", c)[-1]["reasons"][0]
+
+    eq(seen("tether-dp1", os.getpid(), env=["TERM=xterm"]), "/sbin/tool %s init" % other,
+       "the default PATH, /sbin before /bin")
+    eq(seen("tether-dp2", os.getpid(), env=["PATH=sbin:/bin"]), "/bin/tool %s init" % want,
+       "a relative PATH entry")
+    eq(seen("tether-dp3", os.getpid(), args=["./tool"], cwd="/bin"),
+       "/bin/./tool %s init" % want, "a relative program")
+    eq(seen("tether-dp4", None, args=["/bin/tool"]), "/bin/tool %s bundle" % want, "no pid")
 
 
 @case
