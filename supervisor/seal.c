@@ -336,10 +336,10 @@ int seal_open(int fd, const struct seal_digests *known, struct sealed *s, tether
          * (exe.sha256).  Read through a small buffer: the kernel copies from its cache,
          * and no page of ours is touched twice. */
         EVP_MD_CTX *md = EVP_MD_CTX_new(), *whole = EVP_MD_CTX_new();
-        static __thread unsigned char block[1 << 16];
+        cleanup_free unsigned char *block = xmalloc(HASH_BLOCK);
         bool ok = md && whole && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
         for (uint64_t off = 0; ok && off < end;) {
-            size_t n = end - off < sizeof block ? (size_t)(end - off) : sizeof block;
+            size_t n = end - off < HASH_BLOCK ? (size_t)(end - off) : HASH_BLOCK;
             ssize_t r = pread(fd, block, n, (off_t)off);
             if (r < 0 && errno == EINTR)
                 continue;

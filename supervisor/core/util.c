@@ -171,10 +171,12 @@ int sha256_fd_copy(int fd, int copy_fd, char hex[SHA256_HEX_LEN + 1], tether_err
         EVP_MD_CTX_free(ctx);
         return error_set(err, 0, "sha256: cannot initialise digest");
     }
-    static __thread unsigned char buf[1 << 16];
+    /* Not a static buffer per thread: the loader zeroes all thread-local storage at every
+     * start, whether it is used or not (16 page faults a start, for this one). */
+    cleanup_free unsigned char *buf = xmalloc(HASH_BLOCK);
     off_t off = 0;
     for (;;) {
-        ssize_t r = pread(fd, buf, sizeof buf, off);
+        ssize_t r = pread(fd, buf, HASH_BLOCK, off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {

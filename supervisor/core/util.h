@@ -11,6 +11,7 @@
 #include "error.h"
 
 #define SHA256_HEX_LEN 64
+#define HASH_BLOCK (1 << 16) /* the bytes read at a time to hash a file */
 
 /* Allocation failure is not recoverable here: these print one line and abort. */
 void *xmalloc(size_t n);

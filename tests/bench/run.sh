@@ -49,7 +49,7 @@ LUA
     "unconfined" "$build/tether" run --policy policies/allow-all.lua --audit /dev/shm/tether-bench.$$ -- /bin/true
 rm -f /dev/shm/tether-bench.$$
 
-echo "== tether eval --opa against the same request made by curl (target: ratio <= 1.1)"
+echo "== tether eval --opa against the same request made by curl (target: ratio <= 1.05)"
 if command -v curl >/dev/null; then
     coproc OPA { exec python3 tests/bench/opa_serve.py; }
     read -r url <&"${OPA[0]}"
@@ -66,7 +66,7 @@ else
     echo "skipped: curl(1) is not installed"
 fi
 
-echo "== drift monitoring (targets: median detection under 20 ms, CPU under 1%, RSS under 8 MB)"
+echo "== drift monitoring (targets: median detection under 20 ms, CPU under 1%, RSS at most 6 MB)"
 python3 tests/bench/bench_monitor.py "$build/tether" "$build/tests/probe" "${BENCH_TRIALS:-100}" \
     "${BENCH_MONITOR_SECONDS:-60}"
 
@@ -78,7 +78,7 @@ if [ "$(id -u)" -eq 0 ]; then
     python3 tests/bench/bench_prevent.py "$build/tether" "${BENCH_EXECS:-500}"
 fi
 
-echo "== sealed workloads (target: throughput ratios >= 0.8; the sha256 digest pass bounds them)"
+echo "== sealed workloads: seal and unseal against raw single-core AES-256-GCM (target: ratio >= 0.8)"
 "$build/tests/bench/bench_seal" 64
 if [ "$(id -u)" -eq 0 ]; then
     # Launch of a sealed 50 MB executable against the same one unsealed.
@@ -109,7 +109,7 @@ fi
 echo "== OCI image launch: an encrypted 50 MB image against it plain and against skopeo decrypting it"
 python3 tests/bench/bench_image.py "$build/tether" "$build/tests/probe" "${BENCH_IMAGE_RUNS:-5}" 50
 
-echo "== OCI hook (target: under 10 ms added to runc run)"
+echo "== OCI hook: runc run with tether's createRuntime and poststop hooks against without (target: ratio <= 1.25)"
 python3 tests/bench/bench_oci.py "$build/tether" "$build/tests/probe" "${BENCH_OCI_RUNS:-30}"
 
 echo "== Lua decisions per second (target: >= 100000/s)"
