@@ -40,6 +40,32 @@ function decide(input)
   return {allow = true, monitor = {interval_ms = 100, on_drift = "kill"}}
 end""")
 
+
+
+def host_pid(tether_pid, nspid):
+    """The probe writes its pid as its own pid namespace numbers it (a monitored workload runs
+    under an init of its own): the host's number of tether's descendant with that pid."""
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            st = dict(l.split(":", 1) for l in open("/proc/%s/status" % e))
+        except (OSError, ValueError):
+            continue
+        ns = st.get("NSpid", "").split()
+        if len(ns) < 2 or int(ns[-1]) != nspid:
+            continue
+        pid = int(e)
+        for _ in range(4):  # the workload, its init, tether
+            try:
+                pid = int(dict(l.split(":", 1) for l in open("/proc/%d/status" % pid))["PPid"])
+            except (OSError, ValueError, KeyError):
+                break
+            if pid == tether_pid:
+                return int(e)
+    raise ProcessLookupError(nspid)
+
+
 lat = []
 stamp = os.path.join(d, "stamp")
 for _ in range(trials):
@@ -50,9 +76,9 @@ for _ in range(trials):
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     while not (os.path.exists(stamp) and open(stamp).read().endswith("\n")):
         time.sleep(0.0002)
-    t_exec, pid = (int(x) for x in open(stamp).read().split())
+    t_exec, nspid = (int(x) for x in open(stamp).read().split())
     try:
-        fd = os.pidfd_open(pid)
+        fd = os.pidfd_open(host_pid(p.pid, nspid))
         select.select([fd], [], [], 30)  # readable when the process has ended
         os.close(fd)
     except ProcessLookupError:
