@@ -7,7 +7,6 @@
 #include "seal.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
@@ -514,9 +513,6 @@ int seal_decrypt(const struct sealed *s, const struct secret *key, int out_fd, t
         t = SEAL_THREADS_MAX;
     if (n / SHARE_MIN < t)
         t = n / SHARE_MIN > 0 ? (unsigned)(n / SHARE_MIN) : 1;
-    /* The memfd's pages at once, in one call, rather than a page at a time by each write. */
-    if (h->plain_size > 0)
-        (void)fallocate(out_fd, 0, 0, (off_t)h->plain_size);
     struct share w[SEAL_THREADS_MAX];
     pthread_t tid[SEAL_THREADS_MAX];
     bool started[SEAL_THREADS_MAX] = {false};
