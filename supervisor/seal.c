@@ -127,7 +127,7 @@ int seal_parse_header(const unsigned char *buf, size_t len, struct seal_header *
     if ((h->type == SEAL_TYPE_ROOTFS) != (el > 0))
         return error_set(err, 0, "sealed header: an entrypoint belongs to a root file system");
     unsigned char sha[32];
-    EVP_Digest(p + kl + el, pl, sha, NULL, EVP_sha256(), NULL);
+    sha256_raw(p + kl + el, pl, sha);
     if (memcmp(sha, h->policy_sha256, 32) != 0)
         return error_set(err, 0, "sealed header: the embedded policy does not match its sha256");
     h->key_id = xstrndup(p, kl);
@@ -135,7 +135,7 @@ int seal_parse_header(const unsigned char *buf, size_t len, struct seal_header *
     h->policy = xstrndup(p + kl + el, pl);
     h->policy_len = pl;
     h->header_len = total;
-    EVP_Digest(buf, total, h->header_sha256, NULL, EVP_sha256(), NULL);
+    sha256_raw(buf, total, h->header_sha256);
     return 0;
 }
 
@@ -217,7 +217,7 @@ int seal_write(int in_fd, int out_fd, const struct secret *key, const struct sea
     put16(hdr + 34, (uint16_t)kl);
     put16(hdr + 36, (uint16_t)el);
     put32(hdr + 38, (uint32_t)pl);
-    EVP_Digest(o->policy ? o->policy : "", pl, hdr + 42, NULL, EVP_sha256(), NULL);
+    sha256_raw(o->policy ? o->policy : "", pl, hdr + 42);
     memcpy(hdr + SEAL_FIXED_LEN, o->key_id, kl);
     if (el)
         memcpy(hdr + SEAL_FIXED_LEN + kl, o->entrypoint, el);

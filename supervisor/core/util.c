@@ -164,13 +164,16 @@ int sha256_fd(int fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err)
     return sha256_fd_copy(fd, -1, hex, err);
 }
 
+static void md_ctx_freep(EVP_MD_CTX **ctx)
+{
+    EVP_MD_CTX_free(*ctx);
+}
+
 int sha256_fd_copy(int fd, int copy_fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err)
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(ctx);
-        return error_set(err, 0, "sha256: cannot initialise digest");
-    }
+    __attribute__((cleanup(md_ctx_freep))) EVP_MD_CTX *ctx = hex != NULL ? EVP_MD_CTX_new() : NULL;
+    if (hex != NULL && (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1))
+        return error_set(err, 0, "sha256: OpenSSL cannot compute it (its configuration?)");
     /* Not a static buffer per thread: the loader zeroes all thread-local storage at every
      * start, whether it is used or not (16 page faults a start, for this one). */
     cleanup_free unsigned char *buf = xmalloc(HASH_BLOCK);
@@ -179,34 +182,49 @@ int sha256_fd_copy(int fd, int copy_fd, char hex[SHA256_HEX_LEN + 1], tether_err
         ssize_t r = pread(fd, buf, HASH_BLOCK, off);
         if (r < 0 && errno == EINTR)
             continue;
-        if (r < 0) {
-            EVP_MD_CTX_free(ctx);
+        if (r < 0)
             return error_set(err, errno, "read");
-        }
         if (r == 0)
             break;
-        if (hex != NULL)
-            EVP_DigestUpdate(ctx, buf, (size_t)r);
-        if (copy_fd >= 0 && write_all(copy_fd, buf, (size_t)r) < 0) {
-            EVP_MD_CTX_free(ctx);
+        if (ctx != NULL && EVP_DigestUpdate(ctx, buf, (size_t)r) != 1)
+            return error_set(err, 0, "sha256: OpenSSL failed to compute it");
+        if (copy_fd >= 0 && write_all(copy_fd, buf, (size_t)r) < 0)
             return error_set(err, errno, "copy");
-        }
         off += r;
     }
     unsigned char md[32];
     unsigned int mdlen = 0;
-    EVP_DigestFinal_ex(ctx, md, &mdlen);
-    EVP_MD_CTX_free(ctx);
+    if (ctx != NULL && (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32))
+        return error_set(err, 0, "sha256: OpenSSL failed to compute it");
     if (hex != NULL)
         hex_encode(md, 32, hex);
     return 0;
 }
 
+/* No SHA-256 means nothing can be measured, chained into the audit trail or checked: a
+ * configuration of OpenSSL's (OPENSSL_CONF) whose providers give none, a FIPS provider
+ * that failed its self-tests.  tether stops there, before any workload starts, as it does
+ * without memory: a digest of garbage would be worse than none. */
+static void __attribute__((noreturn)) die_no_sha256(void)
+{
+    static const char msg[] = "tether: OpenSSL computes no SHA-256 under its configuration "
+                              "(OPENSSL_CONF, its providers); nothing can be measured or "
+                              "audited, so nothing runs\n";
+    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+    _exit(125);
+}
+
+void sha256_raw(const void *data, size_t len, unsigned char md[32])
+{
+    unsigned int mdlen = 0;
+    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+        die_no_sha256();
+}
+
 void sha256_hex(const void *data, size_t len, char hex[SHA256_HEX_LEN + 1])
 {
     unsigned char md[32];
-    unsigned int mdlen = 0;
-    EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL);
+    sha256_raw(data, len, md);
     hex_encode(md, 32, hex);
 }
 

@@ -89,7 +89,7 @@ char *jwt_kid(void *key)
     cleanup_free char *canon =
         xasprintf("{\"crv\":\"P-256\",\"kty\":\"EC\",\"x\":\"%s\",\"y\":\"%s\"}", x, y);
     unsigned char md[32];
-    EVP_Digest(canon, strlen(canon), md, NULL, EVP_sha256(), NULL);
+    sha256_raw(canon, strlen(canon), md);
     return jwt_b64url(md, sizeof md);
 }
 
