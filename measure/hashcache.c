@@ -198,7 +198,7 @@ bool measure_cache_stamp(int fd, struct measure_stamp *st)
     struct stat sb;
     memset(st, 0, sizeof *st);
     st->cacheable = !disabled && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
-                    !measure_writable_by_others(&sb) && file_id_get(fd, &st->id, &st->verity) &&
+                    !measure_writable_by_others(fd, &sb) && file_id_get(fd, &st->id, &st->verity) &&
                     local_fs(fd);
     return st->cacheable;
 }

@@ -129,10 +129,12 @@ int measure_exe_collect(const char *path, unsigned flags, cJSON **out, int *fd_o
  * and then without its hash) and st, its status: hashed with measure_sha256. */
 struct stat;
 cJSON *measure_exe_object(const char *path, int fd, const struct stat *st);
-/* A file that someone other than root may write (its owner, group or others): with fd_out,
- * measure_exe_collect hands out a private sealed copy of it instead, hashed as it was
- * copied, and says so in exe.private_copy. */
-bool measure_writable_by_others(const struct stat *st);
+/* A file that someone other than root may write (its owner, group or others), or that is
+ * open for writing anywhere (fd, when tether is root: a descriptor or mapping made before a
+ * chown or chmod): with fd_out, measure_exe_collect hands out a private sealed copy of it
+ * instead, hashed as it was copied, and says so in exe.private_copy; the hash cache never
+ * remembers it. */
+bool measure_writable_by_others(int fd, const struct stat *st);
 
 /* The sha256 of the regular file behind fd, into hex: 0, or -1 when it is none or cannot be
  * read.  *source says where it came from: "read", or "cache" when the file is one only root

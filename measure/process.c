@@ -2,6 +2,7 @@
  * array, read from /proc/PID. */
 #define _GNU_SOURCE
 #include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -144,6 +145,29 @@ static cJSON *cgroup_path(pid_t pid)
     return cJSON_CreateString(line);
 }
 
+/* A process whose main thread has ended (pthread_exit) while others run on has no
+ * /proc/PID/exe: the program is still there, through any live thread's link. */
+static ssize_t live_thread_exe(pid_t pid, char *path, size_t path_len, char *link, size_t link_len)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%d/task", (int)pid);
+    DIR *d = opendir(dir);
+    ssize_t n = -1;
+    struct dirent *e;
+    while (d != NULL && n < 0 && (e = readdir(d)) != NULL) {
+        int tid = atoi(e->d_name);
+        if (tid <= 0 || tid == (int)pid)
+            continue;
+        snprintf(path, path_len, "/proc/%d/task/%d/exe", (int)pid, tid);
+        n = readlink(path, link, link_len);
+    }
+    if (d != NULL)
+        closedir(d);
+    if (n < 0)
+        snprintf(path, path_len, "/proc/%d/exe", (int)pid);
+    return n;
+}
+
 int measure_process_collect(pid_t pid, cJSON **out, tether_error_t *err)
 {
     char path[64];
@@ -165,6 +189,8 @@ int measure_process_collect(pid_t pid, cJSON **out, tether_error_t *err)
     char link[4096];
     snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
     ssize_t n = readlink(path, link, sizeof link - 1);
+    if (n < 0 && errno == ENOENT)
+        n = live_thread_exe(pid, path, sizeof path, link, sizeof link - 1);
     link[n > 0 ? n : 0] = '\0';
     /* The workload names its own files: a long path is cut, and said to be, so that a
      * policy's pattern over it costs what a short one does. */

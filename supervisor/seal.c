@@ -306,8 +306,10 @@ int seal_open(int fd, const struct seal_digests *known, struct sealed *s, tether
     if ((uint64_t)st.st_size < want)
         want = (size_t)st.st_size;
     cleanup_free unsigned char *buf = xmalloc(want);
-    if (pread(fd, buf, want, 0) != (ssize_t)want)
-        return error_set(err, errno ? errno : EIO, "sealed file: read");
+    ssize_t got = pread(fd, buf, want, 0);
+    if (got != (ssize_t)want)
+        return error_set(err, got < 0 ? errno : 0, "sealed file: %s",
+                         got < 0 ? "read" : "it changed while it was read");
     if (seal_parse_header(buf, want, &s->h, err) < 0)
         return -1;
     s->has_signature = s->h.flags & SEAL_FLAG_SIGNED;
@@ -337,11 +339,14 @@ int seal_open(int fd, const struct seal_digests *known, struct sealed *s, tether
         EVP_MD_CTX *md = EVP_MD_CTX_new(), *whole = EVP_MD_CTX_new();
         cleanup_free unsigned char *block = xmalloc(HASH_BLOCK);
         bool ok = md && whole && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1;
+        int read_errno = 0; /* 0 with !ok: it shrank, or OpenSSL failed */
         for (uint64_t off = 0; ok && off < end;) {
             size_t n = end - off < HASH_BLOCK ? (size_t)(end - off) : HASH_BLOCK;
             ssize_t r = pread(fd, block, n, (off_t)off);
             if (r < 0 && errno == EINTR)
                 continue;
+            if (r < 0)
+                read_errno = errno;
             ok = r > 0 && EVP_DigestUpdate(md, block, (size_t)r) == 1;
             off += r > 0 ? (uint64_t)r : 0;
         }
@@ -354,7 +359,8 @@ int seal_open(int fd, const struct seal_digests *known, struct sealed *s, tether
         EVP_MD_CTX_free(whole);
         if (!ok) {
             seal_header_clear(&s->h);
-            return error_set(err, errno ? errno : EIO, "sealed file: read");
+            return error_set(err, read_errno, "sealed file: %s",
+                             read_errno ? "read" : "it changed while it was read");
         }
         hex_encode(digest, 32, s->digest);
         hex_encode(file, 32, s->file_sha256);
@@ -465,8 +471,9 @@ static void *decrypt_share(void *arg)
         off_t off = (off_t)(h->header_len + i * (h->chunk_size + SEAL_TAG_LEN));
         unsigned char nonce[12], aad[41];
         chunk_nonce_aad(h, i, i + 1 == n, nonce, aad);
-        if (pread(w->s->fd, in, m + SEAL_TAG_LEN, off) != (ssize_t)(m + SEAL_TAG_LEN)) {
-            w->read_errno = errno ? errno : EIO;
+        ssize_t got = pread(w->s->fd, in, m + SEAL_TAG_LEN, off);
+        if (got != (ssize_t)(m + SEAL_TAG_LEN)) {
+            w->read_errno = got < 0 ? errno : -1; /* -1: it shrank since it was opened */
             break;
         }
         if (gcm(ctx, 0, w->key, nonce, aad, in, m, out, in + m) < 0) {
@@ -531,7 +538,8 @@ int seal_decrypt(const struct sealed *s, const struct secret *key, int out_fd, t
     int rc = 0;
     for (unsigned i = 0; i < t && rc == 0; i++) {
         if (w[i].read_errno)
-            rc = error_set(err, w[i].read_errno, "sealed file: read");
+            rc = error_set(err, w[i].read_errno > 0 ? w[i].read_errno : 0, "sealed file: %s",
+                           w[i].read_errno > 0 ? "read" : "it changed while it was read");
         else if (w[i].write_errno)
             rc = error_set(err, w[i].write_errno, "decrypting into memory");
         else if (w[i].failed != UINT64_MAX)

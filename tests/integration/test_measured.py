@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 
 from harness import PROBE, Skip, case, eq, main, one_line
 from opa_server import DataAPI
@@ -138,6 +139,110 @@ def sealed_file_rewritten_after_its_check_never_runs(ws):
     assert open(sealed, "rb").read() == open(other, "rb").read(), "not rewritten: the check is void"
     eq(p.returncode, 0, "the digested bytes ran: " + p.stderr)
     assert kit.marker.decode() not in p.stdout
+    rel = [r for r in ws.audit_records() if r["event"] == "key_release"]
+    eq([r["digest"] for r in rel], [digest], "the key went to the digest that was checked")
+
+
+class LeftoverWriter:
+    """The user nobody opens a file of theirs for writing and keeps the descriptor; root then
+    takes the file (chown root, mode 0755), as an operator adopting an upload would.  The
+    mode says only root may write it; the descriptor still writes."""
+
+    def __init__(self, path):
+        self.go, self.done = os.pipe(), os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            os.close(self.go[0])
+            os.close(self.done[1])
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            fd = os.open(path, os.O_WRONLY)
+            os.write(self.go[1], b"o")
+            while True:
+                cmd = os.read(self.done[0], 1 << 20)
+                if not cmd:
+                    os._exit(0)
+                os.pwrite(fd, cmd, 0)  # overwrite from the start, same size
+                os.write(self.go[1], b"w")
+        os.close(self.go[1])
+        os.close(self.done[0])
+        os.read(self.go[0], 1)
+
+    def write(self, data):
+        os.write(self.done[1], data)
+        os.read(self.go[0], 1)
+
+    def stop(self):
+        os.close(self.done[1])
+        os.waitpid(self.pid, 0)
+
+
+def adopted_with_a_writer(ws, src, name):
+    path = ws.path(name)
+    shutil.copy(src, path)
+    os.chown(path, NOBODY, NOBODY)
+    os.chmod(ws.root, 0o755)
+    w = LeftoverWriter(path)
+    os.chown(path, 0, 0)
+    os.chmod(path, 0o755)
+    time.sleep(2.5)  # settled: the hash cache would remember it, were it trusted
+    return path, w
+
+
+@case
+def root_owned_file_still_open_for_writing_runs_from_a_copy(ws):
+    """A file that root owns, mode 0755, which someone else still holds open for writing: its
+    bytes change after the decision unless it runs from a private copy, and its hash is never
+    remembered."""
+    need_root()
+    app, w = adopted_with_a_writer(ws, PROBE, "app")
+    original = sha(app)
+    writes = []
+    srv = with_opa(ws, lambda: writes or writes.append(w.write(b"\0" * 64)))
+    out = ws.path("out")
+    try:
+        # The first launch: rewritten while tether waits; the copy, as measured, runs.
+        ws.tether("run", "--", app, "mark", out, check_rc=0)
+        # The second: the bytes now there (no program) are what is measured and run.
+        ws.tether("run", "--", app, "mark", out, check_rc=126)
+    finally:
+        srv.stop()
+        w.stop()
+    assert open(app, "rb").read(64) == b"\0" * 64, "not rewritten: the check is void"
+    assert os.path.exists(out), "the measured bytes did not run"
+    exes = [json.loads(r["body"])["input"]["workload"]["exe"] for r in srv.requests]
+    eq([e["sha256_from"] for e in exes], ["copy", "copy"], "run from a copy, never the cache")
+    eq([e["sha256"] for e in exes], [original, sha(app)], "each launch measured what ran")
+
+
+@case
+def sealed_file_still_open_for_writing_is_decrypted_from_a_copy(ws):
+    """The same for a sealed file: the holder of the descriptor rewrites it, under the
+    same header and signature, while tether waits for its decision; what is decrypted is
+    what was digested."""
+    need_root()
+    from test_sealed import Kit
+    kit = Kit(ws)
+    sealed = kit.seal()
+    path, w = adopted_with_a_writer(ws, sealed, "adopted.sealed")
+    digest = json.loads(ws.tether("inspect", path, check_rc=0).stdout)["digest"]
+    # Garbage over the first chunk: decrypting that would fail authentication.
+    srv_calls = []
+    cfg = json.load(open(ws.path("tether.json")))
+    srv = DataAPI(on_request=lambda doc: (srv_calls.append(doc), w.write(
+        open(path, "rb").read(200) + b"\xff" * 4096))).start()
+    cfg["opa"] = {"url": srv.url, "path": "tether/allow"}
+    ws.write("tether.json", json.dumps(cfg))
+    marker = ws.path("ran")
+    try:
+        p = ws.tether("run", path, "--", "mark", marker, "status")
+    finally:
+        srv.stop()
+        w.stop()
+    assert open(path, "rb").read(4296)[200:] == b"\xff" * 4096, "not rewritten: the check is void"
+    eq(p.returncode, 0, "the digested bytes ran: " + p.stderr)
+    eq(srv_calls[0]["input"]["workload"]["exe"]["sha256_from"], "copy", "decrypted from a copy")
     rel = [r for r in ws.audit_records() if r["event"] == "key_release"]
     eq([r["digest"] for r in rel], [digest], "the key went to the digest that was checked")
 

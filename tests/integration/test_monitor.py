@@ -327,5 +327,31 @@ def an_exec_look_judges_what_changed_and_the_interval_the_tree(ws):
     assert n >= SLEEPERS + 1, "the interval's look saw %d processes" % n
 
 
+@case
+def a_process_whose_main_thread_ended_is_still_seen(ws):
+    """A program whose main thread has ended (pthread_exit) while another runs on has no
+    /proc/PID/exe; the look finds its program through a live thread's link."""
+    forbidden = ws.path("forbidden")
+    shutil.copy(PROBE, forbidden)
+    config(ws)
+    # Judged by the interval's look only, when the process has long been headless.
+    pol = ws.policy("""
+if input.tether.phase ~= "monitor" then
+  return {allow = true, monitor = {interval_ms = 300, on_drift = "kill"}}
+end
+if input.processes_scope ~= "tree" then return {allow = true} end
+for _, p in ipairs(input.processes) do
+  if p.exe.path == "%s" then return {allow = false, reasons = {"headless " .. p.exe.sha256}} end
+end
+return {allow = true}""" % forbidden, "headless.lua")
+    proc = ws.popen("run", "--policy", pol, "--", "/bin/sh", "-c",
+                    "%s headless 30 & wait" % forbidden)
+    eq(proc.wait(timeout=30), DRIFT_KILLED, "killed")
+    deny = [r for r in ws.audit_records() if r["event"] == "decision" and not r["allow"]][0]
+    import hashlib
+    eq(deny["reasons"], ["headless " + hashlib.sha256(open(PROBE, "rb").read()).hexdigest()],
+       "seen, path and hash")
+
+
 if __name__ == "__main__":
     main()

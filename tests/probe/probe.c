@@ -16,6 +16,7 @@
  *     ready FILE      create FILE (after the actions before it)
  *     sleep SECONDS   sleep (fractions allowed)
  *     sigsys NAME     call NAME, which a kill filter should answer with SIGSYS
+ *     headless SECONDS end the main thread, and go on in another for SECONDS, then exit 0
  *     exec PATH ARG.. exec PATH with the rest of the arguments
  *
  * Static, so that it runs in any mount namespace, and free of tether's code. */
@@ -23,6 +24,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -171,6 +173,15 @@ static void on_term(int sig)
     _exit(trap_code);
 }
 
+static void *headless_thread(void *arg)
+{
+    double s = *(double *)arg;
+    struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+    _exit(0);
+}
+
 int main(int argc, char **argv)
 {
     int sections = 0;
@@ -260,6 +271,14 @@ int main(int argc, char **argv)
             while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
                 ;
             i++;
+        } else if (strcmp(a, "headless") == 0 && arg) {
+            /* /proc/PID/exe is gone with the main thread; the program runs on. */
+            static double secs;
+            secs = atof(arg);
+            pthread_t t;
+            if (pthread_create(&t, NULL, headless_thread, &secs) != 0)
+                return 1;
+            pthread_exit(NULL);
         } else if (strcmp(a, "sigsys") == 0 && arg) {
             fflush(stdout);
             try_one(arg);
