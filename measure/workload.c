@@ -2,10 +2,8 @@
  * and the assembly of the whole document. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <signal.h>
 #include <fcntl.h>
 #include <string.h>
-#include <time.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -65,36 +63,11 @@ int measure_exe_resolve(const char *cmd, char **path, tether_error_t *err)
     return error_set(err, denied ? EACCES : ENOENT, "`%s`", cmd);
 }
 
-/* True when the file is open for writing anywhere: a descriptor, or a shared writable
- * mapping, made while someone else owned the file or its mode allowed it, still writes
- * after a chown to root or a chmod.  A read lease is refused (EAGAIN) exactly then.  The
- * lease is dropped at once; a break in between (root opening it for writing) would send
- * SIGIO, which is held and discarded.  Only root may lease another's file: a tether that is
- * not root has only the mode to go by (tether(1) says so). */
-static bool open_for_writing(int fd)
-{
-    if (geteuid() != 0)
-        return false;
-    sigset_t io, saved;
-    sigemptyset(&io);
-    sigaddset(&io, SIGIO);
-    sigprocmask(SIG_BLOCK, &io, &saved);
-    bool leased = fcntl(fd, F_SETLEASE, F_RDLCK) == 0;
-    if (leased)
-        fcntl(fd, F_SETLEASE, F_UNLCK);
-    while (sigtimedwait(&io, NULL, &(struct timespec){0, 0}) == SIGIO)
-        ;
-    sigprocmask(SIG_SETMASK, &saved, NULL);
-    /* EAGAIN: a writer.  Any other refusal (a file system without leases) cannot tell:
-     * a writer too, so such files are copied, never trusted in place. */
-    return !leased;
-}
-
 bool measure_writable_by_others(int fd, const struct stat *st)
 {
     if (st->st_uid != 0 || (st->st_mode & (S_IWGRP | S_IWOTH)))
         return true;
-    return fd >= 0 && S_ISREG(st->st_mode) && open_for_writing(fd);
+    return fd >= 0 && S_ISREG(st->st_mode) && fd_open_for_writing(fd);
 }
 
 /* A private copy in a sealed memfd, hashed as it is copied: nobody can change the bytes

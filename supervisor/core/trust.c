@@ -130,6 +130,9 @@ static int open_last(const struct walk *w, int dir, const char *name, tether_err
         return error_set(err, 0, "`%s`: replaced while it was checked; refusing", w->path);
     if (trust_check(&now, w->euid, w->flags, true, w->path, NULL, err) < 0)
         return -1;
+    /* Root's by owner and mode, but someone may still hold it open for writing. */
+    if (!(w->flags & TRUST_APPEND) && fd_open_for_writing(fd))
+        return error_set(err, 0, "`%s`: open for writing by another process; refusing", w->path);
     if (clear_nonblock(fd) < 0)
         return error_set(err, errno, "`%s`", w->path);
     return steal_fd(&fd);

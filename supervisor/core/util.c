@@ -3,6 +3,7 @@
 #include "util.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <math.h>
 #include <openssl/evp.h>
@@ -162,6 +163,30 @@ void hex_encode(const unsigned char *in, size_t n, char *out)
 int sha256_fd(int fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err)
 {
     return sha256_fd_copy(fd, -1, hex, err);
+}
+
+/* A read lease is refused (EAGAIN) exactly while the file is open for writing anywhere: a
+ * descriptor, or a shared writable mapping, made while someone else owned the file or its
+ * mode allowed it, still writes after a chown to root or a chmod.  The lease is dropped at
+ * once; a break in between (root opening it for writing) would send SIGIO, which is held
+ * and discarded.  Only root may lease another's file. */
+bool fd_open_for_writing(int fd)
+{
+    if (geteuid() != 0)
+        return false;
+    sigset_t io, saved;
+    sigemptyset(&io);
+    sigaddset(&io, SIGIO);
+    sigprocmask(SIG_BLOCK, &io, &saved);
+    bool leased = fcntl(fd, F_SETLEASE, F_RDLCK) == 0;
+    if (leased)
+        fcntl(fd, F_SETLEASE, F_UNLCK);
+    while (sigtimedwait(&io, NULL, &(struct timespec){0, 0}) == SIGIO)
+        ;
+    sigprocmask(SIG_SETMASK, &saved, NULL);
+    /* EAGAIN: a writer.  Any other refusal (a file system without leases) cannot tell: a
+     * writer too, so that such a file is never trusted in place. */
+    return !leased;
 }
 
 static void md_ctx_freep(EVP_MD_CTX **ctx)

@@ -28,6 +28,11 @@ int read_file(const char *path, size_t max, char **out, size_t *len, tether_erro
 int read_fd(int fd, size_t max, char **out, size_t *len, tether_error_t *err);
 /* Writes all of buf, retrying on EINTR and short writes. */
 int write_all(int fd, const void *buf, size_t len);
+/* True when the regular file behind fd is open for writing by any process (a read lease is
+ * refused), or that cannot be told; always false when tether is not root, who alone may
+ * ask.  A file of root's with mode 0644 that someone still holds open for writing (opened
+ * before a chown or chmod) is not root's alone. */
+bool fd_open_for_writing(int fd);
 
 /* Strict decimal integer: the whole string, no sign surprises, within [min, max]. */
 int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);

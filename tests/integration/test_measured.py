@@ -247,5 +247,26 @@ def sealed_file_still_open_for_writing_is_decrypted_from_a_copy(ws):
     eq([r["digest"] for r in rel], [digest], "the key went to the digest that was checked")
 
 
+@case
+def policy_still_open_for_writing_is_refused(ws):
+    """A trust anchor (here the policy) that root owns, mode 0644, but that someone else still
+    holds open for writing is not root's alone: refused, until the writer is gone."""
+    need_root()
+    os.chmod(ws.root, 0o755)
+    pol = ws.write("policy.lua", "function decide(input) return {allow = true} end\n")
+    os.chown(pol, NOBODY, NOBODY)
+    w = LeftoverWriter(pol)
+    os.chown(pol, 0, 0)
+    os.chmod(pol, 0o644)
+    out = ws.path("out")
+    try:
+        p = ws.tether("run", "--policy", pol, "--", PROBE, "mark", out, check_rc=125)
+        assert "open for writing by another process" in one_line(p.stderr), p.stderr
+        assert not os.path.exists(out), "it ran on a policy someone else may still change"
+    finally:
+        w.stop()
+    ws.tether("run", "--policy", pol, "--", PROBE, "mark", out, check_rc=0)
+
+
 if __name__ == "__main__":
     main()
