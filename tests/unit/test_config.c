@@ -70,6 +70,7 @@ static void test_defaults(void)
     CHECK(cJSON_IsArray(cfg.trusted_signers) && cJSON_GetArraySize(cfg.trusted_signers) == 0,
           "default: trusted_signers is an empty array");
     CHECK(cfg.require_sealed == false, "default: require_sealed false");
+    CHECK(cfg.hash_cache == true, "default: hash_cache true");
     CHECK(cfg.monitor.grace_s == 5, "default: monitor.grace_s 5 (got %lld)",
           (long long)cfg.monitor.grace_s);
     CHECK(cfg.monitor.fail_grace_s == 30, "default: monitor.fail_grace_s 30 (got %lld)",
@@ -107,6 +108,7 @@ static void test_full(void)
                                "  \"keystore\": \"/srv/keys\",\n"
                                "  \"trusted_signers\": [\"/a.pem\", \"/b.pem\"],\n"
                                "  \"require_sealed\": true,\n"
+                               "  \"hash_cache\": false,\n"
                                "  \"monitor\": {\"grace_s\": 7, \"fail_grace_s\": 60,"
                                " \"heartbeat_s\": 15}\n"
                                "}\n";
@@ -137,6 +139,7 @@ static void test_full(void)
     const cJSON *s1 = cJSON_GetArrayItem(cfg.trusted_signers, 1);
     CHECK_STR(cJSON_IsString(s1) ? s1->valuestring : NULL, "/b.pem", "trusted_signers[1]");
     CHECK(cfg.require_sealed == true, "require_sealed");
+    CHECK(cfg.hash_cache == false, "hash_cache false");
     CHECK(cfg.monitor.grace_s == 7, "monitor.grace_s");
     CHECK(cfg.monitor.fail_grace_s == 60, "monitor.fail_grace_s");
     CHECK(cfg.monitor.heartbeat_s == 15, "monitor.heartbeat_s");
@@ -200,6 +203,8 @@ static void test_wrong_types(void)
             "`opa.fail_open` must be true or false, not string");
     REFUSED("require_sealed: number", "{\"require_sealed\": 1}",
             "`require_sealed` must be true or false, not number");
+    REFUSED("hash_cache: string", "{\"hash_cache\": \"no\"}",
+            "`hash_cache` must be true or false, not string");
     REFUSED("labels: array", "{\"labels\": [\"a\"]}",
             "`labels` must be an object of strings, not array");
     REFUSED("labels: string", "{\"labels\": \"region=eu\"}",
