@@ -36,6 +36,16 @@ def with_opa(ws, on_request, path="tether/allow"):
     return srv
 
 
+def node_asks_opa(ws, on_request):
+    """The node's configuration as it is, asking a loopback OPA that allows, and runs
+    on_request(doc) before it answers."""
+    cfg = json.load(open(ws.path("tether.json")))
+    srv = DataAPI(on_request=on_request).start()
+    cfg["opa"] = {"url": srv.url, "path": "tether/allow"}
+    ws.write("tether.json", json.dumps(cfg))
+    return srv
+
+
 def launch_record(ws):
     return [r for r in ws.audit_records() if r["event"] == "decision"][0]
 
@@ -127,10 +137,7 @@ def sealed_file_rewritten_after_its_check_never_runs(ws):
     other = kit.seal(out="other.sealed", src=PROBE)
     os.chmod(other, 0o644)
     digest = json.loads(ws.tether("inspect", sealed, check_rc=0).stdout)["digest"]
-    cfg = json.load(open(ws.path("tether.json")))
-    srv = DataAPI(on_request=lambda doc: as_nobody("cp", other, sealed)).start()
-    cfg["opa"] = {"url": srv.url, "path": "tether/allow"}
-    ws.write("tether.json", json.dumps(cfg))
+    srv = node_asks_opa(ws, lambda doc: as_nobody("cp", other, sealed))
     marker = ws.path("ran")
     try:
         p = ws.tether("run", sealed, "--", "mark", marker, "status")
@@ -229,11 +236,8 @@ def sealed_file_still_open_for_writing_is_decrypted_from_a_copy(ws):
     digest = json.loads(ws.tether("inspect", path, check_rc=0).stdout)["digest"]
     # Garbage over the first chunk: decrypting that would fail authentication.
     srv_calls = []
-    cfg = json.load(open(ws.path("tether.json")))
-    srv = DataAPI(on_request=lambda doc: (srv_calls.append(doc), w.write(
-        open(path, "rb").read(200) + b"\xff" * 4096))).start()
-    cfg["opa"] = {"url": srv.url, "path": "tether/allow"}
-    ws.write("tether.json", json.dumps(cfg))
+    srv = node_asks_opa(ws, lambda doc: (srv_calls.append(doc), w.write(
+        open(path, "rb").read(200) + b"\xff" * 4096)))
     marker = ws.path("ran")
     try:
         p = ws.tether("run", path, "--", "mark", marker, "status")
