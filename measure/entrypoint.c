@@ -117,24 +117,6 @@ static const char *lookup_error(int e, bool searched)
     }
 }
 
-static const char *file_type(mode_t mode)
-{
-    switch (mode & S_IFMT) {
-    case S_IFDIR:
-        return "a directory";
-    case S_IFIFO:
-        return "a FIFO";
-    case S_IFCHR:
-        return "a character device";
-    case S_IFBLK:
-        return "a block device";
-    case S_IFSOCK:
-        return "a socket";
-    default:
-        return "no regular file";
-    }
-}
-
 cJSON *measure_entrypoint_collect(const char *root, pid_t init, const char *cmd, const char *search,
                                   const char *cwd, char **why)
 {
@@ -172,8 +154,8 @@ cJSON *measure_entrypoint_collect(const char *root, pid_t init, const char *cmd,
         return NULL;
     }
     if (!S_ISREG(st.st_mode)) {
-        *why =
-            xasprintf("`%s`: %s, not a regular file%s", path, file_type(st.st_mode), in ? in : "");
+        *why = xasprintf("`%s`: %s, not a regular file%s", path, file_type_name(st.st_mode),
+                         in ? in : "");
         return NULL;
     }
     /* Opened for reading only now that it is known to be a regular file, through the

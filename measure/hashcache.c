@@ -197,9 +197,11 @@ bool measure_cache_stamp(int fd, struct measure_stamp *st)
 {
     struct stat sb;
     memset(st, 0, sizeof *st);
+    /* The lease (fd_open_for_writing) last: it costs the most, and only a file that could
+     * otherwise be remembered needs it. */
     st->cacheable = !disabled && fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) &&
-                    !measure_writable_by_others(fd, &sb) && file_id_get(fd, &st->id, &st->verity) &&
-                    local_fs(fd);
+                    !measure_writable_by_others(-1, &sb) && file_id_get(fd, &st->id, &st->verity) &&
+                    local_fs(fd) && !fd_open_for_writing(fd);
     return st->cacheable;
 }
 

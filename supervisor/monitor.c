@@ -474,15 +474,14 @@ static void on_gate(struct mon *m)
 static cJSON *measure_processes(struct mon *m, bool whole)
 {
     struct changed *c = &m->changed;
-    cleanup_free pid_t *pids = NULL;
-    size_t n;
+    cleanup_free pid_t *tree = NULL;
+    pid_t *pids = c->pids; /* sorted in place, then emptied: kept for the next events */
+    size_t n = c->n;
     if (whole) {
-        n = tree_pids(m, &pids);
-    } else {
-        pids = steal_pointer(&c->pids);
-        n = c->n;
-        if (n > 1)
-            qsort(pids, n, sizeof *pids, pid_cmp);
+        n = tree_pids(m, &tree);
+        pids = tree;
+    } else if (n > 1) {
+        qsort(pids, n, sizeof *pids, pid_cmp);
     }
     cJSON *procs = cJSON_CreateArray();
     for (size_t i = 0; i < n; i++) {

@@ -19,26 +19,6 @@ struct walk {
     uid_t euid;
 };
 
-static const char *type_name(mode_t m)
-{
-    switch (m & S_IFMT) {
-    case S_IFDIR:
-        return "a directory";
-    case S_IFCHR:
-        return "a character device";
-    case S_IFBLK:
-        return "a block device";
-    case S_IFIFO:
-        return "a FIFO";
-    case S_IFSOCK:
-        return "a socket";
-    case S_IFLNK:
-        return "a symbolic link";
-    default:
-        return "of an unknown type";
-    }
-}
-
 int trust_check(const struct stat *st, uid_t euid, int flags, bool last, const char *path,
                 const char *shown, tether_error_t *err)
 {
@@ -118,7 +98,7 @@ static int open_last(const struct walk *w, int dir, const char *name, tether_err
         return error_set(err, EISDIR, "`%s`", w->path);
     if (!S_ISREG(st.st_mode))
         return error_set(err, 0, "`%s`: %s, not a regular file; refusing", w->path,
-                         type_name(st.st_mode));
+                         file_type_name(st.st_mode));
     if (trust_check(&st, w->euid, w->flags, true, w->path, NULL, err) < 0)
         return -1;
 

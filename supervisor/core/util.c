@@ -189,6 +189,28 @@ bool fd_open_for_writing(int fd)
     return !leased;
 }
 
+const char *file_type_name(mode_t mode)
+{
+    switch (mode & S_IFMT) {
+    case S_IFREG:
+        return "a regular file";
+    case S_IFDIR:
+        return "a directory";
+    case S_IFCHR:
+        return "a character device";
+    case S_IFBLK:
+        return "a block device";
+    case S_IFIFO:
+        return "a FIFO";
+    case S_IFSOCK:
+        return "a socket";
+    case S_IFLNK:
+        return "a symbolic link";
+    default:
+        return "a file of an unknown type";
+    }
+}
+
 static void md_ctx_freep(EVP_MD_CTX **ctx)
 {
     EVP_MD_CTX_free(*ctx);

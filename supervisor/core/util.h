@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "error.h"
 
@@ -33,6 +34,8 @@ int write_all(int fd, const void *buf, size_t len);
  * ask.  A file of root's with mode 0644 that someone still holds open for writing (opened
  * before a chown or chmod) is not root's alone. */
 bool fd_open_for_writing(int fd);
+/* "a directory", "a FIFO", ...: what st_mode says a file is, for messages. */
+const char *file_type_name(mode_t mode);
 
 /* Strict decimal integer: the whole string, no sign surprises, within [min, max]. */
 int parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
