@@ -222,7 +222,15 @@ static int gate_sealed(struct run *r, cJSON *exe)
     bool cached = !copied && measure_cache_stamp(r->exe_fd, &stamp) &&
                   measure_cache_get(&stamp, 0, known.file_sha256) &&
                   measure_cache_get(&stamp, 's', known.digest);
-    if (seal_open(r->exe_fd, cached ? &known : NULL, &s, &err) < 0) {
+    /* The memory the plaintext will take, made ready while the file is read and judged. */
+    int memfd = memfd_create("tether-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+    if (memfd < 0) {
+        cJSON_Delete(exe);
+        log_error("memfd: %s", strerror(errno));
+        return EXIT_FAILED;
+    }
+    if (seal_open(r->exe_fd, cached ? &known : NULL, memfd, &s, &err) < 0) {
+        close(memfd);
         cJSON_Delete(exe);
         log_error("`%s`: %s", r->path, err->msg);
         return EXIT_FAILED;
@@ -247,7 +255,6 @@ static int gate_sealed(struct run *r, cJSON *exe)
     int rc = EXIT_FAILED;
     cJSON *input = NULL;
     struct secret *key = NULL;
-    int memfd = -1;
     char hex[65];
 
     r->workload = measure_workload_collect(r->cmd, exe, r->labels);
@@ -314,11 +321,6 @@ static int gate_sealed(struct run *r, cJSON *exe)
         goto out;
     }
 
-    memfd = memfd_create("tether-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (memfd < 0) {
-        log_error("memfd: %s", strerror(errno));
-        goto out;
-    }
     if (seal_decrypt(&s, key, memfd, &err) < 0) {
         log_error("`%s`: %s", r->path, err->msg);
         run_audit_launch_failed(r, err->msg);

@@ -12,8 +12,10 @@
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -293,10 +295,46 @@ out:
     return rc;
 }
 
-int seal_open(int fd, const struct seal_digests *known, struct sealed *s, tether_error_t *err)
+/* The plaintext's pages, allocated while the file is hashed and the policy decides, on a
+ * CPU that would otherwise wait: decryption then only copies into them.  Allocating them
+ * costs as much as copying here.  A failure leaves them to the writes, which report it. */
+static void *reserve(void *arg)
+{
+    const struct sealed *s = arg;
+    (void)fallocate(s->out_fd, 0, 0, (off_t)s->h.plain_size);
+    return NULL;
+}
+
+static void reserve_start(struct sealed *s, int out_fd)
+{
+    /* Below a megabyte a thread costs more than it saves. */
+    if (out_fd < 0 || s->h.plain_size < (1u << 20) || s->h.plain_size > SEAL_RESERVE_MAX)
+        return;
+    /* No signal of the process's (the policy's deadline among them) is taken here. */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    /* A descriptor of its own: the caller's may be closed, and its number reused, first. */
+    s->out_fd = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
+    if (s->out_fd >= 0 && pthread_create(&s->reserver, NULL, reserve, s) != 0)
+        close(steal_fd(&s->out_fd));
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+}
+
+static void reserve_wait(struct sealed *s)
+{
+    if (s->out_fd >= 0) {
+        pthread_join(s->reserver, NULL);
+        close(steal_fd(&s->out_fd));
+    }
+}
+
+int seal_open(int fd, const struct seal_digests *known, int out_fd, struct sealed *s,
+              tether_error_t *err)
 {
     memset(s, 0, sizeof *s);
     s->fd = fd;
+    s->out_fd = -1;
     struct stat st;
     if (fstat(fd, &st) < 0)
         return error_set(err, errno, "sealed file");
@@ -328,6 +366,7 @@ int seal_open(int fd, const struct seal_digests *known, struct sealed *s, tether
         seal_header_clear(&s->h);
         return error_set(err, EIO, "sealed file: read");
     }
+    reserve_start(s, out_fd);
     if (known != NULL) {
         memcpy(s->digest, known->digest, sizeof s->digest);
         memcpy(s->file_sha256, known->file_sha256, sizeof s->file_sha256);
@@ -358,7 +397,7 @@ int seal_open(int fd, const struct seal_digests *known, struct sealed *s, tether
         EVP_MD_CTX_free(md);
         EVP_MD_CTX_free(whole);
         if (!ok) {
-            seal_header_clear(&s->h);
+            seal_close(s);
             return error_set(err, read_errno, "sealed file: %s",
                              read_errno ? "read" : "it changed while it was read");
         }
@@ -377,6 +416,7 @@ int seal_open(int fd, const struct seal_digests *known, struct sealed *s, tether
 
 void seal_close(struct sealed *s)
 {
+    reserve_wait(s);
     seal_header_clear(&s->h);
 }
 
@@ -508,8 +548,9 @@ static unsigned cpus(void)
     return sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
 }
 
-int seal_decrypt(const struct sealed *s, const struct secret *key, int out_fd, tether_error_t *err)
+int seal_decrypt(struct sealed *s, const struct secret *key, int out_fd, tether_error_t *err)
 {
+    reserve_wait(s);
     if (key->len != 32)
         return error_set(err, 0, "the key is %zu bytes, not 32", key->len);
     const struct seal_header *h = &s->h;

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
@@ -65,6 +66,8 @@ struct sealed {
     unsigned char signer_pub[32];
     unsigned char signature[64];
     char signer[80]; /* "ed25519:<sha256 of the public key>", or "" */
+    int out_fd;      /* the memfd whose pages a thread is reserving, or -1 */
+    pthread_t reserver;
 };
 
 /* The two values a sealed file is known by, when the hash cache remembers them. */
@@ -76,8 +79,15 @@ struct seal_digests {
  * hash cache's, for a file only root may change, unchanged since), and the trailer.
  * seal_decrypt reads the same descriptor again: give a file only root may write, or a
  * private copy (measure_exe_collect makes one of any other), so that the bytes decrypted
- * are the bytes hashed. */
-int seal_open(int fd, const struct seal_digests *known, struct sealed *s, tether_error_t *err);
+ * are the bytes hashed.
+ *
+ * out_fd, if not -1, is the empty memfd seal_decrypt will fill: while the file is read and
+ * judged, a thread reserves its pages for the plaintext (from 1 MiB to SEAL_RESERVE_MAX
+ * bytes; outside those, nothing is reserved), so that decryption only copies.  Nothing is
+ * written to it before the key is released; a caller that does not decrypt closes it. */
+#define SEAL_RESERVE_MAX (UINT64_C(256) << 20)
+int seal_open(int fd, const struct seal_digests *known, int out_fd, struct sealed *s,
+              tether_error_t *err);
 void seal_close(struct sealed *s);
 /* Checks the signature against trusted Ed25519 public keys (PEM files).  With none
  * configured, a signature is checked against its own key only (it names a signer, it
@@ -87,4 +97,4 @@ int seal_verify(struct sealed *s, const char *const *trusted, size_t n_trusted,
 /* Decrypts into out_fd (an empty memfd), each chunk authenticated before its plaintext is
  * written at its place, on every CPU this process may use.  On failure out_fd is truncated
  * to nothing. */
-int seal_decrypt(const struct sealed *s, const struct secret *key, int out_fd, tether_error_t *err);
+int seal_decrypt(struct sealed *s, const struct secret *key, int out_fd, tether_error_t *err);
