@@ -71,14 +71,27 @@ bool measure_writable_by_others(int fd, const struct stat *st)
 }
 
 /* A private copy in a sealed memfd, hashed as it is copied: nobody can change the bytes
- * between the hash and the exec, as crun does for its own binary (CVE-2019-5736). */
-static int private_copy(int fd, const char *path, int *copy, char *hex, tether_error_t *err)
+ * between the hash and the exec, as crun does for its own binary (CVE-2019-5736).  It is
+ * memory, so it is bounded: by PRIVATE_COPY_MAX, and by the size the file had when it was
+ * measured, since whoever may write it may also make it grow for as long as it is read. */
+#define PRIVATE_COPY_MAX (UINT64_C(1) << 30)
+static int private_copy(int fd, const char *path, const struct stat *st, int *copy, char *hex,
+                        tether_error_t *err)
 {
+    if ((uint64_t)st->st_size > PRIVATE_COPY_MAX)
+        return error_set(err, EFBIG,
+                         "`%s`: %lld bytes that others may write: such a file runs from a copy "
+                         "in memory, of at most 1 GiB; make it root's alone (chown root, chmod "
+                         "go-w) to run it in place",
+                         path, (long long)st->st_size);
     cleanup_close int mfd = memfd_create("tether-exe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (mfd < 0)
         return error_set(err, errno, "`%s`: private copy: memfd", path);
-    if (sha256_fd_copy(fd, mfd, hex, err) < 0)
+    if (sha256_fd_copy(fd, mfd, (uint64_t)st->st_size, hex, err) < 0) {
+        if (err != NULL && *err != NULL && (*err)->code == EFBIG)
+            return error_set(err, 0, "`%s`: it grew while it was copied; not starting it", path);
         return error_wrap(err, "`%s`: private copy", path);
+    }
     if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0 ||
         fchmod(mfd, 0555) < 0)
         return error_set(err, errno, "`%s`: private copy: sealing", path);
@@ -129,7 +142,7 @@ int measure_exe_collect(const char *path, unsigned flags, cJSON **out, int *fd_o
     if (fd >= 0 && S_ISREG(st.st_mode) && fd_out != NULL && measure_writable_by_others(fd, &st)) {
         char hex[SHA256_HEX_LEN + 1];
         int copy = -1;
-        if (private_copy(fd, path, &copy, hash ? hex : NULL, err) < 0)
+        if (private_copy(fd, path, &st, &copy, hash ? hex : NULL, err) < 0)
             return -1;
         close(fd);
         fd = copy;

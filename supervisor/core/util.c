@@ -162,7 +162,7 @@ void hex_encode(const unsigned char *in, size_t n, char *out)
 
 int sha256_fd(int fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err)
 {
-    return sha256_fd_copy(fd, -1, hex, err);
+    return sha256_fd_copy(fd, -1, UINT64_MAX, hex, err);
 }
 
 /* A read lease is refused (EAGAIN) exactly while the file is open for writing anywhere: a
@@ -216,7 +216,8 @@ static void md_ctx_freep(EVP_MD_CTX **ctx)
     EVP_MD_CTX_free(*ctx);
 }
 
-int sha256_fd_copy(int fd, int copy_fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err)
+int sha256_fd_copy(int fd, int copy_fd, uint64_t limit, char hex[SHA256_HEX_LEN + 1],
+                   tether_error_t *err)
 {
     __attribute__((cleanup(md_ctx_freep))) EVP_MD_CTX *ctx = hex != NULL ? EVP_MD_CTX_new() : NULL;
     if (hex != NULL && (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1))
@@ -224,20 +225,24 @@ int sha256_fd_copy(int fd, int copy_fd, char hex[SHA256_HEX_LEN + 1], tether_err
     /* Not a static buffer per thread: the loader zeroes all thread-local storage at every
      * start, whether it is used or not (16 page faults a start, for this one). */
     cleanup_free unsigned char *buf = xmalloc(HASH_BLOCK);
-    off_t off = 0;
+    uint64_t off = 0;
     for (;;) {
-        ssize_t r = pread(fd, buf, HASH_BLOCK, off);
+        /* One byte past the limit tells whether there is more, without reading it all. */
+        size_t want = limit - off < HASH_BLOCK ? (size_t)(limit - off) + 1 : HASH_BLOCK;
+        ssize_t r = pread(fd, buf, want, (off_t)off);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0)
             return error_set(err, errno, "read");
         if (r == 0)
             break;
+        if ((uint64_t)r > limit - off)
+            return error_set(err, EFBIG, "more than %llu bytes", (unsigned long long)limit);
         if (ctx != NULL && EVP_DigestUpdate(ctx, buf, (size_t)r) != 1)
             return error_set(err, 0, "sha256: OpenSSL failed to compute it");
         if (copy_fd >= 0 && write_all(copy_fd, buf, (size_t)r) < 0)
             return error_set(err, errno, "copy");
-        off += r;
+        off += (uint64_t)r;
     }
     unsigned char md[32];
     unsigned int mdlen = 0;

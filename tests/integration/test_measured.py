@@ -125,6 +125,29 @@ def root_only_files_run_without_a_copy(ws):
 
 
 @case
+def a_copy_in_memory_is_bounded(ws):
+    """A file that others may write runs from a private copy in memory, so its size is
+    bounded: over 1 GiB it is refused at once, in one line, with nothing run and nothing read
+    past its size; the same file made root's alone runs in place."""
+    need_root()
+    app = ws.path("big-app")
+    shutil.copy(PROBE, app)
+    os.truncate(app, (1 << 30) + 1)  # the program, then a sparse tail: it still runs
+    os.chown(app, NOBODY, NOBODY)
+    os.chmod(app, 0o755)
+    pol = ws.policy("return {allow = true}")
+    out = ws.path("ran")
+    p = ws.tether("run", "--policy", pol, "--", app, "mark", out, check_rc=125)
+    line = one_line(p.stderr)
+    assert "at most 1 GiB" in line and "chown root" in line, line
+    assert not os.path.exists(out), "it ran"
+    eq([r["event"] for r in ws.audit_records()], [], "nothing to decide about")
+    os.chown(app, 0, 0)
+    ws.tether("run", "--policy", pol, "--", app, "mark", out, check_rc=0)
+    assert os.path.exists(out), "root's file did not run in place"
+
+
+@case
 def sealed_file_rewritten_after_its_check_never_runs(ws):
     """Someone who may write the sealed file changes it after the signature was checked: the
     decryption reads the bytes that were digested, from a private copy."""
