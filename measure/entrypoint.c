@@ -163,7 +163,7 @@ cJSON *measure_entrypoint_collect(const char *root, pid_t init, const char *cmd,
     char self[64];
     snprintf(self, sizeof self, "/proc/self/fd/%d", fd);
     cleanup_close int rd = open(self, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-    cJSON *exe = measure_exe_object(path, rd, &st);
+    cJSON *exe = measure_exe_object(path, rd, &st, MEASURE_HASH_MAX);
     cJSON_AddStringToObject(exe, "resolved_in", where);
     return exe;
 }

@@ -235,7 +235,7 @@ void measure_cache_put(int fd, const struct measure_stamp *st, char kind, const 
     remember(&st->id, kind, hex);
 }
 
-int measure_sha256(int fd, char *hex, const char **source, char *verity_hex)
+int measure_sha256(int fd, uint64_t limit, char *hex, const char **source, char *verity_hex)
 {
     struct stat sb;
     struct measure_stamp st;
@@ -251,7 +251,7 @@ int measure_sha256(int fd, char *hex, const char **source, char *verity_hex)
         *source = "cache";
         return 0;
     }
-    if (sha256_fd(fd, hex, NULL) < 0)
+    if (sha256_fd_max(fd, limit, hex, NULL) < 0)
         return -1;
     measure_cache_put(fd, &st, 0, hex);
     return 0;

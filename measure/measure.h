@@ -126,9 +126,9 @@ int measure_exe_collect(const char *path, unsigned flags, cJSON **out, int *fd_o
 /* The flag for a sealed file, which seal_open hashes as it reads it: sha256 is left null. */
 #define MEASURE_EXE_NO_HASH 1u
 /* The same object for a file already open (fd; -1 when it could not be opened for reading,
- * and then without its hash) and st, its status: hashed with measure_sha256. */
+ * and then without its hash) and st, its status: hashed with measure_sha256, up to limit. */
 struct stat;
-cJSON *measure_exe_object(const char *path, int fd, const struct stat *st);
+cJSON *measure_exe_object(const char *path, int fd, const struct stat *st, uint64_t limit);
 /* A file that someone other than root may write (its owner, group or others), or that is
  * open for writing anywhere (fd, when tether is root: a descriptor or mapping made before a
  * chown or chmod): with fd_out, measure_exe_collect hands out a private sealed copy of it
@@ -136,13 +136,20 @@ cJSON *measure_exe_object(const char *path, int fd, const struct stat *st);
  * remembers it. */
 bool measure_writable_by_others(int fd, const struct stat *st);
 
-/* The sha256 of the regular file behind fd, into hex: 0, or -1 when it is none or cannot be
- * read.  *source says where it came from: "read", or "cache" when the file is one only root
- * may write, on a local file system, unchanged (identity, size, mtime, ctime, birth time)
- * since it was hashed in this process or, after measure_hashcache_use, by any tether
- * (measure/hashcache.c says what that trusts).  With verity_hex (SHA256_HEX_LEN + 1 bytes),
- * a file with fs-verity enabled also gets its verity digest there, else "". */
-int measure_sha256(int fd, char *hex, const char **source, char *verity_hex);
+/* The sha256 of the regular file behind fd, into hex: 0, or -1 when it is none, cannot be
+ * read, or would have to be read and has more than limit bytes.  *source says where it came
+ * from: "read", or "cache" when the file is one only root may write, on a local file system,
+ * unchanged (identity, size, mtime, ctime, birth time) since it was hashed in this process
+ * or, after measure_hashcache_use, by any tether (measure/hashcache.c says what that
+ * trusts).  With verity_hex (SHA256_HEX_LEN + 1 bytes), a file with fs-verity enabled also
+ * gets its verity digest there, else "". */
+int measure_sha256(int fd, uint64_t limit, char *hex, const char **source, char *verity_hex);
+/* The most bytes tether reads to hash a file it did not choose: a process's program, a
+ * container's entrypoint, a file the monitor looks at after the launch.  Whoever writes
+ * such a file sets its size, and a sparse file of terabytes would keep tether reading for
+ * hours; past this its sha256 is null.  (The launch's own executable, which the caller
+ * names, is read whole: a file that others may write runs from a copy, bounded too.) */
+#define MEASURE_HASH_MAX (UINT64_C(1) << 30)
 /* The cache's directory for later starts of tether (root's, mode 0700), kept open. */
 void measure_hashcache_use(int dirfd);
 /* No hash is remembered or looked up from now on (`hash_cache: false`). */

@@ -106,7 +106,7 @@ cJSON *measure_parse_proc_status(FILE *f)
 static bool hash_file(int fd, char hex[SHA256_HEX_LEN + 1])
 {
     const char *from;
-    return measure_sha256(fd, hex, &from, NULL) == 0;
+    return measure_sha256(fd, MEASURE_HASH_MAX, hex, &from, NULL) == 0;
 }
 
 /* "net:[4026531840]" -> 4026531840 */

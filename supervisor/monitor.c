@@ -372,8 +372,8 @@ static cJSON *exec_target(pid_t pid, int fd)
     bool ok = fstat(fd, &st) == 0;
     cJSON_AddItemToObject(
         t, "sha256",
-        json_string_or_null(ok && S_ISREG(st.st_mode) && sha256_fd(fd, hex, NULL) == 0 ? hex
-                                                                                       : NULL));
+        json_string_or_null(ok && sha256_fd_max(fd, MEASURE_HASH_MAX, hex, NULL) == 0 ? hex
+                                                                                      : NULL));
     if (ok) {
         cJSON_AddNumberToObject(t, "size", (double)st.st_size);
         cJSON_AddNumberToObject(t, "owner_uid", st.st_uid);
@@ -592,8 +592,9 @@ static void on_exe_event(struct mon *m, const struct watch *w)
     cleanup_free char *path = xasprintf("%s/%s", w->dir, w->name);
     cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
     char hex[SHA256_HEX_LEN + 1] = "";
-    if (fd >= 0)
-        sha256_fd(fd, hex, NULL);
+    /* A file grown past what tether reads has changed too: it is not read. */
+    if (fd >= 0 && sha256_fd_max(fd, MEASURE_HASH_MAX, hex, NULL) < 0)
+        hex[0] = '\0';
     if (strcmp(hex, m->r->exe_sha) != 0) {
         cleanup_free char *why =
             xasprintf("the executable `%s` changed on disk after launch", path);

@@ -237,7 +237,7 @@ int sha256_fd_copy(int fd, int copy_fd, uint64_t limit, char hex[SHA256_HEX_LEN 
         if (r == 0)
             break;
         if ((uint64_t)r > limit - off)
-            return error_set(err, EFBIG, "more than %llu bytes", (unsigned long long)limit);
+            return error_set(err, EOVERFLOW, "more than %llu bytes", (unsigned long long)limit);
         if (ctx != NULL && EVP_DigestUpdate(ctx, buf, (size_t)r) != 1)
             return error_set(err, 0, "sha256: OpenSSL failed to compute it");
         if (copy_fd >= 0 && write_all(copy_fd, buf, (size_t)r) < 0)
@@ -251,6 +251,19 @@ int sha256_fd_copy(int fd, int copy_fd, uint64_t limit, char hex[SHA256_HEX_LEN 
     if (hex != NULL)
         hex_encode(md, 32, hex);
     return 0;
+}
+
+int sha256_fd_max(int fd, uint64_t limit, char hex[SHA256_HEX_LEN + 1], tether_error_t *err)
+{
+    struct stat st;
+    if (fstat(fd, &st) < 0)
+        return error_set(err, errno, "stat");
+    if (!S_ISREG(st.st_mode))
+        return error_set(err, 0, "%s, not a regular file", file_type_name(st.st_mode));
+    if ((uint64_t)st.st_size > limit)
+        return error_set(err, EOVERFLOW, "%lld bytes, more than the %llu tether reads",
+                         (long long)st.st_size, (unsigned long long)limit);
+    return sha256_fd_copy(fd, -1, limit, hex, err);
 }
 
 /* No SHA-256 means nothing can be measured, chained into the audit trail or checked: a

@@ -45,9 +45,14 @@ void hex_encode(const unsigned char *in, size_t n, char *out);
 int sha256_fd(int fd, char hex[SHA256_HEX_LEN + 1], tether_error_t *err);
 /* The same, writing every byte hashed to copy_fd as well (when it is not -1): the copy is
  * exactly what was hashed.  With hex NULL, a copy only.  A file with more than limit bytes
- * is an error (EFBIG), found without reading past limit + 1. */
+ * is an error with code EOVERFLOW, found without reading past limit + 1. */
 int sha256_fd_copy(int fd, int copy_fd, uint64_t limit, char hex[SHA256_HEX_LEN + 1],
                    tether_error_t *err);
+/* sha256_fd of a regular file of at most limit bytes: a larger one is not read at all, and
+ * one that grows past limit as it is read is an error too (EOVERFLOW both).  For a file
+ * that tether did not choose, whose size its writer chooses: a sparse file of terabytes
+ * costs its writer nothing and its reader hours. */
+int sha256_fd_max(int fd, uint64_t limit, char hex[SHA256_HEX_LEN + 1], tether_error_t *err);
 /* In memory; without a SHA-256 from OpenSSL (its configuration gives none) tether exits
  * 125 with a line on stderr: nothing can be measured or audited. */
 void sha256_raw(const void *data, size_t len, unsigned char md[32]);
