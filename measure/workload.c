@@ -87,11 +87,24 @@ static int private_copy(int fd, const char *path, const struct stat *st, int *co
     cleanup_close int mfd = memfd_create("tether-exe", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (mfd < 0)
         return error_set(err, errno, "`%s`: private copy: memfd", path);
+    /* The size it had when it was measured, which the policy sees, is the size copied:
+     * a file that grew or shrank since (or whose size says less than it holds, as a file
+     * of /proc's does) is refused. */
+    struct stat cs;
     if (sha256_fd_copy(fd, mfd, (uint64_t)st->st_size, hex, err) < 0) {
-        if (err != NULL && *err != NULL && (*err)->code == EFBIG)
-            return error_set(err, 0, "`%s`: it grew while it was copied; not starting it", path);
+        if (err != NULL && *err != NULL && (*err)->code == EOVERFLOW)
+            return error_set(err, 0,
+                             "`%s`: it has more than the %lld bytes it had when it was measured; "
+                             "not starting it",
+                             path, (long long)st->st_size);
         return error_wrap(err, "`%s`: private copy", path);
     }
+    if (fstat(mfd, &cs) < 0)
+        return error_set(err, errno, "`%s`: private copy: memfd", path);
+    if (cs.st_size != st->st_size)
+        return error_set(
+            err, 0, "`%s`: it shrank while it was copied (%lld bytes of %lld); not starting it",
+            path, (long long)cs.st_size, (long long)st->st_size);
     if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0 ||
         fchmod(mfd, 0555) < 0)
         return error_set(err, errno, "`%s`: private copy: sealing", path);
@@ -116,11 +129,12 @@ static cJSON *exe_json(const char *path, const struct stat *st, const char *hex,
     return exe;
 }
 
-cJSON *measure_exe_object(const char *path, int fd, const struct stat *st)
+cJSON *measure_exe_object(const char *path, int fd, const struct stat *st, uint64_t limit)
 {
     char hex[SHA256_HEX_LEN + 1], verity[SHA256_HEX_LEN + 1] = "";
     const char *from = NULL;
-    bool hashed = fd >= 0 && S_ISREG(st->st_mode) && measure_sha256(fd, hex, &from, verity) == 0;
+    bool hashed =
+        fd >= 0 && S_ISREG(st->st_mode) && measure_sha256(fd, limit, hex, &from, verity) == 0;
     return exe_json(path, st, hashed ? hex : NULL, from, verity);
 }
 
@@ -149,7 +163,7 @@ int measure_exe_collect(const char *path, unsigned flags, cJSON **out, int *fd_o
         copied = true;
         exe = exe_json(path, &st, hash ? hex : NULL, "copy", "");
     } else {
-        exe = measure_exe_object(path, hash ? fd : -1, &st);
+        exe = measure_exe_object(path, hash ? fd : -1, &st, UINT64_MAX);
     }
     if (fd_out != NULL)
         cJSON_AddBoolToObject(exe, "private_copy", copied);

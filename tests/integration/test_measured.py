@@ -148,6 +148,27 @@ def a_copy_in_memory_is_bounded(ws):
 
 
 @case
+def a_file_whose_size_says_less_than_it_holds_is_refused(ws):
+    """The copy is of the size measured, which the policy sees: a file that holds more is
+    refused in one line.  Here a file of /proc's, which says 0 bytes: the command line of a
+    process of nobody's whose first word is a sealed file's magic, so that tether takes it
+    for a sealed workload and copies it."""
+    need_root()
+    holder = subprocess.Popen(["TETHSEAL-not-really", "30"], executable="/bin/sleep",
+                              user=NOBODY, group=NOBODY, extra_groups=[])
+    try:
+        path = "/proc/%d/cmdline" % holder.pid
+        eq(os.stat(path).st_size, 0, "the size /proc gives")
+        p = ws.tether("run", "--policy", ws.policy("return {allow = true}"), path, check_rc=125)
+        line = one_line(p.stderr)
+        assert "more than the 0 bytes it had when it was measured" in line, line
+    finally:
+        holder.kill()
+        holder.wait()
+    eq([r["event"] for r in ws.audit_records()], [], "nothing to decide about")
+
+
+@case
 def sealed_file_rewritten_after_its_check_never_runs(ws):
     """Someone who may write the sealed file changes it after the signature was checked: the
     decryption reads the bytes that were digested, from a private copy."""
