@@ -590,7 +590,7 @@ static void watch_add(struct mon *m, const char *path, enum watched what)
 static void on_exe_event(struct mon *m, const struct watch *w)
 {
     cleanup_free char *path = xasprintf("%s/%s", w->dir, w->name);
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
+    cleanup_close int fd = open_regular(path); /* a FIFO in its place has changed too */
     char hex[SHA256_HEX_LEN + 1] = "";
     /* A file grown past what tether reads has changed too: it is not read. */
     if (fd >= 0 && sha256_fd_max(fd, MEASURE_HASH_MAX, hex, NULL) < 0)

@@ -404,7 +404,7 @@ int run_gate(struct run *r)
      * does: there is nothing to ask the policy about. */
     /* A sealed workload is data until it is decrypted: named by its path, not searched for,
      * and not executable itself. */
-    cleanup_close int probe = strchr(r->cmd[0], '/') ? open(r->cmd[0], O_RDONLY | O_CLOEXEC) : -1;
+    cleanup_close int probe = strchr(r->cmd[0], '/') ? open_regular(r->cmd[0]) : -1;
     bool named_sealed = is_sealed(probe);
     if (named_sealed)
         r->path = xstrdup(r->cmd[0]);

@@ -253,6 +253,21 @@ int sha256_fd_copy(int fd, int copy_fd, uint64_t limit, char hex[SHA256_HEX_LEN 
     return 0;
 }
 
+int open_regular(const char *path)
+{
+    cleanup_close int pfd = open(path, O_PATH | O_CLOEXEC);
+    struct stat st;
+    if (pfd < 0 || fstat(pfd, &st) < 0)
+        return -1;
+    if (!S_ISREG(st.st_mode)) {
+        errno = EINVAL;
+        return -1;
+    }
+    char self[64];
+    snprintf(self, sizeof self, "/proc/self/fd/%d", pfd);
+    return open(self, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+}
+
 int sha256_fd_max(int fd, uint64_t limit, char hex[SHA256_HEX_LEN + 1], tether_error_t *err)
 {
     struct stat st;

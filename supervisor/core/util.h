@@ -53,6 +53,11 @@ int sha256_fd_copy(int fd, int copy_fd, uint64_t limit, char hex[SHA256_HEX_LEN 
  * that tether did not choose, whose size its writer chooses: a sparse file of terabytes
  * costs its writer nothing and its reader hours. */
 int sha256_fd_max(int fd, uint64_t limit, char hex[SHA256_HEX_LEN + 1], tether_error_t *err);
+/* Opens path for reading only if it is a regular file, or -1 with errno (EINVAL: another
+ * kind).  A FIFO put in its place would block an open(2) until someone opens it for
+ * writing, and a device would act on the open: both are refused before they are opened,
+ * and the file checked is the file opened. */
+int open_regular(const char *path);
 /* In memory; without a SHA-256 from OpenSSL (its configuration gives none) tether exits
  * 125 with a line on stderr: nothing can be measured or audited. */
 void sha256_raw(const void *data, size_t len, unsigned char md[32]);

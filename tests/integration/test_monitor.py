@@ -79,19 +79,28 @@ def forbidden_exec_is_killed(ws):
     eq(deny["phase"], "monitor", "the deny came from the monitor phase")
 
 
-@case
-def executable_replaced_on_disk(ws):
+def launched_then_changed(ws, change, owner=0):
+    """Launches a copy of the probe (owned by owner), then change(its path): the monitor
+    must kill the workload because its executable changed on disk."""
     config(ws)
     exe = ws.path("probe")
     shutil.copy(PROBE, exe)
+    if owner:
+        os.chown(exe, owner, owner)
     pol = monitored_policy(ws, '{on_drift = "kill"}')
     ready = ws.path("ready")
     proc = ws.popen("run", "--policy", pol, "--", exe, "ready", ready, "sleep", "30")
+    killed_for(ws, proc, ready, lambda: change(exe), "changed on disk")
 
-    def replace():
-        shutil.copy("/bin/true", exe + ".new")
-        os.rename(exe + ".new", exe)
-    killed_for(ws, proc, ready, replace, "changed on disk")
+
+def replace_by(exe, make):
+    make(exe + ".new")
+    os.rename(exe + ".new", exe)
+
+
+@case
+def executable_replaced_on_disk(ws):
+    launched_then_changed(ws, lambda exe: replace_by(exe, lambda p: shutil.copy("/bin/true", p)))
 
 
 @case
@@ -123,14 +132,14 @@ def executable_grown_past_reading_is_a_change(ws):
     a change, acted on at once, without reading it."""
     if os.geteuid() != 0:
         raise Skip("needs root: the file's owner is the user nobody")
-    config(ws)
-    exe = ws.path("probe")
-    shutil.copy(PROBE, exe)
-    os.chown(exe, 65534, 65534)
-    pol = monitored_policy(ws, '{on_drift = "kill"}')
-    ready = ws.path("ready")
-    proc = ws.popen("run", "--policy", pol, "--", exe, "ready", ready, "sleep", "30")
-    killed_for(ws, proc, ready, lambda: os.truncate(exe, 15 << 40), "changed on disk")
+    launched_then_changed(ws, lambda exe: os.truncate(exe, 15 << 40), owner=65534)
+
+
+@case
+def executable_replaced_by_a_fifo_is_a_change(ws):
+    """A FIFO renamed over the launched executable: opening it to read would wait for a
+    writer that never comes.  It is not opened; it has changed, and that is acted on."""
+    launched_then_changed(ws, lambda exe: replace_by(exe, os.mkfifo))
 
 
 @case

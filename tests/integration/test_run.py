@@ -97,6 +97,7 @@ def exec_failures_match_env(ws):
     noexec = ws.write("noexec", "#!/bin/sh\ntrue\n", 0o644)
     badinterp = ws.write("badinterp", "#!/nonexistent/interpreter\n", 0o755)
     os.mkdir(ws.path("adir"))
+    os.mkfifo(ws.path("afifo"), 0o755)  # opened to be read, it would wait for a writer
     cases = {
         "not found": ["no-such-command-anywhere"],
         "not found by path": [ws.path("missing")],
@@ -104,9 +105,10 @@ def exec_failures_match_env(ws):
         "a directory": [ws.path("adir")],
         "ENOEXEC": [garbage],
         "missing interpreter": [badinterp],
+        "a FIFO": [ws.path("afifo")],
     }
     want = {"not found": 127, "not found by path": 127, "no exec permission": 126,
-            "a directory": 126, "ENOEXEC": 126, "missing interpreter": 127}
+            "a directory": 126, "ENOEXEC": 126, "missing interpreter": 127, "a FIFO": 126}
     for name, args in cases.items():
         p = ws.tether("run", "--policy", ALLOW_ALL, "--", *args)
         eq(p.returncode, want[name], name)
