@@ -23,6 +23,7 @@
 #define HASH_MEMBER ",\"hash\":\""
 #define HASH_SUFFIX_LEN (sizeof HASH_MEMBER - 1 + SHA256_HEX_LEN + 2)
 #define TAIL_MAX (256 * 1024)
+#define AUDIT_LOCK_WAIT_MS 5000u /* the longest wait for another writer's lock */
 
 /* The longest message sent to syslog: rsyslog's default limit is 8 KiB for the whole
  * datagram, and RFC 5424 asks receivers for 2 KiB at least; 4 KiB leaves room for the
@@ -234,10 +235,20 @@ int audit_append(const char *path, cJSON *rec, tether_error_t *err)
     if (fd < 0)
         return error_wrap(err, "audit log");
     struct stat st;
-    /* One writer at a time: the chain needs the last line to stay the last line. */
-    while (flock(fd, LOCK_EX) < 0)
-        if (errno != EINTR)
+    /* One writer at a time: the chain needs the last line to stay the last line.  Not
+     * waited for without end: whoever may open the trail may take its lock (a workload
+     * whose uid owns it, without a single capability), and a monitor waiting for it acts
+     * on nothing.  A writer holds it for an append and an fsync. */
+    for (unsigned waited = 0, step = 1;; waited += step, step = step < 64 ? 2 * step : 64) {
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0)
+            break;
+        if (errno != EWOULDBLOCK && errno != EINTR)
             return error_set(err, errno, "audit log `%s`: lock", path);
+        if (waited >= AUDIT_LOCK_WAIT_MS)
+            return error_set(err, 0, "audit log `%s`: locked by another process for %u s", path,
+                             AUDIT_LOCK_WAIT_MS / 1000);
+        nanosleep(&(struct timespec){.tv_nsec = (long)step * 1000000}, NULL);
+    }
     if (fstat(fd, &st) < 0)
         return error_set(err, errno, "audit log `%s`", path);
 

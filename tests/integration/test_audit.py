@@ -1,5 +1,8 @@
-"""tether audit verify: the trail left by real runs verifies; tampering is found by line."""
+"""tether audit verify: the trail left by real runs verifies; tampering is found by line.
+A trail whose lock someone holds is waited for a few seconds, not for ever."""
+import fcntl
 import json
+import os
 
 from harness import case, eq, main, one_line
 
@@ -52,6 +55,20 @@ def unreadable_trail_is_125(ws):
     p = ws.tether("audit", "verify", ws.path("missing.jsonl"), check_rc=125)
     assert "missing.jsonl" in one_line(p.stderr)
     ws.tether("audit", check_rc=125)
+
+
+@case
+def a_trail_locked_by_someone_else_is_not_waited_for_without_end(ws):
+    """Whoever may open the trail may take its lock and keep it: the launch is refused
+    after a few seconds, in one line, with nothing run."""
+    make_trail(ws, runs=1)
+    marker = ws.path("ran")
+    with open(ws.audit) as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        p = ws.tether("run", "--", "touch", marker, timeout=30)
+    eq(p.returncode, 125, "exit status")
+    assert "locked by another process" in one_line(p.stderr), p.stderr
+    assert not os.path.exists(marker), "it ran without its record"
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
 """Drift monitoring: each drift source ends in the right action with the right audit record;
 each action does what it says; permitted behaviour is never acted on."""
+import fcntl
 import json
 import os
 import shutil
@@ -140,6 +141,26 @@ def executable_replaced_by_a_fifo_is_a_change(ws):
     """A FIFO renamed over the launched executable: opening it to read would wait for a
     writer that never comes.  It is not opened; it has changed, and that is acted on."""
     launched_then_changed(ws, lambda exe: replace_by(exe, os.mkfifo))
+
+
+@case
+def a_locked_audit_trail_delays_a_kill_by_seconds_only(ws):
+    """The drift's record waits for the trail's lock, which someone else holds and keeps:
+    a few seconds, and then the kill, with the record's failure said on stderr."""
+    config(ws)
+    watched = ws.write("watched.conf", "a=1\n")
+    pol = monitored_policy(ws, '{on_drift = "kill", watch = {"%s"}}' % watched)
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", pol, "--", PROBE, "ready", ready, "sleep", "30")
+    try:
+        wait_for(lambda: os.path.exists(ready), what="the workload")
+        with open(ws.audit) as held:  # the launch's records are in it
+            fcntl.flock(held, fcntl.LOCK_EX)
+            append(watched, "a=2\n")
+            eq(proc.wait(timeout=20), DRIFT_KILLED, "exit status")
+    finally:
+        proc.kill()
+    assert "locked by another process" in proc.stderr.read()
 
 
 @case
