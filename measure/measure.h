@@ -150,6 +150,10 @@ int measure_sha256(int fd, uint64_t limit, char *hex, const char **source, char 
  * hours; past this its sha256 is null.  (The launch's own executable, which the caller
  * names, is read whole: a file that others may write runs from a copy, bounded too.) */
 #define MEASURE_HASH_MAX (UINT64_C(1) << 30)
+/* A look at many processes begins: from now on measure_process_collect reads at most
+ * budget bytes in all to hash their programs (past it, a program the hash cache does not
+ * remember has a null sha256), and hashes each file, unchanged, once. */
+void measure_look_begin(uint64_t budget);
 /* The cache's directory for later starts of tether (root's, mode 0700), kept open. */
 void measure_hashcache_use(int dirfd);
 /* No hash is remembered or looked up from now on (`hash_cache: false`). */

@@ -401,6 +401,7 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
     cleanup_json cJSON *input = measure_target(m);
     cJSON *procs = cJSON_CreateArray();
     cJSON *p = NULL;
+    measure_look_begin(MEASURE_HASH_MAX);
     if (measure_process_collect(pid, &p, NULL) == 0)
         cJSON_AddItemToArray(procs, p);
     cJSON_ReplaceItemInObjectCaseSensitive(input, "processes", procs);
@@ -484,6 +485,7 @@ static cJSON *measure_processes(struct mon *m, bool whole)
         qsort(pids, n, sizeof *pids, pid_cmp);
     }
     cJSON *procs = cJSON_CreateArray();
+    measure_look_begin(MEASURE_HASH_MAX);
     for (size_t i = 0; i < n; i++) {
         if (!whole && ((i > 0 && pids[i] == pids[i - 1]) || !in_tree(m, pids[i])))
             continue;

@@ -127,6 +127,27 @@ def a_file_too_large_to_read_does_not_stall_the_monitor(ws):
 
 
 @case
+def many_processes_of_a_large_file_do_not_stall_the_monitor(ws):
+    """160 processes run one program of 1 GiB that others may write, so that no hash of it
+    is remembered: a look reads it once, not once a process (160 GiB, minutes here), and a
+    watched file edited next is acted on as at any other time."""
+    config(ws)
+    watched = ws.write("watched.conf", "a=1\n")
+    big, ready = ws.path("big"), ws.path("ready")
+    shutil.copy("/bin/sleep", big)
+    os.truncate(big, 1 << 30)  # sleep, then a sparse tail: it still runs
+    os.chmod(big, 0o777)
+    pol = monitored_policy(ws, '{on_drift = "kill", watch = {"%s"}}' % watched)
+    script = "for i in $(seq 160); do %s 600 & done; touch %s; wait" % (big, ready)
+    proc = ws.popen("run", "--policy", pol, "--", "/bin/sh", "-c", script)
+
+    def edit():
+        time.sleep(1)  # the looks at the execs have begun
+        append(watched, "a=2\n")
+    killed_for(ws, proc, ready, edit, "watched.conf")
+
+
+@case
 def executable_grown_past_reading_is_a_change(ws):
     """The executable the workload was launched from is grown to 15 TiB on disk by its
     owner (nobody: the workload runs from a private copy, so the file is not busy): that is
