@@ -662,8 +662,12 @@ static void on_inotify(struct mon *m)
             if (!on_file && !on_dir)
                 continue;
             if (on_dir && (ev->mask & (IN_MOVED_TO | IN_CREATE))) {
-                /* A new file under the name: watch it from now on. */
+                /* A new file under the name: watch it from now on, and the old one no
+                 * more (another link may keep it, and its watch, alive: one per file
+                 * renamed over the name, until root's watches ran out). */
                 cleanup_free char *path = xasprintf("%s/%s", w->dir, w->name);
+                if (w->wd_file >= 0)
+                    inotify_rm_watch(m->ino, w->wd_file);
                 w->wd_file = inotify_add_watch(m->ino, path, FILE_EVENTS);
             }
             /* Files read whole (policy, configuration): only a finished write counts. */
