@@ -59,6 +59,17 @@ def killed_for(ws, proc, ready, act, reason):
     assert reason in drift["reason"], drift
 
 
+def watched_run(ws, on_drift):
+    """A monitored probe whose policy watches watched.conf: (its tether, the file, the path
+    it marks when ready)."""
+    config(ws)
+    watched = ws.write("watched.conf", "a=1\n")
+    pol = monitored_policy(ws, '{on_drift = "%s", watch = {"%s"}}' % (on_drift, watched))
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", pol, "--", PROBE, "ready", ready, "sleep", "30")
+    return proc, watched, ready
+
+
 def append(path, text):
     with open(path, "a") as f:
         f.write(text)
@@ -169,11 +180,7 @@ def executable_replaced_by_a_fifo_is_a_change(ws):
 def a_locked_audit_trail_delays_a_kill_by_seconds_only(ws):
     """The drift's record waits for the trail's lock, which someone else holds and keeps:
     a few seconds, and then the kill, with the record's failure said on stderr."""
-    config(ws)
-    watched = ws.write("watched.conf", "a=1\n")
-    pol = monitored_policy(ws, '{on_drift = "kill", watch = {"%s"}}' % watched)
-    ready = ws.path("ready")
-    proc = ws.popen("run", "--policy", pol, "--", PROBE, "ready", ready, "sleep", "30")
+    proc, watched, ready = watched_run(ws, "kill")
     try:
         wait_for(lambda: os.path.exists(ready), what="the workload")
         with open(ws.audit) as held:  # the launch's records are in it
@@ -203,11 +210,7 @@ def inotify_watches(pid):
 def files_renamed_over_a_watched_path_leave_no_watches_behind(ws):
     """Each file renamed over a watched path is watched from then on, and the one before
     it no more, even while another link keeps it: 50 renames do not leave 50 watches."""
-    config(ws)
-    watched = ws.write("watched.conf", "a=0\n")
-    pol = monitored_policy(ws, '{on_drift = "log", watch = {"%s"}}' % watched)
-    ready = ws.path("ready")
-    proc = ws.popen("run", "--policy", pol, "--", PROBE, "ready", ready, "sleep", "30")
+    proc, watched, ready = watched_run(ws, "log")
     try:
         wait_for(lambda: os.path.exists(ready), what="the workload")
         before = inotify_watches(proc.pid)
@@ -243,11 +246,7 @@ def node_label_change_in_the_configuration(ws):
 
 @case
 def watched_file_edited(ws):
-    config(ws)
-    watched = ws.write("watched.conf", "a=1\n")
-    pol = monitored_policy(ws, '{on_drift = "kill", watch = {"%s"}}' % watched)
-    ready = ws.path("ready")
-    proc = ws.popen("run", "--policy", pol, "--", PROBE, "ready", ready, "sleep", "30")
+    proc, watched, ready = watched_run(ws, "kill")
     killed_for(ws, proc, ready, lambda: append(watched, "a=2\n"), "watched.conf")
 
 
