@@ -102,21 +102,31 @@ static bool local_fs(int fd)
     }
 }
 
-/* "<dev>-<ino>" for a file's sha256, "<dev>-<ino>.<kind>" for another digest of it. */
+/* The store holds at most STORE_SLOTS entries, so a workload that makes and runs file after
+ * file cannot fill /run: an entry's name is its slot, a hash of the file's identity and the
+ * digest's kind, and a new entry takes the place of whatever was in its slot.  Each entry
+ * holds the whole identity and the kind, so one that lost its slot is a miss, never another
+ * file's hash.  Two files that share a slot cost a read now and then, nothing more. */
+#define STORE_SLOTS 1024
+
 static void entry_name(const struct measure_file_id *id, char kind, char name[64])
 {
-    int n = snprintf(name, 64, "%" PRIx64 "-%" PRIx64, id->dev, id->ino);
-    if (kind != 0 && n > 0 && n < 62)
-        name[n] = '.', name[n + 1] = kind, name[n + 2] = '\0';
+    /* splitmix64's finalizer: dev, ino and kind spread over the slots. */
+    uint64_t h = id->dev * 0x9e3779b97f4a7c15u ^ id->ino ^ ((uint64_t)(unsigned char)kind << 56);
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9u;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebu;
+    h ^= h >> 31;
+    snprintf(name, 64, "%03x", (unsigned)(h % STORE_SLOTS));
 }
 
-static int entry_format(const struct measure_file_id *id, const char *hex, char *buf, size_t cap)
+static int entry_format(const struct measure_file_id *id, char kind, const char *hex, char *buf,
+                        size_t cap)
 {
     return snprintf(buf, cap,
-                    "tether-hash 1 %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRId64 ".%09" PRIu32
+                    "tether-hash 2 %c %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRId64 ".%09" PRIu32
                     " %" PRId64 ".%09" PRIu32 " %" PRId64 ".%09" PRIu32 " %s\n",
-                    id->dev, id->ino, id->size, id->mtime_s, id->mtime_ns, id->ctime_s,
-                    id->ctime_ns, id->btime_s, id->btime_ns, hex);
+                    kind ? kind : '-', id->dev, id->ino, id->size, id->mtime_s, id->mtime_ns,
+                    id->ctime_s, id->ctime_ns, id->btime_s, id->btime_ns, hex);
 }
 
 static bool store_lookup(const struct measure_file_id *id, char kind, char hex[SHA256_HEX_LEN + 1])
@@ -131,7 +141,7 @@ static bool store_lookup(const struct measure_file_id *id, char kind, char hex[S
         return false;
     got[n] = '\0';
     /* The whole line must be what this file's identity and times give, with a hash. */
-    int len = entry_format(id, "", want, sizeof want);
+    int len = entry_format(id, kind, "", want, sizeof want);
     if (len <= 1 || (size_t)n != (size_t)len + SHA256_HEX_LEN ||
         memcmp(got, want, (size_t)len - 1) != 0 || got[n - 1] != '\n')
         return false;
@@ -150,7 +160,7 @@ static void store_save(const struct measure_file_id *id, char kind, const char *
     char name[64], tmp[96], line[ENTRY_MAX];
     entry_name(id, kind, name);
     snprintf(tmp, sizeof tmp, ".%s.%d", name, (int)getpid());
-    int len = entry_format(id, hex, line, sizeof line);
+    int len = entry_format(id, kind, hex, line, sizeof line);
     cleanup_close int fd =
         openat(cache_dir, tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0)

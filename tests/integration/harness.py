@@ -41,6 +41,20 @@ class Workspace:
         self.audit = self.path("audit.jsonl")
         self.config = self.write("tether.json", json.dumps({"audit": {"path": self.audit}}))
         self.env = dict(os.environ, TETHER_CONFIG=self.config)
+        self.prefix = []  # what tether runs under: see own_run_dir
+
+    def own_run_dir(self):
+        """From now on tether runs in a mount namespace of its own, where /run/tether (the
+        status files and the hash cache) is a directory of this test's: nothing another test
+        does there changes what this one sees.  Returns that directory."""
+        if os.geteuid() != 0 or shutil.which("unshare") is None:
+            raise Skip("needs root and unshare(1): /run/tether is root's")
+        d = self.path("run-tether")
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        os.makedirs("/run/tether", mode=0o700, exist_ok=True)  # the mount point, as tether makes it
+        self.prefix = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c",
+                       'mount --bind "$0" /run/tether && exec "$@"', d]
+        return d
 
     def path(self, *parts):
         return os.path.join(self.root, *parts)
@@ -96,15 +110,15 @@ class Workspace:
         return self.write(name, "function decide(input)\n%s\nend\n" % body)
 
     def tether(self, *args, env=None, input=None, timeout=60, check_rc=None):
-        p = subprocess.run([TETHER, *args], env=env or self.env, input=input, timeout=timeout,
-                           capture_output=True, text=True, cwd=self.root)
+        p = subprocess.run([*self.prefix, TETHER, *args], env=env or self.env, input=input,
+                           timeout=timeout, capture_output=True, text=True, cwd=self.root)
         if check_rc is not None and p.returncode != check_rc:
             raise AssertionError("tether %s: exit %d, want %d\nstdout: %s\nstderr: %s"
                                  % (" ".join(args), p.returncode, check_rc, p.stdout, p.stderr))
         return p
 
     def popen(self, *args, **kw):
-        return subprocess.Popen([TETHER, *args], env=self.env, cwd=self.root,
+        return subprocess.Popen([*self.prefix, TETHER, *args], env=self.env, cwd=self.root,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
     def audit_records(self, path=None):

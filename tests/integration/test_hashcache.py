@@ -12,18 +12,13 @@ import struct
 import subprocess
 import time
 
-from harness import Skip, case, eq, main
+from harness import TETHER, Skip, case, eq, main
 
 SETTLE = 2.5  # measure/hashcache.c remembers no file changed within the last 2 s
 
 REPORT = ('local e = input.workload.exe\n'
           'return {allow = false, reasons = {tostring(e.sha256_from), tostring(e.sha256), '
           'tostring(e.fsverity_digest)}}')
-
-
-def need_root():
-    if os.geteuid() != 0:
-        raise Skip("needs root: the cache beside the status files is root's")
 
 
 def launch(ws, path):
@@ -46,14 +41,14 @@ def fresh(ws, path, from_, what):
 
 @case
 def cached_hash_follows_every_change(ws):
-    need_root()
+    run = ws.own_run_dir()
     app = ws.path("app")
     shutil.copy("/bin/true", app)
     os.chmod(app, 0o755)
     time.sleep(SETTLE)
     fresh(ws, app, "read", "the first launch reads the file")
     fresh(ws, app, "cache", "the second launch does not")
-    st = os.stat("/run/tether/.hashes")
+    st = os.stat(os.path.join(run, ".hashes"))
     eq((st.st_uid, st.st_mode & 0o777), (0, 0o700), "the cache directory is root's alone")
 
     # a write (same size: only the times tell), and the launches right after it
@@ -97,12 +92,42 @@ def cached_hash_follows_every_change(ws):
     fresh(ws, app, "copy", "another owner: run from a private copy")
 
 
+@case
+def the_cache_has_a_bound_however_many_files_run(ws):
+    """A uid-0 workload's files are root's, so remembered: one that makes and runs file
+    after file must not fill /run.  The store keeps at most 1024 entries; one that lost its
+    place is read again, never answered with another file's hash."""
+    run = ws.own_run_dir()
+    os.mkdir(ws.path("files"))
+    files = []
+    for i in range(1200):
+        f = ws.path("files", "f%04d" % i)
+        with open(f, "wb") as out:
+            out.write(b"#!/bin/false\n" + os.urandom(64))
+        os.chmod(f, 0o755)
+        files.append(f)
+    time.sleep(SETTLE)
+    pol = ws.policy("return {allow = false}", name="deny.lua")
+    # one shell for the 1,200 launches, in the test's own /run/tether
+    loop = ('for f in "$1"/f*; do "$0" run --policy "$2" -- "$f" 2>/dev/null; done; '
+            'exit 0')
+    subprocess.run([*ws.prefix, "sh", "-c", loop, TETHER, ws.path("files"), pol], check=True,
+                   timeout=300)
+    names = os.listdir(os.path.join(run, ".hashes"))
+    assert 500 < len(names) <= 1024, "%d entries for 1,200 files" % len(names)
+    eq([n for n in names if n.startswith(".")], [], "no temporary entry left behind")
+    fresh(ws, files[-1], "cache", "the last file run is remembered")
+    for f in files[:40]:
+        got = launch(ws, f)
+        assert got[0] in ("read", "cache") and got[1] == sha(f), (f, got)
+
+
 FS_IOC_ENABLE_VERITY = 0x40806685
 
 
 @case
 def fsverity_digest_where_the_file_system_has_it(ws):
-    need_root()
+    ws.own_run_dir()
     app = ws.path("app")
     shutil.copy("/bin/true", app)
     os.chmod(app, 0o755)
@@ -159,7 +184,7 @@ def sealed_digests_are_remembered_and_follow_changes(ws):
     is signed: the file without its signature), and both are remembered as an executable's
     hash is: a later launch reads nothing before the key is released, and a change makes the
     next launch read it again."""
-    need_root()
+    ws.own_run_dir()
     if shutil.which("openssl") is None:
         raise Skip("needs the openssl command line for a signing key")
     key, sign = sealed_node(ws)
