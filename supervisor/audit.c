@@ -267,8 +267,15 @@ int audit_append(const char *path, cJSON *rec, tether_error_t *err)
     cleanup_free char *line =
         xasprintf("%s%.*s" HASH_MEMBER "%s\"}\n", torn ? "\n" : "", (int)blen, body, hash);
 
-    if (write_all(fd, line, strlen(line)) < 0 || fsync(fd) < 0)
-        return error_set(err, errno, "audit log `%s`: write", path);
+    if (write_all(fd, line, strlen(line)) < 0 || fsync(fd) < 0) {
+        /* A record is written whole or not at all: a trail that cannot grow (ENOSPC, or
+         * EFBIG past RLIMIT_FSIZE) keeps its chain, and the next append follows its last
+         * whole line. */
+        int e = errno;
+        if (ftruncate(fd, st.st_size) == 0)
+            fsync(fd);
+        return error_set(err, e, "audit log `%s`: write", path);
+    }
     const char *text = line + (torn ? 1 : 0);
     ship_syslog(rec, text, strlen(text) - 1, hash);
     /* Still under the lock: what the hook reads of the trail ends with this record. */

@@ -159,10 +159,21 @@ static void creds_mount(const struct launch_spec *spec, int report_fd)
     }
 }
 
+static bool sigxfsz_ignored; /* by tether, when it was given the default */
+
+void launch_ignore_sigxfsz(void)
+{
+    struct sigaction sa;
+    if (sigaction(SIGXFSZ, NULL, &sa) == 0 && sa.sa_handler == SIG_DFL)
+        sigxfsz_ignored = signal(SIGXFSZ, SIG_IGN) != SIG_ERR;
+}
+
 static void __attribute__((noreturn))
 child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd, int report_fd)
 {
     sigprocmask(SIG_SETMASK, &sv->old_mask, NULL);
+    if (sigxfsz_ignored)
+        signal(SIGXFSZ, SIG_DFL);
     environ = confine_env_filter(spec->confine, environ);
 
     if (spec->supervised)

@@ -86,3 +86,8 @@ bool supervise_on_signal(struct supervisor *sv, const struct signalfd_siginfo *s
 int supervise_status_code(int status);
 
 void supervise_release(struct supervisor *sv);
+
+/* Called once, first thing: a write past RLIMIT_FSIZE (the audit trail, a status file) is an
+ * error tether reports (EFBIG), not SIGXFSZ ending it, and a monitor with it.  A workload is
+ * given back the disposition tether was given, as env(1) gives its command. */
+void launch_ignore_sigxfsz(void);

@@ -7,6 +7,7 @@
 
 #include "../measure/measure.h"
 #include "core/log.h"
+#include "launch.h"
 #include "tether.h"
 
 static const struct verb {
@@ -48,6 +49,7 @@ int main(int argc, char **argv)
      * tether (keys, tokens, decisions) are closed to every process of its uid that lacks
      * CAP_SYS_PTRACE.  Its children inherit this until they exec. */
     prctl(PR_SET_DUMPABLE, 0);
+    launch_ignore_sigxfsz();
     /* No clean-up of OpenSSL's tables at exit: the kernel frees them faster, and freeing
      * touches every page they use (a tenth of a launch's page faults).  No table of
      * libcrypto's error strings either (half a megabyte of a monitor's RSS): tether prints
