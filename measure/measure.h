@@ -125,6 +125,9 @@ int measure_exe_collect(const char *path, unsigned flags, cJSON **out, int *fd_o
                         tether_error_t *err);
 /* The flag for a sealed file, which seal_open hashes as it reads it: sha256 is left null. */
 #define MEASURE_EXE_NO_HASH 1u
+/* The flag for a file the caller did not name (a script's interpreter, named by whoever
+ * wrote the script): read up to MEASURE_HASH_MAX only; past it, its sha256 is null. */
+#define MEASURE_EXE_BOUNDED 2u
 /* The same object for a file already open (fd; -1 when it could not be opened for reading,
  * and then without its hash) and st, its status: hashed with measure_sha256, up to limit. */
 struct stat;
@@ -145,7 +148,8 @@ bool measure_writable_by_others(int fd, const struct stat *st);
  * gets its verity digest there, else "". */
 int measure_sha256(int fd, uint64_t limit, char *hex, const char **source, char *verity_hex);
 /* The most bytes tether reads to hash a file it did not choose: a process's program, a
- * container's entrypoint, a file the monitor looks at after the launch.  Whoever writes
+ * container's entrypoint, a script's interpreter, a file the monitor looks at after the
+ * launch.  Whoever writes
  * such a file sets its size, and a sparse file of terabytes would keep tether reading for
  * hours; past this its sha256 is null.  (The launch's own executable, which the caller
  * names, is read whole: a file that others may write runs from a copy, bounded too.) */

@@ -163,7 +163,8 @@ int measure_exe_collect(const char *path, unsigned flags, cJSON **out, int *fd_o
         copied = true;
         exe = exe_json(path, &st, hash ? hex : NULL, "copy", "");
     } else {
-        exe = measure_exe_object(path, hash ? fd : -1, &st, UINT64_MAX);
+        exe = measure_exe_object(path, hash ? fd : -1, &st,
+                                 flags & MEASURE_EXE_BOUNDED ? MEASURE_HASH_MAX : UINT64_MAX);
     }
     if (fd_out != NULL)
         cJSON_AddBoolToObject(exe, "private_copy", copied);
@@ -192,17 +193,22 @@ int measure_interpreter_collect(int script_fd, const char *path, cJSON *exe, int
                          interp);
     cJSON *ie = NULL;
     int fd = -1;
-    if (measure_exe_collect(interp, 0, &ie, &fd, err) < 0)
+    /* Named by whoever wrote the script, who sets how much tether would read: bounded. */
+    if (measure_exe_collect(interp, MEASURE_EXE_BOUNDED, &ie, &fd, err) < 0)
         return error_wrap(err, "`%s`: its interpreter", path);
     char magic[2];
     bool readable = fd >= 0 && pread(fd, magic, 2, 0) == 2;
-    if (!readable || (magic[0] == '#' && magic[1] == '!')) {
+    const char *why = !readable ? "cannot be read, so it cannot be measured"
+                      : magic[0] == '#' && magic[1] == '!'
+                          ? "is a script itself; tether runs one level of #!"
+                      : !cJSON_IsString(cJSON_GetObjectItem(ie, "sha256"))
+                          ? "cannot be hashed (not a regular file, or over 1 GiB)"
+                          : NULL;
+    if (why != NULL) {
         if (fd >= 0)
             close(fd);
         cJSON_Delete(ie);
-        return error_set(err, EACCES, "`%s`: its interpreter `%s` %s", path, interp,
-                         !readable ? "cannot be read, so it cannot be measured"
-                                   : "is a script itself; tether runs one level of #!");
+        return error_set(err, EACCES, "`%s`: its interpreter `%s` %s", path, interp, why);
     }
     cJSON_AddItemToObject(ie, "arg", json_string_or_null(arg));
     cJSON_AddItemToObject(exe, "interpreter", ie);

@@ -148,6 +148,26 @@ def a_copy_in_memory_is_bounded(ws):
 
 
 @case
+def a_script_cannot_make_tether_read_its_interpreter_without_end(ws):
+    """Whoever writes a script names its interpreter, and so how much tether reads to hash
+    it: a sparse root-owned file of 1 TiB costs nothing to make and took hours to read.  An
+    interpreter is read up to 1 GiB: past it the launch is refused in one line, at once."""
+    need_root()
+    interp = ws.path("huge")
+    with open(interp, "wb") as f:
+        f.truncate(1 << 40)
+    os.chmod(interp, 0o755)
+    script = ws.write("script", "#!%s\n" % interp, mode=0o755)
+    os.chown(script, NOBODY, NOBODY)
+    pol = ws.policy("return {allow = true}")
+    p = ws.tether("run", "--policy", pol, "--", script, timeout=60)
+    eq(p.returncode, 126, "exit status, as for an interpreter that cannot run")
+    line = one_line(p.stderr)
+    assert "its interpreter" in line and "over 1 GiB" in line, line
+    eq([r["event"] for r in ws.audit_records()], [], "nothing to decide about")
+
+
+@case
 def a_file_whose_size_says_less_than_it_holds_is_refused(ws):
     """The copy is of the size measured, which the policy sees: a file that holds more is
     refused in one line.  Here a file of /proc's, which says 0 bytes: the command line of a
