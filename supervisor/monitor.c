@@ -106,6 +106,7 @@ struct mon {
     struct run *r;
     const struct monitor_container *c; /* a container's monitor, or NULL under run */
     struct cgroup ccg;                 /* the container's own cgroup (dir NULL: none) */
+    struct tree_memo *memo;            /* in_tree's answers, where it walks up parents */
     struct guard guard;                /* the container monitor's guard */
     struct guard_target guard_target;
     int sigfd, ep, pidfd, tick, ttl, beat, grace, backoff, settle, ino, cn, pulse, renew;
@@ -748,19 +749,10 @@ static bool in_tree(struct mon *m, pid_t pid)
         return cgroup_has(&m->r->cg, pid);
     if (m->c == NULL && sv->pidns != 0)
         return tree_pidns_within(pid, sv->pidns);
-    /* Up the chain of parents, however long: pids only ever point to older processes. */
     pid_t top = m->c != NULL ? m->c->init : sv->life_fd >= 0 ? sv->child : getpid();
     if (pid == top && m->c != NULL)
         return true; /* the container's init is one of its processes */
-    while (pid > 1) {
-        pid_t ppid = tree_ppid(pid);
-        if (ppid == top)
-            return true;
-        if (ppid < 0)
-            return false;
-        pid = ppid;
-    }
-    return false;
+    return tree_descends(&m->memo, pid, top);
 }
 
 static void on_cn(struct mon *m)
@@ -1095,6 +1087,7 @@ static void mon_close(struct mon *m)
     }
     free(m->watches);
     free(m->changed.pids);
+    free(m->memo);
     int fds[] = {m->ep,      m->pidfd,  m->tick,  m->ttl, m->beat, m->grace,
                  m->backoff, m->settle, m->pulse, m->ino, m->cn,   m->renew};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)

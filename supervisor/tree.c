@@ -16,7 +16,8 @@
 #include "core/cleanup.h"
 #include "core/util.h"
 
-pid_t tree_ppid(pid_t pid)
+/* A process's parent and start time (clock ticks since boot), from /proc/PID/stat. */
+static int stat_parent(pid_t pid, pid_t *ppid, unsigned long long *start)
 {
     char path[64], buf[512];
     snprintf(path, sizeof path, "/proc/%d/stat", (int)pid);
@@ -27,12 +28,73 @@ pid_t tree_ppid(pid_t pid)
     if (len <= 0)
         return -1;
     buf[len] = '\0';
-    /* The field after the command's closing parenthesis and the state. */
+    /* The fields after the command's closing parenthesis: state, ppid, ..., starttime. */
     char *rp = strrchr(buf, ')');
-    int ppid;
-    if (rp == NULL || sscanf(rp + 2, "%*c %d", &ppid) != 1)
+    int parent;
+    if (rp == NULL || sscanf(rp + 2,
+                             "%*c %d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d "
+                             "%*d %*d %*d %llu",
+                             &parent, start) != 2)
         return -1;
-    return ppid;
+    *ppid = parent;
+    return 0;
+}
+
+pid_t tree_ppid(pid_t pid)
+{
+    pid_t ppid;
+    unsigned long long start;
+    return stat_parent(pid, &ppid, &start) < 0 ? -1 : ppid;
+}
+
+/* Direct-mapped: a process that loses its slot is walked up from again, nothing worse. */
+#define MEMO_SLOTS 1024
+
+struct tree_memo {
+    struct {
+        unsigned long long start;
+        pid_t pid;
+        bool in;
+    } slot[MEMO_SLOTS];
+};
+
+bool tree_descends(struct tree_memo **memo, pid_t pid, pid_t top)
+{
+    if (*memo == NULL)
+        *memo = xcalloc(1, sizeof **memo);
+    struct tree_memo *m = *memo;
+    cleanup_free pid_t *walked = NULL;
+    cleanup_free unsigned long long *starts = NULL;
+    size_t n = 0, cap = 0;
+    bool in = false;
+    /* Up the chain of parents, however long: pids only ever point to older processes. */
+    while (pid > 1) {
+        pid_t ppid;
+        unsigned long long start;
+        if (stat_parent(pid, &ppid, &start) < 0)
+            return false; /* gone, or its chain changed under us: nothing is remembered */
+        size_t i = (size_t)pid % MEMO_SLOTS;
+        if (m->slot[i].pid == pid && m->slot[i].start == start) {
+            in = m->slot[i].in;
+            break;
+        }
+        if (n == cap) {
+            cap = cap ? 2 * cap : 16;
+            walked = xrealloc(walked, cap * sizeof *walked);
+            starts = xrealloc(starts, cap * sizeof *starts);
+        }
+        walked[n] = pid, starts[n++] = start;
+        if (ppid == top) {
+            in = true;
+            break;
+        }
+        pid = ppid;
+    }
+    for (size_t k = 0; k < n; k++) {
+        size_t i = (size_t)walked[k] % MEMO_SLOTS;
+        m->slot[i].pid = walked[k], m->slot[i].start = starts[k], m->slot[i].in = in;
+    }
+    return in;
 }
 
 /* Every pid in /proc. */

@@ -9,6 +9,13 @@
 
 /* A process's parent, from /proc/PID/stat, or -1. */
 pid_t tree_ppid(pid_t pid);
+/* True when pid descends from top (not when it is top), by its chain of parents.  The answer
+ * for each process on the chain is remembered in *memo (made at the first call; free it
+ * with free), by pid and start time, so a process is walked up from once, not at every
+ * exec of its descendants: a chain thousands deep costs its depth once, then a step.  Valid
+ * while orphans go to top or above it, never from outside the tree into it. */
+struct tree_memo;
+bool tree_descends(struct tree_memo **memo, pid_t pid, pid_t top);
 /* Every descendant of root (not root itself), breadth first.  Returns the count. */
 size_t tree_descendants(pid_t root, pid_t **out);
 /* The inode of a process's pid namespace, or 0. */

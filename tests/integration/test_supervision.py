@@ -321,8 +321,8 @@ def runtime(name):
     return path
 
 
-def wrapper_bundle(ws, rt, args):
-    b = ws.path("bundle")
+def wrapper_bundle(ws, rt, args, name="bundle"):
+    b = ws.path(name)
     os.makedirs(os.path.join(b, "rootfs"))
     shutil.copy(PROBE, os.path.join(b, "rootfs", "probe"))
     shutil.copy(PROBE, os.path.join(b, "rootfs", "forbidden"))
@@ -354,6 +354,57 @@ def wrapper_kill(ws, rt_name):
         assert container_status(rt, cid) != "running", "%s state says running" % rt_name
     finally:
         subprocess.run([rt, "delete", "--force", cid], capture_output=True)
+
+
+def own_cpu(pid):
+    """A process's own CPU seconds, user and system, children left out."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrapped_tree(ws, rt, shape, size, execs):
+    """tether's own CPU seconds while it watches a wrapped container whose program makes
+    size more processes (shape "chain": each the parent of the next; "fan": all its
+    children), execs execs times at the bottom, then runs a forbidden program: the drift
+    kill ends it."""
+    b = wrapper_bundle(ws, rt, ["/probe", shape, str(size), "spawn", str(execs),
+                                "exec", "/forbidden", "sleep", "60"], name="bundle-" + shape)
+    cid = "tether-%s-%s" % (shape, os.path.basename(ws.root))
+    # No timer: a look at every process costs the tree's size by design; an exec's look
+    # is at the processes with events only.
+    pol = monitored(ws, 'p.exe.path == "/forbidden"', '{interval_ms = 3600000, on_drift = "kill"}')
+    proc = ws.popen("run", "--policy", pol, "--bundle", b, "--", rt, "run", "-b", b, cid)
+    cpu = 0.0
+    try:
+        end = time.monotonic() + 120
+        while proc.poll() is None and time.monotonic() < end:
+            try:
+                cpu = own_cpu(proc.pid)
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                pass
+            time.sleep(0.02)
+        rc, _, err = ended(proc, timeout=1)
+        eq(rc, DRIFT_KILLED, "exit status: " + err)
+    finally:
+        subprocess.run([rt, "delete", "--force", cid], capture_output=True)
+    return cpu
+
+
+@case
+def a_deep_chain_in_a_wrapped_container_is_walked_up_once(ws):
+    """Without a cgroup or a pid namespace of tether's (wrapper mode), whether a process is
+    the workload's is found by walking up its parents.  A workload that builds a chain
+    thousands deep and execs at its bottom made every event cost a read per level, and its
+    monitor fell seconds behind.  The walk's answers are remembered: a chain 1,000 deep
+    costs tether about what 1,000 children of one process cost, with the same execs.
+    (Deeper chains are slow to make here: the kernel's own cost of a fork grows with the
+    chain.)"""
+    rt = runtime("runc")
+    fan = wrapped_tree(ws, rt, "fan", 1000, 200)
+    chain = wrapped_tree(ws, rt, "chain", 1000, 200)
+    print("tether CPU: %.2f s for 1,000 children, %.2f s for a chain 1,000 deep" % (fan, chain))
+    assert chain < 1.5 * fan + 0.5, "%.2f s against %.2f s" % (chain, fan)
 
 
 @case

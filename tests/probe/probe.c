@@ -284,6 +284,45 @@ int main(int argc, char **argv)
             try_one(arg);
             emit("%s\"sigsys\":\"survived\"", sections++ ? "," : "");
             i++;
+        } else if (strcmp(a, "chain") == 0 && arg) {
+            /* A chain of processes N deep, each the parent of the next; the deepest goes on
+             * with the actions after this one, and each exits with its child's status. */
+            for (int depth = atoi(arg); depth > 0; depth--) {
+                pid_t pid = fork();
+                if (pid < 0)
+                    return 1;
+                if (pid > 0) {
+                    int st;
+                    while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+                        ;
+                    _exit(WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st));
+                }
+            }
+            i++;
+        } else if (strcmp(a, "fan") == 0 && arg) {
+            /* N children that wait to be killed: a tree as large as a chain, one level deep. */
+            for (int n = atoi(arg); n > 0; n--) {
+                pid_t pid = fork();
+                if (pid < 0)
+                    return 1;
+                if (pid == 0)
+                    for (;;)
+                        pause();
+            }
+            i++;
+        } else if (strcmp(a, "spawn") == 0 && arg) {
+            /* N execs of the probe itself, doing nothing, 20 ms apart: each its own event. */
+            for (int n = atoi(arg); n > 0; n--) {
+                nanosleep(&(struct timespec){.tv_nsec = 20000000}, NULL);
+                pid_t pid = fork();
+                if (pid == 0) {
+                    execl("/proc/self/exe", "probe", (char *)NULL);
+                    _exit(127);
+                }
+                while (pid > 0 && waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+                    ;
+            }
+            i++;
         } else if (strcmp(a, "exec") == 0 && arg) {
             execv(arg, argv + i + 1);
             emit("%s\"exec\":%d", sections++ ? "," : "", errno);
