@@ -109,6 +109,33 @@ def round_trip_executable(ws):
     eq(recs[0]["workload"]["exe_sha256"] is not None, True, "measured")
 
 
+def fnv1a64(data):
+    h = 0xcbf29ce484222325
+    for b in data:
+        h = ((h ^ b) * 0x100000001b3) & 0xffffffffffffffff
+    return h
+
+
+@case
+def decrypted_bytes_are_the_sealed_bytes_at_every_size(ws):
+    """What runs is exactly what was sealed, byte for byte, whatever the size: a chunk (64
+    KiB) and a read of several chunks either side of the end, and large enough to be
+    decrypted by several threads."""
+    kit = Kit(ws)
+    with open(kit.exe, "rb") as f:
+        base = f.read()
+    batch = 256 << 10
+    top = (len(base) + batch) // batch * batch
+    for size in (top - 1, top, top + 1, top + (64 << 10), top + (64 << 10) + 1, (4 << 20) + 3):
+        data = base + os.urandom(size - len(base))
+        src = ws.write("plain-%d" % size, "", mode=0o755)
+        with open(src, "wb") as f:
+            f.write(data)
+        sealed = kit.seal(out="w-%d.sealed" % size, src=src)
+        got = json.loads(kit.run(sealed, "selfsum").stdout)["selfsum"]
+        eq(got, "%d %016x" % (size, fnv1a64(data)), "size %d" % size)
+
+
 @case
 def plaintext_never_touches_a_disk(ws):
     kit = Kit(ws)
