@@ -56,9 +56,15 @@ end
 -- whose keys are all integers (a JSON array; null members are holes and are skipped) and
 -- whose values are all strings is a list of names; anything else is a deny.  An empty
 -- table passes, since Lua cannot tell {} from [].
-local function check_env(names, field, whose, reasons)
+local function check_env(names, truncated, field, whose, reasons)
   if names == nil then
     return
+  end
+  -- Names past the first 256 (or longer than 256 bytes) are left out of the list: a loader
+  -- variable may be among them, so only a list known to be whole is judged.
+  if truncated ~= false then
+    reasons[#reasons + 1] = field .. " is not known to be whole (env_truncated is not false): "
+                            .. "a loader variable may be among the names left out"
   end
   local list = type(names) == "table"
   if list then
@@ -146,9 +152,11 @@ function decide(input)
       end
     end
   end
-  check_env(get(workload, "env_names"), "workload.env_names", "the environment", reasons)
+  check_env(get(workload, "env_names"), get(workload, "env_truncated"), "workload.env_names",
+            "the environment", reasons)
   local container = get(input, "container")
-  check_env(get(get(container, "process"), "env_names"), "container.process.env_names",
+  local process = get(container, "process")
+  check_env(get(process, "env_names"), get(process, "env_truncated"), "container.process.env_names",
             "the container's environment", reasons)
   if #reasons > 0 then
     return { allow = false, reasons = reasons }

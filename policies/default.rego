@@ -133,6 +133,15 @@ default container_env_names := null
 
 container_env_names := field(field(container, "process"), "env_names")
 
+# Whether a list of names is known to be whole: env_truncated must be false itself.
+default env_whole := false
+
+env_whole if field(workload, "env_truncated") == false
+
+default container_env_whole := false
+
+container_env_whole if field(field(container, "process"), "env_truncated") == false
+
 default hook := false
 
 hook if phase == "hook"
@@ -247,6 +256,18 @@ reasons contains sprintf("the environment sets %s, a loader variable the default
 	not hook
 	names_ok(env_names)
 	some name in loaders_in(env_names)
+}
+
+reasons contains "workload.env_names is not known to be whole (env_truncated is not false): a loader variable may be among the names left out" if {
+	not hook
+	env_names != null
+	not env_whole
+}
+
+reasons contains "container.process.env_names is not known to be whole (env_truncated is not false): a loader variable may be among the names left out" if {
+	not hook
+	container_env_names != null
+	not container_env_whole
 }
 
 reasons contains "container.process.env_names is not a list of names" if {

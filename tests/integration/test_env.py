@@ -64,8 +64,9 @@ DENY_LOADER = ('for _, n in ipairs(input.workload.env_names) do\n'
                'return {allow = true}')
 
 
-@case
-def ld_preload_is_refused_by_a_policy_that_denies_it(ws):
+def preload_attack(ws):
+    """A library whose constructor notes each program it was loaded into, and a check that it
+    was loaded into /bin/true (realpath): (library, injected)."""
     cc = shutil.which("cc") or shutil.which("gcc")
     if cc is None:
         raise Skip("no C compiler to build the preloaded library")
@@ -95,6 +96,13 @@ __attribute__((constructor)) static void evil(void)
         except FileNotFoundError:
             return False
 
+    return lib, injected
+
+
+@case
+def ld_preload_is_refused_by_a_policy_that_denies_it(ws):
+    lib, injected = preload_attack(ws)
+    marker = ws.path("injected")
     env = dict(ws.env, LD_PRELOAD=lib)
     allow = ws.policy("return {allow = true}", "allow.lua")
     ws.tether("run", "--policy", allow, "--", "/bin/true", env=env, check_rc=0)
@@ -106,6 +114,23 @@ __attribute__((constructor)) static void evil(void)
     assert not injected(), "the preloaded library ran in the workload"
     # The same policy with the variable gone allows.
     ws.tether("run", "--policy", pol, "--", "/bin/true", check_rc=0)
+
+
+@case
+def a_loader_variable_past_the_listed_names_is_refused_by_default(ws):
+    """Only the first 256 names are listed: 300 names that sort before LD_PRELOAD pushed it
+    out of env_names, and the built-in default policy, which looked for it there, let the
+    library into the workload.  A list that is not whole is now a deny."""
+    lib, injected = preload_attack(ws)
+    padded = dict(ws.env, LD_PRELOAD=lib, **{"A%03d" % i: "x" for i in range(300)})
+    p = ws.tether("run", "--", "/bin/true", env=padded)
+    eq(p.returncode, 77, "exit status: " + p.stderr)
+    assert "workload.env_names is not known to be whole" in p.stderr.splitlines()[-1], p.stderr
+    assert not injected(), "the preloaded library ran in the workload"
+    # Without the padding the variable itself is the reason; without either, /bin/true runs.
+    p = ws.tether("run", "--", "/bin/true", env=dict(ws.env, LD_PRELOAD=lib), check_rc=77)
+    assert "LD_PRELOAD, a loader variable" in p.stderr.splitlines()[-1], p.stderr
+    ws.tether("run", "--", "/bin/true", check_rc=0)
 
 
 def env_seen(ws, confine_env, env):
