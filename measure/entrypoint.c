@@ -4,11 +4,13 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 
 #include "../supervisor/core/cleanup.h"
@@ -67,7 +69,78 @@ static int init_root(pid_t init, const char *root, const char **why)
     return -1;
 }
 
-/* The entrypoint's O_PATH descriptor and its path in the container, or -1 with errno. */
+/* True when the n bytes at s have a ".." component. */
+static bool has_dotdot(const char *s, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++)
+        if (s[i] == '.' && s[i + 1] == '.' && (i == 0 || s[i - 1] == '/') &&
+            (i + 2 == n || s[i + 2] == '/'))
+            return true;
+    return false;
+}
+
+/* True when the absolute path, cleaned by its names (".." takes away the name before it), is
+ * /proc or below it. */
+static bool names_proc(const char *path)
+{
+    const char *first = NULL;
+    size_t first_len = 0, depth = 0;
+    for (const char *p = path; *p;) {
+        while (*p == '/')
+            p++;
+        const char *end = strchrnul(p, '/');
+        size_t n = (size_t)(end - p);
+        if (n == 2 && p[0] == '.' && p[1] == '.') {
+            if (depth > 0)
+                depth--;
+        } else if (n > 0 && !(n == 1 && p[0] == '.')) {
+            if (depth++ == 0)
+                first = p, first_len = n;
+        }
+        p = end;
+    }
+    return depth > 0 && first_len == 4 && memcmp(first, "proc", 4) == 0;
+}
+
+/* True when looking up dir under root passes through the container's /proc: a directory on a
+ * proc file system, or a link whose target, followed link by link, names /proc.  What /proc
+ * holds depends on who looks (/proc/self is the looker, and tether is not in the container's
+ * pid namespace, so it finds nothing there), so tether cannot know what the runtime finds. */
+static bool reaches_proc(int root, const char *dir, int links)
+{
+    if (links > 40 || names_proc(dir))
+        return true;
+    size_t n = strlen(dir);
+    for (size_t i = 1; i <= n; i++) {
+        if (i < n && dir[i] != '/')
+            continue;
+        cleanup_free char *prefix = xstrndup(dir, i);
+        cleanup_close int fd = open_in_root(root, prefix, O_NOFOLLOW);
+        if (fd < 0)
+            return false; /* absent, as it is for the runtime: nothing below it either */
+        struct statfs sf;
+        struct stat st;
+        if (fstatfs(fd, &sf) < 0 || sf.f_type == PROC_SUPER_MAGIC || fstat(fd, &st) < 0)
+            return true;
+        if (!S_ISLNK(st.st_mode))
+            continue;
+        char target[4096];
+        ssize_t len = readlinkat(fd, "", target, sizeof target - 1);
+        if (len < 0)
+            return true;
+        target[len] = '\0';
+        const char *slash = strrchr(prefix, '/');
+        cleanup_free char *next = target[0] == '/'
+                                      ? xstrdup(target)
+                                      : xasprintf("%.*s/%s", (int)(slash - prefix), prefix, target);
+        if (reaches_proc(root, next, links + 1))
+            return true;
+    }
+    return false;
+}
+
+/* The entrypoint's O_PATH descriptor and its path in the container, or -1 with errno and, for
+ * a search that stopped at a PATH entry, that entry's candidate in *path. */
 static int find_entry(int root, const char *cmd, const char *search, const char *cwd, char **path)
 {
     if (strchr(cmd, '/') != NULL) {
@@ -78,14 +151,33 @@ static int find_entry(int root, const char *cmd, const char *search, const char 
         return open_in_root(root, *path, 0);
     }
     /* As runc (Go's exec.LookPath) and crun look.  A relative entry (an empty one is the
-     * working directory) is passed over: Go refuses what it finds there (exec.ErrDot). */
+     * working directory) is passed over: Go refuses what it finds there (exec.ErrDot).  The
+     * search stops, with no entrypoint, where the runtimes could find another file than
+     * tether: at an entry with "..", which Go cleans away by its name and crun resolves
+     * through the links before it, and at a candidate that cannot be looked up for a reason
+     * other than its absence (a link into /proc, which the runtime would follow). */
     for (const char *p = search;; p++) {
         const char *end = strchrnul(p, ':');
         if (*p == '/') {
             cleanup_free char *cand = xasprintf("%.*s/%s", (int)(end - p), p, cmd);
-            cleanup_close int fd = open_in_root(root, cand, 0);
-            if (fd < 0 && errno == ENOSYS)
+            if (has_dotdot(p, (size_t)(end - p))) {
+                *path = steal_pointer(&cand);
+                errno = EDOM;
                 return -1;
+            }
+            cleanup_close int fd = open_in_root(root, cand, 0);
+            if (fd < 0 && errno != ENOENT && errno != ENOTDIR) {
+                *path = steal_pointer(&cand);
+                return -1;
+            }
+            if (fd < 0) {
+                cleanup_free char *dir = xstrndup(p, (size_t)(end - p));
+                if (reaches_proc(root, dir, 0)) {
+                    *path = steal_pointer(&cand);
+                    errno = EREMOTE;
+                    return -1;
+                }
+            }
             struct stat st;
             if (fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 0111)) {
                 *path = steal_pointer(&cand);
@@ -112,6 +204,12 @@ static const char *lookup_error(int e, bool searched)
         return "it leads out of the root file system, which is refused";
     case ENOSYS:
         return "openat2(2), which keeps the lookup inside the root file system, is missing";
+    case EREMOTE:
+        return "a `PATH` directory that leads into /proc, whose contents depend on who looks, "
+               "is refused";
+    case EDOM:
+        return "a `..` in a `PATH` directory, which runtimes resolve differently (Go by the name, "
+               "crun through the links), is refused";
     default:
         return strerror(e);
     }
@@ -144,8 +242,15 @@ cJSON *measure_entrypoint_collect(const char *root, pid_t init, const char *cmd,
         cwd = "/";
     cleanup_close int fd = find_entry(rfd, cmd, search ? search : CONTAINER_PATH, cwd, &path);
     if (fd < 0) {
-        *why = xasprintf("`%.*s`: %s%s", MEASURE_STRING_MAX, cmd,
-                         lookup_error(errno, strchr(cmd, '/') == NULL), in ? in : "");
+        int e = errno;
+        bool searched = strchr(cmd, '/') == NULL;
+        if (searched && path != NULL) /* the search stopped at this candidate */
+            *why = xasprintf("`%.*s`: `%.*s`: %s; the search of `PATH` stops there%s",
+                             MEASURE_STRING_MAX, cmd, MEASURE_STRING_MAX, path,
+                             lookup_error(e, false), in ? in : "");
+        else
+            *why = xasprintf("`%.*s`: %s%s", MEASURE_STRING_MAX, cmd, lookup_error(e, searched),
+                             in ? in : "");
         return NULL;
     }
     struct stat st;

@@ -429,6 +429,40 @@ def entrypoint_found_through_the_containers_path(ws):
 
 
 @case
+def entrypoint_the_runtime_could_find_elsewhere_is_refused(ws):
+    """The image names every directory of PATH.  Two of them led runc to another file than
+    the one the gate measured: a `..` after a link (Go's exec.LookPath cleans it away by the
+    name, the kernel resolves it through the link), and a link into the container's /proc
+    (/proc/self is runc there, and nothing for tether, which skipped the entry).  The gate
+    now stops the search there: a deny, and neither file runs."""
+    want = sha256_of(PROBE)
+    node(ws, SEEN + 'return {allow = e ~= nil and e.sha256 == "%s", reasons = {seen}}' % want)
+    cases = {
+        "dotdot": (["PATH=/lnk/..:/real"], "/", "/lnk/../app", "a `..` in a `PATH` directory"),
+        "proc": (["PATH=/p:/real"], "/w", "/p/app", "leads into /proc"),
+    }
+    for name, (env, cwd, where, why) in cases.items():
+        b = bundle(ws, ["app", "mark", "/ran"], name="b-" + name)
+        set_process(b, env=env, cwd=cwd)
+        rootfs = os.path.join(b, "rootfs")
+        for d in ("real/bin", "w"):
+            os.makedirs(os.path.join(rootfs, d))
+        shutil.copy(PROBE, os.path.join(rootfs, "real", "app"))  # what the gate measured
+        os.symlink("/real/bin", os.path.join(rootfs, "lnk"))
+        os.symlink("/proc/self/cwd", os.path.join(rootfs, "p"))
+        for other in ("app", "w/app"):  # what runc would have run
+            shutil.copy(PROBE, os.path.join(rootfs, other))
+            another_probe(os.path.join(rootfs, other))
+        c = cid("tether-" + name)
+        p = run_container(ws, b, c)
+        subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+        assert p.returncode != 0, "%s: runc started the container: %s" % (name, p.stdout)
+        assert not os.path.exists(os.path.join(rootfs, "ran")), name + ": a program ran"
+        reason = records(ws, "decision", c)[-1]["reasons"][0]
+        assert where in reason and why in reason, (name, reason)
+
+
+@case
 def entrypoint_default_path_and_the_bundle_fallback(ws):
     """Without PATH in process.env the runtimes' default is searched, a relative PATH entry
     is passed over, a relative program is found under process.cwd, and a state without a
