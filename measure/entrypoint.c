@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "../supervisor/core/cleanup.h"
+#include "../supervisor/core/trust.h"
 #include "../supervisor/core/util.h"
 #include "measure.h"
 
@@ -102,41 +103,92 @@ static bool names_proc(const char *path)
     return depth > 0 && first_len == 4 && memcmp(first, "proc", 4) == 0;
 }
 
-/* True when looking up dir under root passes through the container's /proc: a directory on a
- * proc file system, or a link whose target, followed link by link, names /proc.  What /proc
- * holds depends on who looks (/proc/self is the looker, and tether is not in the container's
- * pid namespace, so it finds nothing there), so tether cannot know what the runtime finds. */
-static bool reaches_proc(int root, const char *dir, int links)
+/* Calls visit(fd, prefix, ctx) for every object that looking up path under root goes
+ * through, in order: each prefix of path, opened without following its last name (fd -1,
+ * errno set, when it cannot be), and after a link the objects of its target, walked the
+ * same way.  Returns visit's first nonzero answer, WALK_LOOP past 40 links, or 0. */
+#define WALK_LOOP (-100)
+static int walk_in_root(int root, const char *path, int links,
+                        int (*visit)(int fd, const char *prefix, void *ctx), void *ctx)
 {
-    if (links > 40 || names_proc(dir))
-        return true;
-    size_t n = strlen(dir);
+    if (links > 40)
+        return WALK_LOOP;
+    size_t n = strlen(path);
     for (size_t i = 1; i <= n; i++) {
-        if (i < n && dir[i] != '/')
+        if (i < n && path[i] != '/')
             continue;
-        cleanup_free char *prefix = xstrndup(dir, i);
+        cleanup_free char *prefix = xstrndup(path, i);
         cleanup_close int fd = open_in_root(root, prefix, O_NOFOLLOW);
-        if (fd < 0)
-            return false; /* absent, as it is for the runtime: nothing below it either */
-        struct statfs sf;
+        int r = visit(fd, prefix, ctx);
+        if (r != 0 || fd < 0)
+            return r; /* the lookup ends where a name is missing */
         struct stat st;
-        if (fstatfs(fd, &sf) < 0 || sf.f_type == PROC_SUPER_MAGIC || fstat(fd, &st) < 0)
-            return true;
-        if (!S_ISLNK(st.st_mode))
+        if (fstat(fd, &st) < 0 || !S_ISLNK(st.st_mode))
             continue;
         char target[4096];
         ssize_t len = readlinkat(fd, "", target, sizeof target - 1);
         if (len < 0)
-            return true;
+            return visit(-1, prefix, ctx);
         target[len] = '\0';
         const char *slash = strrchr(prefix, '/');
         cleanup_free char *next = target[0] == '/'
                                       ? xstrdup(target)
                                       : xasprintf("%.*s/%s", (int)(slash - prefix), prefix, target);
-        if (reaches_proc(root, next, links + 1))
-            return true;
+        if ((r = walk_in_root(root, next, links + 1, visit, ctx)) != 0)
+            return r;
     }
-    return false;
+    return 0;
+}
+
+/* For reaches_proc: 1 on /proc, -1 where the lookup ends (absent, as for the runtime). */
+static int visit_proc(int fd, const char *prefix, void *ctx)
+{
+    (void)ctx;
+    struct statfs sf;
+    if (names_proc(prefix))
+        return 1;
+    if (fd < 0)
+        return -1;
+    return fstatfs(fd, &sf) < 0 || sf.f_type == PROC_SUPER_MAGIC ? 1 : 0;
+}
+
+/* True when looking up dir under root passes through the container's /proc: a directory on a
+ * proc file system, or a link whose target, followed link by link, names /proc.  What /proc
+ * holds depends on who looks (/proc/self is the looker, and tether is not in the container's
+ * pid namespace, so it finds nothing there), so tether cannot know what the runtime finds. */
+static bool reaches_proc(int root, const char *dir)
+{
+    int r = walk_in_root(root, dir, 0, visit_proc, NULL);
+    return r == 1 || r == WALK_LOOP;
+}
+
+/* For replaceable: 1, with the reason in *ctx, at an object someone else could change. */
+static int visit_trust(int fd, const char *prefix, void *ctx)
+{
+    char **why = ctx;
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0) {
+        *why = xasprintf("`%s`: %s", prefix, strerror(errno));
+        return 1;
+    }
+    cleanup_error tether_error_t err = NULL;
+    if (trust_check(&st, geteuid(), 0, true, prefix, NULL, &err) < 0) {
+        *why = xstrdup(err->msg);
+        return 1;
+    }
+    return 0;
+}
+
+/* Whether someone other than root could replace what path names under root before the
+ * runtime executes it by that path (it does, after the hooks: a rename in a directory on the
+ * way is enough).  Every object on the way, links and their targets included, must pass
+ * trust_check, as a trust anchor's path does.  NULL, or why not. */
+static char *replaceable(int root, const char *path)
+{
+    char *why = NULL;
+    if (walk_in_root(root, path, 0, visit_trust, &why) == WALK_LOOP)
+        why = xasprintf("`%s`: too many links", path);
+    return why;
 }
 
 /* The entrypoint's O_PATH descriptor and its path in the container, or -1 with errno and, for
@@ -172,7 +224,7 @@ static int find_entry(int root, const char *cmd, const char *search, const char 
             }
             if (fd < 0) {
                 cleanup_free char *dir = xstrndup(p, (size_t)(end - p));
-                if (reaches_proc(root, dir, 0)) {
+                if (reaches_proc(root, dir)) {
                     *path = steal_pointer(&cand);
                     errno = EREMOTE;
                     return -1;
@@ -270,5 +322,15 @@ cJSON *measure_entrypoint_collect(const char *root, pid_t init, const char *cmd,
     cleanup_close int rd = open(self, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
     cJSON *exe = measure_exe_object(path, rd, &st, MEASURE_HASH_MAX);
     cJSON_AddStringToObject(exe, "resolved_in", where);
+    /* The runtime executes by path, after the hooks (runc start may come hours after runc
+     * create): a hash is evidence only when nobody but root can change what the path names
+     * by then, in the root file system or on the way to it on the node. */
+    cleanup_error tether_error_t err = NULL;
+    cleanup_close int anchor = trust_open(root, TRUST_DIR, &err);
+    cleanup_free char *swap =
+        anchor < 0 ? xasprintf("the root file system %s", err->msg) : replaceable(rfd, path);
+    if (swap != NULL)
+        cJSON_ReplaceItemInObjectCaseSensitive(exe, "sha256", cJSON_CreateNull());
+    cJSON_AddItemToObject(exe, "replaceable", json_string_or_null(swap));
     return exe;
 }

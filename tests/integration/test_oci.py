@@ -55,6 +55,7 @@ def node(ws, body, **extra):
 
 
 IMAGE_ID = "ab" * 32
+NOBODY = 65534
 
 
 def record(cid, image_name, image_id=IMAGE_ID):
@@ -460,6 +461,42 @@ def entrypoint_the_runtime_could_find_elsewhere_is_refused(ws):
         assert not os.path.exists(os.path.join(rootfs, "ran")), name + ": a program ran"
         reason = records(ws, "decision", c)[-1]["reasons"][0]
         assert where in reason and why in reason, (name, reason)
+
+
+@case
+def entrypoint_others_could_swap_before_the_start_has_no_hash(ws):
+    """runc executes the entrypoint by its path after the hooks, and `runc start` may come
+    long after `runc create`: a user who may write a directory on the way (here /app, the
+    image's, owned by nobody) renamed another program over the measured one in between,
+    and it ran as root.  Such an entrypoint has no sha256 now, and `replaceable` says why:
+    a policy that admits by hash denies it.  Root's /app is admitted."""
+    want = sha256_of(PROBE)
+    node(ws, SEEN + 'return {allow = e ~= nil and e.sha256 == "%s", '
+                    'reasons = {seen, tostring(e and e.replaceable)}}' % want)
+    b = bundle(ws, ["/app/run", "mark", "/ran"])
+    app = os.path.join(b, "rootfs", "app")
+    os.makedirs(app)
+    shutil.copy(PROBE, os.path.join(app, "run"))
+    os.chown(app, NOBODY, NOBODY)
+    c = cid("tether-swap")
+    # Not through pipes: a created container would hold them open.
+    with open(ws.path("create.err"), "w+") as err:
+        p = subprocess.run([runc(), "create", "-b", b, c], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=err, timeout=60)
+        err.seek(0)
+        why = err.read()
+    try:
+        eq(p.returncode != 0, True, "runc create of a container whose entrypoint nobody can "
+                                    "swap: " + why)
+        reasons = records(ws, "decision", c)[-1]["reasons"]
+        eq(reasons[0], "/app/run nil init", "what the gate saw")
+        assert "`/app`" in reasons[1] and "uid %d" % NOBODY in reasons[1], reasons
+    finally:
+        subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+    os.chown(app, 0, 0)
+    p = run_container(ws, b, cid("tether-noswap"))
+    eq(p.returncode, 0, "root's /app: " + p.stderr)
+    assert os.path.exists(os.path.join(b, "rootfs", "ran")), "it did not run"
 
 
 @case
