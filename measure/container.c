@@ -46,6 +46,8 @@ static cJSON *strings_or_empty(const cJSON *list)
     return out;
 }
 
+#define ANNOTATIONS_MAX 1024
+
 /* measure_parse_oci_config, and the parsed config for the caller (with keep). */
 static int parse_config(const char *text, size_t len, const char *bundle, const cJSON *state,
                         const struct measure_image_records *rec, cJSON **out, cJSON **keep,
@@ -63,6 +65,14 @@ static int parse_config(const char *text, size_t len, const char *bundle, const 
     if (proc != NULL && !cJSON_IsObject(proc))
         return error_set(err, 0, "config.json: `process` must be an object");
     const cJSON *linux_ = cJSON_GetObjectItemCaseSensitive(cfg, "linux");
+    /* The state's annotations are merged over the config's by name, a search each: bounded,
+     * or tens of thousands (the image's to choose) take seconds at every look. */
+    if (cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(cfg, "annotations")) >
+            ANNOTATIONS_MAX ||
+        cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(state, "annotations")) >
+            ANNOTATIONS_MAX)
+        return error_set(err, 0, "config.json or the state: more than %d annotations",
+                         ANNOTATIONS_MAX);
 
     char sha[SHA256_HEX_LEN + 1];
     sha256_hex(text, len, sha);

@@ -141,6 +141,15 @@ def malformed_inputs_are_denies(ws):
     open(os.path.join(bad, "config.json"), "w").write('{"process": 1}')
     p = hook(ws, "createRuntime", state(bundle=bad), 77)
     assert "config.json" in one_line(p.stderr)
+    # annotations are merged by name, a search each: tens of thousands took seconds a look
+    many = {"a.%05d" % i: "x" for i in range(1025)}
+    p = hook(ws, "createRuntime", state(annotations=many), 77)
+    assert "more than 1024 annotations" in one_line(p.stderr), p.stderr
+    cfg = json.load(open(os.path.join(good, "config.json")))
+    cfg["annotations"] = many
+    json.dump(cfg, open(os.path.join(bad, "config.json"), "w"))
+    p = hook(ws, "createRuntime", state(bundle=bad), 77)
+    assert "more than 1024 annotations" in one_line(p.stderr), p.stderr
     # poststart and poststop never block, whatever they are given
     hook(ws, "poststart", "{not json", 0)
     hook(ws, "poststop", "[]", 0)
