@@ -8,11 +8,11 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <sched.h>
 #include <seccomp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/fanotify.h>
-#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -76,14 +76,16 @@ int execgate_open(const char **step)
     return fan;
 }
 
-int execgate_no_memfd(void)
+/* A filter that allows all but what add refuses, loaded without no_new_privs (the caller
+ * still holds CAP_SYS_ADMIN): 0, or -1 with errno. */
+static int load_filter(int (*add)(scmp_filter_ctx ctx))
 {
     scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
     if (ctx == NULL)
         return -1;
     int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
     if (r == 0)
-        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(memfd_create), 0);
+        r = add(ctx);
     if (r == 0)
         r = seccomp_load(ctx);
     seccomp_release(ctx);
@@ -92,6 +94,40 @@ int execgate_no_memfd(void)
         return -1;
     }
     return 0;
+}
+
+static int add_no_memfd(scmp_filter_ctx ctx)
+{
+    return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(memfd_create), 0);
+}
+
+int execgate_no_memfd(void)
+{
+    return load_filter(add_no_memfd);
+}
+
+static int add_no_namespaces(scmp_filter_ctx ctx)
+{
+    static const unsigned long flags[] = {CLONE_NEWUSER, CLONE_NEWNS};
+    int r = 0;
+    for (size_t i = 0; r == 0 && i < sizeof flags / sizeof flags[0]; i++) {
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 1,
+                             SCMP_A0(SCMP_CMP_MASKED_EQ, flags[i], flags[i]));
+        if (r == 0)
+            r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                                 SCMP_A0(SCMP_CMP_MASKED_EQ, flags[i], flags[i]));
+    }
+    /* clone3(2) passes its flags in memory a filter cannot read: ENOSYS, and the C library
+     * falls back to clone(2). */
+    int nr = seccomp_syscall_resolve_name("clone3");
+    if (r == 0 && nr != __NR_SCMP_ERROR && nr >= 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
+    return r;
+}
+
+int execgate_no_unmarked_mounts(void)
+{
+    return load_filter(add_no_namespaces);
 }
 
 void execgate_answer(int gate_fd, int event_fd, bool allow)

@@ -12,6 +12,10 @@ int execgate_open(const char **step);
 /* Before the confinement: memfd_create(2) fails with EPERM, since an exec from a memfd goes
  * through a mount no mark can reach. */
 int execgate_no_memfd(void);
+/* After the marks, in the workload's final mount namespace, while it still holds
+ * CAP_SYS_ADMIN: no new user or mount namespace (unshare, clone; clone3 answers ENOSYS), whose
+ * mounts would be copies without the marks.  0, or -1 with errno. */
+int execgate_no_unmarked_mounts(void);
 /* Answers one held exec. */
 void execgate_answer(int gate_fd, int event_fd, bool allow);
 /* A process that keeps the group open until the init (pidfd) has ended: the kernel allows

@@ -112,6 +112,13 @@ static int send_gate(void *arg, const char **step)
     int fan = execgate_open(step);
     if (fan < 0)
         return -1;
+    if (execgate_no_unmarked_mounts() < 0) {
+        int e = errno;
+        close(fan);
+        *step = "exec prevention: seccomp filter for new user and mount namespaces";
+        errno = e;
+        return -1;
+    }
     ssize_t n = send_report(report_fd, REPORT_GATE, SCM_RIGHTS, &fan, sizeof fan);
     int e = errno;
     close(fan);

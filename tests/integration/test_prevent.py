@@ -200,6 +200,38 @@ def an_exec_from_memory_is_refused(ws):
     eq(p.stdout.strip(), "1", "memfd_create fails with EPERM: no exec can bypass the marks")
 
 
+# The workload: a new user namespace and, in it, a new mount namespace (whose mounts are
+# copies, without the marks); then exec PROGRAM there, and report how either failed.
+USERNS_EXEC = r"""
+import ctypes, os, sys
+out, prog = sys.argv[1], sys.argv[2:]
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.unshare(0x10000000 | 0x00020000) != 0:  # CLONE_NEWUSER | CLONE_NEWNS
+    open(out, "w").write("unshare %d" % ctypes.get_errno())
+    sys.exit(0)
+try:
+    os.execv(prog[0], prog)
+except OSError as e:
+    open(out, "w").write("exec %d" % e.errno)
+"""
+
+
+@case
+def a_new_user_and_mount_namespace_does_not_leave_the_marks(ws):
+    """The mounts of a new mount namespace are copies, without the marks: a workload that
+    made a user namespace and a mount namespace in it ran a forbidden program unheld.  Under
+    prevention tether's own filter refuses both, whatever the decision's seccomp."""
+    need_root()
+    pol = gate_policy(ws, 'if e.path == "/usr/bin/dash" then '
+                          'return {allow = false, reasons = {"no shells here"}} end')
+    ran, out = ws.path("ran"), ws.path("how")
+    os.chmod(ws.root, 0o755)
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", USERNS_EXEC, out,
+                  "/usr/bin/dash", "-c", "echo ran > %s" % ran, timeout=30)
+    assert not os.path.exists(ran), "the forbidden program ran: " + p.stderr
+    eq(open(out).read(), "unshare 1", "unshare fails with EPERM")
+
+
 @case
 def wrapper_mode_refuses_prevent_exec(ws):
     need_root()
