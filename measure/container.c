@@ -201,9 +201,14 @@ static void entrypoint_add(cJSON *c, const cJSON *cfg, const cJSON *state)
         pid = 0;
     cJSON *p = cJSON_GetObjectItemCaseSensitive(c, "process");
     cleanup_free char *why = NULL;
+    int64_t uid = 0; /* the OCI default */
+    const cJSON *u =
+        cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(proc, "user"), "uid");
+    if (u != NULL && !json_get_int(u, 0, UINT32_MAX, &uid))
+        uid = -1; /* not a uid: nobody the lookup could be made for */
     cJSON *exe = measure_entrypoint_collect(
         cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(c, "root")), (pid_t)pid, cmd, search,
-        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(proc, "cwd")), &why);
+        cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(proc, "cwd")), uid, &why);
     cJSON_AddItemToObject(p, "exe", exe ? exe : cJSON_CreateNull());
     cJSON_AddItemToObject(p, "exe_error", json_string_or_null(why));
 }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <unistd.h>
@@ -106,13 +107,13 @@ static bool names_proc(const char *path)
 /* Calls visit(fd, prefix, ctx) for every object that looking up path under root goes
  * through, in order: each prefix of path, opened without following its last name (fd -1,
  * errno set, when it cannot be), and after a link the objects of its target, walked the
- * same way.  Returns visit's first nonzero answer, WALK_LOOP past 40 links, or 0. */
+ * same way.  Returns visit's first nonzero answer, WALK_LOOP past 40 links in all (one budget
+ * for the whole walk, as the kernel's: a link whose target holds links again is not walked
+ * again and again), or 0. */
 #define WALK_LOOP (-100)
-static int walk_in_root(int root, const char *path, int links,
+static int walk_in_root(int root, const char *path, int *links,
                         int (*visit)(int fd, const char *prefix, void *ctx), void *ctx)
 {
-    if (links > 40)
-        return WALK_LOOP;
     size_t n = strlen(path);
     for (size_t i = 1; i <= n; i++) {
         if (i < n && path[i] != '/')
@@ -134,7 +135,9 @@ static int walk_in_root(int root, const char *path, int links,
         cleanup_free char *next = target[0] == '/'
                                       ? xstrdup(target)
                                       : xasprintf("%.*s/%s", (int)(slash - prefix), prefix, target);
-        if ((r = walk_in_root(root, next, links + 1, visit, ctx)) != 0)
+        if (++*links > 40)
+            return WALK_LOOP;
+        if ((r = walk_in_root(root, next, links, visit, ctx)) != 0)
             return r;
     }
     return 0;
@@ -158,7 +161,8 @@ static int visit_proc(int fd, const char *prefix, void *ctx)
  * pid namespace, so it finds nothing there), so tether cannot know what the runtime finds. */
 static bool reaches_proc(int root, const char *dir)
 {
-    int r = walk_in_root(root, dir, 0, visit_proc, NULL);
+    int links = 0;
+    int r = walk_in_root(root, dir, &links, visit_proc, NULL);
     return r == 1 || r == WALK_LOOP;
 }
 
@@ -167,6 +171,8 @@ static int visit_trust(int fd, const char *prefix, void *ctx)
 {
     char **why = ctx;
     struct stat st;
+    if (fd < 0 && (errno == ENOENT || errno == ENOTDIR))
+        return -1; /* absent: only whoever may write the directory checked before can add it */
     if (fd < 0 || fstat(fd, &st) < 0) {
         *why = xasprintf("`%s`: %s", prefix, strerror(errno));
         return 1;
@@ -186,14 +192,54 @@ static int visit_trust(int fd, const char *prefix, void *ctx)
 static char *replaceable(int root, const char *path)
 {
     char *why = NULL;
-    if (walk_in_root(root, path, 0, visit_trust, &why) == WALK_LOOP)
+    int links = 0;
+    if (walk_in_root(root, path, &links, visit_trust, &why) == WALK_LOOP)
+        why = xasprintf("`%s`: too many links", path);
+    return why;
+}
+
+/* For reachable: 1, with the reason in *ctx, at a directory others may not search or a file
+ * others may not execute, or on a noexec mount. */
+static int visit_reach(int fd, const char *prefix, void *ctx)
+{
+    char **why = ctx;
+    struct stat st;
+    struct statfs sf;
+    if (fd < 0 || fstat(fd, &st) < 0 || S_ISLNK(st.st_mode))
+        return 0; /* a link's own mode is never used; what is missing, replaceable says */
+    if (!(st.st_mode & S_IXOTH)) {
+        *why = xasprintf("`%s`: mode %04o gives others no %s", prefix, st.st_mode & 07777,
+                         S_ISDIR(st.st_mode) ? "search" : "execute");
+        return 1;
+    }
+    if (fstatfs(fd, &sf) == 0 && (sf.f_flags & ST_NOEXEC) && !S_ISDIR(st.st_mode)) {
+        *why = xasprintf("`%s`: on a noexec mount", prefix);
+        return 1;
+    }
+    return 0;
+}
+
+/* Whether a runtime that looks up path as the container's user, not root (runc switches to
+ * process.user before Go's exec.LookPath), reaches the same file tether found as root.  Only
+ * what others may search and execute is taken for sure; uid 0 reaches what root owns.  NULL,
+ * or why not. */
+static char *reachable_by(int root, const char *path, int64_t uid)
+{
+    if (uid == 0)
+        return NULL;
+    char *why = NULL;
+    int links = 0;
+    if (walk_in_root(root, path, &links, visit_reach, &why) == WALK_LOOP)
         why = xasprintf("`%s`: too many links", path);
     return why;
 }
 
 /* The entrypoint's O_PATH descriptor and its path in the container, or -1 with errno and, for
- * a search that stopped at a PATH entry, that entry's candidate in *path. */
-static int find_entry(int root, const char *cmd, const char *search, const char *cwd, char **path)
+ * a search that stopped at a PATH entry, that entry's candidate in *path.  *unstable says
+ * why a candidate passed over could be made to hold a program before the runtime looks
+ * (its directory is not root's alone), else stays NULL. */
+static int find_entry(int root, const char *cmd, const char *search, const char *cwd, char **path,
+                      char **unstable)
 {
     if (strchr(cmd, '/') != NULL) {
         if (cmd[0] == '/')
@@ -235,6 +281,9 @@ static int find_entry(int root, const char *cmd, const char *search, const char 
                 *path = steal_pointer(&cand);
                 return steal_fd(&fd);
             }
+            /* Passed over now; the runtime looks again after the hooks. */
+            if (*unstable == NULL)
+                *unstable = replaceable(root, cand);
         }
         if (*end == '\0')
             break;
@@ -268,7 +317,7 @@ static const char *lookup_error(int e, bool searched)
 }
 
 cJSON *measure_entrypoint_collect(const char *root, pid_t init, const char *cmd, const char *search,
-                                  const char *cwd, char **why)
+                                  const char *cwd, int64_t uid, char **why)
 {
     *why = NULL;
     if (cmd == NULL || cmd[0] == '\0') {
@@ -292,7 +341,9 @@ cJSON *measure_entrypoint_collect(const char *root, pid_t init, const char *cmd,
     cleanup_free char *path = NULL;
     if (cwd == NULL || cwd[0] == '\0')
         cwd = "/";
-    cleanup_close int fd = find_entry(rfd, cmd, search ? search : CONTAINER_PATH, cwd, &path);
+    cleanup_free char *unstable = NULL;
+    cleanup_close int fd =
+        find_entry(rfd, cmd, search ? search : CONTAINER_PATH, cwd, &path, &unstable);
     if (fd < 0) {
         int e = errno;
         bool searched = strchr(cmd, '/') == NULL;
@@ -308,6 +359,13 @@ cJSON *measure_entrypoint_collect(const char *root, pid_t init, const char *cmd,
     struct stat st;
     if (fstat(fd, &st) < 0) {
         *why = xasprintf("`%s`: %s%s", path, strerror(errno), in ? in : "");
+        return NULL;
+    }
+    cleanup_free char *unreachable = reachable_by(rfd, path, uid);
+    if (unreachable != NULL) {
+        *why = xasprintf("%s; the runtime looks as the container's user (uid %lld), who may "
+                         "find another file, or none%s",
+                         unreachable, (long long)uid, in ? in : "");
         return NULL;
     }
     if (!S_ISREG(st.st_mode)) {
@@ -327,8 +385,9 @@ cJSON *measure_entrypoint_collect(const char *root, pid_t init, const char *cmd,
      * by then, in the root file system or on the way to it on the node. */
     cleanup_error tether_error_t err = NULL;
     cleanup_close int anchor = trust_open(root, TRUST_DIR, &err);
-    cleanup_free char *swap =
-        anchor < 0 ? xasprintf("the root file system %s", err->msg) : replaceable(rfd, path);
+    cleanup_free char *swap = anchor < 0         ? xasprintf("the root file system %s", err->msg)
+                              : unstable != NULL ? steal_pointer(&unstable)
+                                                 : replaceable(rfd, path);
     if (swap != NULL)
         cJSON_ReplaceItemInObjectCaseSensitive(exe, "sha256", cJSON_CreateNull());
     cJSON_AddItemToObject(exe, "replaceable", json_string_or_null(swap));

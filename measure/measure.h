@@ -105,10 +105,11 @@ int measure_container_collect(const char *bundle, const cJSON *state,
  * that holds a regular file with an execute bit.  Looked up in the init's view of the
  * root when init is not 0, with the runtime's mounts in it (resolved_in "init"), else, or
  * when that view cannot be had, in root on the host ("bundle").  Every lookup stays inside
- * the root whatever links the image holds.  NULL with *why (one line, to free) when there
- * is no such file, or it is no regular file. */
+ * the root whatever links the image holds.  uid is the container's user (process.user.uid,
+ * 0 when absent): the runtime looks as that user, so a file it may not reach is none.  NULL
+ * with *why (one line, to free) when there is no such file, or it is no regular file. */
 cJSON *measure_entrypoint_collect(const char *root, pid_t init, const char *cmd, const char *search,
-                                  const char *cwd, char **why);
+                                  const char *cwd, int64_t uid, char **why);
 
 /* The host section.  labels is copied (the node labels of the configuration; may be NULL). */
 cJSON *measure_host_collect(const cJSON *labels);

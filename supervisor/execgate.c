@@ -117,6 +117,9 @@ static int add_no_namespaces(scmp_filter_ctx ctx)
             r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
                                  SCMP_A0(SCMP_CMP_MASKED_EQ, flags[i], flags[i]));
     }
+    /* Nor into someone else's: a namespace of a process outside, passed by descriptor. */
+    if (r == 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(setns), 0);
     /* clone3(2) passes its flags in memory a filter cannot read: ENOSYS, and the C library
      * falls back to clone(2). */
     int nr = seccomp_syscall_resolve_name("clone3");

@@ -509,6 +509,66 @@ def entrypoint_others_could_swap_before_the_start_has_no_hash(ws):
 
 
 @case
+def entrypoint_lookups_the_container_user_or_a_later_writer_would_change_are_refused(ws):
+    """Two more ways runc found another file than the gate (found by a helper reviewing the
+    fixes above): runc looks up PATH as the container's user, so a directory that user may
+    not search is passed over by runc and not by tether, root; and a PATH directory passed
+    over because it was empty could be filled by its owner (nobody) before runc looks."""
+    want = sha256_of(PROBE)
+    node(ws, SEEN + 'return {allow = e ~= nil and e.sha256 == "%s", '
+                    'reasons = {seen, tostring(e and e.replaceable)}}' % want)
+    # the user's view: /usr/local/bin (0700) holds the measured file, runc would take /usr/bin's
+    b = bundle(ws, ["app", "mark", "/out/ran"], name="b-user")
+    set_process(b, env=["PATH=/usr/local/bin:/usr/bin"], user={"uid": 1000, "gid": 1000})
+    rootfs = os.path.join(b, "rootfs")
+    for d in ("usr/local/bin", "usr/bin", "out"):
+        os.makedirs(os.path.join(rootfs, d))
+    os.chmod(os.path.join(rootfs, "usr", "local", "bin"), 0o700)
+    os.chmod(os.path.join(rootfs, "out"), 0o777)
+    shutil.copy(PROBE, os.path.join(rootfs, "usr", "local", "bin", "app"))
+    shutil.copy(PROBE, os.path.join(rootfs, "usr", "bin", "app"))
+    another_probe(os.path.join(rootfs, "usr", "bin", "app"))
+    c = cid("tether-user")
+    p = run_container(ws, b, c)
+    subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+    assert p.returncode != 0, "runc started the container: " + p.stdout
+    assert not os.path.exists(os.path.join(rootfs, "out", "ran")), "a program ran"
+    reason = records(ws, "decision", c)[-1]["reasons"][0]
+    assert "`/usr/local/bin`: mode 0700 gives others no search" in reason, reason
+    # an empty PATH directory of nobody's before the measured file
+    b = bundle(ws, ["app", "mark", "/ran"], name="b-later")
+    set_process(b, env=["PATH=/opt/bin:/usr/bin"])
+    rootfs = os.path.join(b, "rootfs")
+    for d in ("opt/bin", "usr/bin"):
+        os.makedirs(os.path.join(rootfs, d))
+    os.chown(os.path.join(rootfs, "opt", "bin"), NOBODY, NOBODY)
+    shutil.copy(PROBE, os.path.join(rootfs, "usr", "bin", "app"))
+    c = cid("tether-later")
+    p = run_container(ws, b, c)
+    subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+    assert p.returncode != 0, "runc started the container: " + p.stdout
+    eq(records(ws, "decision", c)[-1]["reasons"],
+       ["/usr/bin/app nil init", "`/opt/bin`: owned by uid %d, not root; refusing" % NOBODY],
+       "what the gate saw")
+
+
+@case
+def a_nest_of_links_is_walked_within_one_budget(ws):
+    """The walk that checks what an entrypoint's path goes through followed each link's
+    target again for every link before it: 19 links made the gate take 8 s, and the image
+    chooses how many.  One budget of 40 links now covers the whole walk, as the kernel's."""
+    node(ws, SEEN + 'return {allow = false, reasons = {seen, tostring(e and e.replaceable)}}')
+    b = bundle(ws, ["/" + "l/" * 30 + "probe"])
+    os.symlink(".", os.path.join(b, "rootfs", "l"))
+    c = cid("tether-links")
+    p = subprocess.run([runc(), "run", "-b", b, c], capture_output=True, text=True, timeout=60)
+    subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+    assert p.returncode != 0, "a denied container ran"
+    eq(records(ws, "decision", c)[-1]["reasons"][1:],
+       ["`/%sprobe`: too many links" % ("l/" * 30)], "the gate's answer")
+
+
+@case
 def entrypoint_default_path_and_the_bundle_fallback(ws):
     """Without PATH in process.env the runtimes' default is searched, a relative PATH entry
     is passed over, a relative program is found under process.cwd, and a state without a

@@ -1,5 +1,6 @@
 """Exec prevention (monitor.prevent_exec): every exec in a monitored workload's tree is held by
 the kernel until tether has decided, and a forbidden one never runs."""
+import errno
 import json
 import os
 import subprocess
@@ -230,6 +231,9 @@ def a_new_user_and_mount_namespace_does_not_leave_the_marks(ws):
                   "/usr/bin/dash", "-c", "echo ran > %s" % ran, timeout=30)
     assert not os.path.exists(ran), "the forbidden program ran: " + p.stderr
     eq(open(out).read(), "unshare 1", "unshare fails with EPERM")
+    # nor into another process's namespaces: setns fails before it looks at its descriptor
+    p = ws.tether("run", "--policy", pol, "--", PROBE, "try", "setns", timeout=30)
+    eq(json.loads(p.stdout)["try"]["setns"], errno.EPERM, "setns: " + p.stderr)
 
 
 @case
