@@ -36,7 +36,12 @@ static bool pseudo_fs(const char *type)
 int execgate_open(const char **step)
 {
     *step = "exec prevention: fanotify";
-    int fan = fanotify_init(FAN_CLASS_CONTENT | FAN_CLOEXEC, O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+    /* No limit on the queue: the kernel lets a permission event go unasked when its group's
+     * queue is full (fs.fanotify.max_queued_events unread events), so a workload with that
+     * many execs waiting would run the next one unheld.  Each held exec is a task of the
+     * workload's: what it may have bounds the queue. */
+    int fan = fanotify_init(FAN_CLASS_CONTENT | FAN_UNLIMITED_QUEUE | FAN_CLOEXEC,
+                            O_RDONLY | O_LARGEFILE | O_CLOEXEC);
     if (fan < 0)
         return -1;
     cleanup_file FILE *f = fopen("/proc/self/mountinfo", "re");

@@ -18,6 +18,7 @@
  *     sigsys NAME     call NAME, which a kill filter should answer with SIGSYS
  *     headless SECONDS end the main thread, and go on in another for SECONDS, then exit 0
  *     exec PATH ARG.. exec PATH with the rest of the arguments
+ *     execstorm N PATH ARG..  N threads exec PATH at once; report how many failed with EPERM
  *
  * Static, so that it runs in any mount namespace, and free of tether's code. */
 #define _GNU_SOURCE
@@ -183,6 +184,21 @@ static void *headless_thread(void *arg)
     _exit(0);
 }
 
+/* execstorm: every thread waits for the others, then execs; a failed exec comes back. */
+static pthread_barrier_t storm_start;
+static char **storm_argv;
+static int storm_eperm;
+
+static void *storm_thread(void *arg)
+{
+    (void)arg;
+    pthread_barrier_wait(&storm_start);
+    execv(storm_argv[0], storm_argv);
+    if (errno == EPERM)
+        __atomic_add_fetch(&storm_eperm, 1, __ATOMIC_RELAXED);
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     int sections = 0;
@@ -337,6 +353,22 @@ int main(int argc, char **argv)
                     ;
             }
             i++;
+        } else if (strcmp(a, "execstorm") == 0 && arg && i + 2 < argc) {
+            int n = atoi(arg);
+            pthread_t *t = calloc((size_t)n, sizeof *t);
+            pthread_attr_t at;
+            pthread_attr_init(&at);
+            pthread_attr_setstacksize(&at, 64 * 1024);
+            storm_argv = argv + i + 2;
+            if (t == NULL || n < 1 || pthread_barrier_init(&storm_start, NULL, (unsigned)n) != 0)
+                return 1;
+            for (int k = 0; k < n; k++)
+                if (pthread_create(&t[k], &at, storm_thread, NULL) != 0)
+                    return 1;
+            for (int k = 0; k < n; k++)
+                pthread_join(t[k], NULL);
+            emit("%s\"execstorm_eperm\":%d", sections++ ? "," : "", storm_eperm);
+            break;
         } else if (strcmp(a, "exec") == 0 && arg) {
             execv(arg, argv + i + 1);
             emit("%s\"exec\":%d", sections++ ? "," : "", errno);
