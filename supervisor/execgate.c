@@ -5,8 +5,10 @@
 #define _GNU_SOURCE
 #include "execgate.h"
 
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/seccomp.h>
 #include <poll.h>
 #include <sched.h>
 #include <seccomp.h>
@@ -40,7 +42,9 @@ int execgate_open(const char **step)
      * queue is full (fs.fanotify.max_queued_events unread events), so a workload with that
      * many execs waiting would run the next one unheld.  Each held exec is a task of the
      * workload's: what it may have bounds the queue. */
-    int fan = fanotify_init(FAN_CLASS_CONTENT | FAN_UNLIMITED_QUEUE | FAN_CLOEXEC,
+    /* Events name the thread (FAN_REPORT_TID): two threads of a process may be in execve(2)
+     * at once, and each exec's files must be told apart from the other's. */
+    int fan = fanotify_init(FAN_CLASS_CONTENT | FAN_UNLIMITED_QUEUE | FAN_REPORT_TID | FAN_CLOEXEC,
                             O_RDONLY | O_LARGEFILE | O_CLOEXEC);
     if (fan < 0)
         return -1;
@@ -136,6 +140,121 @@ static int add_no_namespaces(scmp_filter_ctx ctx)
 int execgate_no_unmarked_mounts(void)
 {
     return load_filter(add_no_namespaces);
+}
+
+int execgate_exec_listener(void)
+{
+    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (ctx == NULL) {
+        errno = ENOMEM;
+        return -1;
+    }
+    int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+    if (r == 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(execve), 0);
+    if (r == 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(execveat), 0);
+    /* uselib(2) opens a file for exec outside any execve: refused, where the kernel has it. */
+    int nr = seccomp_syscall_resolve_name("uselib");
+    if (r == 0 && nr != __NR_SCMP_ERROR && nr >= 0)
+        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+    if (r == 0)
+        r = seccomp_load(ctx);
+    int fd = r == 0 ? seccomp_notify_fd(ctx) : -1;
+    seccomp_release(ctx);
+    if (r < 0 || fd < 0) {
+        errno = r < 0 ? -r : EBADF;
+        return -1;
+    }
+    return fd;
+}
+
+pid_t execgate_exec_begins(int listener)
+{
+    struct seccomp_notif *req = NULL;
+    struct seccomp_notif_resp *resp = NULL;
+    if (seccomp_notify_alloc(&req, &resp) < 0)
+        return -1;
+    pid_t tid = -1;
+    /* ENOENT: the thread went (a signal) before it was answered: nothing to remember. */
+    if (seccomp_notify_receive(listener, req) == 0) {
+        resp->id = req->id;
+        resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
+        if (seccomp_notify_respond(listener, resp) == 0)
+            tid = (pid_t)req->pid;
+    }
+    seccomp_notify_free(req, resp);
+    return tid;
+}
+
+/* Reads len bytes at off, all or none. */
+static bool read_at(int fd, void *buf, size_t len, off_t off)
+{
+    return pread(fd, buf, len, off) == (ssize_t)len;
+}
+
+bool execgate_is_loader(int fd)
+{
+    unsigned char id[EI_NIDENT];
+    if (!read_at(fd, id, sizeof id, 0) || memcmp(id, ELFMAG, SELFMAG) != 0)
+        return false;
+    /* The class and byte order this kernel runs natively (others go to binfmt_misc). */
+    bool wide = id[EI_CLASS] == ELFCLASS64;
+    if ((!wide && id[EI_CLASS] != ELFCLASS32) ||
+        id[EI_DATA] != (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ELFDATA2LSB : ELFDATA2MSB))
+        return false;
+    Elf64_Ehdr e;
+    if (wide) {
+        if (!read_at(fd, &e, sizeof e, 0))
+            return false;
+    } else {
+        Elf32_Ehdr e32;
+        if (!read_at(fd, &e32, sizeof e32, 0))
+            return false;
+        e = (Elf64_Ehdr){.e_type = e32.e_type, .e_phoff = e32.e_phoff, .e_phnum = e32.e_phnum};
+    }
+    if (e.e_type != ET_DYN || e.e_phnum == 0 || e.e_phnum > 4096)
+        return false;
+    uint64_t dyn_off = 0, dyn_size = 0;
+    for (unsigned i = 0; i < e.e_phnum; i++) {
+        Elf64_Phdr ph;
+        if (wide) {
+            if (!read_at(fd, &ph, sizeof ph, (off_t)(e.e_phoff + i * sizeof ph)))
+                return false;
+        } else {
+            Elf32_Phdr p32;
+            if (!read_at(fd, &p32, sizeof p32, (off_t)(e.e_phoff + i * sizeof p32)))
+                return false;
+            ph = (Elf64_Phdr){
+                .p_type = p32.p_type, .p_offset = p32.p_offset, .p_filesz = p32.p_filesz};
+        }
+        if (ph.p_type == PT_INTERP)
+            return false; /* a program, or a library that runs as one */
+        if (ph.p_type == PT_DYNAMIC)
+            dyn_off = ph.p_offset, dyn_size = ph.p_filesz;
+    }
+    /* A shared object that names itself and wants no interpreter: what the kernel loads as
+     * one.  (A static-pie program names no soname.) */
+    size_t ent = wide ? sizeof(Elf64_Dyn) : sizeof(Elf32_Dyn);
+    for (uint64_t at = 0; at + ent <= dyn_size && at < (1u << 20); at += ent) {
+        int64_t tag;
+        if (wide) {
+            Elf64_Dyn d;
+            if (!read_at(fd, &d, sizeof d, (off_t)(dyn_off + at)))
+                return false;
+            tag = d.d_tag;
+        } else {
+            Elf32_Dyn d;
+            if (!read_at(fd, &d, sizeof d, (off_t)(dyn_off + at)))
+                return false;
+            tag = d.d_tag;
+        }
+        if (tag == DT_NULL)
+            return false;
+        if (tag == DT_SONAME)
+            return true;
+    }
+    return false;
 }
 
 void execgate_answer(int gate_fd, int event_fd, bool allow)

@@ -16,6 +16,18 @@ int execgate_no_memfd(void);
  * CAP_SYS_ADMIN: no new user or mount namespace (unshare, clone; clone3 answers ENOSYS), whose
  * mounts would be copies without the marks.  0, or -1 with errno. */
 int execgate_no_unmarked_mounts(void);
+/* After the marks, in the same process: every execve(2) and execveat(2) of the workload's
+ * tree waits at its start until tether has seen it (a seccomp listener; uselib(2) fails with
+ * EPERM).  That is how tether tells the file an exec starts with from the interpreter the
+ * kernel then opens for it, which the held exec's events alone do not say.  The listener,
+ * or -1 with errno. */
+int execgate_exec_listener(void);
+/* Takes one exec's start from the listener and lets it go on: the thread's id, or -1. */
+pid_t execgate_exec_begins(int listener);
+/* True when the file is a dynamic loader: an ELF shared object with a soname and no
+ * interpreter of its own, what the kernel opens as a program's interpreter.  Run as a
+ * program, it maps whatever program its arguments name, with no exec of that program. */
+bool execgate_is_loader(int fd);
 /* Answers one held exec. */
 void execgate_answer(int gate_fd, int event_fd, bool allow);
 /* A process that keeps the group open until the init (pidfd) has ended: the kernel allows

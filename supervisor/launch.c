@@ -51,7 +51,7 @@
 
 extern char **environ;
 
-enum { REPORT_HELLO = 1, REPORT_FAIL = 2, REPORT_GATE = 3, REPORT_CREDS = 4 };
+enum { REPORT_HELLO = 1, REPORT_FAIL = 2, REPORT_GATE = 3, REPORT_CREDS = 4, REPORT_EXECS = 5 };
 
 struct child_report {
     int32_t kind;
@@ -124,6 +124,19 @@ static int send_gate(void *arg, const char **step)
     close(fan);
     if (n != (ssize_t)sizeof(struct child_report)) {
         *step = "exec prevention: handing the group to tether";
+        errno = n < 0 ? e : EIO;
+        return -1;
+    }
+    int lis = execgate_exec_listener();
+    if (lis < 0) {
+        *step = "exec prevention: seccomp listener for the start of each exec";
+        return -1;
+    }
+    n = send_report(report_fd, REPORT_EXECS, SCM_RIGHTS, &lis, sizeof lis);
+    e = errno;
+    close(lis);
+    if (n != (ssize_t)sizeof(struct child_report)) {
+        *step = "exec prevention: handing the listener to tether";
         errno = n < 0 ? e : EIO;
         return -1;
     }
@@ -565,8 +578,10 @@ static pid_t start_supervised(struct supervisor *sv, const struct launch_spec *s
 static int launch_through_gate(struct supervisor *sv, int rd, struct child_report *rep)
 {
     for (;;) {
-        struct pollfd p[2] = {{.fd = rd, .events = POLLIN}, {.fd = sv->gate_fd, .events = POLLIN}};
-        if (poll(p, 2, -1) < 0) {
+        struct pollfd p[3] = {{.fd = rd, .events = POLLIN},
+                              {.fd = sv->gate_fd, .events = POLLIN},
+                              {.fd = sv->execs_fd, .events = POLLIN}};
+        if (poll(p, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
             return -1;
@@ -585,13 +600,15 @@ static int launch_through_gate(struct supervisor *sv, int rd, struct child_repor
                 if (ev->fd >= 0)
                     execgate_answer(sv->gate_fd, ev->fd, ev->pid == sv->main);
         }
+        if (p[2].revents & POLLIN)
+            (void)execgate_exec_begins(sv->execs_fd);
     }
 }
 
 /* Closes what a start holds: the init's pipes, the main process's pidfd, the exec gate. */
 static void drop_start(struct supervisor *sv)
 {
-    int *fds[] = {&sv->life_fd, &sv->note_fd, &sv->main_pidfd, &sv->gate_fd};
+    int *fds[] = {&sv->life_fd, &sv->note_fd, &sv->main_pidfd, &sv->gate_fd, &sv->execs_fd};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (*fds[i] >= 0)
             close(steal_fd(fds[i]));
@@ -673,7 +690,11 @@ int launch_start(struct supervisor *sv, const struct launch_spec *spec, int *fai
     }
     if (n == 1 && rep.kind == REPORT_GATE) {
         sv->gate_fd = steal_fd(&passed);
-        n = launch_through_gate(sv, rd, &rep);
+        n = read_report(rd, &rep, NULL, &passed);
+        if (n == 1 && rep.kind == REPORT_EXECS) {
+            sv->execs_fd = steal_fd(&passed);
+            n = sv->execs_fd >= 0 ? launch_through_gate(sv, rd, &rep) : -1;
+        }
     }
     if (passed >= 0)
         close(steal_fd(&passed));

@@ -63,6 +63,7 @@ struct supervisor {
     pid_t tether_pid;  /* getpid(), for the child to tell that its parent is still there */
     int gate_fd;       /* exec prevention: the fanotify group, or -1 */
     pid_t gate_holder; /* the process that keeps it open until the tree is gone */
+    int execs_fd;      /* exec prevention: the seccomp listener for each exec's start, or -1 */
 };
 
 /* Becomes a child subreaper and takes the forwarded signals into a signalfd.  Call before

@@ -53,6 +53,7 @@ enum {
     EV_MAIN,
     EV_NOTE,
     EV_GATE,
+    EV_EXECS,
     EV_TICK,
     EV_TTL,
     EV_BEAT,
@@ -129,7 +130,15 @@ struct mon {
     bool evaluate_pending;
     bool launch_exec_seen; /* the workload's own first exec, which tether made, is no event */
     struct changed changed;
+    /* Under prevention, by thread id: EXEC_STARTED from an execve(2)'s start until the
+     * first file held for it (its program), then EXEC_PROGRAM_SEEN (what the same exec opens
+     * after it is an interpreter) until the thread's next execve.  A byte per id up to the
+     * highest seen (pid_max, 4 Mi at most, bounds it); no thread takes another's. */
+    uint8_t *exec_state;
+    size_t exec_state_len;
 };
+
+enum { EXEC_NONE, EXEC_STARTED, EXEC_PROGRAM_SEEN };
 
 static int timer_new(void)
 {
@@ -354,11 +363,51 @@ static uint32_t busy_allowance(const struct mon *m)
 
 static bool in_tree(struct mon *m, pid_t pid);
 
+/* What a held file is to its exec. */
+enum exec_role { ROLE_UNKNOWN, ROLE_PROGRAM, ROLE_INTERPRETER };
+
+/* An exec starts (the seccomp listener): its thread's next held file is its program. */
+static void on_execs(struct mon *m)
+{
+    pid_t tid = execgate_exec_begins(m->r->sv.execs_fd);
+    if (tid <= 0)
+        return;
+    if ((size_t)tid >= m->exec_state_len) {
+        size_t len = ((size_t)tid + 4096) & ~(size_t)4095;
+        uint8_t *grown = realloc(m->exec_state, len);
+        if (grown == NULL)
+            return; /* its next file is taken for a program: the stricter reading */
+        memset(grown + m->exec_state_len, EXEC_NONE, len - m->exec_state_len);
+        m->exec_state = grown;
+        m->exec_state_len = len;
+    }
+    m->exec_state[tid] = EXEC_STARTED;
+}
+
+/* The first file held for an exec that started is its program; the ones after it, the
+ * interpreters the kernel opens for it (a script's, the dynamic loader).  Unknown where
+ * tether does not see execs start (a container's). */
+static enum exec_role exec_role(struct mon *m, pid_t tid)
+{
+    if (m->r->sv.execs_fd < 0)
+        return ROLE_UNKNOWN;
+    if (tid <= 0 || (size_t)tid >= m->exec_state_len || m->exec_state[tid] == EXEC_NONE)
+        return ROLE_PROGRAM;
+    if (m->exec_state[tid] == EXEC_PROGRAM_SEEN)
+        return ROLE_INTERPRETER;
+    m->exec_state[tid] = EXEC_PROGRAM_SEEN;
+    return ROLE_PROGRAM;
+}
+
 /* The file the kernel is about to execute, measured from the descriptor it handed us. */
-static cJSON *exec_target(pid_t pid, int fd)
+static cJSON *exec_target(pid_t pid, int fd, enum exec_role role)
 {
     cJSON *t = cJSON_CreateObject();
     cJSON_AddNumberToObject(t, "pid", pid);
+    cJSON_AddItemToObject(t, "role",
+                          json_string_or_null(role == ROLE_PROGRAM       ? "program"
+                                              : role == ROLE_INTERPRETER ? "interpreter"
+                                                                         : NULL));
     char link[64], path[4096];
     snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
     ssize_t n = readlink(link, path, sizeof path - 1);
@@ -395,6 +444,7 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
         execgate_answer(r->sv.gate_fd, fd, true);
         return;
     }
+    enum exec_role role = exec_role(m, pid);
     if (m->state == ENDING) {
         execgate_answer(r->sv.gate_fd, fd, false);
         return;
@@ -406,15 +456,23 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
     if (measure_process_collect(pid, &p, NULL) == 0)
         cJSON_AddItemToArray(procs, p);
     cJSON_ReplaceItemInObjectCaseSensitive(input, "processes", procs);
-    cJSON *target = exec_target(pid, fd);
+    cJSON *target = exec_target(pid, fd, role);
     cJSON_AddItemToObject(input, "exec", target);
     int64_t bound = 2000;
     json_get_int(cJSON_GetObjectItemCaseSensitive(r->d.monitor, "exec_timeout_ms"), 1, 60000,
                  &bound);
     struct decision d = {.ttl_s = -1};
-    guard_beat(&m->guard, (uint32_t)bound + GUARD_IDLE_MS);
-    policy_decide_within(r->policy, input, (uint64_t)bound, &d);
-    guard_beat(&m->guard, GUARD_IDLE_MS);
+    if (role == ROLE_PROGRAM && execgate_is_loader(fd)) {
+        /* Whatever the policy says of the loader: it is allowed as an interpreter. */
+        decision_deny(&d,
+                      "`%s` is a dynamic loader run as a program: it would map a program "
+                      "that no exec names",
+                      cJSON_GetStringValue(cJSON_GetObjectItem(target, "path")) ?: "?");
+    } else {
+        guard_beat(&m->guard, (uint32_t)bound + GUARD_IDLE_MS);
+        policy_decide_within(r->policy, input, (uint64_t)bound, &d);
+        guard_beat(&m->guard, GUARD_IDLE_MS);
+    }
     execgate_answer(r->sv.gate_fd, fd, d.allow);
     m->last_decision_ns = time_mono_ns();
     if (!d.allow) {
@@ -904,6 +962,9 @@ static void open_pidfd(struct mon *m)
         ep_add(m, m->r->sv.main_pidfd, EV_MAIN);
     ep_add(m, m->r->sv.note_fd, EV_NOTE);
     ep_add(m, m->r->sv.gate_fd, EV_GATE);
+    ep_add(m, m->r->sv.execs_fd, EV_EXECS);
+    if (m->exec_state != NULL)
+        memset(m->exec_state, EXEC_NONE, m->exec_state_len);
 }
 
 /* The main process exited on its own, and its init says how many processes it left: they
@@ -1088,6 +1149,7 @@ static void mon_close(struct mon *m)
     free(m->watches);
     free(m->changed.pids);
     free(m->memo);
+    free(m->exec_state);
     int fds[] = {m->ep,      m->pidfd,  m->tick,  m->ttl, m->beat, m->grace,
                  m->backoff, m->settle, m->pulse, m->ino, m->cn,   m->renew};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
@@ -1162,6 +1224,9 @@ static int mon_loop(struct mon *m)
                 break;
             case EV_GATE:
                 on_gate(m);
+                break;
+            case EV_EXECS:
+                on_execs(m);
                 break;
             case EV_TICK:
                 drain(m->tick);

@@ -39,6 +39,7 @@ void run_init(struct run *r)
     r->sv.note_fd = -1;
     r->sv.gate_fd = -1;
     r->sv.gate_holder = -1;
+    r->sv.execs_fd = -1;
     r->cg.procs_fd = -1;
     r->creds.dir_fd = -1;
 }

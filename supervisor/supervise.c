@@ -27,6 +27,7 @@ int supervise_prepare(struct supervisor *sv, tether_error_t *err)
     sv->note_fd = -1;
     sv->gate_fd = -1;
     sv->gate_holder = -1;
+    sv->execs_fd = -1;
     sv->tether_pid = getpid();
     if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
         return error_set(err, errno, "cannot become a child subreaper");
@@ -126,6 +127,9 @@ void supervise_release(struct supervisor *sv)
     if (sv->gate_fd >= 0)
         close(sv->gate_fd);
     sv->gate_fd = -1;
+    if (sv->execs_fd >= 0)
+        close(sv->execs_fd);
+    sv->execs_fd = -1;
     if (sv->sigfd >= 0) {
         close(sv->sigfd);
         sv->sigfd = -1;

@@ -236,6 +236,77 @@ def a_new_user_and_mount_namespace_does_not_leave_the_marks(ws):
     eq(json.loads(p.stdout)["try"]["setns"], errno.EPERM, "setns: " + p.stderr)
 
 
+def interpreter_of(path):
+    """The PT_INTERP of a 64-bit little-endian ELF: the loader the kernel opens for it."""
+    import struct
+    with open(path, "rb") as f:
+        data = f.read()
+    phoff, = struct.unpack_from("<Q", data, 0x20)
+    phentsize, phnum = struct.unpack_from("<HH", data, 0x36)
+    for i in range(phnum):
+        p_type, _, p_offset, _, _, p_filesz = struct.unpack_from("<IIQQQQ", data,
+                                                                 phoff + i * phentsize)
+        if p_type == 3:
+            return data[p_offset:p_offset + p_filesz].rstrip(b"\0").decode()
+    raise Skip("%s names no interpreter" % path)
+
+
+# The workload: exec each PROGRAM in turn (separated by --), and write how each failed.
+TRY_EXECS = r"""
+import os, sys
+out, rest = sys.argv[1], sys.argv[2:]
+progs, cur = [], []
+for a in rest:
+    if a == "--":
+        progs.append(cur); cur = []
+    else:
+        cur.append(a)
+progs.append(cur)
+got = []
+for prog in progs:
+    try:
+        os.execv(prog[0], prog)
+    except OSError as e:
+        got.append(str(e.errno))
+        open(out, "w").write(" ".join(got))
+"""
+
+
+@case
+def the_dynamic_loader_run_as_a_program_is_refused(ws):
+    """`ld.so PROGRAM` maps PROGRAM with mmap, no exec of it: a policy that allows the loader
+    (as every policy must, for the interpreter of each dynamically linked program) let a
+    forbidden program run through it.  tether tells an exec that starts (seen at the
+    execve(2) itself) from the interpreter the kernel opens for it, and refuses a loader
+    run as a program.  A program whose exec fails after its open (here: an interpreter that
+    does not exist) leaves nothing behind that would pass the loader's direct exec next."""
+    need_root()
+    loader = interpreter_of("/usr/bin/dash")
+    pol = gate_policy(ws, 'if e.path == "/usr/bin/dash" then '
+                          'return {allow = false, reasons = {"no shells here"}} end',
+                      'on_drift = "log", exec_timeout_ms = 30000')
+    ran, out = ws.path("ran"), ws.path("errno")
+    broken = ws.path("broken")
+    data = open("/bin/true", "rb").read()
+    assert loader.encode() in data
+    open(broken, "wb").write(data.replace(loader.encode(), loader[:-1].encode() + b"X", 1))
+    os.chmod(broken, 0o755)
+    os.chmod(ws.root, 0o755)
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", TRY_EXECS, out,
+                  broken, "--", loader, "/usr/bin/dash", "-c", "echo ran > %s" % ran,
+                  timeout=30)
+    assert not os.path.exists(ran), "the forbidden program ran through the loader: " + p.stderr
+    eq(open(out).read(), "%d %d" % (errno.ENOENT, errno.EPERM),
+       "the broken program's exec fails (ENOENT), the loader's is refused (EPERM)")
+    den = records(ws, "exec_denied")
+    eq([d["path"] for d in den], [os.path.realpath(loader)], "the loader's exec was denied")
+    assert "loader" in den[0]["reason"], den[0]
+    # The same loader as the interpreter of an allowed program still runs.
+    p = ws.tether("run", "--policy", pol, "--", "/bin/bash", "-c", "/bin/true && echo ok",
+                  timeout=30)
+    eq((p.returncode, p.stdout.strip()), (0, "ok"), "a dynamically linked program: " + p.stderr)
+
+
 QUEUE = "/proc/sys/fs/fanotify/max_queued_events"
 
 
