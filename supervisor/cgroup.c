@@ -139,13 +139,14 @@ int cgroup_enter(const struct cgroup *cg)
     return write(cg->procs_fd, "0\n", 2) == 2 ? 0 : -1;
 }
 
-int cgroup_pids(const struct cgroup *cg, pid_t **pids, size_t *n)
+/* Adds the members of the group open at dir, then of each group below it: 0, or -1. */
+static int pids_below(int dir, int depth, size_t *groups, pid_t **pids, size_t *n)
 {
-    *pids = NULL;
-    *n = 0;
-    cleanup_free char *path = xasprintf("%s/cgroup.procs", cg->dir);
+    if (++*groups > CGROUP_WALK_MAX || depth > 32)
+        return -1;
+    cleanup_close int procs = openat(dir, "cgroup.procs", O_RDONLY | O_CLOEXEC);
     cleanup_free char *text = NULL;
-    if (read_file(path, 4 << 20, &text, NULL, NULL) < 0)
+    if (procs < 0 || read_fd(procs, 4 << 20, &text, NULL, NULL) < 0)
         return -1;
     for (char *save = NULL, *t = strtok_r(text, "\n", &save); t; t = strtok_r(NULL, "\n", &save)) {
         int64_t v;
@@ -153,6 +154,42 @@ int cgroup_pids(const struct cgroup *cg, pid_t **pids, size_t *n)
             *pids = xrealloc(*pids, (*n + 1) * sizeof **pids);
             (*pids)[(*n)++] = (pid_t)v;
         }
+    }
+    int fd = fcntl(dir, F_DUPFD_CLOEXEC, 3);
+    DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+    if (d == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    int rc = 0;
+    for (struct dirent *e; rc == 0 && (e = readdir(d)) != NULL;) {
+        if (e->d_type != DT_DIR || strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        int sub = openat(dir, e->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        /* A group removed since the listing is no member of anything: not an error. */
+        if (sub < 0) {
+            rc = errno == ENOENT ? 0 : -1;
+            continue;
+        }
+        rc = pids_below(sub, depth + 1, groups, pids, n);
+        close(sub);
+    }
+    closedir(d);
+    return rc;
+}
+
+int cgroup_pids(const struct cgroup *cg, pid_t **pids, size_t *n)
+{
+    *pids = NULL;
+    *n = 0;
+    cleanup_close int dir = open(cg->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    size_t groups = 0;
+    if (dir < 0 || pids_below(dir, 0, &groups, pids, n) < 0) {
+        free(*pids);
+        *pids = NULL;
+        *n = 0;
+        return -1;
     }
     return 0;
 }
@@ -183,8 +220,19 @@ bool cgroup_has(const struct cgroup *cg, pid_t pid)
     cleanup_free char *text = NULL;
     if (cg->rel == NULL || read_file(path, 64 * 1024, &text, NULL, NULL) < 0)
         return false;
-    cleanup_free char *want = xasprintf("0::%s\n", cg->rel);
-    return strstr(text, want) != NULL;
+    /* The cgroup v2 line, "0::PATH": the group, or one below it. */
+    cleanup_free char *want = xasprintf("0::%s", cg->rel);
+    size_t len = strlen(want);
+    for (const char *l = text; *l != '\0';) {
+        if (strncmp(l, want, len) == 0 &&
+            (l[len] == '\n' || l[len] == '\0' || (l[len] == '/' && strcmp(cg->rel, "/") != 0)))
+            return true;
+        const char *next = strchr(l, '\n');
+        if (next == NULL)
+            break;
+        l = next + 1;
+    }
+    return false;
 }
 
 void cgroup_destroy(struct cgroup *cg)

@@ -22,10 +22,14 @@ bool cgroup_of_pid(pid_t pid, struct cgroup *cg);
 bool cgroup_systemd_owns(void);
 /* In the child, before exec: moves the caller into the cgroup. */
 int cgroup_enter(const struct cgroup *cg);
-/* The pids in it; -1 on error. */
+/* The pids in it and in the groups below it (a process may make one and move there where
+ * its cgroup file system is writable: systemd in a container puts every process in one);
+ * -1 on error, or past CGROUP_WALK_MAX groups, 32 deep. */
+#define CGROUP_WALK_MAX 4096
 int cgroup_pids(const struct cgroup *cg, pid_t **pids, size_t *n);
 int cgroup_freeze(const struct cgroup *cg, bool frozen);
-/* True when the process is a member (its /proc/PID/cgroup names the cgroup). */
+/* True when the process is a member, of it or of a group below it (its /proc/PID/cgroup
+ * names the cgroup, or a path under it). */
 bool cgroup_has(const struct cgroup *cg, pid_t pid);
 /* Removes the cgroup once it is empty. */
 void cgroup_destroy(struct cgroup *cg);

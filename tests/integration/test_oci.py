@@ -1,6 +1,7 @@
 """OCI integration with the real runc: the hook gates containers, the wrapper measures the
 bundle, and every malformed input is a deny with a reason."""
 import hashlib
+import errno
 import json
 import os
 import shutil
@@ -215,6 +216,42 @@ def forbidden_exec_in_a_prevented_container_never_runs(ws):
         subprocess.run([runc(), "delete", "--force", c], capture_output=True)
     assert os.path.exists(os.path.join(b, "rootfs", "started")), "the allowed program ran: " + p.stderr
     assert not os.path.exists(os.path.join(b, "rootfs", "ran")), "the forbidden program ran"
+    den = [r for r in ws.audit_records() if r["event"] == "exec_denied"]
+    eq([(d["path"], d["reason"]) for d in den], [("/forbidden", "not in this container")],
+       "the denial, audited")
+
+
+@case
+def a_process_in_a_cgroup_below_the_containers_is_still_in_it(ws):
+    """A container whose cgroup file system is writable (systemd in a container has one, and
+    puts every process in a group below the container's) makes a group of its own and moves
+    into it: it is still the container's, so its forbidden exec is held and denied."""
+    node(ws, 'if input.exec ~= nil and input.exec.path == "/forbidden" then\n'
+             '  return {allow = false, reasons = {"not in this container"}}\n'
+             'end\n'
+             'return {allow = true, monitor = {prevent_exec = true, on_drift = "log", exec_timeout_ms = 30000}}')
+    b = bundle(ws, ["/probe", "mkdir", "/sys/fs/cgroup/below", "write",
+                    "/sys/fs/cgroup/below/cgroup.procs", "0", "mark", "/moved",
+                    "exec", "/forbidden", "mark", "/ran"])
+    shutil.copy(PROBE, os.path.join(b, "rootfs", "forbidden"))
+    cfg = json.load(open(os.path.join(b, "config.json")))
+    for m in cfg["mounts"]:
+        if m["destination"] == "/sys/fs/cgroup":
+            m["options"] = [o for o in m.get("options", []) if o != "ro"]
+    ns = cfg["linux"]["namespaces"]
+    if not any(n["type"] == "cgroup" for n in ns):
+        ns.append({"type": "cgroup"})
+    json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+    c = cid("tether-pcg")
+    try:
+        p = run_container(ws, b, c)
+    finally:
+        subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+    assert not os.path.exists(os.path.join(b, "rootfs", "ran")), "the forbidden program ran"
+    out = json.loads(p.stdout)
+    if out.get("write") != 0:
+        raise Skip("the container could not move into a group of its own: %r" % out)
+    eq(out.get("exec"), errno.EPERM, "the exec failed with EPERM")
     den = [r for r in ws.audit_records() if r["event"] == "exec_denied"]
     eq([(d["path"], d["reason"]) for d in den], [("/forbidden", "not in this container")],
        "the denial, audited")

@@ -293,6 +293,37 @@ def root_workload_cannot_end_its_supervision(ws):
     eq(res["uid"], 0, "the workload ran as root")
 
 
+# A root workload makes a user namespace of its own (mapping root to root), a cgroup
+# namespace and a mount namespace, mounts cgroup2 there (its own mount of the file system
+# that tether made read-only), makes a group below its cgroup, moves into it, and runs a
+# forbidden program.
+MOVE_BELOW = r"""
+unshare -UrCm --propagation private /bin/bash -c '
+  mount -t cgroup2 none /sys/fs/cgroup && mkdir /sys/fs/cgroup/below &&
+  echo 0 > /sys/fs/cgroup/below/cgroup.procs || exit 3
+  cat /proc/self/cgroup > "$0"
+  exec /usr/bin/dash -c "sleep 3; echo survived"' "$1"
+"""
+
+
+@case
+def a_process_that_moves_below_its_cgroup_is_still_watched(ws):
+    """Membership of the workload's cgroup is of the groups below it too: a root workload
+    that moved into one it made (a user, cgroup and mount namespace of its own) was no
+    longer in the tree, and ran a forbidden program unseen."""
+    need_root()
+    pol = monitored(ws, 'p.exe.path == "/usr/bin/dash"')
+    where = ws.path("cgroup")
+    p = ws.tether("run", "--policy", pol, "--", "/bin/bash", "-c", MOVE_BELOW, "bash", where,
+                  timeout=30)
+    if p.returncode == 3 or not os.path.exists(where):
+        raise Skip("the workload could not make a group below its own: " + p.stderr)
+    assert "0::/below" in open(where).read(), open(where).read()
+    assert "survived" not in p.stdout, "the forbidden program ran its course: " + p.stderr
+    eq(p.returncode, DRIFT_KILLED, "killed as drift: " + p.stderr)
+    assert "dash" in records(ws.audit, "drift")[0]["reason"]
+
+
 @case
 def unprivileged_workload_cannot_end_its_supervision(ws):
     need_root()

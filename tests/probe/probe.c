@@ -17,6 +17,8 @@
  *     sleep SECONDS   sleep (fractions allowed)
  *     sigsys NAME     call NAME, which a kill filter should answer with SIGSYS
  *     headless SECONDS end the main thread, and go on in another for SECONDS, then exit 0
+ *     mkdir PATH      make the directory PATH; report 0 or errno
+ *     write PATH TEXT write TEXT to the existing file PATH; report 0 or errno
  *     exec PATH ARG.. exec PATH with the rest of the arguments
  *     execstorm N PATH ARG..  N threads exec PATH at once; report how many failed with EPERM
  *
@@ -35,6 +37,7 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -353,6 +356,17 @@ int main(int argc, char **argv)
                     ;
             }
             i++;
+        } else if (strcmp(a, "mkdir") == 0 && arg) {
+            emit("%s\"mkdir\":%d", sections++ ? "," : "", mkdir(arg, 0755) == 0 ? 0 : errno);
+            i++;
+        } else if (strcmp(a, "write") == 0 && arg && i + 2 < argc) {
+            int fd = open(arg, O_WRONLY | O_CLOEXEC);
+            size_t len = strlen(argv[i + 2]);
+            int rc = fd >= 0 && write(fd, argv[i + 2], len) == (ssize_t)len ? 0 : errno;
+            if (fd >= 0)
+                close(fd);
+            emit("%s\"write\":%d", sections++ ? "," : "", rc);
+            i += 2;
         } else if (strcmp(a, "execstorm") == 0 && arg && i + 2 < argc) {
             int n = atoi(arg);
             pthread_t *t = calloc((size_t)n, sizeof *t);
