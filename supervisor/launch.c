@@ -577,10 +577,11 @@ static pid_t start_supervised(struct supervisor *sv, const struct launch_spec *s
  * anything else is denied.  Returns as read_report does. */
 static int launch_through_gate(struct supervisor *sv, int rd, struct child_report *rep)
 {
+    int execs = sv->execs_fd;
     for (;;) {
         struct pollfd p[3] = {{.fd = rd, .events = POLLIN},
                               {.fd = sv->gate_fd, .events = POLLIN},
-                              {.fd = sv->execs_fd, .events = POLLIN}};
+                              {.fd = execs, .events = POLLIN}};
         if (poll(p, 3, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -602,6 +603,8 @@ static int launch_through_gate(struct supervisor *sv, int rd, struct child_repor
         }
         if (p[2].revents & POLLIN)
             (void)execgate_exec_begins(sv->execs_fd);
+        else if (p[2].revents != 0)
+            execs = -1; /* the workload's process is gone: its report says so next */
     }
 }
 

@@ -366,9 +366,15 @@ static bool in_tree(struct mon *m, pid_t pid);
 /* What a held file is to its exec. */
 enum exec_role { ROLE_UNKNOWN, ROLE_PROGRAM, ROLE_INTERPRETER };
 
-/* An exec starts (the seccomp listener): its thread's next held file is its program. */
-static void on_execs(struct mon *m)
+/* An exec starts (the seccomp listener): its thread's next held file is its program.  Only
+ * on EPOLLIN: the listener's receive waits for a notification, and once the tree is gone
+ * the listener says EPOLLHUP alone, for ever. */
+static void on_execs(struct mon *m, uint32_t events)
 {
+    if (!(events & EPOLLIN)) {
+        epoll_ctl(m->ep, EPOLL_CTL_DEL, m->r->sv.execs_fd, NULL);
+        return;
+    }
     pid_t tid = execgate_exec_begins(m->r->sv.execs_fd);
     if (tid <= 0)
         return;
@@ -1226,7 +1232,7 @@ static int mon_loop(struct mon *m)
                 on_gate(m);
                 break;
             case EV_EXECS:
-                on_execs(m);
+                on_execs(m, evs[i].events);
                 break;
             case EV_TICK:
                 drain(m->tick);
