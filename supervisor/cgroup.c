@@ -235,15 +235,42 @@ bool cgroup_has(const struct cgroup *cg, pid_t pid)
     return false;
 }
 
+/* Removes the group name under dir, the groups below it first (the workload may have made
+ * some, and a group with groups below it cannot go): 0, or -1 with errno. */
+static int rmdir_groups(int dir, const char *name, int depth)
+{
+    if (depth <= 32) {
+        int fd = openat(dir, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        DIR *d = fd >= 0 ? fdopendir(fd) : NULL;
+        if (d == NULL && fd >= 0)
+            close(fd);
+        for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;)
+            if (e->d_type == DT_DIR && strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+                (void)rmdir_groups(dirfd(d), e->d_name, depth + 1);
+        if (d != NULL)
+            closedir(d);
+    }
+    return unlinkat(dir, name, AT_REMOVEDIR);
+}
+
+int cgroup_remove(int dir, const char *name, int tries)
+{
+    for (int i = 1;; i++) {
+        if (rmdir_groups(dir, name, 0) == 0)
+            return 0;
+        if (errno != EBUSY || i >= tries)
+            return -1;
+        /* The last processes may still be on their way out. */
+        nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+    }
+}
+
 void cgroup_destroy(struct cgroup *cg)
 {
     if (cg->procs_fd >= 0)
         close(cg->procs_fd);
-    if (cg->dir != NULL && !cg->foreign) {
-        /* The last processes may still be on their way out. */
-        for (int i = 0; i < 100 && rmdir(cg->dir) < 0 && errno == EBUSY; i++)
-            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
-    }
+    if (cg->dir != NULL && !cg->foreign)
+        (void)cgroup_remove(AT_FDCWD, cg->dir, 100);
     free(cg->dir);
     free(cg->rel);
     memset(cg, 0, sizeof *cg);
@@ -277,9 +304,7 @@ void cgroup_sweep(void)
             close(kfd);
         }
         close(fd);
-        for (int i = 0; i < 50 && unlinkat(dirfd(d), e->d_name, AT_REMOVEDIR) < 0 && errno == EBUSY;
-             i++)
-            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        (void)cgroup_remove(dirfd(d), e->d_name, 50);
     }
     if (d)
         closedir(d);

@@ -31,6 +31,9 @@ int cgroup_freeze(const struct cgroup *cg, bool frozen);
 /* True when the process is a member, of it or of a group below it (its /proc/PID/cgroup
  * names the cgroup, or a path under it). */
 bool cgroup_has(const struct cgroup *cg, pid_t pid);
+/* Removes the group name under dir (AT_FDCWD and a path will do), and the groups below it
+ * first, trying again for 10 ms each time it is busy, up to tries times: 0, or -1. */
+int cgroup_remove(int dir, const char *name, int tries);
 /* Removes the cgroup once it is empty. */
 void cgroup_destroy(struct cgroup *cg);
 /* Removes the tether-PID-N groups under tether's own cgroup whose tether is gone (after

@@ -159,8 +159,8 @@ static void sweep_one(const char *dir, const char *name, const cJSON *s)
         /* A systemd scope (tether-PID-N.scope) is systemd's to remove. */
         size_t n = strlen(base);
         bool scope = n > 6 && strcmp(base + n - 6, ".scope") == 0;
-        for (int i = 0; !scope && i < 50 && rmdir(cg) < 0 && errno == EBUSY; i++)
-            nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+        if (!scope)
+            (void)cgroup_remove(AT_FDCWD, cg, 50);
     }
     pid_t tp = (pid_t)cJSON_GetNumberValue(cJSON_GetObjectItem(s, "tether_pid"));
     /* On the record of the trail its tether wrote to: that run ended here. */

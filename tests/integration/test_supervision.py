@@ -314,14 +314,21 @@ def a_process_that_moves_below_its_cgroup_is_still_watched(ws):
     need_root()
     pol = monitored(ws, 'p.exe.path == "/usr/bin/dash"')
     where = ws.path("cgroup")
-    p = ws.tether("run", "--policy", pol, "--", "/bin/bash", "-c", MOVE_BELOW, "bash", where,
-                  timeout=30)
-    if p.returncode == 3 or not os.path.exists(where):
-        raise Skip("the workload could not make a group below its own: " + p.stderr)
+    proc = ws.popen("run", "--policy", pol, "--", "/bin/bash", "-c", MOVE_BELOW, "bash", where)
+    out, err = proc.communicate(timeout=30)
+    if proc.returncode == 3 or not os.path.exists(where):
+        raise Skip("the workload could not make a group below its own: " + err)
     assert "0::/below" in open(where).read(), open(where).read()
-    assert "survived" not in p.stdout, "the forbidden program ran its course: " + p.stderr
-    eq(p.returncode, DRIFT_KILLED, "killed as drift: " + p.stderr)
+    assert "survived" not in out, "the forbidden program ran its course: " + err
+    eq(proc.returncode, DRIFT_KILLED, "killed as drift: " + err)
     assert "dash" in records(ws.audit, "drift")[0]["reason"]
+    # and the workload's group went, with the one it made below it
+    own = [l[3:] for l in open("/proc/self/cgroup").read().splitlines() if l.startswith("0::")]
+    mnt = "/sys/fs/cgroup/unified" if os.path.isdir("/sys/fs/cgroup/unified/") and \
+        os.path.exists("/sys/fs/cgroup/unified/cgroup.procs") else "/sys/fs/cgroup"
+    parent = mnt + own[0].rstrip("/")
+    left = [d for d in os.listdir(parent) if d.startswith("tether-%d-" % proc.pid)]
+    eq(left, [], "the workload's cgroup is removed")
 
 
 @case
