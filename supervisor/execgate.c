@@ -10,6 +10,7 @@
 #include <fcntl.h>
 #include <linux/seccomp.h>
 #include <poll.h>
+#include <signal.h>
 #include <sched.h>
 #include <seccomp.h>
 #include <stdio.h>
@@ -43,9 +44,15 @@ int execgate_open(const char **step)
      * many execs waiting would run the next one unheld.  Each held exec is a task of the
      * workload's: what it may have bounds the queue. */
     /* Events name the thread (FAN_REPORT_TID): two threads of a process may be in execve(2)
-     * at once, and each exec's files must be told apart from the other's. */
-    int fan = fanotify_init(FAN_CLASS_CONTENT | FAN_UNLIMITED_QUEUE | FAN_REPORT_TID | FAN_CLOEXEC,
-                            O_RDONLY | O_LARGEFILE | O_CLOEXEC);
+     * at once, and each exec's files must be told apart from the other's.  Reads never wait
+     * (FAN_NONBLOCK): an event is withdrawn when its thread is killed, between the wakeup and
+     * the read, and nothing else would come to end the wait.  Nor does the open of an
+     * event's descriptor (O_NONBLOCK): the workload's write lease on its own file would hold
+     * it for the lease break time; the kernel denies an exec whose descriptor cannot be
+     * made. */
+    int fan = fanotify_init(FAN_CLASS_CONTENT | FAN_UNLIMITED_QUEUE | FAN_REPORT_TID |
+                                FAN_NONBLOCK | FAN_CLOEXEC,
+                            O_RDONLY | O_LARGEFILE | O_NONBLOCK | O_CLOEXEC);
     if (fan < 0)
         return -1;
     cleanup_file FILE *f = fopen("/proc/self/mountinfo", "re");
@@ -193,46 +200,48 @@ static bool read_at(int fd, void *buf, size_t len, off_t off)
     return pread(fd, buf, len, off) == (ssize_t)len;
 }
 
-bool execgate_is_loader(int fd)
+enum elf_kind execgate_elf_kind(int fd)
 {
     unsigned char id[EI_NIDENT];
     if (!read_at(fd, id, sizeof id, 0) || memcmp(id, ELFMAG, SELFMAG) != 0)
-        return false;
+        return ELF_NOT;
     /* The class and byte order this kernel runs natively (others go to binfmt_misc). */
     bool wide = id[EI_CLASS] == ELFCLASS64;
     if ((!wide && id[EI_CLASS] != ELFCLASS32) ||
         id[EI_DATA] != (__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__ ? ELFDATA2LSB : ELFDATA2MSB))
-        return false;
+        return ELF_NOT;
     Elf64_Ehdr e;
     if (wide) {
         if (!read_at(fd, &e, sizeof e, 0))
-            return false;
+            return ELF_NOT;
     } else {
         Elf32_Ehdr e32;
         if (!read_at(fd, &e32, sizeof e32, 0))
-            return false;
+            return ELF_NOT;
         e = (Elf64_Ehdr){.e_type = e32.e_type, .e_phoff = e32.e_phoff, .e_phnum = e32.e_phnum};
     }
-    if (e.e_type != ET_DYN || e.e_phnum == 0 || e.e_phnum > 4096)
-        return false;
+    if (e.e_phnum == 0 || e.e_phnum > 4096)
+        return ELF_OTHER;
     uint64_t dyn_off = 0, dyn_size = 0;
     for (unsigned i = 0; i < e.e_phnum; i++) {
         Elf64_Phdr ph;
         if (wide) {
             if (!read_at(fd, &ph, sizeof ph, (off_t)(e.e_phoff + i * sizeof ph)))
-                return false;
+                return ELF_OTHER;
         } else {
             Elf32_Phdr p32;
             if (!read_at(fd, &p32, sizeof p32, (off_t)(e.e_phoff + i * sizeof p32)))
-                return false;
+                return ELF_OTHER;
             ph = (Elf64_Phdr){
                 .p_type = p32.p_type, .p_offset = p32.p_offset, .p_filesz = p32.p_filesz};
         }
         if (ph.p_type == PT_INTERP)
-            return false; /* a program, or a library that runs as one */
+            return ELF_WITH_INTERP; /* a program, or a library that runs as one */
         if (ph.p_type == PT_DYNAMIC)
             dyn_off = ph.p_offset, dyn_size = ph.p_filesz;
     }
+    if (e.e_type != ET_DYN)
+        return ELF_OTHER;
     /* A shared object that names itself and wants no interpreter: what the kernel loads as
      * one.  (A static-pie program names no soname.) */
     size_t ent = wide ? sizeof(Elf64_Dyn) : sizeof(Elf32_Dyn);
@@ -241,20 +250,34 @@ bool execgate_is_loader(int fd)
         if (wide) {
             Elf64_Dyn d;
             if (!read_at(fd, &d, sizeof d, (off_t)(dyn_off + at)))
-                return false;
+                return ELF_OTHER;
             tag = d.d_tag;
         } else {
             Elf32_Dyn d;
             if (!read_at(fd, &d, sizeof d, (off_t)(dyn_off + at)))
-                return false;
+                return ELF_OTHER;
             tag = d.d_tag;
         }
         if (tag == DT_NULL)
-            return false;
+            break;
         if (tag == DT_SONAME)
-            return true;
+            return ELF_LOADER;
     }
-    return false;
+    return ELF_OTHER;
+}
+
+int execgate_hold_still(int fd)
+{
+    /* A break of the lease signals its holder, SIGIO by default, which would end tether:
+     * SIGURG, which is ignored unless a handler is set, instead. */
+    if (fcntl(fd, F_SETSIG, SIGURG) < 0 || fcntl(fd, F_SETLEASE, F_RDLCK) < 0)
+        return -1;
+    return 0;
+}
+
+bool execgate_held_still(int fd)
+{
+    return fcntl(fd, F_GETLEASE) == F_RDLCK;
 }
 
 void execgate_answer(int gate_fd, int event_fd, bool allow)

@@ -24,10 +24,22 @@ int execgate_no_unmarked_mounts(void);
 int execgate_exec_listener(void);
 /* Takes one exec's start from the listener and lets it go on: the thread's id, or -1. */
 pid_t execgate_exec_begins(int listener);
-/* True when the file is a dynamic loader: an ELF shared object with a soname and no
- * interpreter of its own, what the kernel opens as a program's interpreter.  Run as a
- * program, it maps whatever program its arguments name, with no exec of that program. */
-bool execgate_is_loader(int fd);
+/* What a held file is to the kernel: not a native ELF (a script, or a binfmt_misc format),
+ * an ELF that names an interpreter (PT_INTERP: the kernel opens it next, as its loader),
+ * a dynamic loader (an ELF shared object with a soname and no interpreter of its own: run
+ * as a program, it maps whatever program its arguments name, with no exec of that
+ * program), or another ELF. */
+enum elf_kind { ELF_NOT, ELF_WITH_INTERP, ELF_LOADER, ELF_OTHER };
+enum elf_kind execgate_elf_kind(int fd);
+/* The kernel opens a held file for writing no sooner than it answers (the exec denies writes
+ * only after its open), so what tether reads could be rewritten before the kernel reads it.
+ * A read lease holds it still: a writer's open waits until the descriptor closes (and then
+ * finds the exec under way: ETXTBSY, on one side or the other).  -1 with errno when the file
+ * is open for writing now (EAGAIN), or its file system has no leases. */
+int execgate_hold_still(int fd);
+/* True while the lease holds, no writer having tried (or one that tried for longer than the
+ * lease break time having taken it). */
+bool execgate_held_still(int fd);
 /* Answers one held exec. */
 void execgate_answer(int gate_fd, int event_fd, bool allow);
 /* A process that keeps the group open until the init (pidfd) has ended: the kernel allows

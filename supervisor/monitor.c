@@ -130,15 +130,17 @@ struct mon {
     bool evaluate_pending;
     bool launch_exec_seen; /* the workload's own first exec, which tether made, is no event */
     struct changed changed;
-    /* Under prevention, by thread id: EXEC_STARTED from an execve(2)'s start until the
-     * first file held for it (its program), then EXEC_PROGRAM_SEEN (what the same exec opens
-     * after it is an interpreter) until the thread's next execve.  A byte per id up to the
+    /* Under prevention, by thread id: where its execve(2) is, from its start (EXEC_STARTED)
+     * through each file held for it, until the thread's next execve.  A byte per id up to the
      * highest seen (pid_max, 4 Mi at most, bounds it); no thread takes another's. */
     uint8_t *exec_state;
     size_t exec_state_len;
 };
 
-enum { EXEC_NONE, EXEC_STARTED, EXEC_PROGRAM_SEEN };
+/* EXEC_STARTED: the next file is the program; EXEC_AFTER_ELF: the last one named an
+ * interpreter (PT_INTERP), the next is its loader; EXEC_AFTER_OTHER: the last was a script, a
+ * binfmt_misc format or a loader, the next is an interpreter that runs it as its program. */
+enum { EXEC_NONE, EXEC_STARTED, EXEC_AFTER_ELF, EXEC_AFTER_OTHER };
 
 static int timer_new(void)
 {
@@ -364,7 +366,7 @@ static uint32_t busy_allowance(const struct mon *m)
 static bool in_tree(struct mon *m, pid_t pid);
 
 /* What a held file is to its exec. */
-enum exec_role { ROLE_UNKNOWN, ROLE_PROGRAM, ROLE_INTERPRETER };
+enum exec_role { ROLE_UNKNOWN, ROLE_PROGRAM, ROLE_LOADER, ROLE_INTERPRETER };
 
 /* An exec starts (the seccomp listener): its thread's next held file is its program.  Only
  * on EPOLLIN: the listener's receive waits for a notification, and once the tree is gone
@@ -390,19 +392,25 @@ static void on_execs(struct mon *m, uint32_t events)
     m->exec_state[tid] = EXEC_STARTED;
 }
 
-/* The first file held for an exec that started is its program; the ones after it, the
- * interpreters the kernel opens for it (a script's, the dynamic loader).  Unknown where
- * tether does not see execs start (a container's). */
-static enum exec_role exec_role(struct mon *m, pid_t tid)
+/* The first file held for an exec that started is its program; after an ELF that names an
+ * interpreter, the next is that loader, mapped beside it; after anything else (a script, a
+ * binfmt_misc format), the next is the interpreter that runs it, as its program.  A thread
+ * whose start tether did not see has every file taken for a program, the stricter reading.
+ * Unknown where tether does not see execs start (a container's). */
+static enum exec_role exec_role(struct mon *m, pid_t tid, enum elf_kind kind, bool still)
 {
     if (m->r->sv.execs_fd < 0)
         return ROLE_UNKNOWN;
     if (tid <= 0 || (size_t)tid >= m->exec_state_len || m->exec_state[tid] == EXEC_NONE)
         return ROLE_PROGRAM;
-    if (m->exec_state[tid] == EXEC_PROGRAM_SEEN)
-        return ROLE_INTERPRETER;
-    m->exec_state[tid] = EXEC_PROGRAM_SEEN;
-    return ROLE_PROGRAM;
+    uint8_t *st = &m->exec_state[tid];
+    enum exec_role role = *st == EXEC_STARTED     ? ROLE_PROGRAM
+                          : *st == EXEC_AFTER_ELF ? ROLE_LOADER
+                                                  : ROLE_INTERPRETER;
+    /* What was read of a file that could not be held still may not be what the kernel
+     * reads: its next file is not taken for its loader. */
+    *st = still && kind == ELF_WITH_INTERP ? EXEC_AFTER_ELF : EXEC_AFTER_OTHER;
+    return role;
 }
 
 /* The file the kernel is about to execute, measured from the descriptor it handed us. */
@@ -412,6 +420,7 @@ static cJSON *exec_target(pid_t pid, int fd, enum exec_role role)
     cJSON_AddNumberToObject(t, "pid", pid);
     cJSON_AddItemToObject(t, "role",
                           json_string_or_null(role == ROLE_PROGRAM       ? "program"
+                                              : role == ROLE_LOADER      ? "loader"
                                               : role == ROLE_INTERPRETER ? "interpreter"
                                                                          : NULL));
     char link[64], path[4096];
@@ -450,11 +459,17 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
         execgate_answer(r->sv.gate_fd, fd, true);
         return;
     }
-    enum exec_role role = exec_role(m, pid);
     if (m->state == ENDING) {
         execgate_answer(r->sv.gate_fd, fd, false);
         return;
     }
+    /* Held still first: everything read of the file below is what the kernel will read. */
+    const char *unsteady = NULL;
+    if (execgate_hold_still(fd) < 0)
+        unsteady = errno == EAGAIN ? "it is open for writing"
+                                   : "its content cannot be held still while it is judged";
+    enum elf_kind kind = execgate_elf_kind(fd);
+    enum exec_role role = exec_role(m, pid, kind, unsteady == NULL);
     cleanup_json cJSON *input = measure_target(m);
     cJSON *procs = cJSON_CreateArray();
     cJSON *p = NULL;
@@ -468,17 +483,27 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
     json_get_int(cJSON_GetObjectItemCaseSensitive(r->d.monitor, "exec_timeout_ms"), 1, 60000,
                  &bound);
     struct decision d = {.ttl_s = -1};
-    if (role == ROLE_PROGRAM && execgate_is_loader(fd)) {
-        /* Whatever the policy says of the loader: it is allowed as an interpreter. */
+    const char *path = cJSON_GetStringValue(cJSON_GetObjectItem(target, "path")) ?: "?";
+    if (unsteady != NULL) {
+        decision_deny(&d, "`%s`: %s", path, unsteady);
+    } else if (kind == ELF_LOADER && role != ROLE_LOADER && role != ROLE_UNKNOWN) {
+        /* Whatever the policy says of the loader: it allows it as a program's loader. */
         decision_deny(&d,
                       "`%s` is a dynamic loader run as a program: it would map a program "
                       "that no exec names",
-                      cJSON_GetStringValue(cJSON_GetObjectItem(target, "path")) ?: "?");
+                      path);
     } else {
         guard_beat(&m->guard, (uint32_t)bound + GUARD_IDLE_MS);
         policy_decide_within(r->policy, input, (uint64_t)bound, &d);
         guard_beat(&m->guard, GUARD_IDLE_MS);
+        if (d.allow && !execgate_held_still(fd)) {
+            decision_clear(&d);
+            d = (struct decision){.ttl_s = -1};
+            decision_deny(&d, "`%s` was opened for writing while it was judged", path);
+        }
     }
+    /* The answer, then the lease's end (the descriptor's close): a writer that waited finds
+     * the exec under way. */
     execgate_answer(r->sv.gate_fd, fd, d.allow);
     m->last_decision_ns = time_mono_ns();
     if (!d.allow) {

@@ -301,10 +301,123 @@ def the_dynamic_loader_run_as_a_program_is_refused(ws):
     den = records(ws, "exec_denied")
     eq([d["path"] for d in den], [os.path.realpath(loader)], "the loader's exec was denied")
     assert "loader" in den[0]["reason"], den[0]
+    # Nor as the interpreter a script names on its #! line: that runs as the program.
+    script = ws.path("via-loader")
+    with open(script, "w") as f:
+        f.write("#!%s /usr/bin/dash\necho ran > %s\n" % (loader, ran))
+    os.chmod(script, 0o755)
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", TRY_EXECS, out, script,
+                  timeout=30)
+    assert not os.path.exists(ran), "dash ran through a #! line naming the loader: " + p.stderr
+    eq(open(out).read(), str(errno.EPERM), "the script's exec fails with EPERM")
     # The same loader as the interpreter of an allowed program still runs.
     p = ws.tether("run", "--policy", pol, "--", "/bin/bash", "-c", "/bin/true && echo ok",
                   timeout=30)
     eq((p.returncode, p.stdout.strip()), (0, "ok"), "a dynamically linked program: " + p.stderr)
+
+
+# The workload: over and over, a child execs FILE (a copy of /bin/true), and a little later
+# the parent rewrites FILE with dash, while tether is still judging the exec.
+REWRITE = r"""
+import errno, os, shutil, sys, time
+f, ran = sys.argv[1], sys.argv[2]
+dash = open("/usr/bin/dash", "rb").read()
+for i in range(1, 41):
+    shutil.copy("/bin/true", f)
+    os.chmod(f, 0o755)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execv(f, [f, "-c", "echo ran > %s" % ran])
+        finally:
+            os._exit(1)
+    time.sleep(i * 0.0005)
+    try:
+        with open(f, "wb") as w:
+            w.write(dash)
+    except OSError as e:
+        if e.errno != errno.ETXTBSY:
+            raise
+    os.waitpid(pid, 0)
+"""
+
+
+@case
+def a_program_rewritten_while_it_is_judged_does_not_run(ws):
+    """The kernel denies writes to a file it executes only after its open, which is where
+    the exec is held: a workload rewrote its allowed copy of /bin/true with dash after
+    tether had hashed it and before the kernel read it, and dash ran (the policy denies it
+    by hash).  tether holds a read lease while it judges: a writer waits, and the exec is
+    denied when one tried."""
+    need_root()
+    import hashlib
+    dash = hashlib.sha256(open("/usr/bin/dash", "rb").read()).hexdigest()
+    pol = gate_policy(ws, 'if e.sha256 == nil or e.sha256 == "%s" then '
+                          'return {allow = false, reasons = {"dash, or no hash"}} end' % dash,
+                      'on_drift = "log", exec_timeout_ms = 30000')
+    ran = ws.path("ran")
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", REWRITE, ws.path("prog"),
+                  ran, timeout=120)
+    eq(p.returncode, 0, "the workload ran through: " + p.stderr)
+    assert not os.path.exists(ran), "dash ran in place of the program that was judged"
+
+
+@case
+def a_held_exec_killed_before_it_is_read_does_not_stop_the_monitor(ws):
+    """A held exec whose process is killed is withdrawn from the queue: if that happened
+    between the monitor's wakeup and its read, the read waited for an exec that never came
+    (every exec waits on the monitor first), and the monitor answered nothing again.  The
+    workload races that 1,500 times, then execs a forbidden program: it is still denied."""
+    need_root()
+    pol = gate_policy(ws, 'if e.path == "/usr/bin/dash" then '
+                          'return {allow = false, reasons = {"no shells"}} end',
+                      'on_drift = "log", exec_timeout_ms = 30000')
+    p = ws.tether("run", "--policy", pol, "--", PROBE, "killrace", "1500", "exec",
+                  "/usr/bin/dash", "-c", "true", timeout=600)
+    out = json.loads(p.stdout)
+    assert out["killrace_held"] > 0, out
+    eq(out.get("exec"), errno.EPERM, "the forbidden exec after the race: " + p.stderr)
+
+
+# The workload: a write lease on its own program, which a child then execs (its exec waits
+# for the lease's break, 45 s by default); meanwhile another child execs dash.
+LEASED = r"""
+import fcntl, os, shutil, signal, sys, time
+f, out = sys.argv[1], sys.argv[2]
+shutil.copy("/bin/true", f)
+os.chmod(f, 0o755)
+signal.signal(signal.SIGIO, signal.SIG_IGN)
+fd = os.open(f, os.O_RDONLY)
+fcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_WRLCK)
+if os.fork() == 0:
+    os.execv(f, [f])
+time.sleep(0.5)
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv("/usr/bin/dash", ["dash", "-c", "true"])
+    except OSError as e:
+        open(out, "w").write(str(e.errno))
+    os._exit(0)
+os.waitpid(pid, 0)
+os._exit(0)
+"""
+
+
+@case
+def a_lease_on_a_held_program_does_not_stall_the_monitor(ws):
+    """The kernel opens a held file for tether when tether reads the event; the workload's
+    write lease on its own program made that open wait for the lease break time (45 s) per
+    exec, with the monitor answering nothing else.  The open does not wait now (the kernel
+    denies that exec), and the next exec is judged at once."""
+    need_root()
+    pol = gate_policy(ws, 'if e.path == "/usr/bin/dash" then '
+                          'return {allow = false, reasons = {"no shells"}} end',
+                      'on_drift = "log", exec_timeout_ms = 30000')
+    out = ws.path("errno")
+    ws.tether("run", "--policy", pol, "--", sys.executable, "-c", LEASED, ws.path("prog"), out,
+              timeout=30)
+    eq(open(out).read(), str(errno.EPERM), "dash's exec was judged, and denied")
 
 
 QUEUE = "/proc/sys/fs/fanotify/max_queued_events"

@@ -21,6 +21,8 @@
  *     write PATH TEXT write TEXT to the existing file PATH; report 0 or errno
  *     exec PATH ARG.. exec PATH with the rest of the arguments
  *     execstorm N PATH ARG..  N threads exec PATH at once; report how many failed with EPERM
+ *     killrace N      N times: a child execs /bin/true, and is killed within 40 us of its
+ *                     exec being held by a fanotify group (as /proc/PID/wchan says)
  *
  * Static, so that it runs in any mount namespace, and free of tether's code. */
 #define _GNU_SOURCE
@@ -367,6 +369,45 @@ int main(int argc, char **argv)
                 close(fd);
             emit("%s\"write\":%d", sections++ ? "," : "", rc);
             i += 2;
+        } else if (strcmp(a, "killrace") == 0 && arg) {
+            int held = 0;
+            for (int n = atoi(arg); n > 0; n--) {
+                pid_t c = fork();
+                if (c == 0) {
+                    execl("/bin/true", "true", (char *)NULL);
+                    _exit(127);
+                }
+                char path[64], w[128];
+                snprintf(path, sizeof path, "/proc/%d/wchan", (int)c);
+                for (int tries = 0; c > 0 && tries < 100000; tries++) {
+                    int fd = open(path, O_RDONLY | O_CLOEXEC);
+                    ssize_t r = fd >= 0 ? read(fd, w, sizeof w - 1) : -1;
+                    if (fd >= 0)
+                        close(fd);
+                    w[r > 0 ? r : 0] = '\0';
+                    if (strstr(w, "fanotify") || strstr(w, "fsnotify")) {
+                        struct timespec t0, t;
+                        clock_gettime(CLOCK_MONOTONIC, &t0);
+                        long spin = rand() % 41;
+                        do
+                            clock_gettime(CLOCK_MONOTONIC, &t);
+                        while ((t.tv_sec - t0.tv_sec) * 1000000 + (t.tv_nsec - t0.tv_nsec) / 1000 <
+                               spin);
+                        kill(c, SIGKILL);
+                        held++;
+                        break;
+                    }
+                    if (r <= 0 || waitpid(c, NULL, WNOHANG) == c) {
+                        c = -1;
+                        break;
+                    }
+                }
+                if (c > 0)
+                    while (waitpid(c, NULL, 0) < 0 && errno == EINTR)
+                        ;
+            }
+            emit("%s\"killrace_held\":%d", sections++ ? "," : "", held);
+            i++;
         } else if (strcmp(a, "execstorm") == 0 && arg && i + 2 < argc) {
             int n = atoi(arg);
             pthread_t *t = calloc((size_t)n, sizeof *t);
