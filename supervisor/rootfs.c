@@ -12,6 +12,7 @@
 #include <sys/mman.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "core/cleanup.h"
@@ -399,9 +400,16 @@ int rootfs_enter(int tar_fd, const struct rootfs_spec *spec, const char *mountpo
     snprintf(opts, sizeof opts, "mode=0700,size=%llu", (unsigned long long)size_cap);
     if (mount("tether-root", mountpoint, "tmpfs", MS_NOSUID | MS_NODEV, opts) < 0)
         return -1;
-    /* Into the tree first: nothing a layer holds (links, "..", whiteouts) can reach past it. */
-    *step = "root file system: chroot";
-    if (chdir(mountpoint) < 0 || chroot(".") < 0 || chdir("/") < 0)
+    /* Into the tree first: nothing a layer holds (links, "..", whiteouts) can reach past it.
+     * The tree becomes the namespace's root and the node's file system leaves the namespace
+     * (pivot_root, then the old root detached, as runc does): a chroot would leave it
+     * there, and a root workload with CAP_SYS_CHROOT walks out of a chroot (a chroot into
+     * a directory below, then ".." past the old root), to the node's files and /proc/sys. */
+    *step = "root file system: pivot_root";
+    cleanup_close int old_root = open("/", O_DIRECTORY | O_RDONLY | O_CLOEXEC);
+    if (old_root < 0 || chdir(mountpoint) < 0 || syscall(SYS_pivot_root, ".", ".") < 0 ||
+        fchdir(old_root) < 0 || mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0 ||
+        umount2(".", MNT_DETACH) < 0 || chdir("/") < 0)
         return -1;
     *step = "root file system: unpacking";
     if (spec != NULL)

@@ -340,6 +340,29 @@ def round_trip_root_file_system(ws):
 
 
 @case
+def a_root_workload_cannot_walk_out_of_its_root_file_system(ws):
+    """The tree was a chroot: a root workload keeps CAP_SYS_CHROOT, and the classic walk (a
+    chroot into a directory below, then ".." past the old root) took it to the node's
+    files, where it wrote them, and to /proc/sys (core_pattern runs a program of its choice
+    as the node's root).  The tree is the mount namespace's root now, and the node's file
+    system is not in that namespace."""
+    kit = Kit(ws, signers=False)
+    tree = make_tree(kit)
+    out = ws.path("tree.sealed")
+    ws.tether("seal", "--key", os.path.join(kit.keys, "k1.key"), "--key-id", "k1",
+              "--entrypoint", "/bin/probe", "-o", out, tree, check_rc=0)
+    shutil.rmtree(tree)
+    p = kit.run(out, "unchroot", "exists", ws.root, "exists", "/etc/machine-id",
+                "exists", "/proc/sys/kernel/core_pattern", "mark", ws.path("escaped"))
+    r = json.loads(p.stdout)
+    eq(r["unchroot"], 0, "the workload, root, could chroot")
+    assert not os.path.exists(ws.path("escaped")), "the workload wrote the node's files"
+    eq(r["exists " + ws.root], 2, "this test's directory is not there")
+    eq(r["exists /etc/machine-id"], 2, "nor the node's files")
+    eq(r["exists /proc/sys/kernel/core_pattern"], 2, "nor the node's /proc/sys")
+
+
+@case
 def root_file_system_plaintext_stays_in_memory(ws):
     kit = Kit(ws, signers=False)
     tree = make_tree(kit)

@@ -18,6 +18,8 @@
  *     sigsys NAME     call NAME, which a kill filter should answer with SIGSYS
  *     headless SECONDS end the main thread, and go on in another for SECONDS, then exit 0
  *     mkdir PATH      make the directory PATH; report 0 or errno
+ *     unchroot        leave a chroot the classic way (chroot into a directory below, then
+ *                     ".." past the old root); report 0 or errno
  *     write PATH TEXT write TEXT to the existing file PATH; report 0 or errno
  *     exec PATH ARG.. exec PATH with the rest of the arguments
  *     execstorm N PATH ARG..  N threads exec PATH at once; report how many failed with EPERM
@@ -358,6 +360,15 @@ int main(int argc, char **argv)
                     ;
             }
             i++;
+        } else if (strcmp(a, "unchroot") == 0) {
+            mkdir("/.unchroot", 0700);
+            int rc = chroot("/.unchroot") == 0 ? 0 : errno;
+            for (int k = 0; rc == 0 && k < 64; k++)
+                if (chdir("..") < 0)
+                    rc = errno;
+            if (rc == 0 && chroot(".") < 0)
+                rc = errno;
+            emit("%s\"unchroot\":%d", sections++ ? "," : "", rc);
         } else if (strcmp(a, "mkdir") == 0 && arg) {
             emit("%s\"mkdir\":%d", sections++ ? "," : "", mkdir(arg, 0755) == 0 ? 0 : errno);
             i++;
