@@ -306,6 +306,16 @@ def make_tree(kit):
     return tree
 
 
+def sealed_tree(kit):
+    """make_tree's tree, sealed (unsigned) with /bin/probe as its entrypoint; the tree goes."""
+    tree = make_tree(kit)
+    out = kit.ws.path("tree.sealed")
+    kit.ws.tether("seal", "--key", os.path.join(kit.keys, "k1.key"), "--key-id", "k1",
+                  "--entrypoint", "/bin/probe", "-o", out, tree, check_rc=0)
+    shutil.rmtree(tree)
+    return out
+
+
 @case
 def round_trip_root_file_system(ws):
     kit = Kit(ws, signers=False)
@@ -347,11 +357,7 @@ def a_root_workload_cannot_walk_out_of_its_root_file_system(ws):
     as the node's root).  The tree is the mount namespace's root now, and the node's file
     system is not in that namespace."""
     kit = Kit(ws, signers=False)
-    tree = make_tree(kit)
-    out = ws.path("tree.sealed")
-    ws.tether("seal", "--key", os.path.join(kit.keys, "k1.key"), "--key-id", "k1",
-              "--entrypoint", "/bin/probe", "-o", out, tree, check_rc=0)
-    shutil.rmtree(tree)
+    out = sealed_tree(kit)
     p = kit.run(out, "unchroot", "exists", ws.root, "exists", "/etc/machine-id",
                 "exists", "/proc/sys/kernel/core_pattern", "mark", ws.path("escaped"))
     r = json.loads(p.stdout)
@@ -365,11 +371,7 @@ def a_root_workload_cannot_walk_out_of_its_root_file_system(ws):
 @case
 def root_file_system_plaintext_stays_in_memory(ws):
     kit = Kit(ws, signers=False)
-    tree = make_tree(kit)
-    out = ws.path("tree.sealed")
-    ws.tether("seal", "--key", os.path.join(kit.keys, "k1.key"), "--key-id", "k1",
-              "--entrypoint", "/bin/probe", "-o", out, tree, check_rc=0)
-    shutil.rmtree(tree)
+    out = sealed_tree(kit)
     os.unlink(kit.exe)
     stamp = ws.path("stamp")
     open(stamp, "w").close()
