@@ -50,7 +50,8 @@ int execgate_open(const char **step)
      * event's descriptor (O_NONBLOCK): the workload's write lease on its own file would hold
      * it for the lease break time; the kernel denies an exec whose descriptor cannot be
      * made. */
-    int fan = fanotify_init(FAN_CLASS_CONTENT | FAN_UNLIMITED_QUEUE | FAN_REPORT_TID |
+    /* FAN_CLASS_PRE_CONTENT: the class whose denials may carry an errno (FAN_DENY_ERRNO). */
+    int fan = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_UNLIMITED_QUEUE | FAN_REPORT_TID |
                                 FAN_NONBLOCK | FAN_CLOEXEC,
                             O_RDONLY | O_LARGEFILE | O_NONBLOCK | O_CLOEXEC);
     if (fan < 0)
@@ -284,6 +285,19 @@ void execgate_answer(int gate_fd, int event_fd, bool allow)
 {
     struct fanotify_response resp = {.fd = event_fd, .response = allow ? FAN_ALLOW : FAN_DENY};
     (void)!write(gate_fd, &resp, sizeof resp);
+    close(event_fd);
+}
+
+void execgate_refuse(int gate_fd, int event_fd, int err)
+{
+    /* FAN_DENY_ERRNO(err), Linux 6.14 (the errno in the response's top byte); a kernel
+     * before it refuses the response, and gets a plain deny, EPERM. */
+    struct fanotify_response resp = {.fd = event_fd,
+                                     .response = FAN_DENY | ((uint32_t)(err & 0xff) << 24)};
+    if (write(gate_fd, &resp, sizeof resp) < 0) {
+        resp.response = FAN_DENY;
+        (void)!write(gate_fd, &resp, sizeof resp);
+    }
     close(event_fd);
 }
 

@@ -40,6 +40,9 @@ int execgate_hold_still(int fd);
 /* True while the lease holds, no writer having tried (or one that tried for longer than the
  * lease break time having taken it). */
 bool execgate_held_still(int fd);
+/* Refuses one held exec with errno err where the kernel can say so (ETXTBSY: what the
+ * exec would have met anyway), else EPERM. */
+void execgate_refuse(int gate_fd, int event_fd, int err);
 /* Answers one held exec. */
 void execgate_answer(int gate_fd, int event_fd, bool allow);
 /* A process that keeps the group open until the init (pidfd) has ended: the kernel allows

@@ -465,9 +465,12 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
     }
     /* Held still first: everything read of the file below is what the kernel will read. */
     const char *unsteady = NULL;
-    if (execgate_hold_still(fd) < 0)
-        unsteady = errno == EAGAIN ? "it is open for writing"
-                                   : "its content cannot be held still while it is judged";
+    bool busy = false; /* open for writing: the exec would meet ETXTBSY, tether or not */
+    if (execgate_hold_still(fd) < 0) {
+        busy = errno == EAGAIN;
+        unsteady =
+            busy ? "it is open for writing" : "its content cannot be held still while it is judged";
+    }
     enum elf_kind kind = execgate_elf_kind(fd);
     enum exec_role role = exec_role(m, pid, kind, unsteady == NULL);
     cleanup_json cJSON *input = measure_target(m);
@@ -500,11 +503,16 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
             decision_clear(&d);
             d = (struct decision){.ttl_s = -1};
             decision_deny(&d, "`%s` was opened for writing while it was judged", path);
+            busy = true;
         }
     }
     /* The answer, then the lease's end (the descriptor's close): a writer that waited finds
-     * the exec under way. */
-    execgate_answer(r->sv.gate_fd, fd, d.allow);
+     * the exec under way.  A file open for writing is refused as the kernel would refuse it,
+     * ETXTBSY, and is no drift: the workload may try again. */
+    if (busy)
+        execgate_refuse(r->sv.gate_fd, fd, ETXTBSY);
+    else
+        execgate_answer(r->sv.gate_fd, fd, d.allow);
     m->last_decision_ns = time_mono_ns();
     if (!d.allow) {
         status_note_decision(&d);
@@ -535,7 +543,8 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
         cleanup_free char *drift_why =
             xasprintf("exec of `%s` denied: %s",
                       cJSON_GetStringValue(cJSON_GetObjectItem(target, "path")) ?: "?", why);
-        drift(m, drift_why);
+        if (!busy)
+            drift(m, drift_why);
     }
     decision_clear(&d);
 }

@@ -420,6 +420,48 @@ def a_lease_on_a_held_program_does_not_stall_the_monitor(ws):
     eq(open(out).read(), str(errno.EPERM), "dash's exec was judged, and denied")
 
 
+# The workload: execs its program while a descriptor of its own still writes it, then again
+# once it is closed.
+BUSY = r"""
+import os, shutil, sys
+f, out = sys.argv[1], sys.argv[2]
+shutil.copy("/bin/true", f)
+os.chmod(f, 0o755)
+w = os.open(f, os.O_WRONLY)
+got = []
+for attempt in (1, 2):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.execv(f, [f])
+        except OSError as e:
+            os._exit(e.errno)
+    got.append(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+    if attempt == 1:
+        os.close(w)
+open(out, "w").write(" ".join(map(str, got)))
+"""
+
+
+@case
+def a_program_open_for_writing_is_refused_as_the_kernel_would(ws):
+    """An exec of a file that is open for writing fails with ETXTBSY, which callers take
+    for a moment's wait.  tether cannot judge such a file (it could change after); it
+    refuses it with ETXTBSY too (EPERM before Linux 6.14), and that is no drift: the
+    second try, once the writer closed, runs."""
+    need_root()
+    pol = gate_policy(ws, 'return {allow = true}', 'on_drift = "kill", exec_timeout_ms = 30000')
+    out = ws.path("got")
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", BUSY, ws.path("prog"), out,
+                  timeout=30)
+    eq(p.returncode, 0, "no drift: " + p.stderr)
+    first, second = open(out).read().split()
+    release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+    eq(int(first), errno.ETXTBSY if release >= (6, 14) else errno.EPERM, "the first exec")
+    eq(second, "0", "the second, with the writer gone")
+    assert "open for writing" in records(ws, "exec_denied")[0]["reason"]
+
+
 QUEUE = "/proc/sys/fs/fanotify/max_queued_events"
 
 
