@@ -122,9 +122,11 @@ class Workspace:
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
 
     def audit_records(self, path=None):
+        """The trail's records; a last line without its newline is a record being written
+        (a reader may see part of a write), not yet one."""
         try:
             with open(path or self.audit) as f:
-                return [json.loads(line) for line in f]
+                return [json.loads(line) for line in f if line.endswith("\n")]
         except FileNotFoundError:
             return []
 

@@ -133,7 +133,7 @@ class FakeSystemd:
     def calls(self):
         try:
             with open(self.log) as f:
-                return [json.loads(line) for line in f]
+                return [json.loads(line) for line in f if line.endswith("\n")]
         except FileNotFoundError:
             return []
 
