@@ -14,6 +14,7 @@
 #include <sched.h>
 #include <seccomp.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/fanotify.h>
 #include <sys/prctl.h>
@@ -201,6 +202,17 @@ static bool read_at(int fd, void *buf, size_t len, off_t off)
     return pread(fd, buf, len, off) == (ssize_t)len;
 }
 
+/* Reads len bytes at off into a buffer of its own (len at most 64 KiB), or NULL. */
+static void *read_block(int fd, uint64_t off, size_t len)
+{
+    void *b = len > 0 && len <= 65536 ? malloc(len) : NULL;
+    if (b != NULL && !read_at(fd, b, len, (off_t)off)) {
+        free(b);
+        b = NULL;
+    }
+    return b;
+}
+
 enum elf_kind execgate_elf_kind(int fd)
 {
     unsigned char id[EI_NIDENT];
@@ -221,18 +233,19 @@ enum elf_kind execgate_elf_kind(int fd)
             return ELF_NOT;
         e = (Elf64_Ehdr){.e_type = e32.e_type, .e_phoff = e32.e_phoff, .e_phnum = e32.e_phnum};
     }
-    if (e.e_phnum == 0 || e.e_phnum > 4096)
+    /* The program headers in one read: the kernel refuses a table over 64 KiB. */
+    size_t phent = wide ? sizeof(Elf64_Phdr) : sizeof(Elf32_Phdr);
+    cleanup_free unsigned char *phdrs = read_block(fd, e.e_phoff, e.e_phnum * phent);
+    if (phdrs == NULL)
         return ELF_OTHER;
     uint64_t dyn_off = 0, dyn_size = 0;
     for (unsigned i = 0; i < e.e_phnum; i++) {
         Elf64_Phdr ph;
         if (wide) {
-            if (!read_at(fd, &ph, sizeof ph, (off_t)(e.e_phoff + i * sizeof ph)))
-                return ELF_OTHER;
+            memcpy(&ph, phdrs + i * phent, sizeof ph);
         } else {
             Elf32_Phdr p32;
-            if (!read_at(fd, &p32, sizeof p32, (off_t)(e.e_phoff + i * sizeof p32)))
-                return ELF_OTHER;
+            memcpy(&p32, phdrs + i * phent, sizeof p32);
             ph = (Elf64_Phdr){
                 .p_type = p32.p_type, .p_offset = p32.p_offset, .p_filesz = p32.p_filesz};
         }
@@ -244,19 +257,20 @@ enum elf_kind execgate_elf_kind(int fd)
     if (e.e_type != ET_DYN)
         return ELF_OTHER;
     /* A shared object that names itself and wants no interpreter: what the kernel loads as
-     * one.  (A static-pie program names no soname.) */
+     * one.  (A static-pie program names no soname.)  Its soname is among the first entries
+     * of its dynamic section: 64 KiB of it are read. */
     size_t ent = wide ? sizeof(Elf64_Dyn) : sizeof(Elf32_Dyn);
-    for (uint64_t at = 0; at + ent <= dyn_size && at < (1u << 20); at += ent) {
+    size_t len = dyn_size < 65536 ? (size_t)dyn_size / ent * ent : 65536 / ent * ent;
+    cleanup_free unsigned char *dyn = read_block(fd, dyn_off, len);
+    for (size_t at = 0; dyn != NULL && at + ent <= len; at += ent) {
         int64_t tag;
         if (wide) {
             Elf64_Dyn d;
-            if (!read_at(fd, &d, sizeof d, (off_t)(dyn_off + at)))
-                return ELF_OTHER;
+            memcpy(&d, dyn + at, sizeof d);
             tag = d.d_tag;
         } else {
             Elf32_Dyn d;
-            if (!read_at(fd, &d, sizeof d, (off_t)(dyn_off + at)))
-                return ELF_OTHER;
+            memcpy(&d, dyn + at, sizeof d);
             tag = d.d_tag;
         }
         if (tag == DT_NULL)
