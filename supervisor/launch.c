@@ -104,8 +104,21 @@ static void say_hello(int fd)
         _exit(125);
 }
 
-/* Exec prevention: the group, made in the workload's final mount namespace, goes to tether
- * over the report socket, and this process keeps no copy of it. */
+/* Sends fd to tether in a report of this kind and closes it: 0, or -1 with errno and *step. */
+static int hand_over(int report_fd, int kind, int fd, const char *what, const char **step)
+{
+    ssize_t n = send_report(report_fd, kind, SCM_RIGHTS, &fd, sizeof fd);
+    int e = errno;
+    close(fd);
+    if (n == (ssize_t)sizeof(struct child_report))
+        return 0;
+    *step = what;
+    errno = n < 0 ? e : EIO;
+    return -1;
+}
+
+/* Exec prevention: the group, made in the workload's final mount namespace, and the listener
+ * for each exec's start go to tether over the report socket; this process keeps no copy. */
 static int send_gate(void *arg, const char **step)
 {
     int report_fd = *(int *)arg;
@@ -119,28 +132,16 @@ static int send_gate(void *arg, const char **step)
         errno = e;
         return -1;
     }
-    ssize_t n = send_report(report_fd, REPORT_GATE, SCM_RIGHTS, &fan, sizeof fan);
-    int e = errno;
-    close(fan);
-    if (n != (ssize_t)sizeof(struct child_report)) {
-        *step = "exec prevention: handing the group to tether";
-        errno = n < 0 ? e : EIO;
+    if (hand_over(report_fd, REPORT_GATE, fan, "exec prevention: handing the group to tether",
+                  step) < 0)
         return -1;
-    }
     int lis = execgate_exec_listener();
     if (lis < 0) {
         *step = "exec prevention: seccomp listener for the start of each exec";
         return -1;
     }
-    n = send_report(report_fd, REPORT_EXECS, SCM_RIGHTS, &lis, sizeof lis);
-    e = errno;
-    close(lis);
-    if (n != (ssize_t)sizeof(struct child_report)) {
-        *step = "exec prevention: handing the listener to tether";
-        errno = n < 0 ? e : EIO;
-        return -1;
-    }
-    return 0;
+    return hand_over(report_fd, REPORT_EXECS, lis,
+                     "exec prevention: handing the listener to tether", step);
 }
 
 /* Credentials: a tmpfs of the workload's own, in a mount namespace of its own (so the host's
