@@ -295,6 +295,12 @@ bool execgate_held_still(int fd)
     return fcntl(fd, F_GETLEASE) == F_RDLCK;
 }
 
+void execgate_allow_held(int gate_fd, int event_fd)
+{
+    struct fanotify_response resp = {.fd = event_fd, .response = FAN_ALLOW};
+    (void)!write(gate_fd, &resp, sizeof resp);
+}
+
 void execgate_answer(int gate_fd, int event_fd, bool allow)
 {
     struct fanotify_response resp = {.fd = event_fd, .response = allow ? FAN_ALLOW : FAN_DENY};

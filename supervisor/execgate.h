@@ -31,11 +31,12 @@ pid_t execgate_exec_begins(int listener);
  * program), or another ELF. */
 enum elf_kind { ELF_NOT, ELF_WITH_INTERP, ELF_LOADER, ELF_OTHER };
 enum elf_kind execgate_elf_kind(int fd);
-/* The kernel opens a held file for writing no sooner than it answers (the exec denies writes
- * only after its open), so what tether reads could be rewritten before the kernel reads it.
- * A read lease holds it still: a writer's open waits until the descriptor closes (and then
- * finds the exec under way: ETXTBSY, on one side or the other).  -1 with errno when the file
- * is open for writing now (EAGAIN), or its file system has no leases. */
+/* The kernel denies writes to a held file only once its exec is past the open that tether
+ * holds, so what tether reads could be rewritten before the kernel reads it, while it is
+ * judged or after it is allowed.  A read lease holds it still: a writer's open counts as a
+ * writer at once (the exec, when it gets that far, fails with ETXTBSY) and then waits until
+ * the descriptor closes, which must be no sooner than the exec is past its open.  -1 with
+ * errno when the file is open for writing now (EAGAIN), or its file system has no leases. */
 int execgate_hold_still(int fd);
 /* True while the lease holds, no writer having tried (or one that tried for longer than the
  * lease break time having taken it). */
@@ -43,8 +44,11 @@ bool execgate_held_still(int fd);
 /* Refuses one held exec with errno err where the kernel can say so (ETXTBSY: what the
  * exec would have met anyway), else EPERM. */
 void execgate_refuse(int gate_fd, int event_fd, int err);
-/* Answers one held exec. */
+/* Answers one held exec, and closes its descriptor. */
 void execgate_answer(int gate_fd, int event_fd, bool allow);
+/* Allows one held exec and keeps its descriptor, and the lease on it, open: the caller
+ * closes it once the exec is past its open (see execgate_hold_still). */
+void execgate_allow_held(int gate_fd, int event_fd);
 /* A process that keeps the group open until the init (pidfd) has ended: the kernel allows
  * every held exec when the last descriptor of the group closes, so the group must outlive
  * the tree, not tether.  Returns its pid, or -1. */

@@ -64,7 +64,8 @@ enum {
     EV_CN,
     EV_GUARD,
     EV_PULSE,
-    EV_RENEW
+    EV_RENEW,
+    EV_UNHOLD
 };
 
 /* A changed policy or configuration is read once its writer is done: on close-after-write
@@ -135,6 +136,10 @@ struct mon {
      * highest seen (pid_max, 4 Mi at most, bounds it); no thread takes another's. */
     uint8_t *exec_state;
     size_t exec_state_len;
+    /* Allowed execs whose files are still held still: see keep_still. */
+    struct still *still;
+    size_t n_still, cap_still;
+    int unhold; /* the timer that looks for their threads having left execve(2) */
 };
 
 /* EXEC_STARTED: the next file is the program; EXEC_AFTER_ELF: the last one named an
@@ -363,6 +368,92 @@ static uint32_t busy_allowance(const struct mon *m)
 
 /* --- exec prevention --- */
 
+/* Files held still after their answer.
+ *
+ * The kernel denies writes to an exec's file only once the exec is past the open tether
+ * holds.  A writer that opened, wrote and closed between tether's answer and that point
+ * (the exec's thread waiting for a processor, say) had the kernel run what it wrote, not
+ * what tether judged.  So an allowed file keeps its lease until its thread is past that
+ * open: until the thread holds its next file (its loader, an interpreter) or starts another
+ * exec, its exec or its life ends (the process connector says so), or it is seen out of
+ * execve(2) (a failed exec: a timer looks).  A writer that comes in between counts as a
+ * writer at once, so the exec fails with ETXTBSY, and its open waits for the lease. */
+struct still {
+    pid_t tid;
+    int fd;
+};
+
+#define UNHOLD_MS 20
+
+static void let_go(struct mon *m, size_t i)
+{
+    close(m->still[i].fd);
+    m->still[i] = m->still[--m->n_still];
+    if (m->n_still == 0)
+        timer_set(m->unhold, 0, false);
+}
+
+static void let_go_of(struct mon *m, pid_t tid)
+{
+    for (size_t i = m->n_still; i-- > 0;)
+        if (m->still[i].tid == tid)
+            let_go(m, i);
+}
+
+/* Keeps the file of an exec about to be allowed held still: false with no memory for it. */
+static bool keep_still(struct mon *m, pid_t tid, int fd)
+{
+    if (m->n_still == m->cap_still) {
+        size_t cap = m->cap_still > 0 ? m->cap_still * 2 : 16;
+        struct still *grown = reallocarray(m->still, cap, sizeof *grown);
+        if (grown == NULL)
+            return false;
+        m->still = grown;
+        m->cap_still = cap;
+    }
+    m->still[m->n_still++] = (struct still){.tid = tid, .fd = fd};
+    if (m->n_still == 1)
+        timer_set(m->unhold, UNHOLD_MS, true);
+    return true;
+}
+
+/* Whether thread tid is in execve(2) or execveat(2), or may be: a thread on a processor
+ * says "running", which says nothing. */
+static bool in_exec(pid_t tid)
+{
+    char path[64], text[32];
+    snprintf(path, sizeof path, "/proc/%d/syscall", (int)tid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
+    int err = errno;
+    if (fd >= 0)
+        close(fd);
+    if (n <= 0)
+        return n < 0 && err != ENOENT && err != ESRCH; /* gone, or cannot tell */
+    text[n] = '\0';
+    if (strncmp(text, "running", 7) == 0)
+        return true;
+    char *end;
+    long nr = strtol(text, &end, 10);
+    if (end == text)
+        return false;
+#ifdef __x86_64__
+    /* i386's execve and execveat, as a 32-bit task's; 64-bit munmap and io_destroy are
+     * taken for them: the lease is only kept a little longer. */
+    if (nr == 11 || nr == 358)
+        return true;
+#endif
+    return nr == SYS_execve || nr == SYS_execveat;
+}
+
+static void on_unhold(struct mon *m)
+{
+    drain(m->unhold);
+    for (size_t i = m->n_still; i-- > 0;)
+        if (!in_exec(m->still[i].tid))
+            let_go(m, i);
+}
+
 static bool in_tree(struct mon *m, pid_t pid);
 
 /* What a held file is to its exec. */
@@ -380,6 +471,7 @@ static void on_execs(struct mon *m, uint32_t events)
     pid_t tid = execgate_exec_begins(m->r->sv.execs_fd);
     if (tid <= 0)
         return;
+    let_go_of(m, tid); /* its exec before, if any, is over */
     if ((size_t)tid >= m->exec_state_len) {
         size_t len = ((size_t)tid + 4096) & ~(size_t)4095;
         uint8_t *grown = realloc(m->exec_state, len);
@@ -454,6 +546,8 @@ static cJSON *exec_target(pid_t pid, int fd, enum exec_role role)
 static void judge_exec(struct mon *m, pid_t pid, int fd)
 {
     struct run *r = m->r;
+    /* Its thread holds another file: it is past the open of the one before. */
+    let_go_of(m, pid);
     /* Only the workload's own mounts are marked; anything else is not ours to hold. */
     if (!in_tree(m, pid)) {
         execgate_answer(r->sv.gate_fd, fd, true);
@@ -504,15 +598,20 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
             d = (struct decision){.ttl_s = -1};
             decision_deny(&d, "`%s` was opened for writing while it was judged", path);
             busy = true;
+        } else if (d.allow && !keep_still(m, pid, fd)) {
+            decision_clear(&d);
+            d = (struct decision){.ttl_s = -1};
+            decision_deny(&d, "`%s` cannot be held still until its exec is under way", path);
         }
     }
-    /* The answer, then the lease's end (the descriptor's close): a writer that waited finds
-     * the exec under way.  A file open for writing is refused as the kernel would refuse it,
-     * ETXTBSY, and is no drift: the workload may try again. */
+    /* An allowed file stays held still (keep_still).  A file open for writing is refused as
+     * the kernel would refuse it, ETXTBSY, and is no drift: the workload may try again. */
     if (busy)
         execgate_refuse(r->sv.gate_fd, fd, ETXTBSY);
+    else if (d.allow)
+        execgate_allow_held(r->sv.gate_fd, fd);
     else
-        execgate_answer(r->sv.gate_fd, fd, d.allow);
+        execgate_answer(r->sv.gate_fd, fd, false);
     m->last_decision_ns = time_mono_ns();
     if (!d.allow) {
         status_note_decision(&d);
@@ -885,9 +984,13 @@ static void on_cn(struct mon *m)
             /* exec, exit, uid, gid, sid, ptrace, comm, coredump: each begins with the
              * thread's pid and its process's. */
             changed_add(&m->changed, ev.event_data.exec.process_tgid);
+            pid_t pid = ev.event_data.exec.process_pid;
+            /* Past its exec's open, unless already in the next exec: these events come late. */
+            if ((ev.what == PROC_EVENT_EXEC || ev.what == PROC_EVENT_EXIT) && m->n_still > 0 &&
+                !in_exec(pid))
+                let_go_of(m, pid);
             if (ev.what != PROC_EVENT_EXEC)
                 continue;
-            pid_t pid = ev.event_data.exec.process_pid;
             if (pid == m->r->sv.main && !m->launch_exec_seen) {
                 m->launch_exec_seen = true;
                 continue;
@@ -1157,6 +1260,7 @@ static void mon_open(struct mon *m, struct run *r, int sigfd)
     m->settle = timer_new();
     m->pulse = timer_new();
     m->renew = timer_new();
+    m->unhold = timer_new();
     m->ino = inotify_init1(IN_CLOEXEC | IN_NONBLOCK);
     m->cn = cn_open();
     if (m->cn < 0)
@@ -1175,6 +1279,7 @@ static void mon_open(struct mon *m, struct run *r, int sigfd)
     ep_add(m, m->settle, EV_SETTLE);
     ep_add(m, m->pulse, EV_PULSE);
     ep_add(m, m->renew, EV_RENEW);
+    ep_add(m, m->unhold, EV_UNHOLD);
     ep_add(m, m->ino, EV_INOTIFY);
     ep_add(m, m->cn, EV_CN);
 }
@@ -1190,8 +1295,11 @@ static void mon_close(struct mon *m)
     free(m->changed.pids);
     free(m->memo);
     free(m->exec_state);
-    int fds[] = {m->ep,      m->pidfd,  m->tick,  m->ttl, m->beat, m->grace,
-                 m->backoff, m->settle, m->pulse, m->ino, m->cn,   m->renew};
+    while (m->n_still > 0)
+        let_go(m, m->n_still - 1);
+    free(m->still);
+    int fds[] = {m->ep,     m->pidfd, m->tick, m->ttl, m->beat,  m->grace, m->backoff,
+                 m->settle, m->pulse, m->ino,  m->cn,  m->renew, m->unhold};
     for (size_t i = 0; i < sizeof fds / sizeof fds[0]; i++)
         if (fds[i] >= 0)
             close(fds[i]);
@@ -1312,6 +1420,9 @@ static int mon_loop(struct mon *m)
             case EV_RENEW:
                 drain(m->renew);
                 on_renew(m);
+                break;
+            case EV_UNHOLD:
+                on_unhold(m);
                 break;
             }
         }

@@ -362,6 +362,91 @@ def a_program_rewritten_while_it_is_judged_does_not_run(ws):
     assert not os.path.exists(ran), "dash ran in place of the program that was judged"
 
 
+# The workload: a child execs FILE (a copy of /bin/true) on processor 0, where another child
+# spins.  Once the exec is held (its wait shows in /proc/PID/wchan), the child is made an idle
+# task: when tether allows it, it waits for processor 0, and the parent, on processor 1,
+# rewrites FILE with dash in the meantime.  Each round's outcome goes to OUT.
+REWRITE_AFTER = r"""
+import errno, json, os, shutil, sys, time
+f, ran, out = sys.argv[1], sys.argv[2], sys.argv[3]
+dash = open("/usr/bin/dash", "rb").read()
+os.sched_setaffinity(0, {1})
+hog = os.fork()
+if hog == 0:
+    os.sched_setaffinity(0, {0})
+    while True:
+        pass
+rounds = []
+try:
+    for i in range(20):
+        shutil.copy("/bin/true", f)
+        os.chmod(f, 0o755)
+        err = f + ".errno"
+        pid = os.fork()
+        if pid == 0:
+            os.sched_setaffinity(0, {0})
+            try:
+                os.execv(f, [f, "-c", "echo ran > %s" % ran])
+            except OSError as e:
+                open(err, "w").write(str(e.errno))
+            os._exit(1)
+        held, deadline = False, time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if open("/proc/%d/wchan" % pid).read().startswith("fanotify"):
+                if not held:
+                    os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+                held = True
+            elif held:
+                break
+        try:
+            with open(f, "wb") as w:
+                w.write(dash)
+        except OSError as e:
+            if e.errno != errno.ETXTBSY:
+                raise
+        os.waitpid(pid, 0)
+        rounds.append({"held": held, "ran": os.path.exists(ran),
+                       "errno": int(open(err).read()) if os.path.exists(err) else None})
+        if os.path.exists(err):
+            os.unlink(err)
+finally:
+    os.kill(hog, 9)
+    open(out, "w").write(json.dumps(rounds))
+"""
+
+
+@case
+def a_program_rewritten_after_it_is_allowed_does_not_run(ws):
+    """The kernel denies writes to an exec's file only once the exec is past the open that
+    tether holds.  A workload rewrote its allowed copy of /bin/true with dash after tether's
+    answer, while the exec's thread waited for a processor, and dash ran (CI found it on a
+    loaded machine; the workload here makes the wait happen every time).  The file now stays
+    leased until its thread is past that open: the exec fails with ETXTBSY, as the kernel
+    fails an exec of a file a writer holds."""
+    need_root()
+    if len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0):
+        raise Skip("needs processors 0 and 1: the exec waits on one, the writer runs on the other")
+    import hashlib
+    dash = hashlib.sha256(open("/usr/bin/dash", "rb").read()).hexdigest()
+    pol = gate_policy(ws, 'if e.sha256 == nil or e.sha256 == "%s" then '
+                          'return {allow = false, reasons = {"dash, or no hash"}} end' % dash,
+                      'on_drift = "log", exec_timeout_ms = 30000')
+    ran, out = ws.path("ran"), ws.path("rounds")
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", REWRITE_AFTER,
+                  ws.path("prog"), ran, out, timeout=300)
+    eq(p.returncode, 0, "the workload ran through: " + p.stderr)
+    rounds = json.load(open(out))
+    if not any(r["held"] for r in rounds):
+        raise Skip("/proc/PID/wchan never showed the exec held (no kallsyms?): the attack "
+                   "cannot time its write")
+    assert not os.path.exists(ran), "dash ran in place of the program that was allowed"
+    # Each round's exec ran /bin/true (the write came too late), or failed as the kernel
+    # fails an exec of a file open for writing: never EPERM, which would be a denial.
+    for r in rounds:
+        assert r["errno"] in (None, errno.ETXTBSY), r
+    assert any(r["errno"] == errno.ETXTBSY for r in rounds), rounds
+
+
 @case
 def a_held_exec_killed_before_it_is_read_does_not_stop_the_monitor(ws):
     """A held exec whose process is killed is withdrawn from the queue: if that happened
