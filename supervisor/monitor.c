@@ -139,7 +139,8 @@ struct mon {
     /* Allowed execs whose files are still held still: see keep_still. */
     struct still *still;
     size_t n_still, cap_still;
-    int unhold; /* the timer that looks for their threads having left execve(2) */
+    int unhold;         /* the timer that looks for their threads having left execve(2) */
+    uint32_t unhold_ms; /* its next wait: doubled while a thread stays on a processor */
 };
 
 /* EXEC_STARTED: the next file is the program; EXEC_AFTER_ELF: the last one named an
@@ -383,14 +384,19 @@ struct still {
     int fd;
 };
 
+/* The timer's first wait, and its longest: a thread that computes reads as "running" all
+ * along, and its file is only let go when it sleeps, execs or ends. */
 #define UNHOLD_MS 20
+#define UNHOLD_MS_MAX 1000
 
 static void let_go(struct mon *m, size_t i)
 {
     close(m->still[i].fd);
     m->still[i] = m->still[--m->n_still];
-    if (m->n_still == 0)
+    if (m->n_still == 0) {
+        m->unhold_ms = 0;
         timer_set(m->unhold, 0, false);
+    }
 }
 
 static void let_go_of(struct mon *m, pid_t tid)
@@ -398,6 +404,14 @@ static void let_go_of(struct mon *m, pid_t tid)
     for (size_t i = m->n_still; i-- > 0;)
         if (m->still[i].tid == tid)
             let_go(m, i);
+}
+
+static bool holds_for(const struct mon *m, pid_t tid)
+{
+    for (size_t i = 0; i < m->n_still; i++)
+        if (m->still[i].tid == tid)
+            return true;
+    return false;
 }
 
 /* Keeps the file of an exec about to be allowed held still: false with no memory for it. */
@@ -412,8 +426,10 @@ static bool keep_still(struct mon *m, pid_t tid, int fd)
         m->cap_still = cap;
     }
     m->still[m->n_still++] = (struct still){.tid = tid, .fd = fd};
-    if (m->n_still == 1)
-        timer_set(m->unhold, UNHOLD_MS, true);
+    if (m->unhold_ms != UNHOLD_MS) {
+        m->unhold_ms = UNHOLD_MS;
+        timer_set(m->unhold, UNHOLD_MS, false);
+    }
     return true;
 }
 
@@ -452,6 +468,10 @@ static void on_unhold(struct mon *m)
     for (size_t i = m->n_still; i-- > 0;)
         if (!in_exec(m->still[i].tid))
             let_go(m, i);
+    if (m->n_still > 0) {
+        m->unhold_ms = m->unhold_ms * 2 < UNHOLD_MS_MAX ? m->unhold_ms * 2 : UNHOLD_MS_MAX;
+        timer_set(m->unhold, m->unhold_ms, false);
+    }
 }
 
 static bool in_tree(struct mon *m, pid_t pid);
@@ -986,7 +1006,7 @@ static void on_cn(struct mon *m)
             changed_add(&m->changed, ev.event_data.exec.process_tgid);
             pid_t pid = ev.event_data.exec.process_pid;
             /* Past its exec's open, unless already in the next exec: these events come late. */
-            if ((ev.what == PROC_EVENT_EXEC || ev.what == PROC_EVENT_EXIT) && m->n_still > 0 &&
+            if ((ev.what == PROC_EVENT_EXEC || ev.what == PROC_EVENT_EXIT) && holds_for(m, pid) &&
                 !in_exec(pid))
                 let_go_of(m, pid);
             if (ev.what != PROC_EVENT_EXEC)
