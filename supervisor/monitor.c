@@ -376,16 +376,21 @@ static uint32_t busy_allowance(const struct mon *m)
  * (the exec's thread waiting for a processor, say) had the kernel run what it wrote, not
  * what tether judged.  So an allowed file keeps its lease until its thread is past that
  * open: until the thread holds its next file (its loader, an interpreter) or starts another
- * exec, its exec or its life ends (the process connector says so), or it is seen out of
- * execve(2) (a failed exec: a timer looks).  A writer that comes in between counts as a
- * writer at once, so the exec fails with ETXTBSY, and its open waits for the lease. */
+ * exec, or it is seen past it (a timer, and the process connector's exec and exit events,
+ * look: see past_its_open).  A writer that comes in between counts as a writer at once, so
+ * the exec fails with ETXTBSY, and its open waits for the lease.  The kernel takes a lease
+ * back from its holder fs.lease-break-time seconds (45) after a writer asked for it: a
+ * thread still short of its open by half that time (kept from a processor on purpose, it
+ * can be) is killed before its writer can write. */
 struct still {
     pid_t tid;
     int fd;
+    unsigned long long utime; /* the thread's user time when its file was allowed */
+    uint64_t asked_ns;        /* when a writer was first seen asking for the lease */
 };
 
-/* The timer's first wait, and its longest: a thread that computes reads as "running" all
- * along, and its file is only let go when it sleeps, execs or ends. */
+/* The timer's first wait, and its longest: a thread that computes reads as "running" until
+ * it has a tick of user time, and a writer waits for it meanwhile. */
 #define UNHOLD_MS 20
 #define UNHOLD_MS_MAX 1000
 
@@ -406,39 +411,35 @@ static void let_go_of(struct mon *m, pid_t tid)
             let_go(m, i);
 }
 
-static bool holds_for(const struct mon *m, pid_t tid)
+/* A thread's state and user time (/proc/TID/stat): false if it is gone. */
+static bool thread_stat(pid_t tid, char *state, unsigned long long *utime)
 {
-    for (size_t i = 0; i < m->n_still; i++)
-        if (m->still[i].tid == tid)
-            return true;
-    return false;
-}
-
-/* Keeps the file of an exec about to be allowed held still: false with no memory for it. */
-static bool keep_still(struct mon *m, pid_t tid, int fd)
-{
-    if (m->n_still == m->cap_still) {
-        size_t cap = m->cap_still > 0 ? m->cap_still * 2 : 16;
-        struct still *grown = reallocarray(m->still, cap, sizeof *grown);
-        if (grown == NULL)
-            return false;
-        m->still = grown;
-        m->cap_still = cap;
-    }
-    m->still[m->n_still++] = (struct still){.tid = tid, .fd = fd};
-    if (m->unhold_ms != UNHOLD_MS) {
-        m->unhold_ms = UNHOLD_MS;
-        timer_set(m->unhold, UNHOLD_MS, false);
-    }
+    char path[64];
+    snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
+    cleanup_free char *text = NULL;
+    if (read_file(path, 4096, &text, NULL, NULL) < 0)
+        return false;
+    /* After the command's closing parenthesis: state, then utime as the 12th field on. */
+    const char *p = strrchr(text, ')');
+    if (p == NULL ||
+        sscanf(p + 1, " %c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu", state, utime) != 2)
+        return false;
     return true;
 }
 
-/* Whether thread tid is in execve(2) or execveat(2), or may be: a thread on a processor
- * says "running", which says nothing. */
-static bool in_exec(pid_t tid)
+/* Whether thread tid may still be short of the open of the file it was allowed: not if it
+ * is gone, stopped or dead (a stop comes only on the way back to user space), has run in
+ * user space since (more user time), or is in a system call other than execve(2) and
+ * execveat(2).  A thread on a processor, or waiting for one, says "running", which says
+ * nothing. */
+static bool short_of_its_open(const struct still *s)
 {
+    char state;
+    unsigned long long utime;
+    if (!thread_stat(s->tid, &state, &utime) || strchr("TtZXx", state) != NULL || utime > s->utime)
+        return false;
     char path[64], text[32];
-    snprintf(path, sizeof path, "/proc/%d/syscall", (int)tid);
+    snprintf(path, sizeof path, "/proc/%d/syscall", (int)s->tid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
     int err = errno;
@@ -462,14 +463,74 @@ static bool in_exec(pid_t tid)
     return nr == SYS_execve || nr == SYS_execveat;
 }
 
+/* The process connector's exec and exit events come late: the thread may be in its next
+ * exec by now, so it is looked at first. */
+static void let_go_if_past(struct mon *m, pid_t tid)
+{
+    for (size_t i = m->n_still; i-- > 0;)
+        if (m->still[i].tid == tid && !short_of_its_open(&m->still[i]))
+            let_go(m, i);
+}
+
+/* Keeps the file of an exec about to be allowed held still: false with no memory for it. */
+static bool keep_still(struct mon *m, pid_t tid, int fd)
+{
+    char state;
+    unsigned long long utime = 0;
+    (void)thread_stat(tid, &state, &utime);
+    if (m->n_still == m->cap_still) {
+        size_t cap = m->cap_still > 0 ? m->cap_still * 2 : 16;
+        struct still *grown = reallocarray(m->still, cap, sizeof *grown);
+        if (grown == NULL)
+            return false;
+        m->still = grown;
+        m->cap_still = cap;
+    }
+    m->still[m->n_still++] = (struct still){.tid = tid, .fd = fd, .utime = utime};
+    if (m->unhold_ms != UNHOLD_MS) {
+        m->unhold_ms = UNHOLD_MS;
+        timer_set(m->unhold, UNHOLD_MS, false);
+    }
+    return true;
+}
+
+static void exec_killed(struct mon *m, const struct still *s);
+
 static void on_unhold(struct mon *m)
 {
     drain(m->unhold);
-    for (size_t i = m->n_still; i-- > 0;)
-        if (!in_exec(m->still[i].tid))
+    uint64_t now = time_mono_ns(), bound = 0;
+    bool asked = false;
+    for (size_t i = m->n_still; i-- > 0;) {
+        struct still *s = &m->still[i];
+        if (!short_of_its_open(s)) {
             let_go(m, i);
+            continue;
+        }
+        if (execgate_held_still(s->fd))
+            continue;
+        /* A writer waits: the exec fails with ETXTBSY when its thread gets there, unless the
+         * kernel takes the lease back first. */
+        if (s->asked_ns == 0)
+            s->asked_ns = now;
+        if (bound == 0) {
+            int64_t secs = 45;
+            cleanup_free char *text = NULL;
+            if (read_file("/proc/sys/fs/lease-break-time", 64, &text, NULL, NULL) == 0)
+                secs = strtoll(text, NULL, 10);
+            bound = secs > 1 ? (uint64_t)secs * 500000000ull : 1;
+        }
+        if (now - s->asked_ns >= bound) {
+            exec_killed(m, s);
+            let_go(m, i);
+            continue;
+        }
+        asked = true;
+    }
     if (m->n_still > 0) {
-        m->unhold_ms = m->unhold_ms * 2 < UNHOLD_MS_MAX ? m->unhold_ms * 2 : UNHOLD_MS_MAX;
+        /* While a writer waits, no backing off. */
+        uint32_t next = m->unhold_ms * 2 < UNHOLD_MS_MAX ? m->unhold_ms * 2 : UNHOLD_MS_MAX;
+        m->unhold_ms = asked ? UNHOLD_MS : next;
         timer_set(m->unhold, m->unhold_ms, false);
     }
 }
@@ -666,6 +727,37 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
             drift(m, drift_why);
     }
     decision_clear(&d);
+}
+
+/* A writer has waited for an allowed file for half the lease break time and its exec's
+ * thread is still short of its open: its process is killed, whatever on_drift says, before
+ * the kernel takes the lease back and the writer writes what the exec would then run. */
+static void exec_killed(struct mon *m, const struct still *s)
+{
+    kill(s->tid, SIGKILL);
+    char link[64], path[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", s->fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    path[n > 0 ? n : 0] = '\0';
+    cleanup_error tether_error_t err = NULL;
+    cleanup_json cJSON *den = audit_record_new("exec_denied");
+    if (m->c != NULL)
+        cJSON_AddStringToObject(den, "container_id", m->c->id);
+    else
+        cJSON_AddStringToObject(den, "argv0", m->r->cmd[0]);
+    cJSON_AddNumberToObject(den, "pid", s->tid);
+    cJSON_AddItemToObject(den, "path", json_string_or_null(n > 0 ? path : NULL));
+    cJSON_AddStringToObject(den, "reason",
+                            "a writer waited for it while its exec was under way: "
+                            "its process was killed");
+    cJSON_AddStringToObject(den, "action", "kill");
+    if (audit_append(m->r->audit_path, den, &err) < 0)
+        log_warn("%s", err->msg);
+    cleanup_free char *why =
+        xasprintf("exec of `%s`: a writer waited for it while its exec was under way; its "
+                  "process was killed",
+                  n > 0 ? path : "?");
+    drift(m, why);
 }
 
 static void on_gate(struct mon *m)
@@ -1005,10 +1097,8 @@ static void on_cn(struct mon *m)
              * thread's pid and its process's. */
             changed_add(&m->changed, ev.event_data.exec.process_tgid);
             pid_t pid = ev.event_data.exec.process_pid;
-            /* Past its exec's open, unless already in the next exec: these events come late. */
-            if ((ev.what == PROC_EVENT_EXEC || ev.what == PROC_EVENT_EXIT) && holds_for(m, pid) &&
-                !in_exec(pid))
-                let_go_of(m, pid);
+            if (ev.what == PROC_EVENT_EXEC || ev.what == PROC_EVENT_EXIT)
+                let_go_if_past(m, pid);
             if (ev.what != PROC_EVENT_EXEC)
                 continue;
             if (pid == m->r->sv.main && !m->launch_exec_seen) {

@@ -316,6 +316,21 @@ def the_dynamic_loader_run_as_a_program_is_refused(ws):
     eq((p.returncode, p.stdout.strip()), (0, "ok"), "a dynamically linked program: " + p.stderr)
 
 
+def dash_denied_policy(ws):
+    """Prevention that denies dash by its hash (and a file with no hash); on_drift "log", so
+    that the workload goes on and says what happened."""
+    import hashlib
+    dash = hashlib.sha256(open("/usr/bin/dash", "rb").read()).hexdigest()
+    return gate_policy(ws, 'if e.sha256 == nil or e.sha256 == "%s" then '
+                           'return {allow = false, reasons = {"dash, or no hash"}} end' % dash,
+                       'on_drift = "log", exec_timeout_ms = 30000')
+
+
+def need_two_processors():
+    if not {0, 1} <= os.sched_getaffinity(0):
+        raise Skip("needs processors 0 and 1: the exec waits on one, the writer runs on the other")
+
+
 # The workload: over and over, a child execs FILE (a copy of /bin/true), and a little later
 # the parent rewrites FILE with dash, while tether is still judging the exec.
 REWRITE = r"""
@@ -350,11 +365,7 @@ def a_program_rewritten_while_it_is_judged_does_not_run(ws):
     by hash).  tether holds a read lease while it judges: a writer waits, and the exec is
     denied when one tried."""
     need_root()
-    import hashlib
-    dash = hashlib.sha256(open("/usr/bin/dash", "rb").read()).hexdigest()
-    pol = gate_policy(ws, 'if e.sha256 == nil or e.sha256 == "%s" then '
-                          'return {allow = false, reasons = {"dash, or no hash"}} end' % dash,
-                      'on_drift = "log", exec_timeout_ms = 30000')
+    pol = dash_denied_policy(ws)
     ran = ws.path("ran")
     p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", REWRITE, ws.path("prog"),
                   ran, timeout=120)
@@ -424,13 +435,8 @@ def a_program_rewritten_after_it_is_allowed_does_not_run(ws):
     leased until its thread is past that open: the exec fails with ETXTBSY, as the kernel
     fails an exec of a file a writer holds."""
     need_root()
-    if len(os.sched_getaffinity(0)) < 2 or not {0, 1} <= os.sched_getaffinity(0):
-        raise Skip("needs processors 0 and 1: the exec waits on one, the writer runs on the other")
-    import hashlib
-    dash = hashlib.sha256(open("/usr/bin/dash", "rb").read()).hexdigest()
-    pol = gate_policy(ws, 'if e.sha256 == nil or e.sha256 == "%s" then '
-                          'return {allow = false, reasons = {"dash, or no hash"}} end' % dash,
-                      'on_drift = "log", exec_timeout_ms = 30000')
+    need_two_processors()
+    pol = dash_denied_policy(ws)
     ran, out = ws.path("ran"), ws.path("rounds")
     p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", REWRITE_AFTER,
                   ws.path("prog"), ran, out, timeout=300)
@@ -445,6 +451,144 @@ def a_program_rewritten_after_it_is_allowed_does_not_run(ws):
     for r in rounds:
         assert r["errno"] in (None, errno.ETXTBSY), r
     assert any(r["errno"] == errno.ETXTBSY for r in rounds), rounds
+
+
+# The workload: as REWRITE_AFTER, but 32 spinners, stopped until the exec is held, then keep
+# the idle child from processor 0 for seconds; the parent's write waits for tether's lease
+# meanwhile.  Each round's outcome goes to OUT.
+REWRITE_LATE = r"""
+import errno, json, os, shutil, signal, sys, time
+f, ran, out = sys.argv[1], sys.argv[2], sys.argv[3]
+dash = open("/usr/bin/dash", "rb").read()
+os.sched_setaffinity(0, {1})
+hogs, rounds = [], []
+def spin_up():
+    for _ in range(32):
+        h = os.fork()
+        if h == 0:
+            os.sched_setaffinity(0, {0})
+            os.kill(os.getpid(), signal.SIGSTOP)
+            while True:
+                pass
+        hogs.append(h)
+        os.waitpid(h, os.WUNTRACED)
+def spin_down():
+    for h in hogs:
+        os.kill(h, signal.SIGKILL)
+        os.waitpid(h, 0)
+    hogs.clear()
+try:
+    for i in range(4):
+        shutil.copy("/bin/true", f)
+        os.chmod(f, 0o755)
+        spin_up()
+        pid = os.fork()
+        if pid == 0:
+            os.sched_setaffinity(0, {0})
+            os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            try:
+                os.execv(f, [f, "-c", "echo ran > %s" % ran])
+            finally:
+                os._exit(1)
+        held, deadline = False, time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if open("/proc/%d/wchan" % pid).read().startswith("fanotify"):
+                if not held:
+                    for h in hogs:
+                        os.kill(h, signal.SIGCONT)
+                held = True
+            elif held:
+                break
+        t = time.monotonic()
+        try:
+            with open(f, "wb") as w:
+                w.write(dash)
+        except OSError as e:
+            if e.errno != errno.ETXTBSY:
+                raise
+        waited = time.monotonic() - t
+        spin_down()
+        st = os.waitpid(pid, 0)[1]
+        rounds.append({"held": held, "waited": waited, "ran": os.path.exists(ran),
+                       "killed": os.WIFSIGNALED(st) and os.WTERMSIG(st) == signal.SIGKILL})
+        if rounds[-1]["killed"] or rounds[-1]["ran"]:
+            break
+finally:
+    spin_down()
+    open(out, "w").write(json.dumps(rounds))
+"""
+
+
+@case
+def a_program_rewritten_after_a_long_wait_does_not_run(ws):
+    """The kernel takes a lease back from its holder fs.lease-break-time seconds after a
+    writer asked for it.  A workload kept its allowed exec's thread from a processor for
+    longer than that (an idle task behind spinners: no privilege needed), and its writer,
+    let through, rewrote the file with dash before the exec read it.  A thread still short
+    of its open when a writer has waited half that time now has its process killed.  The
+    test lowers the node's lease-break-time to 4 s while it runs (global state, restored):
+    45 s would make it slow, not different."""
+    need_root()
+    need_two_processors()
+    pol = dash_denied_policy(ws)
+    ran, out = ws.path("ran"), ws.path("rounds")
+    knob = "/proc/sys/fs/lease-break-time"
+    old = open(knob).read().strip()
+    open(knob, "w").write("4")
+    try:
+        p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", REWRITE_LATE,
+                      ws.path("prog"), ran, out, timeout=300)
+    finally:
+        open(knob, "w").write(old)
+    eq(p.returncode, 0, "the workload ran through: " + p.stderr)
+    rounds = json.load(open(out))
+    assert not os.path.exists(ran), "dash ran in place of the program that was allowed"
+    if not any(r["killed"] for r in rounds):
+        raise Skip("32 spinners never kept the exec from a processor for 2 s: %s" % rounds)
+    killed = [d for d in records(ws, "exec_denied") if "killed" in d["reason"]]
+    eq(len(killed), 1, "the killed exec is in the trail")
+    eq(killed[0]["path"], os.path.realpath(ws.path("prog")), "the killed exec's file")
+
+
+# The workload: a child's exec of FILE (not a program) fails with ENOEXEC, and the child then
+# computes, without sleeping, until FLAG exists (30 s at most: exit 1).  The parent appends
+# to FILE and then makes FLAG.
+FAILED_THEN_COMPUTES = r"""
+import os, sys, time
+f, flag = sys.argv[1], sys.argv[2]
+open(f, "w").write("this is not a program\n")
+os.chmod(f, 0o755)
+pid = os.fork()
+if pid == 0:
+    try:
+        os.execv(f, [f])
+    except OSError:
+        pass
+    end = time.monotonic() + 30
+    while time.monotonic() < end:
+        if os.path.exists(flag):
+            os._exit(0)
+    os._exit(1)
+time.sleep(0.3)
+with open(f, "a") as w:
+    w.write("regenerated\n")
+open(flag, "w").close()
+sys.exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@case
+def a_failed_exec_does_not_keep_its_file_from_writers(ws):
+    """An allowed file stays leased until its exec is past its open.  A thread whose exec
+    failed after it (ENOEXEC) and which then computed without sleeping read as "running"
+    all along, and kept a writer waiting until it slept (up to the lease break time, 45 s):
+    a build step that regenerates a file stalled.  Its user time now says it is past."""
+    need_root()
+    pol = gate_policy(ws, "", 'on_drift = "log", exec_timeout_ms = 30000')
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", FAILED_THEN_COMPUTES,
+                  ws.path("notelf"), ws.path("flag"), timeout=120)
+    eq(p.returncode, 0, "the writer got through while the child computed: " + p.stderr)
+    eq(open(ws.path("notelf")).read(), "this is not a program\nregenerated\n", "the file")
 
 
 @case
