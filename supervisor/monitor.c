@@ -411,11 +411,12 @@ static void let_go_of(struct mon *m, pid_t tid)
             let_go(m, i);
 }
 
-/* A thread's state and user time (/proc/TID/stat): false if it is gone. */
+/* A thread's state and user time: false if it is gone.  Its own, under task/: /proc/TID/stat
+ * is its process's, whose user time any other thread of it adds to. */
 static bool thread_stat(pid_t tid, char *state, unsigned long long *utime)
 {
     char path[64];
-    snprintf(path, sizeof path, "/proc/%d/stat", (int)tid);
+    snprintf(path, sizeof path, "/proc/%d/task/%d/stat", (int)tid, (int)tid);
     cleanup_free char *text = NULL;
     if (read_file(path, 4096, &text, NULL, NULL) < 0)
         return false;
@@ -439,7 +440,7 @@ static bool short_of_its_open(const struct still *s)
     if (!thread_stat(s->tid, &state, &utime) || strchr("TtZXx", state) != NULL || utime > s->utime)
         return false;
     char path[64], text[32];
-    snprintf(path, sizeof path, "/proc/%d/syscall", (int)s->tid);
+    snprintf(path, sizeof path, "/proc/%d/task/%d/syscall", (int)s->tid, (int)s->tid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     ssize_t n = fd >= 0 ? read(fd, text, sizeof text - 1) : -1;
     int err = errno;
@@ -734,6 +735,9 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
  * the kernel takes the lease back and the writer writes what the exec would then run. */
 static void exec_killed(struct mon *m, const struct still *s)
 {
+    /* Its id may have gone to a process outside the tree since. */
+    if (!in_tree(m, s->tid))
+        return;
     kill(s->tid, SIGKILL);
     char link[64], path[4096];
     snprintf(link, sizeof link, "/proc/self/fd/%d", s->fd);
