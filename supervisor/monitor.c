@@ -377,7 +377,7 @@ static uint32_t busy_allowance(const struct mon *m)
  * what tether judged.  So an allowed file keeps its lease until its thread is past that
  * open: until the thread holds its next file (its loader, an interpreter) or starts another
  * exec, or it is seen past it (a timer, and the process connector's exec and exit events,
- * look: see past_its_open).  A writer that comes in between counts as a writer at once, so
+ * look: see short_of_its_open).  A writer that comes in between counts as a writer at once, so
  * the exec fails with ETXTBSY, and its open waits for the lease.  The kernel takes a lease
  * back from its holder fs.lease-break-time seconds (45) after a writer asked for it: a
  * thread still short of its open by half that time (kept from a processor on purpose, it
@@ -622,6 +622,26 @@ static cJSON *exec_target(pid_t pid, int fd, enum exec_role role)
     return t;
 }
 
+/* The trail's record of an exec that did not run: sha256 and action may be NULL. */
+static void audit_exec_denied(struct mon *m, pid_t pid, const char *path, const char *sha256,
+                              const char *reason, const char *action)
+{
+    cleanup_error tether_error_t err = NULL;
+    cleanup_json cJSON *den = audit_record_new("exec_denied");
+    if (m->c != NULL)
+        cJSON_AddStringToObject(den, "container_id", m->c->id);
+    else
+        cJSON_AddStringToObject(den, "argv0", m->r->cmd[0]);
+    cJSON_AddNumberToObject(den, "pid", pid);
+    cJSON_AddItemToObject(den, "path", json_string_or_null(path));
+    cJSON_AddItemToObject(den, "sha256", json_string_or_null(sha256));
+    cJSON_AddStringToObject(den, "reason", reason);
+    if (action != NULL)
+        cJSON_AddStringToObject(den, "action", action);
+    if (audit_append(m->r->audit_path, den, &err) < 0)
+        log_warn("%s", err->msg);
+}
+
 /* One held exec: measured, judged in the monitor phase with input.exec, answered.  A deny
  * (a policy error, or no answer within monitor.exec_timeout_ms, included) makes the execve
  * fail with EPERM and is drift. */
@@ -705,22 +725,8 @@ static void judge_exec(struct mon *m, pid_t pid, int fd)
             cJSON_AddStringToObject(rec, "container_id", m->c->id);
         if (audit_append(r->audit_path, rec, &err) < 0)
             log_warn("%s", err->msg);
-        error_free(&err);
-        cleanup_json cJSON *den = audit_record_new("exec_denied");
-        if (m->c != NULL)
-            cJSON_AddStringToObject(den, "container_id", m->c->id);
-        else
-            cJSON_AddStringToObject(den, "argv0", r->cmd[0]);
-        cJSON_AddNumberToObject(den, "pid", pid);
-        cJSON_AddItemToObject(
-            den, "path",
-            json_string_or_null(cJSON_GetStringValue(cJSON_GetObjectItem(target, "path"))));
-        cJSON_AddItemToObject(
-            den, "sha256",
-            json_string_or_null(cJSON_GetStringValue(cJSON_GetObjectItem(target, "sha256"))));
-        cJSON_AddStringToObject(den, "reason", why);
-        if (audit_append(r->audit_path, den, &err) < 0)
-            log_warn("%s", err->msg);
+        audit_exec_denied(m, pid, cJSON_GetStringValue(cJSON_GetObjectItem(target, "path")),
+                          cJSON_GetStringValue(cJSON_GetObjectItem(target, "sha256")), why, NULL);
         cleanup_free char *drift_why =
             xasprintf("exec of `%s` denied: %s",
                       cJSON_GetStringValue(cJSON_GetObjectItem(target, "path")) ?: "?", why);
@@ -743,20 +749,10 @@ static void exec_killed(struct mon *m, const struct still *s)
     snprintf(link, sizeof link, "/proc/self/fd/%d", s->fd);
     ssize_t n = readlink(link, path, sizeof path - 1);
     path[n > 0 ? n : 0] = '\0';
-    cleanup_error tether_error_t err = NULL;
-    cleanup_json cJSON *den = audit_record_new("exec_denied");
-    if (m->c != NULL)
-        cJSON_AddStringToObject(den, "container_id", m->c->id);
-    else
-        cJSON_AddStringToObject(den, "argv0", m->r->cmd[0]);
-    cJSON_AddNumberToObject(den, "pid", s->tid);
-    cJSON_AddItemToObject(den, "path", json_string_or_null(n > 0 ? path : NULL));
-    cJSON_AddStringToObject(den, "reason",
-                            "a writer waited for it while its exec was under way: "
-                            "its process was killed");
-    cJSON_AddStringToObject(den, "action", "kill");
-    if (audit_append(m->r->audit_path, den, &err) < 0)
-        log_warn("%s", err->msg);
+    audit_exec_denied(m, s->tid, n > 0 ? path : NULL, NULL,
+                      "a writer waited for it while its exec was under way: its process was "
+                      "killed",
+                      "kill");
     cleanup_free char *why =
         xasprintf("exec of `%s`: a writer waited for it while its exec was under way; its "
                   "process was killed",
