@@ -1,6 +1,5 @@
 /* The decision contract: validation of what an engine returned, and its normal form. */
 #define _GNU_SOURCE
-#include <openssl/crypto.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -15,12 +14,12 @@ static void wipe_key(const cJSON *doc)
     const cJSON *key = cJSON_GetObjectItemCaseSensitive(doc, "key");
     const cJSON *value = cJSON_GetObjectItemCaseSensitive(key, "value");
     if (cJSON_IsString(value))
-        OPENSSL_cleanse(value->valuestring, strlen(value->valuestring));
+        explicit_bzero(value->valuestring, strlen(value->valuestring));
     const cJSON *s;
     cJSON_ArrayForEach (s, cJSON_GetObjectItemCaseSensitive(doc, "secrets")) {
         value = cJSON_GetObjectItemCaseSensitive(s, "value");
         if (cJSON_IsString(value))
-            OPENSSL_cleanse(value->valuestring, strlen(value->valuestring));
+            explicit_bzero(value->valuestring, strlen(value->valuestring));
     }
 }
 

@@ -14,7 +14,6 @@
 #include <curl/curl.h>
 #include <fcntl.h>
 #include <malloc.h>
-#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
@@ -119,7 +118,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
         char *p = xmalloc(cap);
         if (b->data != NULL) {
             memcpy(p, b->data, b->len);
-            OPENSSL_cleanse(b->data, b->cap); /* the answer may hold a key */
+            explicit_bzero(b->data, b->cap); /* the answer may hold a key */
             free(b->data);
         }
         b->data = p;
@@ -134,7 +133,7 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud)
 static void body_wipe(struct body *b)
 {
     if (b->data != NULL) {
-        OPENSSL_cleanse(b->data, b->cap);
+        explicit_bzero(b->data, b->cap);
         free(b->data);
     }
     memset(b, 0, sizeof *b);
@@ -206,7 +205,7 @@ static bool path_valid(const char *p)
 static void wipe_free(void *p)
 {
     if (p != NULL) {
-        OPENSSL_cleanse(p, malloc_usable_size(p));
+        explicit_bzero(p, malloc_usable_size(p));
         free(p);
     }
 }
@@ -307,7 +306,7 @@ static void opa_free(struct policy *p)
 {
     struct opa_policy *op = (struct opa_policy *)p;
     for (struct curl_slist *h = op->headers; h != NULL; h = h->next)
-        OPENSSL_cleanse(h->data, strlen(h->data));
+        explicit_bzero(h->data, strlen(h->data));
     sym_curl_slist_free_all(op->headers);
     secret_free(op->client_key);
     free(op->endpoint);

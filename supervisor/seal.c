@@ -288,7 +288,7 @@ int seal_write(int in_fd, int out_fd, const struct secret *key, const struct sea
     }
     rc = 0;
 out:
-    OPENSSL_cleanse(in, chunk);
+    explicit_bzero(in, chunk);
     EVP_CIPHER_CTX_free(ctx);
     EVP_MD_CTX_free(md);
     seal_header_clear(&h);
@@ -535,7 +535,7 @@ static void *decrypt_share(void *arg)
     }
 out:
     if (out != NULL)
-        OPENSSL_cleanse(out, h->chunk_size);
+        explicit_bzero(out, h->chunk_size);
     free(in);
     free(out);
     EVP_CIPHER_CTX_free(ctx);

@@ -3,7 +3,6 @@
 #include "secret.h"
 
 #include <errno.h>
-#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -55,7 +54,7 @@ void secret_free(struct secret *s)
 {
     if (s == NULL)
         return;
-    OPENSSL_cleanse(s->data, s->map_len);
+    explicit_bzero(s->data, s->map_len);
     syscall(SYS_munlock, s->data, s->map_len);
     munmap(s->data, s->map_len);
     free(s);

@@ -136,15 +136,15 @@ int jwt_sign(void *key, const cJSON *claims, struct secret **token, tether_error
         return error_set(err, 0, "signing the identity token failed");
     /* The signature is what makes the token a credential: only the secret keeps it. */
     char *s64 = jwt_b64url(raw, sizeof raw);
-    OPENSSL_cleanse(raw, sizeof raw);
-    OPENSSL_cleanse(der, sizeof der);
+    explicit_bzero(raw, sizeof raw);
+    explicit_bzero(der, sizeof der);
     size_t n = strlen(input) + 1 + strlen(s64);
     int rc = secret_new(n + 1, token, err);
     if (rc == 0) {
         snprintf((char *)(*token)->data, n + 1, "%s.%s", input, s64);
         (*token)->len = n;
     }
-    OPENSSL_cleanse(s64, strlen(s64));
+    explicit_bzero(s64, strlen(s64));
     free(s64);
     return rc;
 }

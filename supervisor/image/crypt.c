@@ -168,7 +168,7 @@ static int decrypt_layer(int fd, int64_t size, const struct secret *key,
     *out_fd = steal_fd(&mfd);
     rc = 0;
 out:
-    OPENSSL_cleanse(out, sizeof out);
+    explicit_bzero(out, sizeof out);
     EVP_CIPHER_CTX_free(ctx);
     EVP_MD_CTX_free(md);
     return rc;

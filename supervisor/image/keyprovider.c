@@ -242,9 +242,9 @@ static void json_wipe(cJSON *j)
     for (; j != NULL; j = j->next) {
         json_wipe(j->child);
         if (j->valuestring)
-            OPENSSL_cleanse(j->valuestring, strlen(j->valuestring));
+            explicit_bzero(j->valuestring, strlen(j->valuestring));
         if (j->string)
-            OPENSSL_cleanse(j->string, strlen(j->string));
+            explicit_bzero(j->string, strlen(j->string));
     }
 }
 

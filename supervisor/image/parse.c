@@ -2,7 +2,6 @@
  * ocicrypt's options, layer member names and users. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <openssl/crypto.h>
 #include <string.h>
 
 #include "../core/cleanup.h"
@@ -498,7 +497,7 @@ int image_parse_privopts(const unsigned char *plain, size_t len, struct secret *
 out:
     /* cJSON copied the key's base64 into the heap: wiped before it is freed. */
     if (cJSON_IsString(key))
-        OPENSSL_cleanse(key->valuestring, strlen(key->valuestring));
+        explicit_bzero(key->valuestring, strlen(key->valuestring));
     if (rc < 0) {
         secret_free(*symkey);
         *symkey = NULL;
