@@ -68,9 +68,11 @@ set(CPACK_DEBIAN_FILE_NAME DEB-DEFAULT)
 set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # Loaded with dlopen only when their feature is used, so dpkg-shlibdeps cannot see them
 # (the binary's .note.dlopen names them): libsystemd for transient scopes
-# (doc/supervision.md), libcurl and libssl for OPA, libarchive for root file systems and
-# OCI images.
-set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libcurl4, libssl3, libarchive13, libsystemd0")
+# (doc/supervision.md), libcurl for OPA, libarchive for root file systems and OCI images.
+# libcrypto (in libssl3) is loaded the same way, at its first use, but keys, sealed files and
+# images all need it: a dependency, not a recommendation.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "libssl3 (>= 3.0)")
+set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libcurl4, libarchive13, libsystemd0")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "runc | crun, podman")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 set(CPACK_INSTALL_DEFAULT_DIRECTORY_PERMISSIONS

@@ -5,7 +5,7 @@
 set -euo pipefail
 
 build_pkgs=(gcc make cmake pkg-config libssl-dev libcurl4-openssl-dev libcjson-dev libcap-dev
-            libseccomp-dev liblua5.4-dev libarchive-dev libsystemd-dev)
+            libseccomp-dev liblua5.4-dev libarchive-dev libsystemd-dev nettle-dev)
 test_pkgs=(python3 clang libclang-rt-14-dev clang-format lua5.4 util-linux openssl curl runc crun
            dbus-daemon python3-dbus python3-gi python3-jwt python3-cryptography skopeo podman prometheus
            dpkg-dev lintian systemd nodejs npm)

@@ -12,6 +12,7 @@
 #include "audit.h"
 #include "core/base64.h"
 #include "core/cleanup.h"
+#include "core/crypto.h"
 #include "core/log.h"
 #include "core/trust.h"
 #include "core/util.h"
@@ -275,7 +276,9 @@ int cmd_keyprovider(int argc, char **argv)
     cleanup_secret struct secret *text = NULL;
     struct keyprovider_request req = {0};
     int rc;
-    if (read_request(&text, &err) < 0 ||
+    /* Every answer needs libcrypto (the request's base64, the JWE): loaded first, so that
+     * a node without it records the failure as any other. */
+    if (crypto_load(&err) < 0 || read_request(&text, &err) < 0 ||
         keyprovider_request_parse((const char *)text->data, text->len, &req, &err) < 0)
         rc = fail(&k, err->msg);
     else if (req.op == KEYPROVIDER_WRAP) {

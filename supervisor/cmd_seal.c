@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "core/cleanup.h"
+#include "core/crypto.h"
 #include "core/log.h"
 #include "core/secret.h"
 #include "core/util.h"
@@ -102,6 +103,11 @@ int cmd_seal(int argc, char **argv)
     if (key_file == NULL || o.key_id == NULL || out_file == NULL || argc - optind != 1) {
         log_error("seal: --key, --key-id, -o and one INPUT are required");
         return cli_usage("Try 'tether seal --help' for more information.\n", 1);
+    }
+    /* Before the output exists: a libcrypto that cannot be loaded leaves nothing behind. */
+    if (crypto_load(&err) < 0) {
+        log_error("seal: %s", err->msg);
+        return EXIT_FAILED;
     }
     const char *input = argv[optind];
     cleanup_close int in = open(input, O_RDONLY | O_CLOEXEC | O_NOCTTY);

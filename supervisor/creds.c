@@ -23,6 +23,7 @@
 #include "../measure/measure.h"
 #include "audit.h"
 #include "core/cleanup.h"
+#include "core/crypto.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "identity/jwt.h"
@@ -62,6 +63,10 @@ int creds_prepare(struct run *r, tether_error_t *err)
     const struct decision *d = &r->d;
     if (!creds_wanted(d))
         return 0;
+    /* Keys, tokens and secrets need libcrypto: loaded here, where a failure is a refusal
+     * (and a gate's state is removed), not in the middle of handing them over. */
+    if (crypto_load(err) < 0)
+        return -1;
     if (geteuid() != 0)
         return error_set(err, 0,
                          "an identity token or secrets need root: their tmpfs is mounted in "

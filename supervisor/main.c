@@ -1,6 +1,5 @@
 /* tether: a policy-bound workload supervisor.  This file dispatches to the verbs. */
 #define _GNU_SOURCE
-#include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -50,13 +49,6 @@ int main(int argc, char **argv)
      * CAP_SYS_PTRACE.  Its children inherit this until they exec. */
     prctl(PR_SET_DUMPABLE, 0);
     launch_ignore_sigxfsz();
-    /* No clean-up of OpenSSL's tables at exit: the kernel frees them faster, and freeing
-     * touches every page they use (a tenth of a launch's page faults).  No table of
-     * libcrypto's error strings either (half a megabyte of a monitor's RSS): tether prints
-     * none of them; libssl's own, which libcurl prints for a failed TLS connection, are
-     * still loaded by libssl.  The configuration (providers, FIPS) is loaded at the first
-     * use, as before.  Keys are never left to OpenSSL to wipe: secret.h wipes them. */
-    OPENSSL_init_crypto(OPENSSL_INIT_NO_ATEXIT | OPENSSL_INIT_NO_LOAD_CRYPTO_STRINGS, NULL);
     log_init();
     if (argc < 2)
         return usage(stderr);

@@ -20,6 +20,7 @@
 #include "status.h"
 #include "systemd.h"
 #include "core/cleanup.h"
+#include "core/crypto.h"
 #include "core/log.h"
 #include "core/trust.h"
 #include "core/util.h"
@@ -424,6 +425,12 @@ int run_gate(struct run *r)
         /* `tether run FILE -- ARGS`: the "--" separates tether's word from the workload's. */
         if (r->cmd[1] != NULL && strcmp(r->cmd[1], "--") == 0)
             memmove(r->cmd + 1, r->cmd + 2, sizeof *r->cmd * (size_t)(r->argc_left - 1));
+        /* Decrypting needs libcrypto: loaded before anything is asked or released. */
+        if (crypto_load(&err) < 0) {
+            cJSON_Delete(exe);
+            log_error("%s", err->msg);
+            return EXIT_FAILED;
+        }
         int rc = gate_sealed(r, exe);
         if (rc == 0)
             r->monitored = wants_monitor(&r->d);

@@ -13,6 +13,7 @@
 #include "../measure/measure.h"
 #include "audit.h"
 #include "core/cleanup.h"
+#include "core/crypto.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "key.h"
@@ -207,7 +208,8 @@ int run_gate_image(struct run *r)
         return EXIT_FAILED;
     }
     struct run_image *ri = r->image = xcalloc(1, sizeof *r->image);
-    if (rootfs_load(&err) < 0 || image_open(r->image_name, &ri->img, &err) < 0) {
+    if (rootfs_load(&err) < 0 || crypto_load(&err) < 0 ||
+        image_open(r->image_name, &ri->img, &err) < 0) {
         log_error("%s", err->msg);
         return EXIT_FAILED;
     }

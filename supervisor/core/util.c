@@ -6,7 +6,9 @@
 #include <signal.h>
 #include <fcntl.h>
 #include <math.h>
-#include <openssl/evp.h>
+#include <dirent.h>
+#include <nettle/sha2.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +17,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "crypto.h"
 
 static void __attribute__((noreturn)) die_oom(void)
 {
@@ -211,17 +214,143 @@ const char *file_type_name(mode_t mode)
     }
 }
 
-static void md_ctx_freep(EVP_MD_CTX **ctx)
+/* SHA-256: OpenSSL's wherever OpenSSL's configuration could make it anything but its
+ * built-in default provider's, libnettle's otherwise.  Both compute the same function, but
+ * a FIPS provider, or a configuration that gives no SHA-256 at all, must be obeyed; and
+ * loading libcrypto and its configuration costs a start of tether more than the rest of
+ * the start (core/crypto.h).  libnettle's it is only when all of these hold:
+ *   - none of OPENSSL_CONF, OPENSSL_MODULES, OPENSSL_ENGINES is set;
+ *   - the kernel does not run in FIPS mode (/proc/sys/crypto/fips_enabled);
+ *   - OpenSSL's module directory holds no provider but its own legacy.so;
+ *   - OpenSSL's configuration file (OPENSSLDIR/openssl.cnf) is absent, or is, byte for byte,
+ *     one that a distribution ships and that loads nothing (below).
+ * Not a reading of the file: OpenSSL's syntax (continued lines, variables, module names
+ * matched by prefix) is too rich to tell safely what a changed file loads.  Any change, or
+ * another distribution's file, and SHA-256 is OpenSSL's, under that file. */
+static const char *const stock_configurations[] = {
+    /* Debian 12 (openssl 3.0.x): `dpkg-deb --fsys-tarfile openssl_3.0.*_amd64.deb |
+     * tar -xO ./etc/ssl/openssl.cnf | sha256sum`; its [openssl_init] section is empty. */
+    "7ae8cae2e64856b34c80276deb1dcf60f76da27bc1e00382201ba7bb7dc33311",
+};
+
+static bool openssl_configured(void)
 {
-    EVP_MD_CTX_free(*ctx);
+    if (getenv("OPENSSL_CONF") || getenv("OPENSSL_MODULES") || getenv("OPENSSL_ENGINES"))
+        return true;
+    cleanup_close int fips = open("/proc/sys/crypto/fips_enabled", O_RDONLY | O_CLOEXEC);
+    char on = '0';
+    if (fips >= 0 && read(fips, &on, 1) != 1)
+        on = '1';
+    if (on != '0')
+        return true;
+    DIR *d = opendir(TETHER_OPENSSL_MODULESDIR);
+    if (d == NULL && errno != ENOENT)
+        return true;
+    bool other = false;
+    for (struct dirent *e; d != NULL && !other && (e = readdir(d)) != NULL;)
+        other = strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0 &&
+                strcmp(e->d_name, "legacy.so") != 0;
+    if (d != NULL)
+        closedir(d);
+    if (other)
+        return true;
+    cleanup_close int fd = open(TETHER_OPENSSLDIR "/openssl.cnf", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno != ENOENT; /* none: OpenSSL's defaults */
+    cleanup_free char *text = NULL;
+    size_t len;
+    if (read_fd(fd, 1 << 20, &text, &len, NULL) < 0)
+        return true;
+    struct sha256_ctx h;
+    unsigned char md[SHA256_DIGEST_SIZE];
+    char hex[SHA256_HEX_LEN + 1];
+    sha256_init(&h);
+    sha256_update(&h, len, (const uint8_t *)text);
+    sha256_digest(&h, sizeof md, md);
+    hex_encode(md, sizeof md, hex);
+    for (size_t i = 0; i < sizeof stock_configurations / sizeof stock_configurations[0]; i++)
+        if (strcmp(hex, stock_configurations[i]) == 0)
+            return false;
+    return true;
+}
+
+static bool by_openssl;
+static pthread_once_t choose_once = PTHREAD_ONCE_INIT;
+
+static void choose(void)
+{
+    by_openssl = openssl_configured();
+}
+
+static bool sha256_is_openssl(void)
+{
+    pthread_once(&choose_once, choose);
+    return by_openssl;
+}
+
+/* No SHA-256 means nothing can be measured, chained into the audit trail or checked: a
+ * configuration of OpenSSL's (OPENSSL_CONF) whose providers give none, a FIPS provider
+ * that failed its self-tests.  tether stops there, before any workload starts, as it does
+ * without memory: a digest of garbage would be worse than none. */
+static void __attribute__((noreturn)) die_no_sha256(void)
+{
+    static const char msg[] = "tether: OpenSSL computes no SHA-256 under its configuration "
+                              "(OPENSSL_CONF, its providers); nothing can be measured or "
+                              "audited, so nothing runs\n";
+    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
+    _exit(125);
+}
+
+struct sha256 {
+    EVP_MD_CTX *ossl; /* or NULL: nettle's */
+    struct sha256_ctx nettle;
+};
+
+static void sha256_begin(struct sha256 *h)
+{
+    h->ossl = NULL;
+    if (!sha256_is_openssl()) {
+        sha256_init(&h->nettle);
+        return;
+    }
+    h->ossl = EVP_MD_CTX_new();
+    if (h->ossl == NULL || EVP_DigestInit_ex(h->ossl, EVP_sha256(), NULL) != 1)
+        die_no_sha256();
+}
+
+static void sha256_add(struct sha256 *h, const void *data, size_t len)
+{
+    if (h->ossl == NULL)
+        sha256_update(&h->nettle, len, data);
+    else if (EVP_DigestUpdate(h->ossl, data, len) != 1)
+        die_no_sha256();
+}
+
+static void sha256_end(struct sha256 *h, unsigned char md[32])
+{
+    unsigned int mdlen = 0;
+    if (h->ossl == NULL) {
+        sha256_digest(&h->nettle, SHA256_DIGEST_SIZE, md);
+        return;
+    }
+    if (EVP_DigestFinal_ex(h->ossl, md, &mdlen) != 1 || mdlen != 32)
+        die_no_sha256();
+    EVP_MD_CTX_free(h->ossl);
+    h->ossl = NULL;
+}
+
+static void sha256_drop(struct sha256 *h)
+{
+    if (h->ossl != NULL)
+        EVP_MD_CTX_free(h->ossl);
 }
 
 int sha256_fd_copy(int fd, int copy_fd, uint64_t limit, char hex[SHA256_HEX_LEN + 1],
                    tether_error_t *err)
 {
-    __attribute__((cleanup(md_ctx_freep))) EVP_MD_CTX *ctx = hex != NULL ? EVP_MD_CTX_new() : NULL;
-    if (hex != NULL && (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1))
-        return error_set(err, 0, "sha256: OpenSSL cannot compute it (its configuration?)");
+    __attribute__((cleanup(sha256_drop))) struct sha256 h = {0};
+    if (hex != NULL)
+        sha256_begin(&h);
     /* Not a static buffer per thread: the loader zeroes all thread-local storage at every
      * start, whether it is used or not (16 page faults a start, for this one). */
     cleanup_free unsigned char *buf = xmalloc(HASH_BLOCK);
@@ -238,18 +367,17 @@ int sha256_fd_copy(int fd, int copy_fd, uint64_t limit, char hex[SHA256_HEX_LEN 
             break;
         if ((uint64_t)r > limit - off)
             return error_set(err, EOVERFLOW, "more than %llu bytes", (unsigned long long)limit);
-        if (ctx != NULL && EVP_DigestUpdate(ctx, buf, (size_t)r) != 1)
-            return error_set(err, 0, "sha256: OpenSSL failed to compute it");
+        if (hex != NULL)
+            sha256_add(&h, buf, (size_t)r);
         if (copy_fd >= 0 && write_all(copy_fd, buf, (size_t)r) < 0)
             return error_set(err, errno, "copy");
         off += (uint64_t)r;
     }
-    unsigned char md[32];
-    unsigned int mdlen = 0;
-    if (ctx != NULL && (EVP_DigestFinal_ex(ctx, md, &mdlen) != 1 || mdlen != 32))
-        return error_set(err, 0, "sha256: OpenSSL failed to compute it");
-    if (hex != NULL)
+    if (hex != NULL) {
+        unsigned char md[32];
+        sha256_end(&h, md);
         hex_encode(md, 32, hex);
+    }
     return 0;
 }
 
@@ -281,24 +409,12 @@ int sha256_fd_max(int fd, uint64_t limit, char hex[SHA256_HEX_LEN + 1], tether_e
     return sha256_fd_copy(fd, -1, limit, hex, err);
 }
 
-/* No SHA-256 means nothing can be measured, chained into the audit trail or checked: a
- * configuration of OpenSSL's (OPENSSL_CONF) whose providers give none, a FIPS provider
- * that failed its self-tests.  tether stops there, before any workload starts, as it does
- * without memory: a digest of garbage would be worse than none. */
-static void __attribute__((noreturn)) die_no_sha256(void)
-{
-    static const char msg[] = "tether: OpenSSL computes no SHA-256 under its configuration "
-                              "(OPENSSL_CONF, its providers); nothing can be measured or "
-                              "audited, so nothing runs\n";
-    (void)!write(STDERR_FILENO, msg, sizeof msg - 1);
-    _exit(125);
-}
-
 void sha256_raw(const void *data, size_t len, unsigned char md[32])
 {
-    unsigned int mdlen = 0;
-    if (EVP_Digest(data, len, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
-        die_no_sha256();
+    struct sha256 h;
+    sha256_begin(&h);
+    sha256_add(&h, data, len);
+    sha256_end(&h, md);
 }
 
 void sha256_hex(const void *data, size_t len, char hex[SHA256_HEX_LEN + 1])

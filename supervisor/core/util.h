@@ -58,8 +58,9 @@ int sha256_fd_max(int fd, uint64_t limit, char hex[SHA256_HEX_LEN + 1], tether_e
  * writing, and a device would act on the open: both are refused before they are opened,
  * and the file checked is the file opened. */
 int open_regular(const char *path);
-/* In memory; without a SHA-256 from OpenSSL (its configuration gives none) tether exits
- * 125 with a line on stderr: nothing can be measured or audited. */
+/* In memory.  OpenSSL's or libnettle's (util.c says which, by OpenSSL's configuration);
+ * where OpenSSL's configuration gives no SHA-256, tether exits 125 with a line on stderr:
+ * nothing can be measured or audited. */
 void sha256_raw(const void *data, size_t len, unsigned char md[32]);
 void sha256_hex(const void *data, size_t len, char hex[SHA256_HEX_LEN + 1]);
 

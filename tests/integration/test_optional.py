@@ -1,5 +1,5 @@
-"""Optional libraries: libcurl (with libssl) for OPA and libarchive for root file systems are
-loaded only when their feature is used.  With one of them unloadable (the file replaced by an
+"""Optional libraries: libcurl (with libssl) for OPA, libarchive for root file systems and
+libcrypto for keys, signatures and sealed files are loaded only when their feature is used.  With one of them unloadable (the file replaced by an
 empty one, in a mount namespace of the test's own), a plain `tether run` still works, and the
 feature that needs it fails closed with one line that names the library."""
 import json
@@ -36,6 +36,17 @@ def without(ws, soname, *args, rc=None):
     return p
 
 
+def key_store(ws):
+    """A key store with one key, k: its directory and the key's file."""
+    keys = ws.path("keys")
+    os.mkdir(keys, 0o700)
+    key = os.path.join(keys, "k.key")
+    with open(key, "wb") as f:
+        f.write(os.urandom(32))
+    os.chmod(key, 0o600)
+    return keys, key
+
+
 @case
 def without_libcurl_only_opa_fails(ws):
     p = without(ws, "libcurl.so.4", "run", "--policy", ALLOW_ALL, "--", "echo", "plain", rc=0)
@@ -62,12 +73,8 @@ def without_libarchive_only_trees_fail(ws):
     tree = ws.path("tree")
     os.makedirs(os.path.join(tree, "bin"))
     os.symlink("/bin/true", os.path.join(tree, "bin", "app"))
-    keys = ws.path("keys")
-    os.mkdir(keys, 0o700)
-    with open(os.path.join(keys, "k.key"), "wb") as f:
-        f.write(os.urandom(32))
-    os.chmod(os.path.join(keys, "k.key"), 0o600)
-    p = without(ws, "libarchive.so.13", "seal", "--key", os.path.join(keys, "k.key"),
+    keys, key = key_store(ws)
+    p = without(ws, "libarchive.so.13", "seal", "--key", key,
                 "--key-id", "k", "--entrypoint", "/bin/app", "-o", ws.path("t.sealed"), tree,
                 rc=125)
     line = one_line(p.stderr)
@@ -80,6 +87,36 @@ def without_libarchive_only_trees_fail(ws):
                 "oci:%s:app" % layout, rc=125)
     assert "libarchive.so.13" in one_line(p.stderr), p.stderr
     eq(ws.audit_records()[before:], [], "records of an image that cannot be unpacked")
+
+
+@case
+def without_libcrypto_only_cryptography_fails(ws):
+    """SHA-256 is libnettle's where OpenSSL is as installed, so measuring, deciding and the
+    audit chain need no libcrypto; a key, a seal or a signature does, and stops there."""
+    p = without(ws, "libcrypto.so.3", "run", "--policy", ALLOW_ALL, "--", "echo", "plain",
+                rc=0)
+    eq(p.stdout, "plain\n", "a plain tether run")
+    keys, key = key_store(ws)
+    p = without(ws, "libcrypto.so.3", "seal", "--key", key, "--key-id", "k", "-o",
+                ws.path("w.sealed"), "/bin/true", rc=125)
+    line = one_line(p.stderr)
+    assert "libcrypto.so.3" in line and "libssl3" in line, line
+    assert not os.path.exists(ws.path("w.sealed")), "a sealed file was written"
+    # A sealed workload, made with libcrypto, does not start without it: no key is released
+    # and nothing runs half-decrypted.
+    ws.tether("seal", "--key", key, "--key-id", "k", "-o", ws.path("w.sealed"), "/bin/true",
+              check_rc=0)
+    ws.write("tether.json", json.dumps({"audit": {"path": ws.audit}, "keystore": keys}))
+    ws.tether("run", "--policy", ALLOW_ALL, ws.path("w.sealed"), check_rc=0)
+    before = len(ws.audit_records())
+    p = without(ws, "libcrypto.so.3", "run", "--policy", ALLOW_ALL, ws.path("w.sealed"),
+                rc=125)
+    assert "libcrypto.so.3" in one_line(p.stderr), p.stderr
+    after = [r["event"] for r in ws.audit_records()[before:]]
+    assert "key_release" not in after and "exit" not in after, after
+    p = subprocess.run([TETHER, "audit", "verify", ws.audit], env=ws.env, capture_output=True,
+                       text=True)
+    eq(p.returncode, 0, "the trail written without libcrypto verifies: " + p.stderr)
 
 
 if __name__ == "__main__":
