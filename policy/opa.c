@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "../supervisor/core/cleanup.h"
+#include "../supervisor/core/crypto.h"
 #include "../supervisor/core/dlopen.h"
 #include "../supervisor/core/secret.h"
 #include "../supervisor/core/trust.h"
@@ -67,6 +68,11 @@ static struct dlopen_lib libssl = {LIBSSL, "the OPA engine", "libssl3", ssl_syms
 
 static int curl_load(tether_error_t *err)
 {
+    /* libcrypto first, initialised as tether initialises it (core/crypto.c): libssl's own
+     * initialisation would otherwise come first and free OpenSSL's tables at exit, and
+     * load its error strings. */
+    if (crypto_load(err) < 0)
+        return -1;
     return dlopen_lib_load(&libcurl, err) < 0 ? -1 : dlopen_lib_load(&libssl, err);
 }
 
