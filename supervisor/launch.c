@@ -195,7 +195,10 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
     sigprocmask(SIG_SETMASK, &sv->old_mask, NULL);
     if (sigxfsz_ignored)
         signal(SIGXFSZ, SIG_DFL);
-    environ = confine_env_filter(spec->confine, environ);
+    /* The workload's environment becomes the process's only here, just before its exec:
+     * tether itself never runs under an image's Env (DBUS_SYSTEM_BUS_ADDRESS would name
+     * the program sd-bus runs, as root). */
+    environ = confine_env_filter(spec->confine, spec->env != NULL ? spec->env : environ);
 
     if (spec->supervised)
         say_hello(report_fd);

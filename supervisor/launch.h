@@ -13,6 +13,7 @@
 
 struct launch_spec {
     char *const *argv;             /* as given: argv[0] is kept */
+    char *const *env;              /* the workload's environment; NULL: tether's own */
     const char *path;              /* the resolved executable */
     int exe_fd;                    /* the measured file; exec goes through it unless it is
                                     * a script */

@@ -5,6 +5,8 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <iconv.h>
+#include <langinfo.h>
 #include <fcntl.h>
 #include <sched.h>
 #include <stdio.h>
@@ -378,8 +380,27 @@ static int enter_image(const struct rootfs_spec *spec, const char **step)
     return 0;
 }
 
+/* glibc reads the list of its conversion modules (gconv-modules, or its cache) at the first
+ * iconv_open, from the root the process has then, and loads the module the list names for
+ * a conversion.  libarchive converts a pax header's UTF-8 names to the locale's charset
+ * while it unpacks, after pivot_root: the list would be the tree's, and the module it
+ * names loaded as root, before confinement.  Read here, in the parent, from the node's
+ * own: glibc keeps it for the process and its children, and these two conversions are
+ * its built-in ones, which load nothing. */
+static void read_conversions_here(void)
+{
+    const char *charset = nl_langinfo(CODESET);
+    iconv_t cd = iconv_open(charset, "UTF-8");
+    if (cd != (iconv_t)-1)
+        iconv_close(cd);
+    cd = iconv_open("UTF-8", charset);
+    if (cd != (iconv_t)-1)
+        iconv_close(cd);
+}
+
 int rootfs_load(tether_error_t *err)
 {
+    read_conversions_here();
     return libarchive_load(err);
 }
 

@@ -697,13 +697,10 @@ int run_start(struct run *r)
                                .creds_arg = r};
     int fail_status;
     /* An image's process starts from the image's Env, which confine.env then filters as it
-     * would tether's own environment. */
-    extern char **environ;
-    char **own_env = environ;
+     * would tether's own environment; only the workload's exec sees it. */
     if (r->image != NULL)
-        environ = r->image->env;
+        spec.env = r->image->env;
     int rc = launch_start(&r->sv, &spec, &fail_status, &err);
-    environ = own_env;
     confine_plan_release(&plan);
     if (rc < 0) {
         log_error("%s", err->msg);

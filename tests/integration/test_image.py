@@ -768,5 +768,73 @@ def image_policy_is_covered_by_the_signature(ws):
     kit.refused(lay, "require_signed_images")
 
 
+def image_of(ws, name, layers, env):
+    """An OCI layout with the probe as /bin/probe, more layers, and the config's Env."""
+    probe = open(PROBE, "rb").read()
+    base = [("bin", "dir", None, 0o755, 0), ("bin/probe", "file", probe, 0o755, 0)]
+    lay = ws.path(name)
+    write_image(lay, [base + layers[0]] + layers[1:],
+                {"Entrypoint": ["/bin/probe"], "Cmd": ["status"], "Env": env})
+    return lay
+
+
+@case
+def an_images_conversion_modules_are_never_loaded(ws):
+    """glibc loads the module its gconv-modules list names for a conversion, from the root
+    it has at its first iconv_open.  libarchive converts a pax header's names while it
+    unpacks, after pivot_root into the image's tree: the image's list and module, loaded as
+    root before confinement, unless the list was read from the node first."""
+    need_root()
+    if shutil.which("gcc") is None:
+        raise Skip("needs gcc to build the image's module")
+    src = ws.write("evil.c", "#include <unistd.h>\n"
+                   "__attribute__((constructor)) static void loaded(void)\n"
+                   "{ write(2, \"IMAGE-MODULE-LOADED\\n\", 20); }\n"
+                   "int gconv_init(void *s) { return 1; }\nint gconv(void) { return 1; }\n")
+    so = ws.path("EVIL.so")
+    subprocess.run(["gcc", "-shared", "-fPIC", "-o", so, src], check=True)
+    g = "usr/lib/x86_64-linux-gnu/gconv"
+    dirs = [("/".join(g.split("/")[:i + 1]), "dir", None, 0o755, 0) for i in range(4)]
+    conf = ("module\tUTF-8//\tANSI_X3.4-1968//\tEVIL\t1\n"
+            "module\tISO-10646/UTF8/\tANSI_X3.4-1968//\tEVIL\t1\n"
+            "module\tANSI_X3.4-1968//\tUTF-8//\tEVIL\t1\n").encode()
+    planted = dirs + [(g + "/gconv-modules", "file", conf, 0o644, 0),
+                      (g + "/EVIL.so", "file", open(so, "rb").read(), 0o755, 0)]
+    # A name longer than ustar's 100 bytes: its pax header is what libarchive converts.
+    long_name = [("data", "dir", None, 0o755, 0), ("data/" + "x" * 150, "file", b"x", 0o644, 0)]
+    lay = image_of(ws, "gconv", [planted, long_name], ["PATH=/bin"])
+    p = ws.tether("run", "--policy", os.path.join(POLICIES, "allow-all.lua"), "--image",
+                  "oci:%s:app" % lay, "--", "exists", "/" + g + "/EVIL.so", "exists",
+                  "/data/" + "x" * 150, check_rc=0)
+    assert "IMAGE-MODULE-LOADED" not in p.stderr, "the image's module was loaded: " + p.stderr
+    r = json.loads(p.stdout)
+    eq((r["exists /" + g + "/EVIL.so"], r["exists /data/" + "x" * 150]), (0, 0),
+       "the module was in the tree, and the long name unpacked")
+
+
+@case
+def an_images_env_never_reaches_tether(ws):
+    """The image's Env is the workload's, never tether's: DBUS_SYSTEM_BUS_ADDRESS in it
+    would name a program that sd-bus runs (unixexec:), as root on the node, when tether asks
+    systemd for a scope.  Here the node looks like a systemd host (TETHER_SYSTEMD_DIR, as
+    test_systemd does) and the workload is monitored, so tether opens the system bus."""
+    need_root()
+    mark = ws.path("host-command-ran")
+    cmd = "touch " + mark
+    addr = "unixexec:path=/bin/sh,argv0=sh,argv1=-c,argv2=" + "".join(
+        c if c.isalnum() or c in "/-_." else "%%%02x" % ord(c) for c in cmd)
+    lay = image_of(ws, "dbus", [[]], ["PATH=/bin", "DBUS_SYSTEM_BUS_ADDRESS=" + addr])
+    os.mkdir(ws.path("systemd"))
+    env = dict(ws.env, TETHER_SYSTEMD_DIR=ws.path("systemd"))
+    env.pop("DBUS_SYSTEM_BUS_ADDRESS", None)
+    policy = ws.decision_policy({"allow": True, "monitor": {"interval_ms": 500,
+                                                            "on_drift": "log"}})
+    p = ws.tether("run", "--policy", policy, "--image", "oci:%s:app" % lay, "--", "env",
+                  "DBUS_SYSTEM_BUS_ADDRESS", env=env)
+    assert not os.path.exists(mark), "the image's Env ran a command on the node: " + p.stderr
+    eq(p.returncode, 0, "tether run --image: " + p.stderr)
+    eq(json.loads(p.stdout)["env DBUS_SYSTEM_BUS_ADDRESS"], addr, "the workload's Env")
+
+
 if __name__ == "__main__":
     main()
