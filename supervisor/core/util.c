@@ -223,7 +223,10 @@ const char *file_type_name(mode_t mode)
  *   - the kernel does not run in FIPS mode (/proc/sys/crypto/fips_enabled);
  *   - OpenSSL's module directory holds no provider but its own legacy.so;
  *   - OpenSSL's configuration file (OPENSSLDIR/openssl.cnf) is absent, or is, byte for byte,
- *     one that a distribution ships and that loads nothing (below).
+ *     one that a distribution ships and that loads nothing (below);
+ *   - the libcrypto the loader would find is the one this build's OPENSSLDIR belongs to:
+ *     no LD_LIBRARY_PATH or LD_PRELOAD, and no libcrypto.so.3 in the loader's cache but the
+ *     build's (a vendor's FIPS build in /usr/local or /opt reads its own configuration).
  * Not a reading of the file: OpenSSL's syntax (continued lines, variables, module names
  * matched by prefix) is too rich to tell safely what a changed file loads.  Any change, or
  * another distribution's file, and SHA-256 is OpenSSL's, under that file. */
@@ -233,9 +236,39 @@ static const char *const stock_configurations[] = {
     "7ae8cae2e64856b34c80276deb1dcf60f76da27bc1e00382201ba7bb7dc33311",
 };
 
+/* Whether the loader's cache (/etc/ld.so.cache) names a libcrypto.so.3 other than the
+ * build's: its string table holds every library's path. */
+static bool other_libcrypto(void)
+{
+    static const char name[] = "/libcrypto.so.3";
+    struct stat ours, st;
+    if (stat(TETHER_LIBCRYPTO, &ours) < 0)
+        return true;
+    cleanup_close int fd = open("/etc/ld.so.cache", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno != ENOENT; /* none: the loader's trusted directories only */
+    cleanup_free char *text = NULL;
+    size_t len;
+    if (read_fd(fd, 16 << 20, &text, &len, NULL) < 0)
+        return true;
+    for (const char *p = text, *end = text + len; p < end;) {
+        const char *hit = memmem(p, (size_t)(end - p), name, sizeof name);
+        if (hit == NULL)
+            break;
+        const char *start = hit;
+        while (start > text && start[-1] != '\0')
+            start--;
+        if (stat(start, &st) < 0 || st.st_dev != ours.st_dev || st.st_ino != ours.st_ino)
+            return true;
+        p = hit + sizeof name;
+    }
+    return false;
+}
+
 static bool openssl_configured(void)
 {
-    if (getenv("OPENSSL_CONF") || getenv("OPENSSL_MODULES") || getenv("OPENSSL_ENGINES"))
+    if (getenv("OPENSSL_CONF") || getenv("OPENSSL_MODULES") || getenv("OPENSSL_ENGINES") ||
+        getenv("LD_LIBRARY_PATH") || getenv("LD_PRELOAD") || other_libcrypto())
         return true;
     cleanup_close int fips = open("/proc/sys/crypto/fips_enabled", O_RDONLY | O_CLOEXEC);
     char on = '0';

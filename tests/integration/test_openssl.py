@@ -74,6 +74,7 @@ def a_configuration_without_sha256_runs_nothing(ws):
 
 SYSTEM_CONF = os.path.realpath("/usr/lib/ssl/openssl.cnf")
 MODULES = "/usr/lib/x86_64-linux-gnu/ossl-modules"
+LIBCRYPTO = "/usr/lib/x86_64-linux-gnu/libcrypto.so.3"
 
 
 def in_namespace(ws, binds):
@@ -110,14 +111,26 @@ def maps_libcrypto(ws, env=None, binds=()):
 
 @case
 def sha256_is_openssls_wherever_openssl_is_configured(ws):
-    if not os.path.exists(SYSTEM_CONF) or not os.path.isdir(MODULES):
-        raise Skip("OpenSSL's configuration or module directory is not where Debian has them")
+    if not os.path.exists(SYSTEM_CONF) or not os.path.isdir(MODULES) or \
+            not os.path.exists(LIBCRYPTO):
+        raise Skip("OpenSSL's library, configuration or modules are not where Debian has them")
     eq(maps_libcrypto(ws), False, "libcrypto mapped for a plain run, OpenSSL as installed")
     # The environment names a configuration: OpenSSL's, even the same file.
     env = dict(ws.env, OPENSSL_CONF=SYSTEM_CONF)
     eq(maps_libcrypto(ws, env), True, "libcrypto mapped with OPENSSL_CONF")
     env = dict(ws.env, OPENSSL_MODULES=MODULES)
     eq(maps_libcrypto(ws, env), True, "libcrypto mapped with OPENSSL_MODULES")
+    # Another libcrypto than the build's may be the one loaded: it reads its own files.
+    env = dict(ws.env, LD_LIBRARY_PATH=ws.path("nowhere"))
+    eq(maps_libcrypto(ws, env), True, "libcrypto mapped with LD_LIBRARY_PATH")
+    vendor = ws.path("vendor")
+    os.mkdir(vendor)
+    shutil.copy(os.path.realpath(LIBCRYPTO), vendor)
+    conf = ws.write("ld.so.conf", vendor + "\ninclude /etc/ld.so.conf.d/*.conf\n")
+    cache = ws.path("ld.so.cache")
+    subprocess.run(["ldconfig", "-X", "-C", cache, "-f", conf], check=True)
+    eq(maps_libcrypto(ws, binds=[(cache, "/etc/ld.so.cache")]), True,
+       "libcrypto mapped with a vendor's libcrypto in the loader's cache")
     # A provider beside OpenSSL's own, that a configuration could make the default.
     mods = ws.path("modules")
     os.mkdir(mods)
