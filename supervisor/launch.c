@@ -195,9 +195,10 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
     sigprocmask(SIG_SETMASK, &sv->old_mask, NULL);
     if (sigxfsz_ignored)
         signal(SIGXFSZ, SIG_DFL);
-    /* The workload's environment becomes the process's only here, just before its exec:
+    /* The workload's environment becomes the process's here, in the workload's own child:
      * tether itself never runs under an image's Env (DBUS_SYSTEM_BUS_ADDRESS would name
-     * the program sd-bus runs, as root). */
+     * the program sd-bus runs, as root).  Nothing this child does before its exec reads it
+     * (no program is run, no locale or name service is asked). */
     environ = confine_env_filter(spec->confine, spec->env != NULL ? spec->env : environ);
 
     if (spec->supervised)

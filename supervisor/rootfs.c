@@ -229,15 +229,18 @@ static int apply_layer(const struct rootfs_layer *l, size_t idx, struct archive 
 {
     struct archive *in = sym_archive_read_new();
     sym_archive_read_support_format_tar(in);
+    /* Only libarchive's own decompressors: one built without zlib or libzstd answers
+     * ARCHIVE_WARN and runs `gzip` or `zstd` by PATH, which here is the tree's, as root. */
+    int filter = ARCHIVE_OK;
     if (l->compression == ROOTFS_GZIP)
-        sym_archive_read_support_filter_gzip(in);
+        filter = sym_archive_read_support_filter_gzip(in);
     else if (l->compression == ROOTFS_ZSTD)
-        sym_archive_read_support_filter_zstd(in);
+        filter = sym_archive_read_support_filter_zstd(in);
     struct pathset here = {0};
     int rc = -1;
     struct archive_entry *e;
     int r = ARCHIVE_FATAL;
-    if (lseek(l->fd, 0, SEEK_SET) == 0 &&
+    if (filter == ARCHIVE_OK && lseek(l->fd, 0, SEEK_SET) == 0 &&
         sym_archive_read_open_fd(in, l->fd, 1 << 16) == ARCHIVE_OK)
         while ((r = sym_archive_read_next_header(in, &e)) == ARCHIVE_OK || r == ARCHIVE_WARN) {
             char *target = NULL;
@@ -386,7 +389,9 @@ static int enter_image(const struct rootfs_spec *spec, const char **step)
  * while it unpacks, after pivot_root: the list would be the tree's, and the module it
  * names loaded as root, before confinement.  Read here, in the parent, from the node's
  * own: glibc keeps it for the process and its children, and these two conversions are
- * its built-in ones, which load nothing. */
+ * its built-in ones, which load nothing.  That holds because tether never calls setlocale
+ * (its charset is the C locale's, ANSI_X3.4-1968) and a pax header names no other
+ * charset; another conversion would load a module by the node's path, in the tree. */
 static void read_conversions_here(void)
 {
     const char *charset = nl_langinfo(CODESET);

@@ -27,11 +27,14 @@ int image_find_file(const struct image *img, const char *path, size_t max, char 
         const struct image_layer *l = &img->m.layers[i];
         struct archive *a = sym_archive_read_new();
         sym_archive_read_support_format_tar(a);
+        /* Only libarchive's own decompressors, never a `gzip` or `zstd` found by PATH
+         * (what a libarchive built without zlib or libzstd runs, with ARCHIVE_WARN). */
+        int filter = ARCHIVE_OK;
         if (l->compression == IMAGE_GZIP)
-            sym_archive_read_support_filter_gzip(a);
+            filter = sym_archive_read_support_filter_gzip(a);
         else if (l->compression == IMAGE_ZSTD)
-            sym_archive_read_support_filter_zstd(a);
-        if (lseek(l->fd, 0, SEEK_SET) < 0 ||
+            filter = sym_archive_read_support_filter_zstd(a);
+        if (filter != ARCHIVE_OK || lseek(l->fd, 0, SEEK_SET) < 0 ||
             sym_archive_read_open_fd(a, l->fd, 1 << 16) != ARCHIVE_OK) {
             error_set(err, 0, "layer %zu: %s", i, sym_archive_error_string(a));
             sym_archive_read_free(a);
