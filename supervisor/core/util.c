@@ -267,8 +267,7 @@ static bool other_libcrypto(void)
 
 static bool openssl_configured(void)
 {
-    if (getenv("OPENSSL_CONF") || getenv("OPENSSL_MODULES") || getenv("OPENSSL_ENGINES") ||
-        getenv("LD_LIBRARY_PATH") || getenv("LD_PRELOAD") || other_libcrypto())
+    if (getenv("OPENSSL_CONF") || getenv("OPENSSL_MODULES") || getenv("OPENSSL_ENGINES"))
         return true;
     cleanup_close int fips = open("/proc/sys/crypto/fips_enabled", O_RDONLY | O_CLOEXEC);
     char on = '0';
@@ -301,10 +300,10 @@ static bool openssl_configured(void)
     sha256_update(&h, len, (const uint8_t *)text);
     sha256_digest(&h, sizeof md, md);
     hex_encode(md, sizeof md, hex);
+    bool stock = false;
     for (size_t i = 0; i < sizeof stock_configurations / sizeof stock_configurations[0]; i++)
-        if (strcmp(hex, stock_configurations[i]) == 0)
-            return false;
-    return true;
+        stock = stock || strcmp(hex, stock_configurations[i]) == 0;
+    return !stock || getenv("LD_LIBRARY_PATH") || getenv("LD_PRELOAD") || other_libcrypto();
 }
 
 static bool by_openssl;

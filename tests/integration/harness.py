@@ -66,6 +66,17 @@ class Workspace:
         os.chmod(p, mode)
         return p
 
+    def key_store(self, key_id="k"):
+        """A key store (0700) with one random 32-byte key, KEY_ID.key (0600): the
+        directory and the key's file."""
+        keys = self.path("keys")
+        os.mkdir(keys, 0o700)
+        key = os.path.join(keys, key_id + ".key")
+        with open(key, "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(key, 0o600)
+        return keys, key
+
     def env_for_user(self, uid):
         """An environment with a configuration and an audit trail that user uid can use."""
         os.chmod(self.root, 0o755)

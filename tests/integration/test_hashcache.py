@@ -161,12 +161,7 @@ def sealed_launch(ws, path):
 
 
 def sealed_node(ws):
-    keys = ws.path("keys")
-    os.mkdir(keys, 0o700)
-    key = os.path.join(keys, "k1.key")
-    with open(key, "wb") as f:
-        f.write(os.urandom(32))
-    os.chmod(key, 0o600)
+    keys, key = ws.key_store("k1")
     sign = ws.path("sign.pem")
     subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", sign], check=True,
                    capture_output=True)

@@ -36,17 +36,6 @@ def without(ws, soname, *args, rc=None):
     return p
 
 
-def key_store(ws):
-    """A key store with one key, k: its directory and the key's file."""
-    keys = ws.path("keys")
-    os.mkdir(keys, 0o700)
-    key = os.path.join(keys, "k.key")
-    with open(key, "wb") as f:
-        f.write(os.urandom(32))
-    os.chmod(key, 0o600)
-    return keys, key
-
-
 @case
 def without_libcurl_only_opa_fails(ws):
     p = without(ws, "libcurl.so.4", "run", "--policy", ALLOW_ALL, "--", "echo", "plain", rc=0)
@@ -73,7 +62,7 @@ def without_libarchive_only_trees_fail(ws):
     tree = ws.path("tree")
     os.makedirs(os.path.join(tree, "bin"))
     os.symlink("/bin/true", os.path.join(tree, "bin", "app"))
-    keys, key = key_store(ws)
+    keys, key = ws.key_store()
     p = without(ws, "libarchive.so.13", "seal", "--key", key,
                 "--key-id", "k", "--entrypoint", "/bin/app", "-o", ws.path("t.sealed"), tree,
                 rc=125)
@@ -96,7 +85,7 @@ def without_libcrypto_only_cryptography_fails(ws):
     p = without(ws, "libcrypto.so.3", "run", "--policy", ALLOW_ALL, "--", "echo", "plain",
                 rc=0)
     eq(p.stdout, "plain\n", "a plain tether run")
-    keys, key = key_store(ws)
+    keys, key = ws.key_store()
     p = without(ws, "libcrypto.so.3", "seal", "--key", key, "--key-id", "k", "-o",
                 ws.path("w.sealed"), "/bin/true", rc=125)
     line = one_line(p.stderr)
