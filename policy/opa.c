@@ -10,6 +10,10 @@
  * nothing else: no token, no input, and its answer is never read. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <linux/inet_diag.h>
+#include <linux/netlink.h>
+#include <linux/sock_diag.h>
+#include <netinet/tcp.h>
 #include <ctype.h>
 #include <curl/curl.h>
 #include <fcntl.h>
@@ -386,11 +390,88 @@ static bool addr_wildcard(const struct in6_addr *a)
     return IN6_IS_ADDR_UNSPECIFIED(a) || memcmp(a, &any4, sizeof any4) == 0;
 }
 
-#define TCP_LISTEN 0x0A
+/* What one line of /proc/net/tcp or tcp6 says about the server end of the connection from
+ * local to peer.  Only a socket that is still open tells its owner: once the server has
+ * closed its end, the kernel may keep the connection as a "timewait" socket (shown as
+ * FIN_WAIT2 or TIME_WAIT), which has no owner and is listed as uid 0.  A squatter that
+ * answers at once and closes would otherwise pass for root. */
+enum tcp_line_kind policy_opa_tcp_line(const char *line, const char *peer_ip, int peer_port,
+                                       const char *local_ip, int local_port, unsigned *uid)
+{
+    struct in6_addr peer, local, la, ra;
+    char lhex[33], rhex[33];
+    unsigned lport, rport, state;
+    if (!addr_parse(peer_ip, &peer) || !addr_parse(local_ip, &local) ||
+        sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %32[0-9A-Fa-f]:%x %x %*s %*s %*s %u", lhex, &lport,
+               rhex, &rport, &state, uid) != 6 ||
+        !proc_addr_parse(lhex, &la) || !proc_addr_parse(rhex, &ra) || lport != (unsigned)peer_port)
+        return TCP_LINE_OTHER;
+    if (state == TCP_LISTEN)
+        return memcmp(&la, &peer, sizeof la) == 0 || addr_wildcard(&la) ? TCP_LINE_LISTENER
+                                                                        : TCP_LINE_OTHER;
+    if (rport != (unsigned)local_port || memcmp(&la, &peer, sizeof la) != 0 ||
+        memcmp(&ra, &local, sizeof ra) != 0)
+        return TCP_LINE_OTHER;
+    /* Still being accepted (listed under its listener's uid), or accepted and open. */
+    return state == TCP_SYN_RECV || state == TCP_ESTABLISHED ? TCP_LINE_SERVER : TCP_LINE_CLOSED;
+}
+
 static const char not_listed[] = "the server's socket is not in /proc/net/tcp";
+static const char closed_early[] = "the server closed the connection before anything was sent";
 #define UNTRUSTED " (trusted are root, tether's own uid and opa.server_uid)"
 #define UNTRUSTED_PORT "port %d is served by uid %u" UNTRUSTED
 #define UNTRUSTED_UNIX "the socket is served by uid %u" UNTRUSTED
+
+/* The kernel's own lookup of the server's socket for this connection (sock_diag), in the
+ * network namespace tether is in: one socket, where /proc/net/tcp lists every one on the
+ * node (thousands on a busy one, a millisecond each time and more).  It answers only for
+ * an accepted, open socket, with its owner; anything else (no sock_diag, a connection still
+ * being accepted, a listener) is left to the table.  Returns whether *uid was found. */
+static bool tcp_server_uid(const struct in6_addr *peer, int peer_port, const struct in6_addr *local,
+                           int local_port, unsigned *uid)
+{
+    bool v4 = IN6_IS_ADDR_V4MAPPED(peer) && IN6_IS_ADDR_V4MAPPED(local);
+    struct {
+        struct nlmsghdr nlh;
+        struct inet_diag_req_v2 req;
+    } msg = {
+        .nlh = {.nlmsg_len = sizeof msg,
+                .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+                .nlmsg_flags = NLM_F_REQUEST},
+        .req = {.sdiag_family = v4 ? AF_INET : AF_INET6,
+                .sdiag_protocol = IPPROTO_TCP,
+                .idiag_states = 1u << TCP_ESTABLISHED,
+                .id = {.idiag_sport = htons((uint16_t)peer_port),
+                       .idiag_dport = htons((uint16_t)local_port),
+                       .idiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}}},
+    };
+    /* The server's end: its local address is our peer. */
+    memcpy(msg.req.id.idiag_src, v4 ? peer->s6_addr + 12 : peer->s6_addr, v4 ? 4 : 16);
+    memcpy(msg.req.id.idiag_dst, v4 ? local->s6_addr + 12 : local->s6_addr, v4 ? 4 : 16);
+    cleanup_close int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    if (fd < 0 || sendto(fd, &msg, sizeof msg, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0)
+        return false;
+    union {
+        struct nlmsghdr nlh;
+        char bytes[8192];
+    } answer;
+    ssize_t n = recv(fd, &answer, sizeof answer, 0);
+    const struct nlmsghdr *h = &answer.nlh;
+    if (n < 0 || !NLMSG_OK(h, (size_t)n) || h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+        h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+        return false; /* NLMSG_ERROR: no such socket, or no sock_diag */
+    const struct inet_diag_msg *m = NLMSG_DATA(h);
+    /* The kernel finds a listener where no connection matches, and a connection still
+     * being accepted lists no owner: only this connection's accepted end counts. */
+    if (m->idiag_state != TCP_ESTABLISHED || m->id.idiag_sport != msg.req.id.idiag_sport ||
+        m->id.idiag_dport != msg.req.id.idiag_dport ||
+        memcmp(m->id.idiag_src, msg.req.id.idiag_src, sizeof m->id.idiag_src) != 0 ||
+        memcmp(m->id.idiag_dst, msg.req.id.idiag_dst, sizeof m->id.idiag_dst) != 0)
+        return false;
+    *uid = m->idiag_uid;
+    return true;
+}
 
 /* Who owns the server end of this TCP connection.  The kernel lists the server's socket
  * for our connection under the listener's uid; while it is being accepted it may not be
@@ -402,8 +483,9 @@ static const char *tcp_owner_check(const struct opa_policy *op, const char *peer
     struct in6_addr peer, local;
     if (!addr_parse(peer_ip, &peer) || !addr_parse(local_ip, &local))
         return "the connection's addresses cannot be read";
-    bool exact = false, listener = false;
-    uid_t exact_uid = 0;
+    unsigned uid = 0;
+    bool exact = tcp_server_uid(&peer, peer_port, &local, local_port, &uid), listener = false,
+         closed = false;
     const char *untrusted = NULL;
     for (int v6 = 0; v6 < 2 && !exact; v6++) {
         const char *table = v6 ? "/proc/net/tcp6" : "/proc/net/tcp";
@@ -412,35 +494,37 @@ static const char *tcp_owner_check(const struct opa_policy *op, const char *peer
             continue;
         char line[512];
         while (!exact && fgets(line, sizeof line, f) != NULL) {
-            char lhex[33], rhex[33];
-            unsigned lport, rport, state, uid;
-            struct in6_addr la, ra;
-            if (sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %32[0-9A-Fa-f]:%x %x %*s %*s %*s %u", lhex,
-                       &lport, rhex, &rport, &state, &uid) != 6 ||
-                !proc_addr_parse(lhex, &la) || !proc_addr_parse(rhex, &ra) ||
-                lport != (unsigned)peer_port)
-                continue;
-            if (state != TCP_LISTEN && rport == (unsigned)local_port &&
-                memcmp(&la, &peer, sizeof la) == 0 && memcmp(&ra, &local, sizeof ra) == 0) {
+            unsigned line_uid;
+            switch (
+                policy_opa_tcp_line(line, peer_ip, peer_port, local_ip, local_port, &line_uid)) {
+            case TCP_LINE_SERVER:
                 exact = true;
-                exact_uid = uid;
-            } else if (state == TCP_LISTEN &&
-                       (memcmp(&la, &peer, sizeof la) == 0 || addr_wildcard(&la))) {
+                uid = line_uid;
+                break;
+            case TCP_LINE_CLOSED: /* the same ports' earlier connection, or this one */
+                closed = true;
+                break;
+            case TCP_LINE_LISTENER:
                 listener = true;
-                if (!uid_trusted(op, uid)) {
-                    snprintf(buf, size, UNTRUSTED_PORT, peer_port, uid);
+                if (!uid_trusted(op, line_uid)) {
+                    snprintf(buf, size, UNTRUSTED_PORT, peer_port, line_uid);
                     untrusted = buf;
                 }
+                break;
+            case TCP_LINE_OTHER:
+                break;
             }
         }
         fclose(f);
     }
     if (exact) {
-        if (uid_trusted(op, exact_uid))
+        if (uid_trusted(op, uid))
             return NULL;
-        snprintf(buf, size, UNTRUSTED_PORT, peer_port, (unsigned)exact_uid);
+        snprintf(buf, size, UNTRUSTED_PORT, peer_port, uid);
         return buf;
     }
+    if (closed)
+        return closed_early;
     if (!listener)
         return not_listed;
     return untrusted;
