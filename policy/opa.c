@@ -456,9 +456,13 @@ static bool tcp_server_uid(const struct in6_addr *peer, int peer_port, const str
         struct nlmsghdr nlh;
         char bytes[8192];
     } answer;
-    ssize_t n = recv(fd, &answer, sizeof answer, 0);
+    struct sockaddr_nl from;
+    socklen_t from_len = sizeof from;
+    ssize_t n = recvfrom(fd, &answer, sizeof answer, 0, (struct sockaddr *)&from, &from_len);
     const struct nlmsghdr *h = &answer.nlh;
-    if (n < 0 || !NLMSG_OK(h, (size_t)n) || h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+    /* The kernel's answer (port 0); only root could send another, and only to us. */
+    if (n < 0 || from_len != sizeof from || from.nl_pid != 0 || !NLMSG_OK(h, (size_t)n) ||
+        h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
         h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
         return false; /* NLMSG_ERROR: no such socket, or no sock_diag */
     const struct inet_diag_msg *m = NLMSG_DATA(h);
