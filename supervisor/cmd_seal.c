@@ -37,6 +37,11 @@ static const char seal_usage[] =
     "  -e, --entrypoint P   INPUT is a directory: a root file system to seal whole, and P\n"
     "                       (absolute, inside it) is the program to start in it\n"
     "  -o, --output OUT     the sealed file to write (not overwritten if it exists)\n"
+    "  -f, --format-version N\n"
+    "                       2 (the default): the digest is hashed on every CPU at launch,\n"
+    "                       and a workload has no exe.sha256, only sealed.digest;\n"
+    "                       1: for nodes whose tether reads only version 1 (it refuses\n"
+    "                       2 with \"sealed format version 2 is not supported\")\n"
     "  -h, --help           show this help\n";
 
 static int load_key(const char *file, struct secret **out, tether_error_t *err)
@@ -67,6 +72,7 @@ int cmd_seal(int argc, char **argv)
         {"sign", required_argument, NULL, 's'},
         {"entrypoint", required_argument, NULL, 'e'},
         {"output", required_argument, NULL, 'o'},
+        {"format-version", required_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -74,7 +80,8 @@ int cmd_seal(int argc, char **argv)
     struct seal_options o = {0};
     cleanup_error tether_error_t err = NULL;
     int c;
-    while ((c = getopt_long(argc, argv, "k:i:p:s:e:o:h", opts, NULL)) != -1) {
+    int64_t version;
+    while ((c = getopt_long(argc, argv, "k:i:p:s:e:o:f:h", opts, NULL)) != -1) {
         switch (c) {
         case 'k':
             key_file = optarg;
@@ -93,6 +100,14 @@ int cmd_seal(int argc, char **argv)
             break;
         case 'o':
             out_file = optarg;
+            break;
+        case 'f':
+            if (parse_int64(optarg, SEAL_VERSION_MIN, SEAL_VERSION, &version) < 0) {
+                log_error("seal: --format-version `%s`: %d or %d", optarg, SEAL_VERSION_MIN,
+                          SEAL_VERSION);
+                return cli_usage("Try 'tether seal --help' for more information.\n", 1);
+            }
+            o.version = (uint16_t)version;
             break;
         case 'h':
             return cli_usage(seal_usage, 0);

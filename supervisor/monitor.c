@@ -45,6 +45,7 @@
 #include "status.h"
 #include "tether.h"
 #include "execgate.h"
+#include "seal.h"
 #include "tree.h"
 
 enum {
@@ -904,10 +905,23 @@ static void on_exe_event(struct mon *m, const struct watch *w)
     cleanup_free char *path = xasprintf("%s/%s", w->dir, w->name);
     cleanup_close int fd = open_regular(path); /* a FIFO in its place has changed too */
     char hex[SHA256_HEX_LEN + 1] = "";
-    /* A file grown past what tether reads has changed too: it is not read. */
-    if (fd >= 0 && sha256_fd_max(fd, MEASURE_HASH_MAX, hex, NULL) < 0)
+    const char *launched = m->r->exe_sha;
+    struct stat st;
+    if (launched[0] == '\0' && m->r->sealed_digest[0] != '\0') {
+        /* A sealed file of version 2 is known by its digest alone (seal.h). */
+        launched = m->r->sealed_digest;
+        struct sealed s;
+        cleanup_error tether_error_t err = NULL;
+        if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size <= MEASURE_HASH_MAX &&
+            seal_open(fd, NULL, -1, &s, &err) == 0) {
+            memcpy(hex, s.digest, sizeof hex);
+            seal_close(&s);
+        }
+    } else if (fd >= 0 && sha256_fd_max(fd, MEASURE_HASH_MAX, hex, NULL) < 0) {
+        /* A file grown past what tether reads has changed too: it is not read. */
         hex[0] = '\0';
-    if (strcmp(hex, m->r->exe_sha) != 0) {
+    }
+    if (strcmp(hex, launched) != 0) {
         cleanup_free char *why =
             xasprintf("the executable `%s` changed on disk after launch", path);
         drift(m, why);

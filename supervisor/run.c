@@ -59,6 +59,7 @@ static void launch_clear(struct run *r)
         close(r->exe_fd);
     r->exe_fd = -1;
     r->exe_sha[0] = '\0';
+    r->sealed_digest[0] = '\0';
     r->sealed = false;
     free(r->entrypoint);
     r->entrypoint = NULL;
@@ -216,14 +217,16 @@ static int gate_sealed(struct run *r, cJSON *exe)
 {
     cleanup_error tether_error_t err = NULL;
     struct sealed s;
-    /* One read gives both values (or none, when the hash cache remembers them), and the
-     * key decrypts those same bytes.  A private copy is not remembered: it is new. */
+    /* One read gives its values (or none, when the hash cache remembers them), and the
+     * key decrypts those same bytes.  A private copy is not remembered: it is new.  The
+     * file's sha256 is version 1's alone (seal.h). */
     bool copied = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(exe, "private_copy"));
     struct measure_stamp stamp;
-    struct seal_digests known;
+    struct seal_digests known = {"", ""};
     bool cached = !copied && measure_cache_stamp(r->exe_fd, &stamp) &&
-                  measure_cache_get(&stamp, 0, known.file_sha256) &&
                   measure_cache_get(&stamp, 's', known.digest);
+    if (cached && !measure_cache_get(&stamp, 0, known.file_sha256))
+        known.file_sha256[0] = '\0';
     /* The memory the plaintext will take, made ready while the file is read and judged. */
     int memfd = memfd_create("tether-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
     if (memfd < 0) {
@@ -237,16 +240,26 @@ static int gate_sealed(struct run *r, cJSON *exe)
         log_error("`%s`: %s", r->path, err->msg);
         return EXIT_FAILED;
     }
+    bool has_sha = s.file_sha256[0] != '\0';
+    /* Whether seal_open read the file: the cache may have had the digest, but not the
+     * sha256 a version 1 file needs too. */
+    cached = cached && (!has_sha || strcmp(known.file_sha256, s.file_sha256) == 0);
     if (!cached && !copied) {
-        measure_cache_put(r->exe_fd, &stamp, 0, s.file_sha256);
+        if (has_sha)
+            measure_cache_put(r->exe_fd, &stamp, 0, s.file_sha256);
         measure_cache_put(r->exe_fd, &stamp, 's', s.digest);
     }
-    cJSON_ReplaceItemInObjectCaseSensitive(exe, "sha256", cJSON_CreateString(s.file_sha256));
+    /* A version 2 file is known by its digest (workload.sealed.digest): its sha256 would
+     * cost the one pass over the whole file that version 2 spreads over every CPU. */
+    cJSON_ReplaceItemInObjectCaseSensitive(exe, "sha256",
+                                           json_string_or_null(has_sha ? s.file_sha256 : NULL));
     cJSON_ReplaceItemInObjectCaseSensitive(exe, "sha256_from",
-                                           cJSON_CreateString(cached   ? "cache"
-                                                              : copied ? "copy"
-                                                                       : "read"));
+                                           json_string_or_null(!has_sha ? NULL
+                                                               : cached ? "cache"
+                                                               : copied ? "copy"
+                                                                        : "read"));
     snprintf(r->exe_sha, sizeof r->exe_sha, "%s", s.file_sha256);
+    snprintf(r->sealed_digest, sizeof r->sealed_digest, "%s", s.digest);
     size_t n_trusted = (size_t)cJSON_GetArraySize(r->cfg.trusted_signers);
     const char **trusted = xcalloc(n_trusted + 1, sizeof *trusted);
     size_t i = 0;
@@ -267,6 +280,8 @@ static int gate_sealed(struct run *r, cJSON *exe)
     }
     cJSON *sealed = cJSON_CreateObject();
     cJSON_AddStringToObject(sealed, "digest", s.digest);
+    cJSON_AddStringToObject(sealed, "digest_from", cached ? "cache" : copied ? "copy" : "read");
+    cJSON_AddNumberToObject(sealed, "format_version", s.h.version);
     cJSON_AddStringToObject(sealed, "key_id", s.h.key_id);
     cJSON_AddItemToObject(sealed, "signer", json_string_or_null(s.has_signature ? s.signer : NULL));
     cJSON_AddItemToObject(sealed, "signer_trusted", json_string_or_null(trusted_file));

@@ -27,8 +27,16 @@
 #define CHUNK_MAX (16u << 20)
 #define POLICY_MAX (1u << 20)
 #define SEAL_THREADS_MAX 8
-#define SHARE_MIN 16 /* chunks: below 1 MiB a share, a thread costs more than it saves */
-static const char sign_context[] = "tether-seal-v1";
+#define SHARE_MIN 16     /* chunks: below 1 MiB a share, a thread costs more than it saves */
+#define LEAF_WINDOW 4096 /* chunks whose leaves are hashed between two additions to the root */
+
+/* What a signature covers: this, then the digest.  Each version its own, so that no
+ * signature over one version's digest stands for another's. */
+#define SIGN_CONTEXT_LEN 14
+static const char *sign_context(uint16_t version)
+{
+    return version == 1 ? "tether-seal-v1" : "tether-seal-v2";
+}
 
 static uint16_t get16(const unsigned char *p)
 {
@@ -95,9 +103,10 @@ int seal_parse_header(const unsigned char *buf, size_t len, struct seal_header *
     if (len < SEAL_FIXED_LEN || memcmp(buf, SEAL_MAGIC, 8) != 0)
         return error_set(err, 0, "not a sealed workload (no TETHSEAL header)");
     h->version = get16(buf + 8);
-    if (h->version != SEAL_VERSION)
-        return error_set(err, 0, "sealed format version %u is not supported (this is %u)",
-                         h->version, SEAL_VERSION);
+    if (h->version < SEAL_VERSION_MIN || h->version > SEAL_VERSION)
+        return error_set(err, 0,
+                         "sealed format version %u is not supported (this tether reads %u to %u)",
+                         h->version, SEAL_VERSION_MIN, SEAL_VERSION);
     h->type = buf[10];
     h->cipher = buf[11];
     h->flags = buf[12];
@@ -204,11 +213,15 @@ int seal_write(int in_fd, int out_fd, const struct secret *key, const struct sea
     if (pl > POLICY_MAX || memchr(o->policy ? o->policy : "", '\0', pl) != NULL)
         return error_set(err, 0, "the policy must be text of at most 1 MiB");
     uint32_t chunk = o->chunk_size ? o->chunk_size : 1u << 16;
+    uint16_t version = o->version ? o->version : SEAL_VERSION;
+    if (version < SEAL_VERSION_MIN || version > SEAL_VERSION)
+        return error_set(err, 0, "format version %u: this tether writes %u to %u", version,
+                         SEAL_VERSION_MIN, SEAL_VERSION);
 
     size_t hlen = SEAL_FIXED_LEN + kl + el + pl;
     cleanup_free unsigned char *hdr = xcalloc(1, hlen);
     memcpy(hdr, SEAL_MAGIC, 8);
-    put16(hdr + 8, SEAL_VERSION);
+    put16(hdr + 8, version);
     hdr[10] = o->entrypoint ? SEAL_TYPE_ROOTFS : SEAL_TYPE_EXECUTABLE;
     hdr[11] = SEAL_CIPHER_AES256GCM;
     hdr[12] = o->signer ? SEAL_FLAG_SIGNED : 0;
@@ -229,8 +242,12 @@ int seal_write(int in_fd, int out_fd, const struct secret *key, const struct sea
     struct seal_header h;
     if (seal_parse_header(hdr, hlen, &h, err) < 0)
         return error_wrap(err, "internal");
+    /* The digest: version 1's over the file's bytes as written; version 2's over the header
+     * and each chunk's own sha256 (a leaf). */
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    struct sha256 root;
+    sha256_begin(&root);
     cleanup_free unsigned char *in = xmalloc(chunk), *out = xmalloc(chunk + SEAL_TAG_LEN);
     int rc = -1;
     if (md == NULL || ctx == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
@@ -242,6 +259,7 @@ int seal_write(int in_fd, int out_fd, const struct secret *key, const struct sea
         goto out;
     }
     EVP_DigestUpdate(md, hdr, hlen);
+    sha256_add(&root, hdr, hlen);
     uint64_t n = seal_chunks(&h), left = h.plain_size;
     for (uint64_t i = 0; i < n; i++) {
         size_t m = left < chunk ? (size_t)left : chunk;
@@ -259,19 +277,30 @@ int seal_write(int in_fd, int out_fd, const struct secret *key, const struct sea
             error_set(err, errno, "output");
             goto out;
         }
-        EVP_DigestUpdate(md, out, m + SEAL_TAG_LEN);
+        if (version == 1) {
+            EVP_DigestUpdate(md, out, m + SEAL_TAG_LEN);
+        } else {
+            unsigned char leaf[32];
+            sha256_raw(out, m + SEAL_TAG_LEN, leaf);
+            sha256_add(&root, leaf, sizeof leaf);
+        }
         left -= m;
         if (o->progress && n > 1)
             fprintf(stderr, "\rtether: sealing %3d%%", (int)((i + 1) * 100 / n));
     }
     if (o->progress && n > 1)
         fprintf(stderr, "\n");
-    if (o->signer != NULL) {
-        unsigned char digest[32], msg[sizeof sign_context - 1 + 32], trailer[SEAL_TRAILER_LEN];
-        size_t publen = 32, siglen = 64;
+    unsigned char digest[32], root_digest[32];
+    sha256_end(&root, root_digest);
+    if (version == 1)
         EVP_DigestFinal_ex(md, digest, NULL);
-        memcpy(msg, sign_context, sizeof sign_context - 1);
-        memcpy(msg + sizeof sign_context - 1, digest, 32);
+    else
+        memcpy(digest, root_digest, 32);
+    if (o->signer != NULL) {
+        unsigned char msg[SIGN_CONTEXT_LEN + 32], trailer[SEAL_TRAILER_LEN];
+        size_t publen = 32, siglen = 64;
+        memcpy(msg, sign_context(version), SIGN_CONTEXT_LEN);
+        memcpy(msg + SIGN_CONTEXT_LEN, digest, 32);
         EVP_MD_CTX *sctx = EVP_MD_CTX_new();
         bool ok = sctx && EVP_PKEY_get_raw_public_key(o->signer, trailer, &publen) == 1 &&
                   publen == 32 && EVP_DigestSignInit(sctx, NULL, NULL, NULL, o->signer) == 1 &&
@@ -288,11 +317,58 @@ int seal_write(int in_fd, int out_fd, const struct secret *key, const struct sea
     }
     rc = 0;
 out:
+    sha256_drop(&root);
     explicit_bzero(in, chunk);
     EVP_CIPHER_CTX_free(ctx);
     EVP_MD_CTX_free(md);
     seal_header_clear(&h);
     return rc;
+}
+
+static unsigned cpus(void)
+{
+    cpu_set_t set;
+    return sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
+}
+
+/* Threads for n chunks: every CPU this process may use, with a share of at least SHARE_MIN
+ * chunks each. */
+static unsigned threads_for(uint64_t n)
+{
+    unsigned t = cpus();
+    if (t > SEAL_THREADS_MAX)
+        t = SEAL_THREADS_MAX;
+    if (n / SHARE_MIN < t)
+        t = n / SHARE_MIN > 0 ? (unsigned)(n / SHARE_MIN) : 1;
+    return t;
+}
+
+/* A helper thread takes none of the process's signals (the policy's deadline among them). */
+static bool thread_start(pthread_t *tid, void *(*fn)(void *), void *arg)
+{
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    bool ok = pthread_create(tid, NULL, fn, arg) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    return ok;
+}
+
+/* Runs fn over t shares, size bytes apart from shares: the first on this thread, each other
+ * on a thread of its own, or on this one where a thread cannot start. */
+static void run_shares(void *(*fn)(void *), void *shares, size_t size, unsigned t)
+{
+    pthread_t tid[SEAL_THREADS_MAX];
+    bool started[SEAL_THREADS_MAX] = {false};
+    for (unsigned i = 1; i < t; i++)
+        started[i] = thread_start(&tid[i], fn, (char *)shares + i * size);
+    fn(shares);
+    for (unsigned i = 1; i < t; i++) {
+        if (started[i])
+            pthread_join(tid[i], NULL);
+        else
+            fn((char *)shares + i * size);
+    }
 }
 
 /* The plaintext's pages, allocated while the file is hashed and the policy decides, on a
@@ -310,15 +386,10 @@ static void reserve_start(struct sealed *s, int out_fd)
     /* Below a megabyte a thread costs more than it saves. */
     if (out_fd < 0 || s->h.plain_size < (1u << 20) || s->h.plain_size > SEAL_RESERVE_MAX)
         return;
-    /* No signal of the process's (the policy's deadline among them) is taken here. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
     /* A descriptor of its own: the caller's may be closed, and its number reused, first. */
     s->out_fd = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
-    if (s->out_fd >= 0 && pthread_create(&s->reserver, NULL, reserve, s) != 0)
+    if (s->out_fd >= 0 && !thread_start(&s->reserver, reserve, s))
         close(steal_fd(&s->out_fd));
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
 }
 
 static void reserve_wait(struct sealed *s)
@@ -327,6 +398,114 @@ static void reserve_wait(struct sealed *s)
         pthread_join(s->reserver, NULL);
         close(steal_fd(&s->out_fd));
     }
+}
+
+/* Chunk i as stored: its ciphertext and tag, and where. */
+static size_t record_len(const struct seal_header *h, uint64_t i)
+{
+    uint64_t at = i * h->chunk_size;
+    return (h->plain_size - at < h->chunk_size ? (size_t)(h->plain_size - at) : h->chunk_size) +
+           SEAL_TAG_LEN;
+}
+
+static off_t record_off(const struct seal_header *h, uint64_t i)
+{
+    return (off_t)(h->header_len + i * ((uint64_t)h->chunk_size + SEAL_TAG_LEN));
+}
+
+/* One thread's share of version 2's leaves: chunks [first, end), each read once through a
+ * buffer of the thread's own (the kernel copies from its page cache; no page of ours is
+ * touched twice) and hashed into leaf[i - first]. */
+struct leaves {
+    const struct seal_header *h;
+    int fd;
+    uint64_t first, end;
+    unsigned char (*leaf)[32];
+    int read_errno; /* -1: it shrank since it was opened */
+};
+
+static void *leaves_share(void *arg)
+{
+    struct leaves *w = arg;
+    unsigned char *buf = malloc(w->h->chunk_size + SEAL_TAG_LEN);
+    if (buf == NULL) {
+        w->read_errno = ENOMEM;
+        return NULL;
+    }
+    for (uint64_t i = w->first; i < w->end; i++) {
+        size_t m = record_len(w->h, i);
+        ssize_t got = pread(w->fd, buf, m, record_off(w->h, i));
+        if (got != (ssize_t)m) {
+            w->read_errno = got < 0 ? errno : -1;
+            break;
+        }
+        sha256_raw(buf, m, w->leaf[i - w->first]);
+    }
+    free(buf);
+    return NULL;
+}
+
+/* Version 2's digest: sha256(header || leaf 0 || ... || leaf n-1), leaf i the sha256 of
+ * chunk i as stored.  The leaves do not depend on each other, so each CPU hashes its share
+ * of a window of them, and the root takes the window in order. */
+static int digest_v2(const struct sealed *s, const unsigned char *header, unsigned char md[32],
+                     tether_error_t *err)
+{
+    const struct seal_header *h = &s->h;
+    uint64_t n = seal_chunks(h);
+    cleanup_free unsigned char(*leaf)[32] = xmalloc(LEAF_WINDOW * 32);
+    struct sha256 root;
+    sha256_begin(&root);
+    sha256_add(&root, header, h->header_len);
+    int rc = 0;
+    for (uint64_t at = 0; at < n && rc == 0; at += LEAF_WINDOW) {
+        uint64_t k = n - at < LEAF_WINDOW ? n - at : LEAF_WINDOW;
+        unsigned t = threads_for(k);
+        struct leaves w[SEAL_THREADS_MAX];
+        for (unsigned i = 0; i < t; i++)
+            w[i] = (struct leaves){h, s->fd, at + k * i / t, at + k * (i + 1) / t, leaf + k * i / t,
+                                   0};
+        run_shares(leaves_share, w, sizeof w[0], t);
+        for (unsigned i = 0; i < t && rc == 0; i++)
+            if (w[i].read_errno)
+                rc = error_set(err, w[i].read_errno > 0 ? w[i].read_errno : 0, "sealed file: %s",
+                               w[i].read_errno > 0 ? "read" : "it changed while it was read");
+        if (rc == 0)
+            sha256_add(&root, leaf, k * 32);
+    }
+    if (rc == 0)
+        sha256_end(&root, md);
+    sha256_drop(&root);
+    return rc;
+}
+
+/* The header, and nothing more: its fixed part says how long the rest is.  (Reading the
+ * longest header there could be would touch a megabyte of fresh memory at every launch.) */
+static unsigned char *header_read(int fd, uint64_t size, size_t *len, tether_error_t *err)
+{
+    unsigned char fixed[SEAL_FIXED_LEN];
+    ssize_t got = pread(fd, fixed, sizeof fixed, 0);
+    if (got != (ssize_t)sizeof fixed) {
+        error_set(err, got < 0 ? errno : 0, "sealed file: %s",
+                  got < 0 ? "read" : "it changed while it was read");
+        return NULL;
+    }
+    size_t want = SEAL_FIXED_LEN;
+    size_t kl = get16(fixed + 34), el = get16(fixed + 36), pl = get32(fixed + 38);
+    if (memcmp(fixed, SEAL_MAGIC, 8) == 0 && el <= 4095 && pl <= POLICY_MAX)
+        want += kl + el + pl; /* else the fixed part alone tells what is wrong */
+    if (want > size)
+        want = (size_t)size; /* too short: the parser says so */
+    unsigned char *buf = xmalloc(want);
+    got = pread(fd, buf, want, 0);
+    if (got != (ssize_t)want) {
+        free(buf);
+        error_set(err, got < 0 ? errno : 0, "sealed file: %s",
+                  got < 0 ? "read" : "it changed while it was read");
+        return NULL;
+    }
+    *len = want;
+    return buf;
 }
 
 int seal_open(int fd, const struct seal_digests *known, int out_fd, struct sealed *s,
@@ -340,15 +519,9 @@ int seal_open(int fd, const struct seal_digests *known, int out_fd, struct seale
         return error_set(err, errno, "sealed file");
     if (!S_ISREG(st.st_mode) || st.st_size < SEAL_FIXED_LEN)
         return error_set(err, 0, "not a sealed workload (no TETHSEAL header)");
-    size_t want = SEAL_FIXED_LEN + 255 + 4095 + POLICY_MAX;
-    if ((uint64_t)st.st_size < want)
-        want = (size_t)st.st_size;
-    cleanup_free unsigned char *buf = xmalloc(want);
-    ssize_t got = pread(fd, buf, want, 0);
-    if (got != (ssize_t)want)
-        return error_set(err, got < 0 ? errno : 0, "sealed file: %s",
-                         got < 0 ? "read" : "it changed while it was read");
-    if (seal_parse_header(buf, want, &s->h, err) < 0)
+    size_t len = 0;
+    cleanup_free unsigned char *buf = header_read(fd, (uint64_t)st.st_size, &len, err);
+    if (buf == NULL || seal_parse_header(buf, len, &s->h, err) < 0)
         return -1;
     s->has_signature = s->h.flags & SEAL_FLAG_SIGNED;
     uint64_t expect =
@@ -367,9 +540,19 @@ int seal_open(int fd, const struct seal_digests *known, int out_fd, struct seale
         return error_set(err, EIO, "sealed file: read");
     }
     reserve_start(s, out_fd);
-    if (known != NULL) {
+    /* Version 1 is known by both values, version 2 by its digest alone. */
+    bool v1 = s->h.version == 1;
+    if (known != NULL && known->digest[0] != '\0' && (!v1 || known->file_sha256[0] != '\0')) {
         memcpy(s->digest, known->digest, sizeof s->digest);
-        memcpy(s->file_sha256, known->file_sha256, sizeof s->file_sha256);
+        memcpy(s->file_sha256, v1 ? known->file_sha256 : "", v1 ? sizeof s->file_sha256 : 1);
+    } else if (!v1) {
+        unsigned char digest[32];
+        if (digest_v2(s, buf, digest, err) < 0) {
+            seal_close(s);
+            return -1;
+        }
+        hex_encode(digest, 32, s->digest);
+        s->file_sha256[0] = '\0';
     } else {
         /* One pass gives both: the digest over header and ciphertext (what is signed, what
          * policies see), and, with the trailer after it, the whole file's sha256
@@ -422,11 +605,11 @@ void seal_close(struct sealed *s)
 
 static bool signature_valid(const struct sealed *s)
 {
-    unsigned char digest[32], msg[sizeof sign_context - 1 + 32];
+    unsigned char digest[32], msg[SIGN_CONTEXT_LEN + 32];
     for (int i = 0; i < 32; i++)
         sscanf(s->digest + 2 * i, "%2hhx", &digest[i]);
-    memcpy(msg, sign_context, sizeof sign_context - 1);
-    memcpy(msg + sizeof sign_context - 1, digest, 32);
+    memcpy(msg, sign_context(s->h.version), SIGN_CONTEXT_LEN);
+    memcpy(msg + SIGN_CONTEXT_LEN, digest, 32);
     EVP_PKEY *pub = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, s->signer_pub, 32);
     EVP_MD_CTX *ctx = EVP_MD_CTX_new();
     bool ok = pub && ctx && EVP_DigestVerifyInit(ctx, NULL, NULL, NULL, pub) == 1 &&
@@ -542,12 +725,6 @@ out:
     return NULL;
 }
 
-static unsigned cpus(void)
-{
-    cpu_set_t set;
-    return sched_getaffinity(0, sizeof set, &set) == 0 ? (unsigned)CPU_COUNT(&set) : 1;
-}
-
 int seal_decrypt(struct sealed *s, const struct secret *key, int out_fd, tether_error_t *err)
 {
     reserve_wait(s);
@@ -555,27 +732,11 @@ int seal_decrypt(struct sealed *s, const struct secret *key, int out_fd, tether_
         return error_set(err, 0, "the key is %zu bytes, not 32", key->len);
     const struct seal_header *h = &s->h;
     uint64_t n = seal_chunks(h);
-    /* Every CPU this process may use, with a share of at least SHARE_MIN chunks each. */
-    unsigned t = cpus();
-    if (t > SEAL_THREADS_MAX)
-        t = SEAL_THREADS_MAX;
-    if (n / SHARE_MIN < t)
-        t = n / SHARE_MIN > 0 ? (unsigned)(n / SHARE_MIN) : 1;
+    unsigned t = threads_for(n);
     struct share w[SEAL_THREADS_MAX];
-    pthread_t tid[SEAL_THREADS_MAX];
-    bool started[SEAL_THREADS_MAX] = {false};
-    for (unsigned i = 0; i < t; i++) {
+    for (unsigned i = 0; i < t; i++)
         w[i] = (struct share){s, key, out_fd, n * i / t, n * (i + 1) / t, UINT64_MAX, 0, 0};
-        if (i > 0)
-            started[i] = pthread_create(&tid[i], NULL, decrypt_share, &w[i]) == 0;
-    }
-    decrypt_share(&w[0]);
-    for (unsigned i = 1; i < t; i++) {
-        if (started[i])
-            pthread_join(tid[i], NULL);
-        else
-            decrypt_share(&w[i]);
-    }
+    run_shares(decrypt_share, w, sizeof w[0], t);
     int rc = 0;
     for (unsigned i = 0; i < t && rc == 0; i++) {
         if (w[i].read_errno)

@@ -11,7 +11,8 @@
 #include "core/secret.h"
 
 #define SEAL_MAGIC "TETHSEAL"
-#define SEAL_VERSION 1
+#define SEAL_VERSION 2     /* the newest: what tether seal writes unless asked otherwise */
+#define SEAL_VERSION_MIN 1 /* the oldest this tether reads and writes */
 #define SEAL_TYPE_EXECUTABLE 1
 #define SEAL_TYPE_ROOTFS 2
 #define SEAL_CIPHER_AES256GCM 1
@@ -51,6 +52,7 @@ struct seal_options {
     uint32_t chunk_size;
     EVP_PKEY *signer; /* Ed25519 private key, or NULL */
     bool progress;    /* show progress on stderr */
+    uint16_t version; /* the format version to write; 0 for SEAL_VERSION */
 };
 
 /* Seals the bytes of in_fd (an executable) into out_fd. */
@@ -60,8 +62,11 @@ int seal_write(int in_fd, int out_fd, const struct secret *key, const struct sea
 struct sealed {
     int fd;
     struct seal_header h;
-    char digest[65];      /* sha256 of header and ciphertext, hex */
-    char file_sha256[65]; /* sha256 of the whole file (exe.sha256), hex */
+    /* What the signature covers and policies see, hex: version 1's, the sha256 of header and
+     * ciphertext; version 2's, over the header and the sha256 of each chunk. */
+    char digest[65];
+    /* The sha256 of the whole file (exe.sha256), hex; version 1 only, else "". */
+    char file_sha256[65];
     bool has_signature;
     unsigned char signer_pub[32];
     unsigned char signature[64];
@@ -70,13 +75,15 @@ struct sealed {
     pthread_t reserver;
 };
 
-/* The two values a sealed file is known by, when the hash cache remembers them. */
+/* The values a sealed file is known by, when the hash cache remembers them: the digest,
+ * and for version 1 the file's sha256 (else ""). */
 struct seal_digests {
     char file_sha256[65], digest[65];
 };
-/* Opens a sealed file: checks its header and length, and reads it once for both the digest
- * over header and ciphertext and the sha256 of the whole file (unless known gives them: the
- * hash cache's, for a file only root may change, unchanged since), and the trailer.
+/* Opens a sealed file: checks its header and length, and reads it once for its digest (and,
+ * for version 1, the sha256 of the whole file in the same pass; version 2's on every CPU),
+ * unless known gives them: the hash cache's, for a file only root may change, unchanged
+ * since; and the trailer.
  * seal_decrypt reads the same descriptor again: give a file only root may write, or a
  * private copy (measure_exe_collect makes one of any other), so that the bytes decrypted
  * are the bytes hashed.

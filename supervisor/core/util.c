@@ -333,12 +333,7 @@ static void __attribute__((noreturn)) die_no_sha256(void)
     _exit(125);
 }
 
-struct sha256 {
-    EVP_MD_CTX *ossl; /* or NULL: nettle's */
-    struct sha256_ctx nettle;
-};
-
-static void sha256_begin(struct sha256 *h)
+void sha256_begin(struct sha256 *h)
 {
     h->ossl = NULL;
     if (!sha256_is_openssl()) {
@@ -350,7 +345,7 @@ static void sha256_begin(struct sha256 *h)
         die_no_sha256();
 }
 
-static void sha256_add(struct sha256 *h, const void *data, size_t len)
+void sha256_add(struct sha256 *h, const void *data, size_t len)
 {
     if (h->ossl == NULL)
         sha256_update(&h->nettle, len, data);
@@ -358,7 +353,7 @@ static void sha256_add(struct sha256 *h, const void *data, size_t len)
         die_no_sha256();
 }
 
-static void sha256_end(struct sha256 *h, unsigned char md[32])
+void sha256_end(struct sha256 *h, unsigned char md[32])
 {
     unsigned int mdlen = 0;
     if (h->ossl == NULL) {
@@ -371,10 +366,11 @@ static void sha256_end(struct sha256 *h, unsigned char md[32])
     h->ossl = NULL;
 }
 
-static void sha256_drop(struct sha256 *h)
+void sha256_drop(struct sha256 *h)
 {
     if (h->ossl != NULL)
         EVP_MD_CTX_free(h->ossl);
+    h->ossl = NULL;
 }
 
 int sha256_fd_copy(int fd, int copy_fd, uint64_t limit, char hex[SHA256_HEX_LEN + 1],

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cjson/cJSON.h>
+#include <nettle/sha2.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -63,6 +64,16 @@ int open_regular(const char *path);
  * nothing can be measured or audited. */
 void sha256_raw(const void *data, size_t len, unsigned char md[32]);
 void sha256_hex(const void *data, size_t len, char hex[SHA256_HEX_LEN + 1]);
+/* The same, a piece at a time: begin, add, and end, which frees what begin took; drop frees
+ * it without a digest, and does nothing after end or another drop. */
+struct sha256 {
+    struct evp_md_ctx_st *ossl; /* OpenSSL's, or NULL: libnettle's */
+    struct sha256_ctx nettle;
+};
+void sha256_begin(struct sha256 *h);
+void sha256_add(struct sha256 *h, const void *data, size_t len);
+void sha256_end(struct sha256 *h, unsigned char md[32]);
+void sha256_drop(struct sha256 *h);
 
 /* "2026-01-31T12:00:00.123Z" */
 void time_rfc3339(char buf[32]);

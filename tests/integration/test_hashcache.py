@@ -148,16 +148,21 @@ def fsverity_digest_where_the_file_system_has_it(ws):
 
 
 SEALED_REPORT = ('local e, s = input.workload.exe, input.workload.sealed\n'
-                 'return {allow = false, reasons = {tostring(e.sha256_from), tostring(e.sha256), '
-                 'tostring(s.digest)}}')
+                 'return {allow = false, reasons = {tostring(s.digest_from), '
+                 'tostring(e.sha256_from), tostring(e.sha256), tostring(s.digest)}}')
 
 
 def sealed_launch(ws, path):
-    """What the policy saw of a sealed file: (sha256_from, sha256, digest)."""
+    """What the policy saw of a sealed file: (digest_from, sha256_from, sha256, digest), or
+    for version 2, which has no sha256, (digest_from, digest)."""
     pol = ws.policy(SEALED_REPORT, name="sealed-report.lua")
     p = ws.tether("run", "--policy", pol, path, check_rc=77)
     line = p.stderr.strip().splitlines()[-1]
-    return tuple(line.split("denied: ", 1)[1].split("; "))
+    seen = tuple(line.split("denied: ", 1)[1].split("; "))
+    if seen[1:3] == ("nil", "nil"):
+        return seen[0], seen[3]
+    eq(seen[0], seen[1], "a version 1 file's digest and sha256 come from the same read")
+    return seen[1:]
 
 
 def sealed_node(ws):
@@ -175,17 +180,18 @@ def inspect_digest(ws, path):
 
 @case
 def sealed_digests_are_remembered_and_follow_changes(ws):
-    """A sealed file is read once for both exe.sha256 (the whole file) and its digest (what
-    is signed: the file without its signature), and both are remembered as an executable's
-    hash is: a later launch reads nothing before the key is released, and a change makes the
-    next launch read it again."""
+    """A sealed file (version 1) is read once for both exe.sha256 (the whole file) and its
+    digest (what is signed: the file without its signature), and both are remembered as an
+    executable's hash is: a later launch reads nothing before the key is released, and a
+    change makes the next launch read it again."""
     ws.own_run_dir()
     if shutil.which("openssl") is None:
         raise Skip("needs the openssl command line for a signing key")
     key, sign = sealed_node(ws)
     sealed = ws.path("w.sealed")
-    ws.tether("seal", "--key", key, "--key-id", "k1", "--sign", sign, "-o", sealed, "/bin/true",
-              check_rc=0)
+    v1 = ("--format-version", "1")
+    ws.tether("seal", "--key", key, "--key-id", "k1", "--sign", sign, *v1, "-o", sealed,
+              "/bin/true", check_rc=0)
     time.sleep(SETTLE)
     digest = inspect_digest(ws, sealed)
     assert digest != sha(sealed), "a signed file's digest leaves its signature out"
@@ -194,7 +200,8 @@ def sealed_digests_are_remembered_and_follow_changes(ws):
 
     # rewritten in place with another sealing of another program: same inode, new bytes
     other = ws.path("other.sealed")
-    ws.tether("seal", "--key", key, "--key-id", "k1", "-o", other, "/bin/false", check_rc=0)
+    ws.tether("seal", "--key", key, "--key-id", "k1", *v1, "-o", other, "/bin/false",
+              check_rc=0)
     with open(other, "rb") as f, open(sealed, "r+b") as g:
         g.truncate(0)
         g.write(f.read())
@@ -206,6 +213,18 @@ def sealed_digests_are_remembered_and_follow_changes(ws):
     eq(sealed_launch(ws, sealed)[0], "read", "settled: read once more")
     eq(sealed_launch(ws, sealed), ("cache", sha(sealed), inspect_digest(ws, sealed)),
        "then remembered")
+
+    # rewritten in place as version 2: known by its digest alone, remembered the same way
+    ws.tether("seal", "--key", key, "--key-id", "k1", "--sign", sign, "-o", other + "2",
+              "/bin/true", check_rc=0)
+    with open(other + "2", "rb") as f, open(sealed, "r+b") as g:
+        g.truncate(0)
+        g.write(f.read())
+    digest2 = inspect_digest(ws, sealed)
+    eq(sealed_launch(ws, sealed), ("read", digest2), "version 2: read again, no exe.sha256")
+    time.sleep(SETTLE)
+    eq(sealed_launch(ws, sealed), ("read", digest2), "settled: read once more")
+    eq(sealed_launch(ws, sealed), ("cache", digest2), "then remembered")
 
     # someone else may write it: a private copy, read as it is copied, never the cache
     os.chown(sealed, 65534, 65534)

@@ -310,7 +310,7 @@ def sealed_file_still_open_for_writing_is_decrypted_from_a_copy(ws):
         w.stop()
     assert open(path, "rb").read(4296)[200:] == b"\xff" * 4096, "not rewritten: the check is void"
     eq(p.returncode, 0, "the digested bytes ran: " + p.stderr)
-    eq(srv_calls[0]["input"]["workload"]["exe"]["sha256_from"], "copy", "decrypted from a copy")
+    eq(srv_calls[0]["input"]["workload"]["sealed"]["digest_from"], "copy", "decrypted from a copy")
     rel = [r for r in ws.audit_records() if r["event"] == "key_release"]
     eq([r["digest"] for r in rel], [digest], "the key went to the digest that was checked")
 

@@ -1,6 +1,7 @@
 """Sealed workloads: round trip, plaintext only in memory, the key nowhere it should not be,
 and every refusal with a one-line reason and nothing started."""
 import base64
+import hashlib
 import json
 import os
 import shutil
@@ -59,12 +60,15 @@ class Kit:
         cfg.update(extra)
         self.ws.write("tether.json", json.dumps(cfg))
 
-    def seal(self, out="w.sealed", policy=None, sign=True, key_file=None, key_id="k1", src=None):
+    def seal(self, out="w.sealed", policy=None, sign=True, key_file=None, key_id="k1", src=None,
+             version=None):
         out = self.ws.path(out)
         if os.path.exists(out):
             os.unlink(out)
         args = ["seal", "--key", key_file or os.path.join(self.keys, "k1.key"), "--key-id", key_id,
                 "-o", out, src or self.exe]
+        if version is not None:
+            args += ["--format-version", str(version)]
         if policy is not None:
             args += ["--policy", self.ws.write("embedded.lua", policy)]
         if sign:
@@ -106,7 +110,84 @@ def round_trip_executable(ws):
     rel = recs[2]
     eq((rel["digest"], rel["key_id"], rel["source"], rel["signer"]),
        (info["digest"], "k1", "keystore", info["signer"]), "key release record")
-    eq(recs[0]["workload"]["exe_sha256"] is not None, True, "measured")
+    eq((info["format_version"], info["digest"]), (2, v2_digest(sealed)),
+       "version 2, its digest as doc/sealed-format.md defines it")
+    eq(recs[0]["workload"]["exe_sha256"], None,
+       "version 2 has no exe.sha256 (its digest names it): null, never another value")
+
+
+def v2_digest(path):
+    """Version 2's digest, from doc/sealed-format.md alone: sha256 of the header, then of
+    each chunk's own sha256 (its ciphertext and tag), in order."""
+    data = open(path, "rb").read()
+    hlen = header_len(data)
+    chunk, plain = int.from_bytes(data[14:18], "big"), int.from_bytes(data[18:26], "big")
+    root, off = hashlib.sha256(data[:hlen]), hlen
+    for i in range(max(1, -(-plain // chunk))):
+        m = min(chunk, plain - i * chunk) + 16
+        root.update(hashlib.sha256(data[off:off + m]).digest())
+        off += m
+    return root.hexdigest()
+
+
+@case
+def a_version_2_file_changed_on_disk_is_drift_and_a_touch_is_not(ws):
+    """Version 2 has no exe.sha256 to compare: the monitor compares the file's digest.  A
+    touch changes no byte, and the workload runs on; the file sealed anew under the same
+    name is drift, and the workload is killed."""
+    kit = Kit(ws)
+    sealed = kit.seal()
+    pol = ws.policy('return {allow = true, monitor = {on_drift = "kill"}}')
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--policy", pol, sealed, "--", "ready", ready, "sleep", "30")
+    try:
+        wait_for(lambda: os.path.exists(ready), what="the workload")
+        os.utime(sealed, None)
+        time.sleep(1)
+        eq(proc.poll(), None, "after a touch, still running")
+        kit.seal("again.sealed")
+        os.rename(ws.path("again.sealed"), sealed)
+        eq(proc.wait(timeout=20), 78, "killed for drift")
+    finally:
+        proc.kill()
+        proc.wait()
+    drift = [r for r in ws.audit_records() if r["event"] == "drift"]
+    assert drift and "changed on disk" in drift[0]["reason"], drift
+
+
+@case
+def version_1_files_still_run(ws):
+    """A file sealed in format version 1 (for older nodes) runs as before: its digest is the
+    sha256 of the file without its signature, exe.sha256 the whole file's, and a relabelled
+    version (1 as 2, or 2 as 1) breaks the signature and every chunk."""
+    kit = Kit(ws)
+    old = kit.seal("v1.sealed", version=1)
+    info = json.loads(ws.tether("inspect", old, check_rc=0).stdout)
+    data = open(old, "rb").read()
+    eq((info["format_version"], info["digest"]), (1, hashlib.sha256(data[:-96]).hexdigest()),
+       "version 1's digest")
+    p = kit.run(old, "status")
+    eq(json.loads(p.stdout)["status"]["NoNewPrivs"], "1", "it ran")
+    recs = ws.audit_records()
+    eq(recs[0]["workload"]["exe_sha256"], hashlib.sha256(data).hexdigest(), "exe.sha256")
+    eq(recs[-2]["digest"], info["digest"], "the key went to version 1's digest")
+    new = kit.seal("v2.sealed")
+    for path, version, name in ((old, 2, "v1-as-2"), (new, 1, "v2-as-1")):
+        relabelled = bytearray(open(path, "rb").read())
+        relabelled[8:10] = version.to_bytes(2, "big")
+        open(ws.path(name), "wb").write(bytes(relabelled))
+        refused(kit, ws.path(name), 125, "signature does not verify")
+    kit.configure(signers=False)
+    for name in ("v1-as-2", "v2-as-1"):
+        with open(ws.path(name), "r+b") as f:  # unsigned now: the chunks alone must catch it
+            f.seek(12)
+            f.write(b"\0")
+            f.truncate(os.path.getsize(ws.path(name)) - 96)
+        refused(kit, ws.path(name), 125, "failed authentication")
+    out = ws.tether("seal", "--key", os.path.join(kit.keys, "k1.key"), "--key-id", "k1",
+                    "--format-version", "3", "-o", ws.path("v3.sealed"), kit.exe, check_rc=125)
+    assert "--format-version `3`: 1 or 2" in out.stderr.splitlines()[0], out.stderr
+    assert not os.path.exists(ws.path("v3.sealed")), "a file was written"
 
 
 def fnv1a64(data):
