@@ -384,36 +384,47 @@ static bool proc_addr_parse(const char *hex, struct in6_addr *out)
     return true;
 }
 
-static bool addr_wildcard(const struct in6_addr *a)
+/* Whether a listener on address a, a wildcard, may have taken a connection to peer: one on
+ * every IPv6 address (`::`) takes IPv4 connections too unless it is IPv6-only, which the
+ * table does not say, so it counts for both; one on every IPv4 address takes IPv4 only. */
+static bool addr_wildcard_for(const struct in6_addr *a, const struct in6_addr *peer)
 {
     static const struct in6_addr any4 = {.s6_addr = {[10] = 0xff, [11] = 0xff}};
-    return IN6_IS_ADDR_UNSPECIFIED(a) || memcmp(a, &any4, sizeof any4) == 0;
+    return IN6_IS_ADDR_UNSPECIFIED(a) ||
+           (memcmp(a, &any4, sizeof any4) == 0 && IN6_IS_ADDR_V4MAPPED(peer));
 }
 
 /* What one line of /proc/net/tcp or tcp6 says about the server end of the connection from
- * local to peer.  Only a socket that is still open tells its owner: once the server has
- * closed its end, the kernel may keep the connection as a "timewait" socket (shown as
- * FIN_WAIT2 or TIME_WAIT), which has no owner and is listed as uid 0.  A squatter that
- * answers at once and closes would otherwise pass for root. */
+ * local to peer.  Only a socket that a server has accepted and still holds open tells its
+ * owner:
+ * - until it is accepted it has no socket file (inode 0), and older kernels (Debian 12's
+ *   6.1 among them) list it as uid 0: a squatter that is slow to accept would pass for
+ *   root.  Its listener, which has a socket, answers for it (TCP_LINE_QUEUED);
+ * - once the server has closed its end, the kernel may keep the connection as a timewait
+ *   socket (FIN_WAIT2 or TIME_WAIT), which has no owner and is listed as uid 0: a squatter
+ *   that answers at once and hangs up would pass for root (TCP_LINE_CLOSED). */
 enum tcp_line_kind policy_opa_tcp_line(const char *line, const char *peer_ip, int peer_port,
                                        const char *local_ip, int local_port, unsigned *uid)
 {
     struct in6_addr peer, local, la, ra;
     char lhex[33], rhex[33];
     unsigned lport, rport, state;
+    unsigned long inode;
     if (!addr_parse(peer_ip, &peer) || !addr_parse(local_ip, &local) ||
-        sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %32[0-9A-Fa-f]:%x %x %*s %*s %*s %u", lhex, &lport,
-               rhex, &rport, &state, uid) != 6 ||
+        sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %32[0-9A-Fa-f]:%x %x %*s %*s %*s %u %*u %lu", lhex,
+               &lport, rhex, &rport, &state, uid, &inode) != 7 ||
         !proc_addr_parse(lhex, &la) || !proc_addr_parse(rhex, &ra) || lport != (unsigned)peer_port)
         return TCP_LINE_OTHER;
     if (state == TCP_LISTEN)
-        return memcmp(&la, &peer, sizeof la) == 0 || addr_wildcard(&la) ? TCP_LINE_LISTENER
-                                                                        : TCP_LINE_OTHER;
+        return memcmp(&la, &peer, sizeof la) == 0 || addr_wildcard_for(&la, &peer)
+                   ? TCP_LINE_LISTENER
+                   : TCP_LINE_OTHER;
     if (rport != (unsigned)local_port || memcmp(&la, &peer, sizeof la) != 0 ||
         memcmp(&ra, &local, sizeof ra) != 0)
         return TCP_LINE_OTHER;
-    /* Still being accepted (listed under its listener's uid), or accepted and open. */
-    return state == TCP_SYN_RECV || state == TCP_ESTABLISHED ? TCP_LINE_SERVER : TCP_LINE_CLOSED;
+    if (state == TCP_SYN_RECV || (state == TCP_ESTABLISHED && inode == 0))
+        return TCP_LINE_QUEUED;
+    return state == TCP_ESTABLISHED ? TCP_LINE_SERVER : TCP_LINE_CLOSED;
 }
 
 static const char not_listed[] = "the server's socket is not in /proc/net/tcp";
@@ -425,8 +436,9 @@ static const char closed_early[] = "the server closed the connection before anyt
 /* The kernel's own lookup of the server's socket for this connection (sock_diag), in the
  * network namespace tether is in: one socket, where /proc/net/tcp lists every one on the
  * node (thousands on a busy one, a millisecond each time and more).  It answers only for
- * an accepted, open socket, with its owner; anything else (no sock_diag, a connection still
- * being accepted, a listener) is left to the table.  Returns whether *uid was found. */
+ * an accepted, open socket (a socket file, as policy_opa_tcp_line says why), with its
+ * owner; anything else (no sock_diag, a connection still being accepted, a listener) is
+ * left to the table.  Returns whether *uid was found. */
 static bool tcp_server_uid(const struct in6_addr *peer, int peer_port, const struct in6_addr *local,
                            int local_port, unsigned *uid)
 {
@@ -468,7 +480,8 @@ static bool tcp_server_uid(const struct in6_addr *peer, int peer_port, const str
     const struct inet_diag_msg *m = NLMSG_DATA(h);
     /* The kernel finds a listener where no connection matches, and a connection still
      * being accepted lists no owner: only this connection's accepted end counts. */
-    if (m->idiag_state != TCP_ESTABLISHED || m->id.idiag_sport != msg.req.id.idiag_sport ||
+    if (m->idiag_state != TCP_ESTABLISHED || m->idiag_inode == 0 ||
+        m->id.idiag_sport != msg.req.id.idiag_sport ||
         m->id.idiag_dport != msg.req.id.idiag_dport ||
         memcmp(m->id.idiag_src, msg.req.id.idiag_src, sizeof m->id.idiag_src) != 0 ||
         memcmp(m->id.idiag_dst, msg.req.id.idiag_dst, sizeof m->id.idiag_dst) != 0)
@@ -507,6 +520,8 @@ static const char *tcp_owner_check(const struct opa_policy *op, const char *peer
                 break;
             case TCP_LINE_CLOSED: /* the same ports' earlier connection, or this one */
                 closed = true;
+                break;
+            case TCP_LINE_QUEUED: /* its listeners answer for it */
                 break;
             case TCP_LINE_LISTENER:
                 listener = true;
