@@ -86,6 +86,10 @@ cJSON *audit_decision_record(const char *phase, const struct policy *p, const st
     cJSON_AddItemToObject(
         w, "exe_sha256",
         json_string_or_null(cJSON_GetStringValue(path_get(workload, "exe", "sha256"))));
+    /* A sealed file of format version 2 has no exe sha256: its digest names it. */
+    cJSON_AddItemToObject(
+        w, "sealed_digest",
+        json_string_or_null(cJSON_GetStringValue(path_get(workload, "sealed", "digest"))));
     cJSON *h = cJSON_AddObjectToObject(rec, "host");
     cJSON_AddItemToObject(
         h, "machine_id",

@@ -907,14 +907,15 @@ static void on_exe_event(struct mon *m, const struct watch *w)
     char hex[SHA256_HEX_LEN + 1] = "";
     const char *launched = m->r->exe_sha;
     struct stat st;
-    if (launched[0] == '\0' && m->r->sealed_digest[0] != '\0') {
-        /* A sealed file of version 2 is known by its digest alone (seal.h). */
-        launched = m->r->sealed_digest;
+    if (launched[0] == '\0' && m->r->sealed_identity[0] != '\0') {
+        /* A sealed file of version 2 has no sha256 of its own: its digest and its signature
+         * block are what it is (seal.h). */
+        launched = m->r->sealed_identity;
         struct sealed s;
         cleanup_error tether_error_t err = NULL;
         if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size <= MEASURE_HASH_MAX &&
             seal_open(fd, NULL, -1, &s, &err) == 0) {
-            memcpy(hex, s.digest, sizeof hex);
+            seal_identity(&s, hex);
             seal_close(&s);
         }
     } else if (fd >= 0 && sha256_fd_max(fd, MEASURE_HASH_MAX, hex, NULL) < 0) {

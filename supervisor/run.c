@@ -59,7 +59,7 @@ static void launch_clear(struct run *r)
         close(r->exe_fd);
     r->exe_fd = -1;
     r->exe_sha[0] = '\0';
-    r->sealed_digest[0] = '\0';
+    r->sealed_identity[0] = '\0';
     r->sealed = false;
     free(r->entrypoint);
     r->entrypoint = NULL;
@@ -259,7 +259,7 @@ static int gate_sealed(struct run *r, cJSON *exe)
                                                                : copied ? "copy"
                                                                         : "read"));
     snprintf(r->exe_sha, sizeof r->exe_sha, "%s", s.file_sha256);
-    snprintf(r->sealed_digest, sizeof r->sealed_digest, "%s", s.digest);
+    seal_identity(&s, r->sealed_identity);
     size_t n_trusted = (size_t)cJSON_GetArraySize(r->cfg.trusted_signers);
     const char **trusted = xcalloc(n_trusted + 1, sizeof *trusted);
     size_t i = 0;

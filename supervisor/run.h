@@ -37,7 +37,7 @@ struct run {
     char *interp_path, *interp_arg; /* its #! line */
     int exe_fd;                     /* the measured file */
     char exe_sha[65];               /* its sha256 at launch, or "" */
-    char sealed_digest[65];         /* a sealed file's digest at launch, or "" */
+    char sealed_identity[65];       /* a sealed file's seal_identity at launch, or "" */
     cJSON *workload;                /* the workload section measured at launch */
     struct supervisor sv;
     struct cgroup cg;

@@ -160,15 +160,24 @@ static void chunk_nonce_aad(const struct seal_header *h, uint64_t i, bool last,
     aad[40] = last;
 }
 
-/* One chunk through AES-256-GCM; enc=1 writes the tag, enc=0 checks it. */
-static int gcm(EVP_CIPHER_CTX *ctx, int enc, const struct secret *key,
-               const unsigned char nonce[12], const unsigned char aad[41], const unsigned char *in,
-               size_t n, unsigned char *out, unsigned char tag[SEAL_TAG_LEN])
+/* A context for AES-256-GCM under key, with 12-byte nonces: the key schedule is made once,
+ * and each chunk only sets its nonce. */
+static int gcm_key(EVP_CIPHER_CTX *ctx, int enc, const struct secret *key)
+{
+    return EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) == 1 &&
+                   EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) == 1 &&
+                   EVP_CipherInit_ex(ctx, NULL, NULL, key->data, NULL, enc) == 1
+               ? 0
+               : -1;
+}
+
+/* One chunk through the context gcm_key made; enc=1 writes the tag, enc=0 checks it. */
+static int gcm(EVP_CIPHER_CTX *ctx, int enc, const unsigned char nonce[12],
+               const unsigned char aad[41], const unsigned char *in, size_t n, unsigned char *out,
+               unsigned char tag[SEAL_TAG_LEN])
 {
     int len;
-    if (EVP_CipherInit_ex(ctx, EVP_aes_256_gcm(), NULL, NULL, NULL, enc) != 1 ||
-        EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, 12, NULL) != 1 ||
-        EVP_CipherInit_ex(ctx, NULL, NULL, key->data, nonce, enc) != 1 ||
+    if (EVP_CipherInit_ex(ctx, NULL, NULL, NULL, nonce, enc) != 1 ||
         EVP_CipherUpdate(ctx, NULL, &len, aad, 41) != 1 ||
         EVP_CipherUpdate(ctx, out, &len, in, (int)n) != 1)
         return -1;
@@ -250,7 +259,8 @@ int seal_write(int in_fd, int out_fd, const struct secret *key, const struct sea
     sha256_begin(&root);
     cleanup_free unsigned char *in = xmalloc(chunk), *out = xmalloc(chunk + SEAL_TAG_LEN);
     int rc = -1;
-    if (md == NULL || ctx == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) {
+    if (md == NULL || ctx == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+        gcm_key(ctx, 1, key) < 0) {
         error_set(err, 0, "OpenSSL: cannot set up sha256 and AES-256-GCM");
         goto out;
     }
@@ -269,7 +279,7 @@ int seal_write(int in_fd, int out_fd, const struct secret *key, const struct sea
             error_set(err, errno ? errno : EIO, "input: it changed while it was being sealed");
             goto out;
         }
-        if (gcm(ctx, 1, key, nonce, aad, in, m, out, out + m) < 0) {
+        if (gcm(ctx, 1, nonce, aad, in, m, out, out + m) < 0) {
             error_set(err, 0, "AES-256-GCM failed");
             goto out;
         }
@@ -603,6 +613,20 @@ void seal_close(struct sealed *s)
     seal_header_clear(&s->h);
 }
 
+void seal_identity(const struct sealed *s, char hex[65])
+{
+    struct sha256 h;
+    unsigned char md[32];
+    sha256_begin(&h);
+    sha256_add(&h, s->digest, 64);
+    if (s->has_signature) {
+        sha256_add(&h, s->signer_pub, sizeof s->signer_pub);
+        sha256_add(&h, s->signature, sizeof s->signature);
+    }
+    sha256_end(&h, md);
+    hex_encode(md, 32, hex);
+}
+
 static bool signature_valid(const struct sealed *s)
 {
     unsigned char digest[32], msg[SIGN_CONTEXT_LEN + 32];
@@ -683,7 +707,7 @@ static void *decrypt_share(void *arg)
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     unsigned char *in = malloc(h->chunk_size + SEAL_TAG_LEN), *out = malloc(h->chunk_size);
     w->failed = UINT64_MAX;
-    if (ctx == NULL || in == NULL || out == NULL) {
+    if (ctx == NULL || in == NULL || out == NULL || gcm_key(ctx, 0, w->key) < 0) {
         w->failed = w->first;
         goto out;
     }
@@ -699,7 +723,7 @@ static void *decrypt_share(void *arg)
             w->read_errno = got < 0 ? errno : -1; /* -1: it shrank since it was opened */
             break;
         }
-        if (gcm(ctx, 0, w->key, nonce, aad, in, m, out, in + m) < 0) {
+        if (gcm(ctx, 0, nonce, aad, in, m, out, in + m) < 0) {
             w->failed = i;
             break;
         }

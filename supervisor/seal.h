@@ -96,6 +96,9 @@ struct seal_digests {
 int seal_open(int fd, const struct seal_digests *known, int out_fd, struct sealed *s,
               tether_error_t *err);
 void seal_close(struct sealed *s);
+/* The file as a whole, for telling whether it changed: its digest (header and payload) and
+ * its trailer (signer and signature), hashed together, hex. */
+void seal_identity(const struct sealed *s, char hex[65]);
 /* Checks the signature against trusted Ed25519 public keys (PEM files).  With none
  * configured, a signature is checked against its own key only (it names a signer, it
  * proves no trust); with some, an unsigned file or another signer is refused. */

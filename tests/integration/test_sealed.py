@@ -114,6 +114,8 @@ def round_trip_executable(ws):
        "version 2, its digest as doc/sealed-format.md defines it")
     eq(recs[0]["workload"]["exe_sha256"], None,
        "version 2 has no exe.sha256 (its digest names it): null, never another value")
+    eq([r["workload"]["sealed_digest"] for r in recs[:2]], [info["digest"]] * 2,
+       "each decision record names the file it judged by its digest")
 
 
 def v2_digest(path):
@@ -132,27 +134,48 @@ def v2_digest(path):
 
 @case
 def a_version_2_file_changed_on_disk_is_drift_and_a_touch_is_not(ws):
-    """Version 2 has no exe.sha256 to compare: the monitor compares the file's digest.  A
-    touch changes no byte, and the workload runs on; the file sealed anew under the same
-    name is drift, and the workload is killed."""
-    kit = Kit(ws)
-    sealed = kit.seal()
+    """Version 2 has no exe.sha256 to compare: the monitor compares the file's digest and
+    its signature block.  A touch changes no byte, and the workload runs on; the file
+    sealed anew under the same name, or only signed anew by another key, is drift, and the
+    workload is killed."""
+    kit = Kit(ws, signers=False)
     pol = ws.policy('return {allow = true, monitor = {on_drift = "kill"}}')
-    ready = ws.path("ready")
-    proc = ws.popen("run", "--policy", pol, sealed, "--", "ready", ready, "sleep", "30")
-    try:
-        wait_for(lambda: os.path.exists(ready), what="the workload")
-        os.utime(sealed, None)
-        time.sleep(1)
-        eq(proc.poll(), None, "after a touch, still running")
+    stranger = ws.path("stranger.pem")
+    subprocess.run(["openssl", "genpkey", "-algorithm", "ed25519", "-out", stranger], check=True,
+                   capture_output=True)
+
+    def resealed(sealed):
         kit.seal("again.sealed")
         os.rename(ws.path("again.sealed"), sealed)
-        eq(proc.wait(timeout=20), 78, "killed for drift")
-    finally:
-        proc.kill()
-        proc.wait()
-    drift = [r for r in ws.audit_records() if r["event"] == "drift"]
-    assert drift and "changed on disk" in drift[0]["reason"], drift
+
+    def resigned(sealed):
+        """The same header and chunks, another signer's trailer (written in place)."""
+        kit.sign, mine = stranger, kit.sign
+        other = open(kit.seal("other.sealed"), "rb").read()
+        kit.sign = mine
+        with open(sealed, "r+b") as f:
+            f.seek(-96, os.SEEK_END)
+            f.write(other[-96:])
+
+    for change in (resealed, resigned):
+        sealed = kit.seal()
+        ready = ws.path("ready")
+        if os.path.exists(ready):
+            os.unlink(ready)
+        before = len(ws.audit_records())
+        proc = ws.popen("run", "--policy", pol, sealed, "--", "ready", ready, "sleep", "30")
+        try:
+            wait_for(lambda: os.path.exists(ready), what="the workload")
+            os.utime(sealed, None)
+            time.sleep(1)
+            eq(proc.poll(), None, "after a touch, still running")
+            change(sealed)
+            eq(proc.wait(timeout=20), 78, "killed for drift: " + change.__name__)
+        finally:
+            proc.kill()
+            proc.wait()
+        drift = [r for r in ws.audit_records()[before:] if r["event"] == "drift"]
+        assert drift and "changed on disk" in drift[0]["reason"], drift
 
 
 @case
