@@ -5,13 +5,14 @@ the behaviour, so that one server covers every case; every request is recorded.
 
 Used by test_opa.py, in-process, on a thread: started by the test and stopped after it.
 RawServer is a lower-level peer for the attacks and the failures after connect: it records
-every connection and the bytes it received.  `python3 opa_server.py squat DIR [unix]` runs
+every connection and the bytes it received.  `python3 opa_server.py squat DIR [unix] [slow]` runs
 one as a separate process (so that it can run as another user), writing DIR/port and a JSON
 line per connection to DIR/log.
 """
 import http.server
 import json
 import os
+import select
 import socket
 import socketserver
 import ssl
@@ -255,10 +256,12 @@ class RawServer:
     {"bytes", "data"} and then, by mode: "answer" (a 200 that releases a key), "reset" (an
     RST once the request is in), "empty" (closes without a reply), "reset-at-once" (an RST before anything is read),
     "tls-reject" (a TLS 1.3
-    server that requires a client certificate: the client learns after its handshake)."""
+    server that requires a client certificate: the client learns after its handshake).
+    With accept_delay, each connection waits that long in the accept queue."""
 
-    def __init__(self, mode="answer", unix_path=None, tls=None, log=None):
+    def __init__(self, mode="answer", unix_path=None, tls=None, log=None, accept_delay=0):
         self.mode, self.unix_path, self.tls, self.log = mode, unix_path, tls, log
+        self.accept_delay = accept_delay
         self.conns = []
 
     def start(self):
@@ -279,6 +282,9 @@ class RawServer:
     def _serve(self):
         while True:
             try:
+                if self.accept_delay:
+                    select.select([self.sock], [], [])
+                    time.sleep(self.accept_delay)
                 conn, _ = self.sock.accept()
             except OSError:
                 return
@@ -317,8 +323,9 @@ class RawServer:
 
 if __name__ == "__main__" and len(sys.argv) >= 3 and sys.argv[1] == "squat":
     d = sys.argv[2]
-    unix = os.path.join(d, "opa.sock") if sys.argv[3:] == ["unix"] else None
-    srv = RawServer(unix_path=unix, log=os.path.join(d, "log")).start()
+    unix = os.path.join(d, "opa.sock") if "unix" in sys.argv[3:] else None
+    delay = 0.5 if "slow" in sys.argv[3:] else 0
+    srv = RawServer(unix_path=unix, log=os.path.join(d, "log"), accept_delay=delay).start()
     with open(os.path.join(d, "port.tmp"), "w") as f:
         f.write(srv.url)
     os.rename(os.path.join(d, "port.tmp"), os.path.join(d, "port"))

@@ -280,9 +280,10 @@ def need_root():
         raise Skip("needs root: the attacker is another user, nobody")
 
 
-def squatter(ws, unix=False):
-    """A raw server run as nobody, the way another local user would squat OPA's address:
-    returns (process, url, the log of what it received)."""
+def squatter(ws, unix=False, slow=False):
+    """A raw server run as nobody, the way another local user would squat OPA's address
+    (slow: leaving each connection in its accept queue for half a second): returns
+    (process, url, the log of what it received)."""
     need_root()
     if shutil.which("setpriv") is None:
         raise Skip("needs setpriv to run the squatter as nobody")
@@ -295,7 +296,7 @@ def squatter(ws, unix=False):
     os.chmod(script, 0o644)
     proc = subprocess.Popen(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
                              "--clear-groups", sys.executable, script, "squat", d]
-                            + (["unix"] if unix else []), cwd="/",
+                            + (["unix"] if unix else []) + (["slow"] if slow else []), cwd="/",
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = os.path.join(d, "port")
     try:
@@ -313,8 +314,8 @@ def log_records(log, n):
     return [json.loads(line) for line in open(log)]
 
 
-def squatter_gets_nothing(ws, unix):
-    proc, url, log = squatter(ws, unix)
+def squatter_gets_nothing(ws, unix, slow=False):
+    proc, url, log = squatter(ws, unix, slow)
     try:
         tok = ws.write("token", TOKEN + "\n", 0o600)
         line = denied_with(ws, url, "tether/allow", "nothing sent", bearer_token_file=tok,
@@ -343,6 +344,15 @@ def squatted_loopback_port_gets_no_request(ws):
 @case
 def unix_socket_served_by_another_user_gets_no_request(ws):
     squatter_gets_nothing(ws, unix=True)
+
+
+@case
+def a_squatter_slow_to_accept_gets_no_request(ws):
+    """The connection waits in the squatter's accept queue while tether checks it.  Until it
+    is accepted it has no socket file, and older kernels (Debian 12's 6.1) list it as uid 0:
+    its listener, nobody's, must answer for it.  Named as opa.server_uid, the same slow
+    server gets the request (the listener's owner decided, not a lucky race)."""
+    squatter_gets_nothing(ws, unix=False, slow=True)
 
 
 @case
