@@ -384,16 +384,6 @@ static bool proc_addr_parse(const char *hex, struct in6_addr *out)
     return true;
 }
 
-/* Whether a listener on address a, a wildcard, may have taken a connection to peer: one on
- * every IPv6 address (`::`) takes IPv4 connections too unless it is IPv6-only, which the
- * table does not say, so it counts for both; one on every IPv4 address takes IPv4 only. */
-static bool addr_wildcard_for(const struct in6_addr *a, const struct in6_addr *peer)
-{
-    static const struct in6_addr any4 = {.s6_addr = {[10] = 0xff, [11] = 0xff}};
-    return IN6_IS_ADDR_UNSPECIFIED(a) ||
-           (memcmp(a, &any4, sizeof any4) == 0 && IN6_IS_ADDR_V4MAPPED(peer));
-}
-
 /* One TCP socket as the kernel lists it: its own address and port, its peer's, its state,
  * owner, and socket file's inode (0 for none). */
 struct tcp_sock {
@@ -406,20 +396,17 @@ struct tcp_sock {
  * socket that a server has accepted and still holds open tells its owner:
  * - until it is accepted it has no socket file (inode 0), and older kernels (Debian 12's
  *   6.1 among them) list it as uid 0: a squatter that is slow to accept would pass for
- *   root.  Its listener, which has a socket, answers for it (TCP_LINE_QUEUED);
+ *   root (TCP_LINE_QUEUED: wait for the accept);
  * - once the server has closed its end, the kernel may keep the connection as a timewait
  *   socket (FIN_WAIT2 or TIME_WAIT), which has no owner and is listed as uid 0: a squatter
- *   that answers at once and hangs up would pass for root (TCP_LINE_CLOSED). */
+ *   that answers at once and hangs up would pass for root (TCP_LINE_CLOSED).
+ * A listener is no server end: whose it is says nothing of who accepts the connection (a
+ * squatter's socket bound to `lo`, or to one address, takes it from a wildcard one). */
 static enum tcp_line_kind tcp_classify(const struct tcp_sock *t, const struct in6_addr *peer,
                                        int peer_port, const struct in6_addr *local, int local_port)
 {
-    if (t->lport != (unsigned)peer_port)
-        return TCP_LINE_OTHER;
-    if (t->state == TCP_LISTEN)
-        return memcmp(&t->la, peer, sizeof *peer) == 0 || addr_wildcard_for(&t->la, peer)
-                   ? TCP_LINE_LISTENER
-                   : TCP_LINE_OTHER;
-    if (t->rport != (unsigned)local_port || memcmp(&t->la, peer, sizeof *peer) != 0 ||
+    if (t->state == TCP_LISTEN || t->lport != (unsigned)peer_port ||
+        t->rport != (unsigned)local_port || memcmp(&t->la, peer, sizeof *peer) != 0 ||
         memcmp(&t->ra, local, sizeof *local) != 0)
         return TCP_LINE_OTHER;
     if (t->state == TCP_SYN_RECV || (t->state == TCP_ESTABLISHED && t->inode == 0))
@@ -427,212 +414,179 @@ static enum tcp_line_kind tcp_classify(const struct tcp_sock *t, const struct in
     return t->state == TCP_ESTABLISHED ? TCP_LINE_SERVER : TCP_LINE_CLOSED;
 }
 
+static bool tcp_line_parse(const char *line, struct tcp_sock *t)
+{
+    char lhex[33], rhex[33];
+    return sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %32[0-9A-Fa-f]:%x %x %*s %*s %*s %u %*u %lu", lhex,
+                  &t->lport, rhex, &t->rport, &t->state, &t->uid, &t->inode) == 7 &&
+           proc_addr_parse(lhex, &t->la) && proc_addr_parse(rhex, &t->ra);
+}
+
 enum tcp_line_kind policy_opa_tcp_line(const char *line, const char *peer_ip, int peer_port,
                                        const char *local_ip, int local_port, unsigned *uid)
 {
     struct in6_addr peer, local;
     struct tcp_sock t;
-    char lhex[33], rhex[33];
-    if (!addr_parse(peer_ip, &peer) || !addr_parse(local_ip, &local) ||
-        sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %32[0-9A-Fa-f]:%x %x %*s %*s %*s %u %*u %lu", lhex,
-               &t.lport, rhex, &t.rport, &t.state, &t.uid, &t.inode) != 7 ||
-        !proc_addr_parse(lhex, &t.la) || !proc_addr_parse(rhex, &t.ra))
+    if (!addr_parse(peer_ip, &peer) || !addr_parse(local_ip, &local) || !tcp_line_parse(line, &t))
         return TCP_LINE_OTHER;
     *uid = t.uid;
     return tcp_classify(&t, &peer, peer_port, &local, local_port);
 }
 
-static const char not_listed[] = "the kernel lists no server end or listener for the connection";
+static const char not_listed[] = "the kernel lists no server end for the connection";
 static const char closed_early[] = "the server closed the connection before anything was sent";
 #define UNTRUSTED " (trusted are root, tether's own uid and opa.server_uid)"
 #define UNTRUSTED_PORT "port %d is served by uid %u" UNTRUSTED
 #define UNTRUSTED_UNIX "the socket is served by uid %u" UNTRUSTED
 
-/* What the sockets seen so far say about who serves the connection. */
-struct owner {
-    const struct opa_policy *op;
-    const struct in6_addr *peer, *local;
+/* The connection being checked: the server's end is the socket whose own address is peer. */
+struct conn_ends {
+    struct in6_addr peer, local;
     int peer_port, local_port;
-    bool server, closed, listener;
-    unsigned uid;           /* the server end's owner, with server */
-    unsigned untrusted_uid; /* a listener's owner that is not trusted, with untrusted */
-    bool untrusted;
 };
 
-static void owner_add(struct owner *o, const struct tcp_sock *t)
+/* What the kernel says of the server's end, once: TCP_LINE_SERVER (with *uid), _QUEUED,
+ * _CLOSED, or _OTHER for no such socket; -1 when sock_diag cannot answer. */
+static int server_end_by_diag(const struct conn_ends *c, unsigned *uid)
 {
-    switch (tcp_classify(t, o->peer, o->peer_port, o->local, o->local_port)) {
-    case TCP_LINE_SERVER:
-        o->server = true;
-        o->uid = t->uid;
-        break;
-    case TCP_LINE_CLOSED: /* the same ports' earlier connection, or this one */
-        o->closed = true;
-        break;
-    case TCP_LINE_LISTENER:
-        o->listener = true;
-        if (!uid_trusted(o->op, t->uid)) {
-            o->untrusted = true;
-            o->untrusted_uid = t->uid;
-        }
-        break;
-    case TCP_LINE_QUEUED: /* its listeners answer for it */
-    case TCP_LINE_OTHER:
-        break;
-    }
-}
-
-/* Asks sock_diag (in the network namespace tether is in) for TCP sockets of one family:
- * with dump, every listener; without, the one socket req->id names, as the kernel would
- * deliver a packet to it.  Each goes to owner_add.  Returns false when sock_diag did not
- * answer as it should (not built, or an error): the caller reads the table instead.  A
- * lookup that finds no socket is an answer, and adds nothing. */
-static bool diag_ask(struct owner *o, struct inet_diag_req_v2 *req, bool dump)
-{
+    bool v4 = IN6_IS_ADDR_V4MAPPED(&c->peer) && IN6_IS_ADDR_V4MAPPED(&c->local);
     struct {
         struct nlmsghdr nlh;
         struct inet_diag_req_v2 req;
-    } msg = {.nlh = {.nlmsg_len = sizeof msg,
-                     .nlmsg_type = SOCK_DIAG_BY_FAMILY,
-                     .nlmsg_flags = NLM_F_REQUEST | (dump ? NLM_F_DUMP : 0)},
-             .req = *req};
+    } msg = {
+        .nlh = {.nlmsg_len = sizeof msg,
+                .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+                .nlmsg_flags = NLM_F_REQUEST},
+        /* Found as the kernel finds the socket a packet from us goes to.  That came in
+         * on the loopback device, interface 1 in every network namespace: a socket bound
+         * to it (SO_BINDTODEVICE, open to every user) is found too. */
+        .req = {.sdiag_family = v4 ? AF_INET : AF_INET6,
+                .sdiag_protocol = IPPROTO_TCP,
+                .idiag_states = ~0u,
+                .id = {.idiag_sport = htons((uint16_t)c->peer_port),
+                       .idiag_dport = htons((uint16_t)c->local_port),
+                       .idiag_if = 1,
+                       .idiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}}},
+    };
+    memcpy(msg.req.id.idiag_src, v4 ? c->peer.s6_addr + 12 : c->peer.s6_addr, v4 ? 4 : 16);
+    memcpy(msg.req.id.idiag_dst, v4 ? c->local.s6_addr + 12 : c->local.s6_addr, v4 ? 4 : 16);
     cleanup_close int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
     struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
     if (fd < 0 || sendto(fd, &msg, sizeof msg, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0)
-        return false;
+        return -1;
     union {
         struct nlmsghdr nlh;
-        char bytes[16384];
+        char bytes[8192];
     } answer;
-    /* A bound on the parts of a dump: a node with that many listeners is no node tether
-     * should trust a partial answer from. */
-    for (int part = 0; part < 4096; part++) {
-        struct sockaddr_nl from;
-        socklen_t from_len = sizeof from;
-        ssize_t n = recvfrom(fd, &answer, sizeof answer, 0, (struct sockaddr *)&from, &from_len);
-        /* The kernel's answer (port 0); only root could send another, and only to us. */
-        if (n < 0 || from_len != sizeof from || from.nl_pid != 0)
-            return false;
-        size_t left = (size_t)n;
-        for (const struct nlmsghdr *h = &answer.nlh; NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
-            if (h->nlmsg_type == NLMSG_DONE)
-                return true;
-            if (h->nlmsg_type == NLMSG_ERROR) {
-                const struct nlmsgerr *e = NLMSG_DATA(h);
-                return h->nlmsg_len >= NLMSG_LENGTH(sizeof *e) && e->error == -ENOENT && !dump;
-            }
-            if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
-                h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
-                return false;
-            const struct inet_diag_msg *m = NLMSG_DATA(h);
-            struct tcp_sock t = {.lport = ntohs(m->id.idiag_sport),
-                                 .rport = ntohs(m->id.idiag_dport),
-                                 .state = m->idiag_state,
-                                 .uid = m->idiag_uid,
-                                 .inode = m->idiag_inode};
-            if (m->idiag_family == AF_INET) {
-                t.la.s6_addr[10] = t.la.s6_addr[11] = t.ra.s6_addr[10] = t.ra.s6_addr[11] = 0xff;
-                memcpy(t.la.s6_addr + 12, m->id.idiag_src, 4);
-                memcpy(t.ra.s6_addr + 12, m->id.idiag_dst, 4);
-            } else if (m->idiag_family == AF_INET6) {
-                memcpy(&t.la, m->id.idiag_src, 16);
-                memcpy(&t.ra, m->id.idiag_dst, 16);
-            } else {
-                return false;
-            }
-            owner_add(o, &t);
-            if (!dump)
-                return true;
-        }
+    struct sockaddr_nl from;
+    struct iovec iov = {&answer, sizeof answer};
+    struct msghdr mh = {
+        .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1};
+    ssize_t n = recvmsg(fd, &mh, 0);
+    const struct nlmsghdr *h = &answer.nlh;
+    /* The kernel's answer (port 0; only root could send another, and only to us), whole. */
+    if (n < 0 || (mh.msg_flags & MSG_TRUNC) || mh.msg_namelen != sizeof from || from.nl_pid != 0 ||
+        !NLMSG_OK(h, (size_t)n))
+        return -1;
+    if (h->nlmsg_type == NLMSG_ERROR) {
+        const struct nlmsgerr *e = NLMSG_DATA(h);
+        return h->nlmsg_len >= NLMSG_LENGTH(sizeof *e) && e->error == -ENOENT ? TCP_LINE_OTHER : -1;
     }
-    return false;
+    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
+        h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+        return -1;
+    const struct inet_diag_msg *m = NLMSG_DATA(h);
+    struct tcp_sock t = {.lport = ntohs(m->id.idiag_sport),
+                         .rport = ntohs(m->id.idiag_dport),
+                         .state = m->idiag_state,
+                         .uid = m->idiag_uid,
+                         .inode = m->idiag_inode};
+    if (m->idiag_family == AF_INET) {
+        t.la.s6_addr[10] = t.la.s6_addr[11] = t.ra.s6_addr[10] = t.ra.s6_addr[11] = 0xff;
+        memcpy(t.la.s6_addr + 12, m->id.idiag_src, 4);
+        memcpy(t.ra.s6_addr + 12, m->id.idiag_dst, 4);
+    } else if (m->idiag_family == AF_INET6) {
+        memcpy(&t.la, m->id.idiag_src, 16);
+        memcpy(&t.ra, m->id.idiag_dst, 16);
+    } else {
+        return -1;
+    }
+    /* Where no socket has the connection, the kernel finds the listener that a new one
+     * would go to: that is no server end (TCP_LINE_OTHER), and neither is anything else. */
+    *uid = t.uid;
+    return tcp_classify(&t, &c->peer, c->peer_port, &c->local, c->local_port);
 }
 
-/* The same from the kernel's own lookup (sock_diag): this connection's server end, found
- * as a packet to it would be, then, unless that settles it, every listener of both
- * families.  One socket and the node's listeners, where /proc/net/tcp lists every socket
- * on the node (thousands on a busy one: milliseconds at each decision).  Returns false when
- * sock_diag cannot answer. */
-static bool owner_by_diag(struct owner *o)
+/* The same from /proc/net/tcp and tcp6, where sock_diag cannot answer: an open server end
+ * if there is one, else one waiting to be accepted, else a closed one (the same ports'
+ * earlier connection may linger as one). */
+static int server_end_by_table(const struct conn_ends *c, unsigned *uid)
 {
-    bool v4 = IN6_IS_ADDR_V4MAPPED(o->peer) && IN6_IS_ADDR_V4MAPPED(o->local);
-    struct inet_diag_req_v2 req = {
-        .sdiag_family = v4 ? AF_INET : AF_INET6,
-        .sdiag_protocol = IPPROTO_TCP,
-        .idiag_states = ~0u,
-        .id = {.idiag_sport = htons((uint16_t)o->peer_port),
-               .idiag_dport = htons((uint16_t)o->local_port),
-               .idiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}}};
-    /* The server's end: its own address is our peer. */
-    memcpy(req.id.idiag_src, v4 ? o->peer->s6_addr + 12 : o->peer->s6_addr, v4 ? 4 : 16);
-    memcpy(req.id.idiag_dst, v4 ? o->local->s6_addr + 12 : o->local->s6_addr, v4 ? 4 : 16);
-    if (!diag_ask(o, &req, false))
-        return false;
-    if (o->server || o->closed)
-        return true;
-    o->listener = o->untrusted = false; /* the lookup may have found one: all are counted */
-    struct inet_diag_req_v2 listeners = {.sdiag_protocol = IPPROTO_TCP,
-                                         .idiag_states = 1u << TCP_LISTEN};
-    listeners.sdiag_family = AF_INET;
-    if (!diag_ask(o, &listeners, true))
-        return false;
-    listeners.sdiag_family = AF_INET6;
-    return diag_ask(o, &listeners, true);
-}
-
-/* The same from /proc/net/tcp and tcp6, where sock_diag cannot answer. */
-static void owner_by_table(struct owner *o)
-{
-    for (int v6 = 0; v6 < 2 && !o->server; v6++) {
+    bool queued = false, closed = false;
+    for (int v6 = 0; v6 < 2; v6++) {
         FILE *f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "re");
         if (f == NULL)
             continue;
-        char line[512], lhex[33], rhex[33];
-        while (!o->server && fgets(line, sizeof line, f) != NULL) {
-            struct tcp_sock t;
-            if (sscanf(line, " %*u: %32[0-9A-Fa-f]:%x %32[0-9A-Fa-f]:%x %x %*s %*s %*s %u %*u %lu",
-                       lhex, &t.lport, rhex, &t.rport, &t.state, &t.uid, &t.inode) == 7 &&
-                proc_addr_parse(lhex, &t.la) && proc_addr_parse(rhex, &t.ra))
-                owner_add(o, &t);
+        char line[512];
+        struct tcp_sock t;
+        while (fgets(line, sizeof line, f) != NULL) {
+            if (!tcp_line_parse(line, &t))
+                continue;
+            enum tcp_line_kind k =
+                tcp_classify(&t, &c->peer, c->peer_port, &c->local, c->local_port);
+            if (k == TCP_LINE_SERVER) {
+                fclose(f);
+                *uid = t.uid;
+                return TCP_LINE_SERVER;
+            }
+            queued = queued || k == TCP_LINE_QUEUED;
+            closed = closed || k == TCP_LINE_CLOSED;
         }
         fclose(f);
     }
+    return queued ? TCP_LINE_QUEUED : closed ? TCP_LINE_CLOSED : TCP_LINE_OTHER;
 }
 
-/* Who owns the server end of this TCP connection: the owner of its accepted end, or, while
- * it waits to be accepted, every listener that could have taken it, all of which must be
- * trusted.  Returns NULL when the owner is trusted, else why not. */
+/* Who owns the server end of this TCP connection: the server that accepted it.  Until it
+ * is accepted, it has no owner to ask (and older kernels list it as root's), and whose the
+ * listeners are does not say who will accept it; so tether waits for the accept, up to
+ * opa.connect_timeout_ms (a server that accepts only once data arrives, TCP_DEFER_ACCEPT,
+ * cannot be checked, and is refused).  Returns NULL when the owner is trusted, else why
+ * not. */
 static const char *tcp_owner_check(const struct opa_policy *op, const char *peer_ip, int peer_port,
                                    const char *local_ip, int local_port, char *buf, size_t size)
 {
-    struct in6_addr peer, local;
-    if (!addr_parse(peer_ip, &peer) || !addr_parse(local_ip, &local))
+    struct conn_ends c = {.peer_port = peer_port, .local_port = local_port};
+    if (!addr_parse(peer_ip, &c.peer) || !addr_parse(local_ip, &c.local))
         return "the connection's addresses cannot be read";
-    struct owner o = {
-        .op = op, .peer = &peer, .local = &local, .peer_port = peer_port, .local_port = local_port};
-    if (!owner_by_diag(&o)) {
-        o = (struct owner){.op = op,
-                           .peer = &peer,
-                           .local = &local,
-                           .peer_port = peer_port,
-                           .local_port = local_port};
-        owner_by_table(&o);
+    uint64_t deadline = time_mono_ns() + (uint64_t)op->connect_timeout_ms * 1000000;
+    for (useconds_t pause = 100;; pause = pause < 10000 ? pause * 2 : 10000) {
+        unsigned uid = 0;
+        int end = server_end_by_diag(&c, &uid);
+        if (end < 0)
+            end = server_end_by_table(&c, &uid);
+        switch (end) {
+        case TCP_LINE_SERVER:
+            if (uid_trusted(op, uid))
+                return NULL;
+            snprintf(buf, size, UNTRUSTED_PORT, peer_port, uid);
+            return buf;
+        case TCP_LINE_CLOSED:
+            return closed_early;
+        case TCP_LINE_QUEUED:
+            if (time_mono_ns() >= deadline) {
+                snprintf(buf, size,
+                         "the server did not accept the connection within %ld ms "
+                         "(opa.connect_timeout_ms)",
+                         op->connect_timeout_ms);
+                return buf;
+            }
+            usleep(pause);
+            break;
+        default:
+            return not_listed;
+        }
     }
-    if (o.server) {
-        if (uid_trusted(op, o.uid))
-            return NULL;
-        snprintf(buf, size, UNTRUSTED_PORT, peer_port, o.uid);
-        return buf;
-    }
-    if (o.closed)
-        return closed_early;
-    if (!o.listener)
-        return not_listed;
-    if (o.untrusted) {
-        snprintf(buf, size, UNTRUSTED_PORT, peer_port, o.untrusted_uid);
-        return buf;
-    }
-    return NULL;
 }
 
 static int on_socket(void *ud, curl_socket_t fd, curlsocktype purpose)

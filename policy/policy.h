@@ -121,15 +121,9 @@ int policy_opa_parse_answer(long status, const char *body, size_t len, const cha
                             const char *path, cJSON **result, cJSON **info, tether_error_t *err);
 /* One line of /proc/net/tcp or tcp6, for the connection from local to peer (addresses as
  * text, as curl gives them): the server's end of it, accepted and open (*uid its owner),
- * not yet accepted (no owner of its own: its listeners answer for it), or closed (no owner,
- * listed as uid 0); a listener that may have taken it (*uid its owner); or another. */
-enum tcp_line_kind {
-    TCP_LINE_OTHER,
-    TCP_LINE_SERVER,
-    TCP_LINE_QUEUED,
-    TCP_LINE_CLOSED,
-    TCP_LINE_LISTENER
-};
+ * not yet accepted (no owner of its own yet), or closed (no owner, listed as uid 0); or
+ * another socket, a listener among them. */
+enum tcp_line_kind { TCP_LINE_OTHER, TCP_LINE_SERVER, TCP_LINE_QUEUED, TCP_LINE_CLOSED };
 enum tcp_line_kind policy_opa_tcp_line(const char *line, const char *peer_ip, int peer_port,
                                        const char *local_ip, int local_port, unsigned *uid);
 

@@ -5,7 +5,8 @@ the behaviour, so that one server covers every case; every request is recorded.
 
 Used by test_opa.py, in-process, on a thread: started by the test and stopped after it.
 RawServer is a lower-level peer for the attacks and the failures after connect: it records
-every connection and the bytes it received.  `python3 opa_server.py squat DIR [unix] [slow]` runs
+every connection and the bytes it received.  `python3 opa_server.py squat DIR [unix] [slow]
+[lo port=N]` runs
 one as a separate process (so that it can run as another user), writing DIR/port and a JSON
 line per connection to DIR/log.
 """
@@ -257,11 +258,14 @@ class RawServer:
     RST once the request is in), "empty" (closes without a reply), "reset-at-once" (an RST before anything is read),
     "tls-reject" (a TLS 1.3
     server that requires a client certificate: the client learns after its handshake).
-    With accept_delay, each connection waits that long in the accept queue."""
+    With accept_delay, each connection waits that long in the accept queue.  With port, the
+    listener takes that port; with device, it is bound to that device (SO_BINDTODEVICE, open
+    to every user), and closed after its first accept."""
 
-    def __init__(self, mode="answer", unix_path=None, tls=None, log=None, accept_delay=0):
+    def __init__(self, mode="answer", unix_path=None, tls=None, log=None, accept_delay=0,
+                 port=0, device=None):
         self.mode, self.unix_path, self.tls, self.log = mode, unix_path, tls, log
-        self.accept_delay = accept_delay
+        self.accept_delay, self.want_port, self.device = accept_delay, port, device
         self.conns = []
 
     def start(self):
@@ -271,7 +275,10 @@ class RawServer:
             self.url = "unix://" + self.unix_path
         else:
             self.sock = socket.socket()
-            self.sock.bind(("127.0.0.1", 0))
+            if self.device:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE,
+                                     self.device.encode())
+            self.sock.bind(("127.0.0.1", self.want_port))
             self.port = self.sock.getsockname()[1]
             self.url = "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
         self.sock.listen(16)
@@ -286,6 +293,8 @@ class RawServer:
                     select.select([self.sock], [], [])
                     time.sleep(self.accept_delay)
                 conn, _ = self.sock.accept()
+                if self.device:
+                    self.sock.close()
             except OSError:
                 return
             threading.Thread(target=self._one, args=(conn,), daemon=True).start()
@@ -324,8 +333,11 @@ class RawServer:
 if __name__ == "__main__" and len(sys.argv) >= 3 and sys.argv[1] == "squat":
     d = sys.argv[2]
     unix = os.path.join(d, "opa.sock") if "unix" in sys.argv[3:] else None
-    delay = 0.5 if "slow" in sys.argv[3:] else 0
-    srv = RawServer(unix_path=unix, log=os.path.join(d, "log"), accept_delay=delay).start()
+    delay = 0.2 if "slow" in sys.argv[3:] else 0
+    port = [int(a[5:]) for a in sys.argv[3:] if a.startswith("port=")]
+    srv = RawServer(unix_path=unix, log=os.path.join(d, "log"), accept_delay=delay,
+                    port=port[0] if port else 0, device="lo" if "lo" in sys.argv[3:] else None)
+    srv.start()
     with open(os.path.join(d, "port.tmp"), "w") as f:
         f.write(srv.url)
     os.rename(os.path.join(d, "port.tmp"), os.path.join(d, "port"))

@@ -3,6 +3,7 @@ import base64
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -280,9 +281,9 @@ def need_root():
         raise Skip("needs root: the attacker is another user, nobody")
 
 
-def squatter(ws, unix=False, slow=False):
+def squatter(ws, unix=False, slow=False, extra=()):
     """A raw server run as nobody, the way another local user would squat OPA's address
-    (slow: leaving each connection in its accept queue for half a second): returns
+    (slow: leaving each connection in its accept queue for 0.2 s): returns
     (process, url, the log of what it received)."""
     need_root()
     if shutil.which("setpriv") is None:
@@ -296,7 +297,8 @@ def squatter(ws, unix=False, slow=False):
     os.chmod(script, 0o644)
     proc = subprocess.Popen(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
                              "--clear-groups", sys.executable, script, "squat", d]
-                            + (["unix"] if unix else []) + (["slow"] if slow else []), cwd="/",
+                            + (["unix"] if unix else []) + (["slow"] if slow else [])
+                            + list(extra), cwd="/",
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = os.path.join(d, "port")
     try:
@@ -347,11 +349,39 @@ def unix_socket_served_by_another_user_gets_no_request(ws):
 
 
 @case
+def a_squatter_bound_to_lo_beside_roots_listener_gets_no_request(ws):
+    """Root listens on OPA's port on every IPv6 address, IPv6 only; a user binds the same
+    port on 127.0.0.1 to the loopback device (SO_BINDTODEVICE: no privilege needed), takes
+    tether's connection and closes its listener.  Root's listener is no proof of who
+    accepted: the accepted end is found as the kernel found it, and is nobody's."""
+    need_root()
+    root = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    root.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    root.bind(("::", 0))
+    root.listen(4)
+    port = root.getsockname()[1]
+    try:
+        proc, url, log = squatter(ws, extra=("lo", "port=%d" % port))
+        try:
+            eq(url, "http://127.0.0.1:%d" % port, "the squatter took the port")
+            tok = ws.write("token", TOKEN + "\n", 0o600)
+            line = denied_with(ws, url, "tether/allow", "nothing sent", bearer_token_file=tok)
+            assert "uid %d" % NOBODY in line, line
+            recs = log_records(log, 1)
+            eq(recs[0]["bytes"], 0, "bytes the squatter received")
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        root.close()
+
+
+@case
 def a_squatter_slow_to_accept_gets_no_request(ws):
     """The connection waits in the squatter's accept queue while tether checks it.  Until it
     is accepted it has no socket file, and older kernels (Debian 12's 6.1) list it as uid 0:
-    its listener, nobody's, must answer for it.  Named as opa.server_uid, the same slow
-    server gets the request (the listener's owner decided, not a lucky race)."""
+    tether waits for the accept, and the accepted end is nobody's.  Named as
+    opa.server_uid, the same slow server gets the request (tether waited for it)."""
     squatter_gets_nothing(ws, unix=False, slow=True)
 
 
