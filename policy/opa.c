@@ -560,7 +560,7 @@ static const char *tcp_owner_check(const struct opa_policy *op, const char *peer
     if (!addr_parse(peer_ip, &c.peer) || !addr_parse(local_ip, &c.local))
         return "the connection's addresses cannot be read";
     uint64_t deadline = time_mono_ns() + (uint64_t)op->connect_timeout_ms * 1000000;
-    for (useconds_t pause = 100;; pause = pause < 10000 ? pause * 2 : 10000) {
+    for (useconds_t pause = 100;; pause = pause * 2 < 10000 ? pause * 2 : 10000) {
         unsigned uid = 0;
         int end = server_end_by_diag(&c, &uid);
         if (end < 0)

@@ -242,8 +242,8 @@ static int gate_sealed(struct run *r, cJSON *exe)
     }
     bool has_sha = s.file_sha256[0] != '\0';
     /* Whether seal_open read the file: the cache may have had the digest, but not the
-     * sha256 a version 1 file needs too. */
-    cached = cached && (!has_sha || strcmp(known.file_sha256, s.file_sha256) == 0);
+     * sha256 a version 1 file needs too (seal.h). */
+    cached = cached && (s.h.version != 1 || known.file_sha256[0] != '\0');
     if (!cached && !copied) {
         if (has_sha)
             measure_cache_put(r->exe_fd, &stamp, 0, s.file_sha256);

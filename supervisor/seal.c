@@ -300,12 +300,11 @@ int seal_write(int in_fd, int out_fd, const struct secret *key, const struct sea
     }
     if (o->progress && n > 1)
         fprintf(stderr, "\n");
-    unsigned char digest[32], root_digest[32];
-    sha256_end(&root, root_digest);
+    unsigned char digest[32];
     if (version == 1)
         EVP_DigestFinal_ex(md, digest, NULL);
     else
-        memcpy(digest, root_digest, 32);
+        sha256_end(&root, digest); /* else out: drops it */
     if (o->signer != NULL) {
         unsigned char msg[SIGN_CONTEXT_LEN + 32], trailer[SEAL_TRAILER_LEN];
         size_t publen = 32, siglen = 64;
@@ -423,6 +422,14 @@ static off_t record_off(const struct seal_header *h, uint64_t i)
     return (off_t)(h->header_len + i * ((uint64_t)h->chunk_size + SEAL_TAG_LEN));
 }
 
+/* A read of the sealed file that failed: e an errno, or -1 where the file came out shorter
+ * than it was when opened. */
+static int read_failed(tether_error_t *err, int e)
+{
+    return error_set(err, e > 0 ? e : 0, "sealed file: %s",
+                     e > 0 ? "read" : "it changed while it was read");
+}
+
 /* One thread's share of version 2's leaves: chunks [first, end), each read once through a
  * buffer of the thread's own (the kernel copies from its page cache; no page of ours is
  * touched twice) and hashed into leaf[i - first]. */
@@ -478,8 +485,7 @@ static int digest_v2(const struct sealed *s, const unsigned char *header, unsign
         run_shares(leaves_share, w, sizeof w[0], t);
         for (unsigned i = 0; i < t && rc == 0; i++)
             if (w[i].read_errno)
-                rc = error_set(err, w[i].read_errno > 0 ? w[i].read_errno : 0, "sealed file: %s",
-                               w[i].read_errno > 0 ? "read" : "it changed while it was read");
+                rc = read_failed(err, w[i].read_errno);
         if (rc == 0)
             sha256_add(&root, leaf, k * 32);
     }
@@ -496,8 +502,7 @@ static unsigned char *header_read(int fd, uint64_t size, size_t *len, tether_err
     unsigned char fixed[SEAL_FIXED_LEN];
     ssize_t got = pread(fd, fixed, sizeof fixed, 0);
     if (got != (ssize_t)sizeof fixed) {
-        error_set(err, got < 0 ? errno : 0, "sealed file: %s",
-                  got < 0 ? "read" : "it changed while it was read");
+        read_failed(err, got < 0 ? errno : -1);
         return NULL;
     }
     size_t want = SEAL_FIXED_LEN;
@@ -510,8 +515,7 @@ static unsigned char *header_read(int fd, uint64_t size, size_t *len, tether_err
     got = pread(fd, buf, want, 0);
     if (got != (ssize_t)want) {
         free(buf);
-        error_set(err, got < 0 ? errno : 0, "sealed file: %s",
-                  got < 0 ? "read" : "it changed while it was read");
+        read_failed(err, got < 0 ? errno : -1);
         return NULL;
     }
     *len = want;
@@ -713,12 +717,10 @@ static void *decrypt_share(void *arg)
     }
     for (uint64_t i = w->first; i < w->end; i++) {
         uint64_t at = i * h->chunk_size;
-        size_t m =
-            h->plain_size - at < h->chunk_size ? (size_t)(h->plain_size - at) : h->chunk_size;
-        off_t off = (off_t)(h->header_len + i * (h->chunk_size + SEAL_TAG_LEN));
+        size_t m = record_len(h, i) - SEAL_TAG_LEN;
         unsigned char nonce[12], aad[41];
         chunk_nonce_aad(h, i, i + 1 == n, nonce, aad);
-        ssize_t got = pread(w->s->fd, in, m + SEAL_TAG_LEN, off);
+        ssize_t got = pread(w->s->fd, in, m + SEAL_TAG_LEN, record_off(h, i));
         if (got != (ssize_t)(m + SEAL_TAG_LEN)) {
             w->read_errno = got < 0 ? errno : -1; /* -1: it shrank since it was opened */
             break;
@@ -764,8 +766,7 @@ int seal_decrypt(struct sealed *s, const struct secret *key, int out_fd, tether_
     int rc = 0;
     for (unsigned i = 0; i < t && rc == 0; i++) {
         if (w[i].read_errno)
-            rc = error_set(err, w[i].read_errno > 0 ? w[i].read_errno : 0, "sealed file: %s",
-                           w[i].read_errno > 0 ? "read" : "it changed while it was read");
+            rc = read_failed(err, w[i].read_errno);
         else if (w[i].write_errno)
             rc = error_set(err, w[i].write_errno, "decrypting into memory");
         else if (w[i].failed != UINT64_MAX)

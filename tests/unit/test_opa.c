@@ -10,12 +10,11 @@
 /* A full socket's line: its owner's uid and its socket file's inode.  One not yet
  * accepted has no socket file (inode 0), and older kernels list it as uid 0.  A timewait
  * socket's: uid 0, no inode. */
-#define FULL(local, remote, st, uid)                                                               \
+#define SOCK(local, remote, st, uid, inode)                                                        \
     "   3: " local " " remote " " st " 00000000:00000000 00:00000000 00000000 " uid                \
-    "        0 41234 1 0000000000000000 20 4 30 10 -1\n"
-#define QUEUED(local, remote, uid)                                                                 \
-    "   4: " local " " remote " 01 00000000:00000000 00:00000000 00000000 " uid                    \
-    "        0 0 1 0000000000000000 20 4 30 10 -1\n"
+    "        0 " inode " 1 0000000000000000 20 4 30 10 -1\n"
+#define FULL(local, remote, st, uid) SOCK(local, remote, st, uid, "41234")
+#define QUEUED(local, remote, uid) SOCK(local, remote, "01", uid, "0")
 #define TIMEWAIT(local, remote, st)                                                                \
     "   7: " local " " remote " " st " 00000000:00000000 03:000016A1 00000000     0        0 0 3 " \
     "0000000000000000\n"
