@@ -88,10 +88,11 @@ struct seal_digests {
  * private copy (measure_exe_collect makes one of any other), so that the bytes decrypted
  * are the bytes hashed.
  *
- * out_fd, if not -1, is the empty memfd seal_decrypt will fill: while the file is read and
- * judged, a thread reserves its pages for the plaintext (from 1 MiB to SEAL_RESERVE_MAX
- * bytes; outside those, nothing is reserved), so that decryption only copies.  Nothing is
- * written to it before the key is released; a caller that does not decrypt closes it. */
+ * out_fd, if not -1, is the empty memfd seal_decrypt will fill: while a version 1 file is
+ * hashed on one CPU, a thread on another reserves its pages for the plaintext (from 1 MiB
+ * to SEAL_RESERVE_MAX bytes; outside those, nothing is reserved), so that decryption only
+ * copies.  Nothing is written to it before the key is released; a caller that does not
+ * decrypt closes it. */
 #define SEAL_RESERVE_MAX (UINT64_C(256) << 20)
 int seal_open(int fd, const struct seal_digests *known, int out_fd, struct sealed *s,
               tether_error_t *err);
@@ -104,7 +105,7 @@ void seal_identity(const struct sealed *s, char hex[65]);
  * proves no trust); with some, an unsigned file or another signer is refused. */
 int seal_verify(struct sealed *s, const char *const *trusted, size_t n_trusted,
                 const char **trusted_file, tether_error_t *err);
-/* Decrypts into out_fd (an empty memfd), each chunk authenticated before its plaintext is
- * written at its place, on every CPU this process may use.  On failure out_fd is truncated
- * to nothing. */
+/* Decrypts into out_fd (an empty memfd), sized to the plaintext first, each chunk
+ * authenticated before its plaintext is written at its place, on every CPU this process may
+ * use.  On failure out_fd is truncated to nothing. */
 int seal_decrypt(struct sealed *s, const struct secret *key, int out_fd, tether_error_t *err);
