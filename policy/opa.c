@@ -336,11 +336,48 @@ static cJSON *engine_info(const struct opa_policy *op)
     return info;
 }
 
-/* Root owns the node, and the user tether runs as owns tether itself; anyone else must be
- * named by the node's configuration. */
-static bool uid_trusted(const struct opa_policy *op, uid_t uid)
+/* The uid the kernel shows for every uid that tether's user namespace does not map (the
+ * overflow uid, 65534), when it leaves any unmapped; else -1.  In the initial namespace, which
+ * maps every uid, it is one user's (nobody's).  Unknown is taken as unmapped. */
+static long overflow_uid_ambiguous(void)
 {
-    return uid == 0 || uid == geteuid() || (op->server_uid >= 0 && uid == (uid_t)op->server_uid);
+    static long answer = -2;
+    if (answer != -2)
+        return answer;
+    FILE *f = fopen("/proc/sys/kernel/overflowuid", "re");
+    long overflow = 65534;
+    if (f != NULL) {
+        if (fscanf(f, "%ld", &overflow) != 1)
+            overflow = 65534;
+        fclose(f);
+    }
+    unsigned long inside, outside, count;
+    f = fopen("/proc/self/uid_map", "re");
+    bool all = f != NULL && fscanf(f, "%lu %lu %lu", &inside, &outside, &count) == 3 &&
+               inside == 0 && outside == 0 && count == 4294967295ul && fgetc(f) == '\n' &&
+               fgetc(f) == EOF;
+    if (f != NULL)
+        fclose(f);
+    return answer = all ? -1 : overflow;
+}
+
+/* Root owns the node, and the user tether runs as owns tether itself; anyone else must be
+ * named by the node's configuration.  Why uid is not trusted goes into buf, as the end of
+ * "... is served by uid N", or NULL when it is. */
+static const char *uid_refused(const struct opa_policy *op, uid_t uid, char *buf, size_t size)
+{
+    if ((long)uid == overflow_uid_ambiguous()) {
+        snprintf(buf, size,
+                 "uid %u, which this user namespace shows for every uid it does not map: it "
+                 "vouches for nobody",
+                 (unsigned)uid);
+        return buf;
+    }
+    if (uid == 0 || uid == geteuid() || (op->server_uid >= 0 && uid == (uid_t)op->server_uid))
+        return NULL;
+    snprintf(buf, size, "uid %u (trusted are root, tether's own uid and opa.server_uid)",
+             (unsigned)uid);
+    return buf;
 }
 
 /* An IPv4 address as the IPv4-mapped IPv6 address, so that /proc/net/tcp and tcp6 compare
@@ -435,9 +472,6 @@ enum tcp_line_kind policy_opa_tcp_line(const char *line, const char *peer_ip, in
 
 static const char not_listed[] = "the kernel lists no server end for the connection";
 static const char closed_early[] = "the server closed the connection before anything was sent";
-#define UNTRUSTED " (trusted are root, tether's own uid and opa.server_uid)"
-#define UNTRUSTED_PORT "port %d is served by uid %u" UNTRUSTED
-#define UNTRUSTED_UNIX "the socket is served by uid %u" UNTRUSTED
 
 /* The connection being checked: the server's end is the socket whose own address is peer. */
 struct conn_ends {
@@ -566,11 +600,13 @@ static const char *tcp_owner_check(const struct opa_policy *op, const char *peer
         if (end < 0)
             end = server_end_by_table(&c, &uid);
         switch (end) {
-        case TCP_LINE_SERVER:
-            if (uid_trusted(op, uid))
+        case TCP_LINE_SERVER: {
+            char why[160];
+            if (uid_refused(op, uid, why, sizeof why) == NULL)
                 return NULL;
-            snprintf(buf, size, UNTRUSTED_PORT, peer_port, uid);
+            snprintf(buf, size, "port %d is served by %s", peer_port, why);
             return buf;
+        }
         case TCP_LINE_CLOSED:
             return closed_early;
         case TCP_LINE_QUEUED:
@@ -604,7 +640,7 @@ static int on_connected(void *ud, char *peer_ip, char *local_ip, int peer_port, 
     const struct opa_policy *op = cc->op;
     cc->connected = true;
     const char *why = NULL;
-    char buf[160];
+    char buf[224], owner[160];
     if (op->tls) {
         why = NULL; /* the certificate was verified */
     } else if (op->unix_socket != NULL) {
@@ -613,8 +649,8 @@ static int on_connected(void *ud, char *peer_ip, char *local_ip, int peer_port, 
         if (cc->fd == CURL_SOCKET_BAD ||
             getsockopt(cc->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred)
             why = "the server's credentials cannot be read (SO_PEERCRED)";
-        else if (!uid_trusted(op, cred.uid)) {
-            snprintf(buf, sizeof buf, UNTRUSTED_UNIX, (unsigned)cred.uid);
+        else if (uid_refused(op, cred.uid, owner, sizeof owner) != NULL) {
+            snprintf(buf, sizeof buf, "the socket is served by %s", owner);
             why = buf;
         }
     } else {

@@ -281,9 +281,9 @@ def need_root():
         raise Skip("needs root: the attacker is another user, nobody")
 
 
-def squatter(ws, unix=False, slow=False, extra=()):
-    """A raw server run as nobody, the way another local user would squat OPA's address
-    (slow: leaving each connection in its accept queue for 0.2 s): returns
+def squatter(ws, unix=False, slow=False, extra=(), uid=NOBODY):
+    """A raw server run as nobody (or uid), the way another local user would squat OPA's
+    address (slow: leaving each connection in its accept queue for 0.2 s): returns
     (process, url, the log of what it received)."""
     need_root()
     if shutil.which("setpriv") is None:
@@ -291,11 +291,11 @@ def squatter(ws, unix=False, slow=False, extra=()):
     os.chmod(ws.root, 0o755)
     d = ws.path("squat")
     os.mkdir(d, 0o755)
-    os.chown(d, NOBODY, NOBODY)
+    os.chown(d, uid, uid)
     script = ws.path("opa_server.py")
     shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "opa_server.py"), script)
     os.chmod(script, 0o644)
-    proc = subprocess.Popen(["setpriv", "--reuid=%d" % NOBODY, "--regid=%d" % NOBODY,
+    proc = subprocess.Popen(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid,
                              "--clear-groups", sys.executable, script, "squat", d]
                             + (["unix"] if unix else []) + (["slow"] if slow else [])
                             + list(extra), cwd="/",
@@ -383,6 +383,34 @@ def a_squatter_slow_to_accept_gets_no_request(ws):
     tether waits for the accept, and the accepted end is nobody's.  Named as
     opa.server_uid, the same slow server gets the request (tether waited for it)."""
     squatter_gets_nothing(ws, unix=False, slow=True)
+
+
+@case
+def in_a_user_namespace_the_overflow_uid_vouches_for_nobody(ws):
+    """tether in a user namespace that maps root alone (unshare --map-root-user) sees every
+    other user's socket as uid 65534, the overflow uid.  A node that names nobody (65534) as
+    opa.server_uid trusts nobody there: a squatter running as another user, uid 4321, gets
+    no request.  (In the initial namespace, which maps every uid, 65534 is nobody alone:
+    squatted_loopback_port_gets_no_request trusts it once named.)"""
+    need_root()
+    if shutil.which("unshare") is None:
+        raise Skip("needs unshare(1) (util-linux) to make a user namespace")
+    if subprocess.run(["unshare", "--user", "--map-root-user", "true"]).returncode != 0:
+        raise Skip("this kernel or sandbox makes no user namespaces")
+    inp = measured_input(ws)
+    proc, url, log = squatter(ws, uid=4321)
+    try:
+        configure(ws, url=url, path="tether/allow", server_uid=NOBODY)
+        ws.prefix = ["unshare", "--user", "--map-root-user"]
+        p = ws.tether("eval", "--compact", "--input", inp, check_rc=77, timeout=30)
+        line = json.loads(p.stdout)["reasons"][0]
+        assert "nothing sent" in line and "uid %d, which this user namespace shows for every " \
+            "uid it does not map" % NOBODY in line, line
+        recs = log_records(log, 1)
+        eq(recs[0]["bytes"], 0, "bytes the squatter received")
+    finally:
+        proc.kill()
+        proc.wait()
 
 
 @case
