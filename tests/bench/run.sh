@@ -101,6 +101,10 @@ if [ "$(id -u)" -eq 0 ]; then
     TETHER_CONFIG="$tmp/sealed.json" "$build/tests/bench/spawnbench" 20 \
         "sealed 50 MB" "$build/tether" run --policy policies/allow-all.lua "$tmp/big.sealed" :: \
         "plain 50 MB" "$build/tether" run --policy policies/allow-all.lua -- "$tmp/big"
+    echo "-- an unchanged 50 MB executable, its hash remembered, against /bin/true (target: ratio <= 1.5)"
+    TETHER_CONFIG="$tmp/sealed.json" "$build/tests/bench/spawnbench" "$((runs / 3))" \
+        "plain 50 MB" "$build/tether" run --policy policies/allow-all.lua -- "$tmp/big" :: \
+        "/bin/true" "$build/tether" run --policy policies/allow-all.lua -- /bin/true
     rm -f /dev/shm/tether-bench.$$
 else
     echo "sealed launch: skipped (the key store must be root's)"
