@@ -88,11 +88,11 @@ struct seal_digests {
  * private copy (measure_exe_collect makes one of any other), so that the bytes decrypted
  * are the bytes hashed.
  *
- * out_fd, if not -1, is the empty memfd seal_decrypt will fill: while a version 1 file is
- * hashed on one CPU, a thread on another reserves its pages for the plaintext (from 1 MiB
- * to SEAL_RESERVE_MAX bytes; outside those, nothing is reserved), so that decryption only
- * copies.  Nothing is written to it before the key is released; a caller that does not
- * decrypt closes it. */
+ * out_fd, if not -1, is the empty memfd seal_decrypt will fill: from when a version 1 file
+ * is hashed on one CPU until decryption begins, a thread on another reserves its pages for
+ * the plaintext (from 1 MiB to SEAL_RESERVE_MAX bytes; outside those, nothing is reserved),
+ * so that decryption only copies.  No plaintext is written to it before the key is
+ * released; a caller that does not decrypt closes it. */
 #define SEAL_RESERVE_MAX (UINT64_C(256) << 20)
 int seal_open(int fd, const struct seal_digests *known, int out_fd, struct sealed *s,
               tether_error_t *err);
