@@ -12,7 +12,9 @@
 #include <arpa/inet.h>
 #include <linux/inet_diag.h>
 #include <linux/netlink.h>
+#include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
+#include <linux/unix_diag.h>
 #include <netinet/tcp.h>
 #include <ctype.h>
 #include <curl/curl.h>
@@ -337,28 +339,32 @@ static cJSON *engine_info(const struct opa_policy *op)
 }
 
 /* The uid the kernel shows for every uid that tether's user namespace does not map (the
- * overflow uid, 65534), when it leaves any unmapped; else -1.  In the initial namespace, which
- * maps every uid, it is one user's (nobody's).  Unknown is taken as unmapped. */
+ * overflow uid, 65534), when it leaves any unmapped; else -1.  In a namespace that maps every
+ * uid (the initial one, or one whose map covers all 4294967295 in pieces), it is one user's
+ * (nobody's).  A map that cannot be read is taken as leaving uids unmapped, and an overflow
+ * uid that cannot be read then as OVERFLOW_UNKNOWN: no uid vouches at all. */
+#define OVERFLOW_UNKNOWN (-3L)
 static long overflow_uid_ambiguous(void)
 {
     static long answer = -2;
     if (answer != -2)
         return answer;
-    FILE *f = fopen("/proc/sys/kernel/overflowuid", "re");
-    long overflow = 65534;
-    if (f != NULL) {
-        if (fscanf(f, "%ld", &overflow) != 1)
-            overflow = 65534;
-        fclose(f);
-    }
-    unsigned long inside, outside, count;
-    f = fopen("/proc/self/uid_map", "re");
-    bool all = f != NULL && fscanf(f, "%lu %lu %lu", &inside, &outside, &count) == 3 &&
-               inside == 0 && outside == 0 && count == 4294967295ul && fgetc(f) == '\n' &&
-               fgetc(f) == EOF;
+    unsigned long long inside, outside, count, mapped = 0;
+    FILE *f = fopen("/proc/self/uid_map", "re");
+    while (f != NULL && fscanf(f, "%llu %llu %llu", &inside, &outside, &count) == 3)
+        mapped += count;
+    bool all = f != NULL && feof(f) && mapped == 4294967295ull;
     if (f != NULL)
         fclose(f);
-    return answer = all ? -1 : overflow;
+    if (all)
+        return answer = -1;
+    long overflow = OVERFLOW_UNKNOWN;
+    f = fopen("/proc/sys/kernel/overflowuid", "re");
+    if (f == NULL || fscanf(f, "%ld", &overflow) != 1 || overflow < 0)
+        overflow = OVERFLOW_UNKNOWN;
+    if (f != NULL)
+        fclose(f);
+    return answer = overflow;
 }
 
 /* Root owns the node, and the user tether runs as owns tether itself; anyone else must be
@@ -366,10 +372,18 @@ static long overflow_uid_ambiguous(void)
  * "... is served by uid N", or NULL when it is. */
 static const char *uid_refused(const struct opa_policy *op, uid_t uid, char *buf, size_t size)
 {
-    if ((long)uid == overflow_uid_ambiguous()) {
+    long overflow = overflow_uid_ambiguous();
+    if ((long)uid == overflow) {
         snprintf(buf, size,
                  "uid %u, which this user namespace shows for every uid it does not map: it "
                  "vouches for nobody",
+                 (unsigned)uid);
+        return buf;
+    }
+    if (overflow == OVERFLOW_UNKNOWN) {
+        snprintf(buf, size,
+                 "uid %u, and this user namespace leaves uids unmapped while "
+                 "/proc/sys/kernel/overflowuid, the uid they show as, cannot be read",
                  (unsigned)uid);
         return buf;
     }
@@ -479,6 +493,39 @@ struct conn_ends {
     int peer_port, local_port;
 };
 
+struct diag_answer {
+    union {
+        struct nlmsghdr nlh;
+        char bytes[8192];
+    };
+};
+
+/* One exact lookup through sock_diag, req (its nlmsghdr filled): 1 with the kernel's answer
+ * in *a (a SOCK_DIAG_BY_FAMILY message of at least min bytes), 0 when the kernel has no such
+ * socket, -1 when it cannot say. */
+static int diag_ask(const struct nlmsghdr *req, struct diag_answer *a, size_t min)
+{
+    cleanup_close int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+    if (fd < 0 || sendto(fd, req, req->nlmsg_len, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0)
+        return -1;
+    struct sockaddr_nl from;
+    struct iovec iov = {a->bytes, sizeof a->bytes};
+    struct msghdr mh = {
+        .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1};
+    ssize_t n = recvmsg(fd, &mh, 0);
+    const struct nlmsghdr *h = &a->nlh;
+    /* The kernel's answer (port 0; only root could send another, and only to us), whole. */
+    if (n < 0 || (mh.msg_flags & MSG_TRUNC) || mh.msg_namelen != sizeof from || from.nl_pid != 0 ||
+        !NLMSG_OK(h, (size_t)n))
+        return -1;
+    if (h->nlmsg_type == NLMSG_ERROR) {
+        const struct nlmsgerr *e = NLMSG_DATA(h);
+        return h->nlmsg_len >= NLMSG_LENGTH(sizeof *e) && e->error == -ENOENT ? 0 : -1;
+    }
+    return h->nlmsg_type == SOCK_DIAG_BY_FAMILY && h->nlmsg_len >= NLMSG_LENGTH(min) ? 1 : -1;
+}
+
 /* What the kernel says of the server's end, once: TCP_LINE_SERVER (with *uid), _QUEUED,
  * _CLOSED, or _OTHER for no such socket; -1 when sock_diag cannot answer. */
 static int server_end_by_diag(const struct conn_ends *c, unsigned *uid)
@@ -504,32 +551,11 @@ static int server_end_by_diag(const struct conn_ends *c, unsigned *uid)
     };
     memcpy(msg.req.id.idiag_src, v4 ? c->peer.s6_addr + 12 : c->peer.s6_addr, v4 ? 4 : 16);
     memcpy(msg.req.id.idiag_dst, v4 ? c->local.s6_addr + 12 : c->local.s6_addr, v4 ? 4 : 16);
-    cleanup_close int fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
-    struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-    if (fd < 0 || sendto(fd, &msg, sizeof msg, 0, (struct sockaddr *)&kernel, sizeof kernel) < 0)
-        return -1;
-    union {
-        struct nlmsghdr nlh;
-        char bytes[8192];
-    } answer;
-    struct sockaddr_nl from;
-    struct iovec iov = {&answer, sizeof answer};
-    struct msghdr mh = {
-        .msg_name = &from, .msg_namelen = sizeof from, .msg_iov = &iov, .msg_iovlen = 1};
-    ssize_t n = recvmsg(fd, &mh, 0);
-    const struct nlmsghdr *h = &answer.nlh;
-    /* The kernel's answer (port 0; only root could send another, and only to us), whole. */
-    if (n < 0 || (mh.msg_flags & MSG_TRUNC) || mh.msg_namelen != sizeof from || from.nl_pid != 0 ||
-        !NLMSG_OK(h, (size_t)n))
-        return -1;
-    if (h->nlmsg_type == NLMSG_ERROR) {
-        const struct nlmsgerr *e = NLMSG_DATA(h);
-        return h->nlmsg_len >= NLMSG_LENGTH(sizeof *e) && e->error == -ENOENT ? TCP_LINE_OTHER : -1;
-    }
-    if (h->nlmsg_type != SOCK_DIAG_BY_FAMILY ||
-        h->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
-        return -1;
-    const struct inet_diag_msg *m = NLMSG_DATA(h);
+    struct diag_answer answer;
+    int found = diag_ask(&msg.nlh, &answer, sizeof(struct inet_diag_msg));
+    if (found <= 0)
+        return found == 0 ? TCP_LINE_OTHER : -1;
+    const struct inet_diag_msg *m = NLMSG_DATA(&answer.nlh);
     struct tcp_sock t = {.lport = ntohs(m->id.idiag_sport),
                          .rport = ntohs(m->id.idiag_dport),
                          .state = m->idiag_state,
@@ -581,6 +607,23 @@ static int server_end_by_table(const struct conn_ends *c, unsigned *uid)
     return queued ? TCP_LINE_QUEUED : closed ? TCP_LINE_CLOSED : TCP_LINE_OTHER;
 }
 
+/* While the server has not accepted the connection: NULL after a pause (from 100 us,
+ * doubling to 10 ms), or, past the deadline, why nothing is sent, in buf. */
+static const char *accept_wait(const struct opa_policy *op, uint64_t deadline, useconds_t *pause,
+                               char *buf, size_t size)
+{
+    if (time_mono_ns() >= deadline) {
+        snprintf(buf, size,
+                 "the server did not accept the connection within %ld ms "
+                 "(opa.connect_timeout_ms)",
+                 op->connect_timeout_ms);
+        return buf;
+    }
+    usleep(*pause);
+    *pause = *pause * 2 < 10000 ? *pause * 2 : 10000;
+    return NULL;
+}
+
 /* Who owns the server end of this TCP connection: the server that accepted it.  Until it
  * is accepted, it has no owner to ask (and older kernels list it as root's), and whose the
  * listeners are does not say who will accept it; so tether waits for the accept, up to
@@ -594,7 +637,7 @@ static const char *tcp_owner_check(const struct opa_policy *op, const char *peer
     if (!addr_parse(peer_ip, &c.peer) || !addr_parse(local_ip, &c.local))
         return "the connection's addresses cannot be read";
     uint64_t deadline = time_mono_ns() + (uint64_t)op->connect_timeout_ms * 1000000;
-    for (useconds_t pause = 100;; pause = pause * 2 < 10000 ? pause * 2 : 10000) {
+    for (useconds_t pause = 100;;) {
         unsigned uid = 0;
         int end = server_end_by_diag(&c, &uid);
         if (end < 0)
@@ -610,18 +653,103 @@ static const char *tcp_owner_check(const struct opa_policy *op, const char *peer
         case TCP_LINE_CLOSED:
             return closed_early;
         case TCP_LINE_QUEUED:
-            if (time_mono_ns() >= deadline) {
-                snprintf(buf, size,
-                         "the server did not accept the connection within %ld ms "
-                         "(opa.connect_timeout_ms)",
-                         op->connect_timeout_ms);
+            if (accept_wait(op, deadline, &pause, buf, size) != NULL)
                 return buf;
-            }
-            usleep(pause);
             break;
         default:
             return not_listed;
         }
+    }
+}
+
+/* What sock_diag says of unix socket ino, looked up by inode in this network namespace. */
+struct unix_end {
+    bool has_peer, has_uid;
+    uint32_t peer; /* its peer's inode: 0 while the peer is not accepted, or is closed */
+    uint32_t uid;  /* its owner: whoever accepted it (UDIAG_SHOW_UID, Linux 5.3 and later) */
+    uint8_t shutdown;
+};
+
+/* 1 with *e, 0 when this network namespace has no such socket, -1 when the kernel cannot
+ * say (no unix_diag). */
+static int unix_diag(uint32_t ino, uint32_t show, struct unix_end *e)
+{
+    struct {
+        struct nlmsghdr nlh;
+        struct unix_diag_req req;
+    } msg = {
+        .nlh = {.nlmsg_len = sizeof msg,
+                .nlmsg_type = SOCK_DIAG_BY_FAMILY,
+                .nlmsg_flags = NLM_F_REQUEST},
+        .req = {.sdiag_family = AF_UNIX,
+                .udiag_states = ~0u,
+                .udiag_ino = ino,
+                .udiag_show = show,
+                .udiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}},
+    };
+    struct diag_answer answer;
+    int found = diag_ask(&msg.nlh, &answer, sizeof(struct unix_diag_msg));
+    if (found <= 0)
+        return found;
+    struct unix_diag_msg *m = NLMSG_DATA(&answer.nlh);
+    if (m->udiag_family != AF_UNIX || m->udiag_ino != ino)
+        return -1;
+    *e = (struct unix_end){0};
+    int rem = (int)(answer.nlh.nlmsg_len - NLMSG_LENGTH(sizeof *m));
+    for (struct rtattr *a = (struct rtattr *)(m + 1); RTA_OK(a, rem); a = RTA_NEXT(a, rem)) {
+        if (a->rta_type == UNIX_DIAG_SHUTDOWN && RTA_PAYLOAD(a) >= 1) {
+            e->shutdown = *(const uint8_t *)RTA_DATA(a);
+        } else if (a->rta_type == UNIX_DIAG_PEER && RTA_PAYLOAD(a) >= 4) {
+            memcpy(&e->peer, RTA_DATA(a), 4);
+            e->has_peer = true;
+        } else if (a->rta_type == UNIX_DIAG_UID && RTA_PAYLOAD(a) >= 4) {
+            memcpy(&e->uid, RTA_DATA(a), 4);
+            e->has_uid = true;
+        }
+    }
+    return 1;
+}
+
+/* The server's end of a unix connection, as of a TCP one: the socket that accepted tether's,
+ * owned by whoever accepted it.  SO_PEERCRED names whoever listened, and a root listener may
+ * hand its connections to any user (socket activation, a master and its workers).  Until the
+ * server accepts, the peer of tether's socket has no inode: tether waits for it, up to the
+ * connect timeout.  A server in another network namespace (its socket reached through the
+ * file system) is not in this namespace's table; its listener's credentials are all there is
+ * to go by, and they are taken. */
+static const char *unix_owner_check(const struct opa_policy *op, int fd, char *buf, size_t size)
+{
+    static const char no_diag[] = "the kernel cannot name the socket's server end (sock_diag "
+                                  "for unix sockets, with owners from Linux 5.3)";
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) < 0)
+        return "the connection's socket cannot be read";
+    char owner[160];
+    uint64_t deadline = time_mono_ns() + (uint64_t)op->connect_timeout_ms * 1000000;
+    for (useconds_t pause = 100;;) {
+        struct unix_end me, server;
+        if (unix_diag((uint32_t)st.st_ino, UDIAG_SHOW_PEER, &me) <= 0 || !me.has_peer)
+            return no_diag;
+        if (me.peer != 0) {
+            int found = unix_diag(me.peer, UDIAG_SHOW_UID, &server);
+            if (found < 0 || (found > 0 && !server.has_uid))
+                return no_diag;
+            if (found == 0) {
+                struct ucred cred;
+                socklen_t len = sizeof cred;
+                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred)
+                    return "the server's credentials cannot be read (SO_PEERCRED)";
+                server.uid = cred.uid;
+            }
+            if (uid_refused(op, server.uid, owner, sizeof owner) == NULL)
+                return NULL;
+            snprintf(buf, size, "the socket is served by %s", owner);
+            return buf;
+        }
+        if (me.shutdown & 1) /* the kernel's RCV_SHUTDOWN: the server end has closed */
+            return closed_early;
+        if (accept_wait(op, deadline, &pause, buf, size) != NULL)
+            return buf;
     }
 }
 
@@ -640,19 +768,11 @@ static int on_connected(void *ud, char *peer_ip, char *local_ip, int peer_port, 
     const struct opa_policy *op = cc->op;
     cc->connected = true;
     const char *why = NULL;
-    char buf[224], owner[160];
+    char buf[224];
     if (op->tls) {
         why = NULL; /* the certificate was verified */
     } else if (op->unix_socket != NULL) {
-        struct ucred cred;
-        socklen_t len = sizeof cred;
-        if (cc->fd == CURL_SOCKET_BAD ||
-            getsockopt(cc->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred)
-            why = "the server's credentials cannot be read (SO_PEERCRED)";
-        else if (uid_refused(op, cred.uid, owner, sizeof owner) != NULL) {
-            snprintf(buf, sizeof buf, "the socket is served by %s", owner);
-            why = buf;
-        }
+        why = unix_owner_check(op, cc->fd, buf, sizeof buf);
     } else {
         why = tcp_owner_check(op, peer_ip, peer_port, local_ip, local_port, buf, sizeof buf);
     }

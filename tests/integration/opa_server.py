@@ -6,9 +6,10 @@ the behaviour, so that one server covers every case; every request is recorded.
 Used by test_opa.py, in-process, on a thread: started by the test and stopped after it.
 RawServer is a lower-level peer for the attacks and the failures after connect: it records
 every connection and the bytes it received.  `python3 opa_server.py squat DIR [unix] [slow]
-[lo port=N]` runs
-one as a separate process (so that it can run as another user), writing DIR/port and a JSON
-line per connection to DIR/log.
+[lo port=N] [drop=UID]` runs
+one as a separate process (so that it can run as another user; with drop=UID, started as
+root, it listens as root and accepts as UID), writing DIR/port and a JSON line per
+connection to DIR/log.
 """
 import http.server
 import json
@@ -260,12 +261,14 @@ class RawServer:
     server that requires a client certificate: the client learns after its handshake).
     With accept_delay, each connection waits that long in the accept queue.  With port, the
     listener takes that port; with device, it is bound to that device (SO_BINDTODEVICE, open
-    to every user), and closed after its first accept."""
+    to every user), and closed after its first accept.  With drop_to, the process gives up
+    root for that uid once it listens, before it accepts anything."""
 
     def __init__(self, mode="answer", unix_path=None, tls=None, log=None, accept_delay=0,
-                 port=0, device=None):
+                 port=0, device=None, drop_to=None):
         self.mode, self.unix_path, self.tls, self.log = mode, unix_path, tls, log
         self.accept_delay, self.want_port, self.device = accept_delay, port, device
+        self.drop_to = drop_to
         self.conns = []
 
     def start(self):
@@ -282,6 +285,12 @@ class RawServer:
             self.port = self.sock.getsockname()[1]
             self.url = "%s://127.0.0.1:%d" % ("https" if self.tls else "http", self.port)
         self.sock.listen(16)
+        if self.drop_to is not None:
+            if self.unix_path:
+                os.chmod(self.unix_path, 0o777)
+            os.setgroups([])
+            os.setresgid(self.drop_to, self.drop_to, self.drop_to)
+            os.setresuid(self.drop_to, self.drop_to, self.drop_to)
         self.thread = threading.Thread(target=self._serve, daemon=True)
         self.thread.start()
         return self
@@ -335,8 +344,10 @@ if __name__ == "__main__" and len(sys.argv) >= 3 and sys.argv[1] == "squat":
     unix = os.path.join(d, "opa.sock") if "unix" in sys.argv[3:] else None
     delay = 0.2 if "slow" in sys.argv[3:] else 0
     port = [int(a[5:]) for a in sys.argv[3:] if a.startswith("port=")]
+    drop = [int(a[5:]) for a in sys.argv[3:] if a.startswith("drop=")]
     srv = RawServer(unix_path=unix, log=os.path.join(d, "log"), accept_delay=delay,
-                    port=port[0] if port else 0, device="lo" if "lo" in sys.argv[3:] else None)
+                    port=port[0] if port else 0, device="lo" if "lo" in sys.argv[3:] else None,
+                    drop_to=drop[0] if drop else None)
     srv.start()
     with open(os.path.join(d, "port.tmp"), "w") as f:
         f.write(srv.url)

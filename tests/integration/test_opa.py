@@ -281,10 +281,11 @@ def need_root():
         raise Skip("needs root: the attacker is another user, nobody")
 
 
-def squatter(ws, unix=False, slow=False, extra=(), uid=NOBODY):
+def squatter(ws, unix=False, slow=False, extra=(), uid=NOBODY, root_listens=False):
     """A raw server run as nobody (or uid), the way another local user would squat OPA's
-    address (slow: leaving each connection in its accept queue for 0.2 s): returns
-    (process, url, the log of what it received)."""
+    address (slow: leaving each connection in its accept queue for 0.2 s; root_listens: root
+    listens, then the process becomes uid and accepts, as a service handed its socket by
+    root does): returns (process, url, the log of what it received)."""
     need_root()
     if shutil.which("setpriv") is None:
         raise Skip("needs setpriv to run the squatter as nobody")
@@ -295,9 +296,11 @@ def squatter(ws, unix=False, slow=False, extra=(), uid=NOBODY):
     script = ws.path("opa_server.py")
     shutil.copy(os.path.join(os.path.dirname(os.path.abspath(__file__)), "opa_server.py"), script)
     os.chmod(script, 0o644)
-    proc = subprocess.Popen(["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid,
-                             "--clear-groups", sys.executable, script, "squat", d]
+    as_user = [] if root_listens else ["setpriv", "--reuid=%d" % uid, "--regid=%d" % uid,
+                                       "--clear-groups"]
+    proc = subprocess.Popen(as_user + [sys.executable, script, "squat", d]
                             + (["unix"] if unix else []) + (["slow"] if slow else [])
+                            + (["drop=%d" % uid] if root_listens else [])
                             + list(extra), cwd="/",
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     port = os.path.join(d, "port")
@@ -316,20 +319,20 @@ def log_records(log, n):
     return [json.loads(line) for line in open(log)]
 
 
-def squatter_gets_nothing(ws, unix, slow=False):
-    proc, url, log = squatter(ws, unix, slow)
+def squatter_gets_nothing(ws, unix, slow=False, uid=NOBODY, root_listens=False):
+    proc, url, log = squatter(ws, unix, slow, uid=uid, root_listens=root_listens)
     try:
         tok = ws.write("token", TOKEN + "\n", 0o600)
         line = denied_with(ws, url, "tether/allow", "nothing sent", bearer_token_file=tok,
                            fail_open=True, retries=3)
-        assert "uid %d" % NOBODY in line, line
+        assert "served by uid %d " % uid in line, line
         recs = log_records(log, 1)
         eq(len(recs), 1, "connections (no retry)")
         eq(recs[0]["bytes"], 0, "bytes the squatter received")
         assert "fail_open" not in [r["event"] for r in ws.audit_records()], "failed open"
         # The same server, once the node names its uid, gets the request: the refusal above
         # was the owner check's.
-        configure(ws, url=url, path="tether/allow", bearer_token_file=tok, server_uid=NOBODY)
+        configure(ws, url=url, path="tether/allow", bearer_token_file=tok, server_uid=uid)
         ws.tether("run", "--", "true", check_rc=0, timeout=30)
         recs = log_records(log, 2)
         assert "Bearer " + TOKEN in recs[1]["data"], recs[1]
@@ -346,6 +349,22 @@ def squatted_loopback_port_gets_no_request(ws):
 @case
 def unix_socket_served_by_another_user_gets_no_request(ws):
     squatter_gets_nothing(ws, unix=True)
+
+
+@case
+def unix_socket_slow_to_accept_gets_no_request_until_named(ws):
+    """Waiting in the accept queue, the server's end has no owner yet: tether waits for the
+    accept, and the accepted end is nobody's."""
+    squatter_gets_nothing(ws, unix=True, slow=True)
+
+
+@case
+def a_unix_socket_root_listens_on_and_a_user_accepts_on_gets_no_request(ws):
+    """Root binds and listens; the process then becomes uid 4321 and accepts (socket
+    activation, a master and its workers, a listener handed over).  SO_PEERCRED names the
+    listener, root; the accepted end, which gets the request, is 4321's: nothing is sent.
+    A squatter of OPA's path can point it at such a socket."""
+    squatter_gets_nothing(ws, unix=True, uid=4321, root_listens=True)
 
 
 @case
@@ -408,6 +427,31 @@ def in_a_user_namespace_the_overflow_uid_vouches_for_nobody(ws):
             "uid it does not map" % NOBODY in line, line
         recs = log_records(log, 1)
         eq(recs[0]["bytes"], 0, "bytes the squatter received")
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+@case
+def a_user_namespace_that_maps_every_uid_in_pieces_leaves_nobody_nobodys(ws):
+    """A user namespace whose map covers every uid, in two pieces, leaves none unmapped:
+    there uid 65534 is nobody alone, and a server run as nobody, once named as
+    opa.server_uid, gets the request."""
+    need_root()
+    inp = measured_input(ws)
+    proc, url, log = squatter(ws)
+    try:
+        tok = ws.write("token", TOKEN + "\n", 0o600)
+        configure(ws, url=url, path="tether/allow", bearer_token_file=tok, server_uid=NOBODY)
+        helper = os.path.join(os.path.dirname(os.path.abspath(__file__)), "userns_run.py")
+        ws.prefix = [sys.executable, helper, "0 0 1000;1000 1000 4294966295", "--"]
+        p = ws.tether("eval", "--compact", "--input", inp, timeout=30)
+        if p.returncode == 125 and not p.stdout:
+            raise Skip("this kernel or sandbox makes no user namespaces: " + p.stderr.strip())
+        eq(p.returncode, 0, "exit (stderr %r)" % p.stderr)
+        eq(json.loads(p.stdout)["allow"], True, "allow")
+        recs = log_records(log, 1)
+        assert "Bearer " + TOKEN in recs[0]["data"], recs[0]
     finally:
         proc.kill()
         proc.wait()
