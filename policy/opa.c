@@ -662,7 +662,7 @@ static const char *tcp_owner_check(const struct opa_policy *op, const char *peer
     }
 }
 
-/* What sock_diag says of unix socket ino, looked up by inode in this network namespace. */
+/* What sock_diag says of a unix socket. */
 struct unix_end {
     bool has_peer, has_uid;
     uint32_t peer; /* its peer's inode: 0 while the peer is not accepted, or is closed */
@@ -670,9 +670,12 @@ struct unix_end {
     uint8_t shutdown;
 };
 
-/* 1 with *e, 0 when this network namespace has no such socket, -1 when the kernel cannot
- * say (no unix_diag). */
-static int unix_diag(uint32_t ino, uint32_t show, struct unix_end *e)
+#define NO_COOKIE UINT64_MAX /* both halves INET_DIAG_NOCOOKIE */
+
+/* The socket with inode ino (and cookie, unless NO_COOKIE), in this network
+ * namespace: 1 with *e, 0 when there is none, -1 when the kernel cannot say (no unix_diag).
+ * An inode number alone may name another socket: the numbers wrap at 2^32. */
+static int unix_diag(uint32_t ino, uint64_t cookie, uint32_t show, struct unix_end *e)
 {
     struct {
         struct nlmsghdr nlh;
@@ -685,7 +688,7 @@ static int unix_diag(uint32_t ino, uint32_t show, struct unix_end *e)
                 .udiag_states = ~0u,
                 .udiag_ino = ino,
                 .udiag_show = show,
-                .udiag_cookie = {INET_DIAG_NOCOOKIE, INET_DIAG_NOCOOKIE}},
+                .udiag_cookie = {(uint32_t)cookie, (uint32_t)(cookie >> 32)}},
     };
     struct diag_answer answer;
     int found = diag_ask(&msg.nlh, &answer, sizeof(struct unix_diag_msg));
@@ -711,40 +714,54 @@ static int unix_diag(uint32_t ino, uint32_t show, struct unix_end *e)
 }
 
 /* The server's end of a unix connection, as of a TCP one: the socket that accepted tether's,
- * owned by whoever accepted it.  SO_PEERCRED names whoever listened, and a root listener may
- * hand its connections to any user (socket activation, a master and its workers).  Until the
+ * owned by whoever accepted it, and its listener too.  SO_PEERCRED names whoever listened,
+ * and a root listener may hand its connections to any user (socket activation, a master and
+ * its workers); the accepted end is found by its inode number, which wraps.  So both must be
+ * trusted uids', and the accepted end must be tether's socket's peer, both ways, before and
+ * after its owner is read: a number that names another socket by then is refused.  Until the
  * server accepts, the peer of tether's socket has no inode: tether waits for it, up to the
- * connect timeout.  A server in another network namespace (its socket reached through the
- * file system) is not in this namespace's table; its listener's credentials are all there is
- * to go by, and they are taken. */
+ * connect timeout.  (An accepted end is always in the connecting socket's network namespace,
+ * wherever its listener is.) */
 static const char *unix_owner_check(const struct opa_policy *op, int fd, char *buf, size_t size)
 {
     static const char no_diag[] = "the kernel cannot name the socket's server end (sock_diag "
                                   "for unix sockets, with owners from Linux 5.3)";
     struct stat st;
+    uint64_t cookie = 0;
+    socklen_t len = sizeof cookie;
     if (fd < 0 || fstat(fd, &st) < 0)
         return "the connection's socket cannot be read";
+    if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) < 0 || len != sizeof cookie)
+        return no_diag;
+    uint32_t mine = (uint32_t)st.st_ino;
     char owner[160];
     uint64_t deadline = time_mono_ns() + (uint64_t)op->connect_timeout_ms * 1000000;
     for (useconds_t pause = 100;;) {
-        struct unix_end me, server;
-        if (unix_diag((uint32_t)st.st_ino, UDIAG_SHOW_PEER, &me) <= 0 || !me.has_peer)
+        struct unix_end me, server, again;
+        if (unix_diag(mine, cookie, UDIAG_SHOW_PEER, &me) <= 0 || !me.has_peer)
             return no_diag;
         if (me.peer != 0) {
-            int found = unix_diag(me.peer, UDIAG_SHOW_UID, &server);
+            int found = unix_diag(me.peer, NO_COOKIE, UDIAG_SHOW_PEER | UDIAG_SHOW_UID, &server);
             if (found < 0 || (found > 0 && !server.has_uid))
                 return no_diag;
-            if (found == 0) {
-                struct ucred cred;
-                socklen_t len = sizeof cred;
-                if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred)
-                    return "the server's credentials cannot be read (SO_PEERCRED)";
-                server.uid = cred.uid;
+            /* Gone, or the number names another socket by now: the server end closed. */
+            if (found == 0 || !server.has_peer || server.peer != mine ||
+                unix_diag(mine, cookie, UDIAG_SHOW_PEER, &again) <= 0 || !again.has_peer ||
+                again.peer != me.peer || (again.shutdown & 1))
+                return closed_early;
+            if (uid_refused(op, server.uid, owner, sizeof owner) != NULL) {
+                snprintf(buf, size, "the socket is served by %s", owner);
+                return buf;
             }
-            if (uid_refused(op, server.uid, owner, sizeof owner) == NULL)
-                return NULL;
-            snprintf(buf, size, "the socket is served by %s", owner);
-            return buf;
+            struct ucred cred;
+            len = sizeof cred;
+            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred)
+                return "the server's credentials cannot be read (SO_PEERCRED)";
+            if (uid_refused(op, cred.uid, owner, sizeof owner) != NULL) {
+                snprintf(buf, size, "the socket's listener is %s", owner);
+                return buf;
+            }
+            return NULL;
         }
         if (me.shutdown & 1) /* the kernel's RCV_SHUTDOWN: the server end has closed */
             return closed_early;

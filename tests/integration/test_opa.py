@@ -368,6 +368,41 @@ def a_unix_socket_root_listens_on_and_a_user_accepts_on_gets_no_request(ws):
 
 
 @case
+def a_unix_peer_found_by_a_wrapped_inode_number_is_not_trusted(ws):
+    """Socket inode numbers wrap at 2^32: after about 2^32 pipe() calls, a user's accepted end
+    can have the number of a root-owned socket, which sock_diag's lookup by number may find
+    first.  Simulated (diag_collide.c, preloaded: the lookup of the accepted end answers with
+    a root socket of a pair that is not tether's): the socket found must be tether's peer,
+    and is not, so nothing is sent.  Root listens, uid 4321 accepts, as a handed-over
+    listener would."""
+    need_root()
+    cc = shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise Skip("needs a C compiler to build the preloaded simulation")
+    shim = ws.path("diag_collide.so")
+    src = os.path.join(os.path.dirname(os.path.abspath(__file__)), "diag_collide.c")
+    subprocess.run([cc, "-shared", "-fPIC", "-o", shim, src, "-ldl"], check=True)
+    pair = socket.socketpair()
+    proc, url, log = squatter(ws, unix=True, uid=4321, root_listens=True)
+    try:
+        configure(ws, url=url, path="tether/allow")
+        env = dict(ws.env, LD_PRELOAD=shim, COLLIDE_INO=str(os.fstat(pair[0].fileno()).st_ino),
+                   ASAN_OPTIONS=os.environ.get("ASAN_OPTIONS", "") + ":verify_asan_link_order=0")
+        p = ws.tether("eval", "--compact", "--input", measured_input(ws), env=env, timeout=30)
+        eq(p.returncode, 77, "exit (stderr %r)" % p.stderr)
+        line = json.loads(p.stdout)["reasons"][0]
+        assert "nothing sent: the server closed the connection before anything was sent" in line, \
+            line
+        recs = log_records(log, 1)
+        eq(recs[0]["bytes"], 0, "bytes the accepting user received")
+    finally:
+        proc.kill()
+        proc.wait()
+        pair[0].close()
+        pair[1].close()
+
+
+@case
 def a_squatter_bound_to_lo_beside_roots_listener_gets_no_request(ws):
     """Root listens on OPA's port on every IPv6 address, IPv6 only; a user binds the same
     port on 127.0.0.1 to the loopback device (SO_BINDTODEVICE: no privilege needed), takes
