@@ -105,7 +105,9 @@ struct conn_check {
     curl_socket_t fd;  /* the last socket curl opened */
     bool connected;    /* a connection was made: no longer an unreachable OPA */
     bool trusted;      /* the peer was authenticated before the request was sent */
-    bool vanished;     /* the server's socket was gone before it could be checked */
+    bool unanswered;   /* nothing sent, and no server end was there to send to: it had
+                        * closed, was gone, or did not accept in time (an outage, not an
+                        * untrusted peer) */
     char refused[256]; /* why the peer was not, when it was not */
 };
 
@@ -631,7 +633,8 @@ static const char *accept_wait(const struct opa_policy *op, uint64_t deadline, u
  * cannot be checked, and is refused).  Returns NULL when the owner is trusted, else why
  * not. */
 static const char *tcp_owner_check(const struct opa_policy *op, const char *peer_ip, int peer_port,
-                                   const char *local_ip, int local_port, char *buf, size_t size)
+                                   const char *local_ip, int local_port, char *buf, size_t size,
+                                   bool *unanswered)
 {
     struct conn_ends c = {.peer_port = peer_port, .local_port = local_port};
     if (!addr_parse(peer_ip, &c.peer) || !addr_parse(local_ip, &c.local))
@@ -651,12 +654,17 @@ static const char *tcp_owner_check(const struct opa_policy *op, const char *peer
             return buf;
         }
         case TCP_LINE_CLOSED:
+            *unanswered = true;
             return closed_early;
         case TCP_LINE_QUEUED:
-            if (accept_wait(op, deadline, &pause, buf, size) != NULL)
-                return buf;
-            break;
+            if (accept_wait(op, deadline, &pause, buf, size) == NULL)
+                break;
+            *unanswered = true;
+            return buf;
         default:
+            /* A listener that closed between our connect and the check took the
+             * connection with it: nothing was sent, as when nobody listened at all. */
+            *unanswered = true;
             return not_listed;
         }
     }
@@ -722,7 +730,8 @@ static int unix_diag(uint32_t ino, uint64_t cookie, uint32_t show, struct unix_e
  * server accepts, the peer of tether's socket has no inode: tether waits for it, up to the
  * connect timeout.  (An accepted end is always in the connecting socket's network namespace,
  * wherever its listener is.) */
-static const char *unix_owner_check(const struct opa_policy *op, int fd, char *buf, size_t size)
+static const char *unix_owner_check(const struct opa_policy *op, int fd, char *buf, size_t size,
+                                    bool *unanswered)
 {
     static const char no_diag[] = "the kernel cannot name the socket's server end (sock_diag "
                                   "for unix sockets, with owners from Linux 5.3)";
@@ -747,8 +756,10 @@ static const char *unix_owner_check(const struct opa_policy *op, int fd, char *b
             /* Gone, or the number names another socket by now: the server end closed. */
             if (found == 0 || !server.has_peer || server.peer != mine ||
                 unix_diag(mine, cookie, UDIAG_SHOW_PEER, &again) <= 0 || !again.has_peer ||
-                again.peer != me.peer || (again.shutdown & 1))
+                again.peer != me.peer || (again.shutdown & 1)) {
+                *unanswered = true;
                 return closed_early;
+            }
             if (uid_refused(op, server.uid, owner, sizeof owner) != NULL) {
                 snprintf(buf, size, "the socket is served by %s", owner);
                 return buf;
@@ -763,10 +774,13 @@ static const char *unix_owner_check(const struct opa_policy *op, int fd, char *b
             }
             return NULL;
         }
-        if (me.shutdown & 1) /* the kernel's RCV_SHUTDOWN: the server end has closed */
-            return closed_early;
-        if (accept_wait(op, deadline, &pause, buf, size) != NULL)
-            return buf;
+        /* Not accepted: closed (the kernel's RCV_SHUTDOWN), or still waiting. */
+        const char *why =
+            me.shutdown & 1 ? closed_early : accept_wait(op, deadline, &pause, buf, size);
+        if (why != NULL) {
+            *unanswered = true;
+            return why;
+        }
     }
 }
 
@@ -789,14 +803,12 @@ static int on_connected(void *ud, char *peer_ip, char *local_ip, int peer_port, 
     if (op->tls) {
         why = NULL; /* the certificate was verified */
     } else if (op->unix_socket != NULL) {
-        why = unix_owner_check(op, cc->fd, buf, sizeof buf);
+        why = unix_owner_check(op, cc->fd, buf, sizeof buf, &cc->unanswered);
     } else {
-        why = tcp_owner_check(op, peer_ip, peer_port, local_ip, local_port, buf, sizeof buf);
+        why = tcp_owner_check(op, peer_ip, peer_port, local_ip, local_port, buf, sizeof buf,
+                              &cc->unanswered);
     }
     if (why != NULL) {
-        /* A listener that closed between our connect and the check took the connection
-         * with it: nothing was sent, as when nobody listened at all. */
-        cc->vanished = why == not_listed;
         snprintf(cc->refused, sizeof cc->refused, "%s", why);
         return CURL_PREREQFUNC_ABORT;
     }
@@ -944,10 +956,12 @@ static int opa_evaluate(struct policy *p, const cJSON *input, cJSON **doc, cJSON
         usleep(100 * 1000);
     }
     if (cc.refused[0] != '\0') {
-        /* An untrusted peer on OPA's address is an attack, not an outage: never fail-open. */
+        /* Never fail-open: a connection was made, to whoever.  An untrusted peer on OPA's
+         * address is an attack; a server end that closed, or did not accept in time, is
+         * no answer (which a monitor takes as an outage, within monitor.fail_grace_s). */
         body_wipe(&body);
         error_set(err, EPERM, "OPA `%s`: nothing sent: %s", op->shown_url, cc.refused);
-        if (cc.vanished)
+        if (cc.unanswered)
             (*err)->code = POLICY_NO_ANSWER;
         return -1;
     }

@@ -5,6 +5,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -263,6 +264,38 @@ def ttl_expiry_asks_again(ws):
     assert 0.9 < time.monotonic() - t0 < 10, "asked again at the ttl"
     ev = events(ws)
     assert ev.index("ttl_expired") < ev.index("drift"), ev
+
+
+@case
+def an_opa_that_stops_accepting_is_an_outage_not_a_deny(ws):
+    """OPA's port still listening but never accepting (a hung or draining server, or one
+    caught between its listener and its stop): nothing is sent, and the monitor counts it as
+    OPA unreachable, within the grace period, not as a deny that kills at once."""
+    srv = DataAPI().start()
+    port = int(srv.url.rsplit(":", 1)[1])
+    cfg = {"audit": {"path": ws.audit}, "monitor": {"fail_grace_s": 2},
+           "opa": {"url": srv.url, "path": "tether/monitored", "connect_timeout_ms": 200}}
+    ws.write("tether.json", json.dumps(cfg))
+    ready = ws.path("ready")
+    proc = ws.popen("run", "--", PROBE, "ready", ready, "sleep", "30")
+    hung = socket.socket()
+    try:
+        wait_for(lambda: os.path.exists(ready), what="the workload")
+        srv.stop()
+        hung.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        hung.bind(("127.0.0.1", port))
+        hung.listen(64)
+        t_hung = time.monotonic()
+        eq(proc.wait(timeout=30), DRIFT_KILLED, "exit status")
+        assert time.monotonic() - t_hung >= 2.0, "killed before the grace period ended"
+    finally:
+        proc.kill()
+        hung.close()
+    recs = ws.audit_records()
+    ev = [r["event"] for r in recs]
+    assert ev.index("policy_unreachable") < ev.index("drift"), ev
+    why = [r for r in recs if r["event"] == "policy_unreachable"][0]["reason"]
+    assert "nothing sent" in why, why
 
 
 @case
