@@ -108,7 +108,7 @@ struct conn_check {
     bool unanswered;   /* nothing sent, and no server end was there to send to: it had
                         * closed, was gone, or did not accept in time (an outage, not an
                         * untrusted peer) */
-    char refused[256]; /* why the peer was not, when it was not */
+    char refused[384]; /* why the peer was not, when it was not */
 };
 
 struct body {
@@ -609,6 +609,56 @@ static int server_end_by_table(const struct conn_ends *c, unsigned *uid)
     return queued ? TCP_LINE_QUEUED : closed ? TCP_LINE_CLOSED : TCP_LINE_OTHER;
 }
 
+/* A listener on the connection's port that could have taken it (on its address, or on a
+ * wildcard) and is not a trusted uid's: *uid, and true.  A listener vouches for nobody, but
+ * one that is not trusted makes a connection that went unaccepted, closed or vanished an
+ * attack rather than an outage.  Read from the kernel's table, which lists every listener
+ * whatever device it is bound to; on the failure path only. */
+static bool untrusted_listener(const struct opa_policy *op, const struct conn_ends *c,
+                               unsigned *uid)
+{
+    static const struct in6_addr any4 = {.s6_addr = {[10] = 0xff, [11] = 0xff}};
+    bool found = false;
+    char why[160];
+    for (int v6 = 0; v6 < 2 && !found; v6++) {
+        FILE *f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "re");
+        if (f == NULL)
+            continue;
+        char line[512];
+        struct tcp_sock t;
+        while (!found && fgets(line, sizeof line, f) != NULL) {
+            if (!tcp_line_parse(line, &t) || t.state != TCP_LISTEN ||
+                t.lport != (unsigned)c->peer_port)
+                continue;
+            bool covers = memcmp(&t.la, &c->peer, sizeof t.la) == 0 ||
+                          memcmp(&t.la, &any4, sizeof t.la) == 0 || IN6_IS_ADDR_UNSPECIFIED(&t.la);
+            if (covers && uid_refused(op, t.uid, why, sizeof why) != NULL) {
+                *uid = t.uid;
+                found = true;
+            }
+        }
+        fclose(f);
+    }
+    return found;
+}
+
+/* No server end to judge (why): an outage (*unanswered), unless a listener that could have
+ * taken the connection is not trusted, which makes it an attack. */
+static const char *no_server_end(const struct opa_policy *op, const struct conn_ends *c,
+                                 const char *why, char *buf, size_t size, bool *unanswered)
+{
+    unsigned uid;
+    if (!untrusted_listener(op, c, &uid)) {
+        *unanswered = true;
+        return why;
+    }
+    char owner[160], text[160];
+    snprintf(text, sizeof text, "%s", why); /* why may be buf */
+    uid_refused(op, uid, owner, sizeof owner);
+    snprintf(buf, size, "%.100s, and port %d has a listener of %.150s", text, c->peer_port, owner);
+    return buf;
+}
+
 /* While the server has not accepted the connection: NULL after a pause (from 100 us,
  * doubling to 10 ms), or, past the deadline, why nothing is sent, in buf. */
 static const char *accept_wait(const struct opa_policy *op, uint64_t deadline, useconds_t *pause,
@@ -653,19 +703,16 @@ static const char *tcp_owner_check(const struct opa_policy *op, const char *peer
             snprintf(buf, size, "port %d is served by %s", peer_port, why);
             return buf;
         }
-        case TCP_LINE_CLOSED:
-            *unanswered = true;
-            return closed_early;
         case TCP_LINE_QUEUED:
             if (accept_wait(op, deadline, &pause, buf, size) == NULL)
                 break;
-            *unanswered = true;
-            return buf;
+            return no_server_end(op, &c, buf, buf, size, unanswered);
+        case TCP_LINE_CLOSED:
+            return no_server_end(op, &c, closed_early, buf, size, unanswered);
         default:
             /* A listener that closed between our connect and the check took the
              * connection with it: nothing was sent, as when nobody listened at all. */
-            *unanswered = true;
-            return not_listed;
+            return no_server_end(op, &c, not_listed, buf, size, unanswered);
         }
     }
 }
@@ -743,7 +790,16 @@ static const char *unix_owner_check(const struct opa_policy *op, int fd, char *b
     if (getsockopt(fd, SOL_SOCKET, SO_COOKIE, &cookie, &len) < 0 || len != sizeof cookie)
         return no_diag;
     uint32_t mine = (uint32_t)st.st_ino;
+    /* The listener first: one that is not trusted is an attack, whether or not it accepts. */
     char owner[160];
+    struct ucred cred;
+    len = sizeof cred;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred)
+        return "the server's credentials cannot be read (SO_PEERCRED)";
+    if (uid_refused(op, cred.uid, owner, sizeof owner) != NULL) {
+        snprintf(buf, size, "the socket's listener is %s", owner);
+        return buf;
+    }
     uint64_t deadline = time_mono_ns() + (uint64_t)op->connect_timeout_ms * 1000000;
     for (useconds_t pause = 100;;) {
         struct unix_end me, server, again;
@@ -760,19 +816,10 @@ static const char *unix_owner_check(const struct opa_policy *op, int fd, char *b
                 *unanswered = true;
                 return closed_early;
             }
-            if (uid_refused(op, server.uid, owner, sizeof owner) != NULL) {
-                snprintf(buf, size, "the socket is served by %s", owner);
-                return buf;
-            }
-            struct ucred cred;
-            len = sizeof cred;
-            if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0 || len != sizeof cred)
-                return "the server's credentials cannot be read (SO_PEERCRED)";
-            if (uid_refused(op, cred.uid, owner, sizeof owner) != NULL) {
-                snprintf(buf, size, "the socket's listener is %s", owner);
-                return buf;
-            }
-            return NULL;
+            if (uid_refused(op, server.uid, owner, sizeof owner) == NULL)
+                return NULL;
+            snprintf(buf, size, "the socket is served by %s", owner);
+            return buf;
         }
         /* Not accepted: closed (the kernel's RCV_SHUTDOWN), or still waiting. */
         const char *why =
@@ -799,7 +846,7 @@ static int on_connected(void *ud, char *peer_ip, char *local_ip, int peer_port, 
     const struct opa_policy *op = cc->op;
     cc->connected = true;
     const char *why = NULL;
-    char buf[224];
+    char buf[320];
     if (op->tls) {
         why = NULL; /* the certificate was verified */
     } else if (op->unix_socket != NULL) {

@@ -47,7 +47,8 @@ struct policy;
  * connection within the timeout): the one failure opa.fail_open may start a workload on. */
 #define POLICY_UNREACHABLE EHOSTUNREACH
 /* err->code of one that connected and lost the connection without an answer (a reset, an
- * empty reply), or whose server's socket was gone before it could be checked:
+ * empty reply), or whose server end was gone, had closed, or was not accepted within the
+ * connect timeout before anything was sent (with no untrusted listener on the port):
  * a deny at launch, which a monitor treats as an unreachable engine (monitor.fail_grace_s). */
 #define POLICY_NO_ANSWER ECONNRESET
 

@@ -325,7 +325,7 @@ def squatter_gets_nothing(ws, unix, slow=False, uid=NOBODY, root_listens=False):
         tok = ws.write("token", TOKEN + "\n", 0o600)
         line = denied_with(ws, url, "tether/allow", "nothing sent", bearer_token_file=tok,
                            fail_open=True, retries=3)
-        assert "served by uid %d " % uid in line, line
+        assert ("served by uid %d " % uid in line or "listener is uid %d " % uid in line), line
         recs = log_records(log, 1)
         eq(len(recs), 1, "connections (no retry)")
         eq(recs[0]["bytes"], 0, "bytes the squatter received")
@@ -437,6 +437,31 @@ def a_squatter_slow_to_accept_gets_no_request(ws):
     tether waits for the accept, and the accepted end is nobody's.  Named as
     opa.server_uid, the same slow server gets the request (tether waited for it)."""
     squatter_gets_nothing(ws, unix=False, slow=True)
+
+
+@case
+def a_squatter_that_never_accepts_in_time_is_an_attack_not_an_outage(ws):
+    """A connection not accepted within opa.connect_timeout_ms is no answer (an OPA that is
+    stopping: a monitor gives it its grace), unless a listener that could have taken it is
+    not trusted: then it is the squatter it looks like, named in the refusal."""
+    proc, url, log = squatter(ws, slow=True)
+    try:
+        line = denied_with(ws, url, "tether/allow", "nothing sent", connect_timeout_ms=50)
+        assert "did not accept the connection within 50 ms" in line, line
+        assert "has a listener of uid %d " % NOBODY in line, line
+    finally:
+        proc.kill()
+        proc.wait()
+    # The same port held by root and never accepted: no answer, and no listener named.
+    hung = socket.socket()
+    hung.bind(("127.0.0.1", 0))
+    hung.listen(8)
+    try:
+        url = "http://127.0.0.1:%d" % hung.getsockname()[1]
+        line = denied_with(ws, url, "tether/allow", "nothing sent", connect_timeout_ms=50)
+        assert "did not accept" in line and "has a listener" not in line, line
+    finally:
+        hung.close()
 
 
 @case
