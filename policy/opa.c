@@ -157,8 +157,6 @@ static bool is_loopback(const char *host)
 {
     struct in_addr a4;
     struct in6_addr a6;
-    if (strcmp(host, "localhost") == 0)
-        return true; /* curl answers it from 127.0.0.1 and ::1 without asking DNS */
     if (inet_pton(AF_INET, host, &a4) == 1)
         return (ntohl(a4.s_addr) >> 24) == 127;
     size_t n = strlen(host);
@@ -1169,6 +1167,11 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
                   sym_curl_url_get(u, CURLUPART_PATH, &upath, 0) == CURLUE_OK;
         bool https = ok && strcmp(scheme, "https") == 0;
         bool http_ok = ok && strcmp(scheme, "http") == 0 && is_loopback(host);
+        /* Not localhost, over plain HTTP: it names both address families, and OPA may
+         * listen on one only.  A user may then listen on the other, which curl may try
+         * first; one that never answers, or hangs up before anything is sent, would look
+         * like an OPA outage (a monitor's grace) for as long as it pleased. */
+        bool named_localhost = ok && strcmp(scheme, "http") == 0 && strcmp(host, "localhost") == 0;
         op->tls = https;
         if (ok && (https || http_ok)) {
             size_t plen = strlen(upath);
@@ -1187,6 +1190,9 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
         if (op->endpoint == NULL) {
             error_set(err, 0, "opa.url `%s`: %s", op->shown_url,
                       !ok ? "not a URL"
+                      : named_localhost
+                          ? "http:// must name the address OPA listens on, 127.0.0.1 or [::1], "
+                            "not localhost"
                           : "must be https://, or http:// to a loopback address, or unix:///path");
             policy_free(p);
             return -1;

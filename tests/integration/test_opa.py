@@ -235,6 +235,12 @@ def plain_http_only_to_loopback(ws):
         assert "opa.url" in one_line(p.stderr), p.stderr
     p = ws.tether("run", "--opa", "http://10.0.0.1", "--policy", "x.lua", "--", "true", check_rc=125)
     assert "exclude each other" in p.stderr
+    # localhost names both families; OPA may listen on one, and a user on the other.  Over
+    # HTTPS (the certificate authenticates) it is fine: https_with_a_test_ca.
+    configure(ws, url="http://localhost:8181")
+    p = ws.tether("run", "--", "true", check_rc=125)
+    assert "must name the address OPA listens on, 127.0.0.1 or [::1], not localhost" in \
+        one_line(p.stderr), p.stderr
 
 
 @case
