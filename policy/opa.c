@@ -23,6 +23,7 @@
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -1171,7 +1172,9 @@ int policy_opa_open(const struct opa_options *o, struct policy **out, tether_err
          * listen on one only.  A user may then listen on the other, which curl may try
          * first; one that never answers, or hangs up before anything is sent, would look
          * like an OPA outage (a monitor's grace) for as long as it pleased. */
-        bool named_localhost = ok && strcmp(scheme, "http") == 0 && strcmp(host, "localhost") == 0;
+        bool named_localhost =
+            ok && strcmp(scheme, "http") == 0 &&
+            (strcasecmp(host, "localhost") == 0 || strcasecmp(host, "localhost.") == 0);
         op->tls = https;
         if (ok && (https || http_ok)) {
             size_t plen = strlen(upath);

@@ -237,10 +237,11 @@ def plain_http_only_to_loopback(ws):
     assert "exclude each other" in p.stderr
     # localhost names both families; OPA may listen on one, and a user on the other.  Over
     # HTTPS (the certificate authenticates) it is fine: https_with_a_test_ca.
-    configure(ws, url="http://localhost:8181")
-    p = ws.tether("run", "--", "true", check_rc=125)
-    assert "must name the address OPA listens on, 127.0.0.1 or [::1], not localhost" in \
-        one_line(p.stderr), p.stderr
+    for url in ("http://localhost:8181", "http://LocalHost.:8181"):
+        configure(ws, url=url)
+        p = ws.tether("run", "--", "true", check_rc=125)
+        assert "must name the address OPA listens on, 127.0.0.1 or [::1], not localhost" in \
+            one_line(p.stderr), p.stderr
 
 
 @case
