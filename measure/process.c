@@ -237,8 +237,13 @@ int measure_process_collect(pid_t pid, cJSON **out, tether_error_t *err)
     char link[4096];
     snprintf(path, sizeof path, "/proc/%d/exe", (int)pid);
     ssize_t n = readlink(path, link, sizeof link - 1);
-    if (n < 0 && errno == ENOENT)
+    cleanup_close int fd = n >= 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    /* Without a main thread (pthread_exit), or when it ends between the link and the open,
+     * a live thread's link names the program, and opens it. */
+    if (fd < 0 && errno == ENOENT) {
         n = live_thread_exe(pid, path, sizeof path, link, sizeof link - 1);
+        fd = n >= 0 ? open(path, O_RDONLY | O_CLOEXEC) : -1;
+    }
     link[n > 0 ? n : 0] = '\0';
     /* The workload names its own files: a long path is cut, and said to be, so that a
      * policy's pattern over it costs what a short one does. */
@@ -247,7 +252,6 @@ int measure_process_collect(pid_t pid, cJSON **out, tether_error_t *err)
         cJSON_AddTrueToObject(p, "truncated");
     }
     cJSON_AddItemToObject(exe, "path", json_string_or_null(n > 0 ? link : NULL));
-    cleanup_close int fd = open(path, O_RDONLY | O_CLOEXEC);
     char hex[SHA256_HEX_LEN + 1];
     cJSON_AddItemToObject(exe, "sha256",
                           json_string_or_null(fd >= 0 && hash_file(fd, hex) ? hex : NULL));
