@@ -1020,8 +1020,9 @@ static int opa_evaluate(struct policy *p, const cJSON *input, cJSON **doc, cJSON
         error_set(err, 0, "OPA `%s`: %s", op->shown_url,
                   errbuf[0] ? errbuf : sym_curl_easy_strerror(rc));
         /* A dropped connection, but not a hanging OPA: a hanging policy is drift. */
-        bool no_answer = status == 0 && (rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
-                                         rc == CURLE_SEND_ERROR || rc == CURLE_COULDNT_CONNECT);
+        bool no_answer = (status == 0 && (rc == CURLE_GOT_NOTHING || rc == CURLE_RECV_ERROR ||
+                                          rc == CURLE_SEND_ERROR || rc == CURLE_COULDNT_CONNECT)) ||
+                         rc == CURLE_PARTIAL_FILE; /* an answer cut short: OPA stopping */
         (*err)->code = unreachable ? POLICY_UNREACHABLE : no_answer ? POLICY_NO_ANSWER : EPROTO;
         return -1;
     }

@@ -255,7 +255,8 @@ def read_request(conn, timeout=2.0):
 
 class RawServer:
     """A listener on loopback TCP (or a unix socket) that records each connection as
-    {"bytes", "data"} and then, by mode: "answer" (a 200 that releases a key), "reset" (an
+    {"bytes", "data"} and then, by mode: "answer" (a 200 that releases a key), "short" (the
+    same, cut short: its Content-Length says 100 bytes more), "reset" (an
     RST once the request is in), "empty" (closes without a reply), "reset-at-once" (an RST before anything is read),
     "tls-reject" (a TLS 1.3
     server that requires a client certificate: the client learns after its handshake).
@@ -326,6 +327,10 @@ class RawServer:
             rec["bytes"], rec["data"] = len(data), data.decode(errors="replace")
             if self.mode == "reset":
                 conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif self.mode == "short" and data:  # an answer cut short: OPA stopping
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: %d\r\n\r\n%s" % (len(KEY_ANSWER) + 100,
+                                                                KEY_ANSWER))
             elif self.mode == "answer" and data:
                 conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                              b"Content-Length: %d\r\n\r\n%s" % (len(KEY_ANSWER), KEY_ANSWER))

@@ -447,6 +447,20 @@ def a_squatter_slow_to_accept_gets_no_request(ws):
 
 
 @case
+def an_answer_cut_short_is_a_deny_and_never_fails_open(ws):
+    """A trusted OPA that hangs up halfway through its answer (stopping): no answer, which a
+    monitor takes as an outage; at launch a deny, never failed open, and no key released."""
+    srv = RawServer(mode="short").start()
+    try:
+        line = denied_with(ws, srv.url, "tether/allow", "OPA", fail_open=True, retries=0)
+        assert "fail_open" not in [r["event"] for r in ws.audit_records()], "failed open"
+        assert srv.conns and srv.conns[0]["bytes"] > 0, "the request was not sent"
+        assert "transfer closed" in line, line  # curl's PARTIAL_FILE: the path under test
+    finally:
+        srv.stop()
+
+
+@case
 def a_squatter_that_never_accepts_in_time_is_an_attack_not_an_outage(ws):
     """A connection not accepted within opa.connect_timeout_ms is no answer (an OPA that is
     stopping: a monitor gives it its grace), unless a listener that could have taken it is
