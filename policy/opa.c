@@ -686,8 +686,13 @@ static const char *tcp_owner_check(const struct opa_policy *op, const char *peer
                                    bool *unanswered)
 {
     struct conn_ends c = {.peer_port = peer_port, .local_port = local_port};
-    if (!addr_parse(peer_ip, &c.peer) || !addr_parse(local_ip, &c.local))
-        return "the connection's addresses cannot be read";
+    if (!addr_parse(peer_ip, &c.peer) || !addr_parse(local_ip, &c.local)) {
+        /* curl could not name the ends: the connection was reset before the check (OPA
+         * stopping).  Nothing is sent; since opa.url names an address, nobody but OPA can
+         * hold its port while OPA is up, so this is no answer, as a reset is. */
+        *unanswered = true;
+        return "the connection was gone before its ends could be read";
+    }
     uint64_t deadline = time_mono_ns() + (uint64_t)op->connect_timeout_ms * 1000000;
     for (useconds_t pause = 100;;) {
         unsigned uid = 0;
