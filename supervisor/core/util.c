@@ -512,9 +512,14 @@ bool json_get_int(const cJSON *j, int64_t min, int64_t max, int64_t *out)
     if (!cJSON_IsNumber(j))
         return false;
     double d = j->valuedouble;
-    if (!isfinite(d) || d != floor(d) || d < (double)min || d > (double)max)
+    /* (double)INT64_MAX rounds up to 2^63, which no int64_t holds: bounded before the cast,
+     * and compared exactly after it. */
+    if (!isfinite(d) || d != floor(d) || d < -0x1p63 || d >= 0x1p63)
         return false;
-    *out = (int64_t)d;
+    int64_t v = (int64_t)d;
+    if (v < min || v > max)
+        return false;
+    *out = v;
     return true;
 }
 
