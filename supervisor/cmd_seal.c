@@ -228,7 +228,7 @@ int cmd_inspect(int argc, char **argv)
         return EXIT_FAILED;
     }
     struct sealed s;
-    if (seal_open(fd, NULL, -1, &s, &err) < 0) {
+    if (seal_open(fd, NULL, false, &s, &err) < 0) {
         log_error("inspect: `%s`: %s", argv[1], err->msg);
         return EXIT_FAILED;
     }

@@ -914,7 +914,7 @@ static void on_exe_event(struct mon *m, const struct watch *w)
         struct sealed s;
         cleanup_error tether_error_t err = NULL;
         if (fd >= 0 && fstat(fd, &st) == 0 && (uint64_t)st.st_size <= MEASURE_HASH_MAX &&
-            seal_open(fd, NULL, -1, &s, &err) == 0) {
+            seal_open(fd, NULL, false, &s, &err) == 0) {
             seal_identity(&s, hex);
             seal_close(&s);
         }

@@ -211,8 +211,47 @@ out:
     return rc;
 }
 
+/* What a root workload keeps when the decision names no capabilities: podman's default set
+ * (containers.conf), which is Docker's without CAP_NET_RAW, CAP_MKNOD and CAP_AUDIT_WRITE.
+ * Without CAP_SYS_ADMIN and CAP_SYS_PTRACE it can neither leave its namespaces nor read its
+ * supervisor (doc/supervision.md). */
+#define CAP(n) (UINT64_C(1) << (n))
+static const uint64_t default_root_caps =
+    CAP(CAP_CHOWN) | CAP(CAP_DAC_OVERRIDE) | CAP(CAP_FOWNER) | CAP(CAP_FSETID) | CAP(CAP_KILL) |
+    CAP(CAP_NET_BIND_SERVICE) | CAP(CAP_SETFCAP) | CAP(CAP_SETGID) | CAP(CAP_SETPCAP) |
+    CAP(CAP_SETUID) | CAP(CAP_SYS_CHROOT);
+
+/* The capabilities the workload may hold (its bounding set): the decision's, else the
+ * default for its uid; UINT64_MAX where nothing bounds them. */
+static uint64_t kept_caps(const struct run *r, bool sealed)
+{
+    const struct confine *c = &r->d.confinement;
+    uid_t uid = c->user_given ? c->uid : geteuid();
+    if (sealed && uid != 0 && geteuid() == 0) {
+        /* The plaintext's guard.  A process may read another's memory (/proc/PID/mem,
+         * maps, environ) only if it holds every capability the other is permitted
+         * (cap_ptrace_access_check), or CAP_SYS_PTRACE.  So a sealed workload holds the
+         * least of them, CAP_WAKE_ALARM, which no other process of its uid has. */
+        return (c->caps_given ? c->caps : 0) | CAP(CAP_WAKE_ALARM);
+    }
+    if (c->caps_given)
+        return c->caps;
+    return uid != 0 || r->bundle != NULL ? UINT64_MAX : default_root_caps;
+}
+
+static void default_capabilities(struct run *r)
+{
+    struct confine *c = &r->d.confinement;
+    uint64_t keep = kept_caps(r, r->sealed);
+    if (c->caps_given || keep != UINT64_MAX) {
+        c->caps_given = true;
+        c->caps = keep;
+    }
+}
+
 /* The gate for a sealed workload: signature, both policies, key release, and decryption
- * into a sealed memfd that becomes the file to execute.  Nothing decrypted touches a disk. */
+ * into a file in memory only (core/memfile.h) that becomes the file to execute.  Nothing
+ * decrypted touches a disk. */
 static int gate_sealed(struct run *r, cJSON *exe)
 {
     cleanup_error tether_error_t err = NULL;
@@ -227,15 +266,7 @@ static int gate_sealed(struct run *r, cJSON *exe)
                   measure_cache_get(&stamp, 's', known.digest);
     if (cached && !measure_cache_get(&stamp, 0, known.file_sha256))
         known.file_sha256[0] = '\0';
-    /* The memory the plaintext will take, made ready while the file is read and judged. */
-    int memfd = memfd_create("tether-sealed", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (memfd < 0) {
-        cJSON_Delete(exe);
-        log_error("memfd: %s", strerror(errno));
-        return EXIT_FAILED;
-    }
-    if (seal_open(r->exe_fd, cached ? &known : NULL, memfd, &s, &err) < 0) {
-        close(memfd);
+    if (seal_open(r->exe_fd, cached ? &known : NULL, true, &s, &err) < 0) {
         cJSON_Delete(exe);
         log_error("`%s`: %s", r->path, err->msg);
         return EXIT_FAILED;
@@ -338,27 +369,30 @@ static int gate_sealed(struct run *r, cJSON *exe)
         goto out;
     }
 
-    if (seal_decrypt(&s, key, memfd, &err) < 0) {
+    /* A workload that may clear the immutable flag of a private tmpfs's file, itself or by
+     * proxy, could rewrite its own image once it no longer runs it: a sealed memfd it is
+     * (core/memfile.h). */
+    bool sealed_memfd =
+        kept_caps(r, true) & (CAP(CAP_LINUX_IMMUTABLE) | CAP(CAP_SYS_ADMIN) | CAP(CAP_SYS_PTRACE));
+    if (seal_decrypt(&s, key, sealed_memfd, &err) < 0) {
         log_error("`%s`: %s", r->path, err->msg);
         run_audit_launch_failed(r, err->msg);
         goto out;
     }
     secret_free(key); /* done with it: wiped now, not at exit */
     key = NULL;
-    if (fcntl(memfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
-        log_error("memfd: sealing: %s", strerror(errno));
-        goto out;
-    }
-    /* Execute-only: /proc/PID/exe opens the file itself, and the workload's uid may not
-     * read it.  (Its memory is guarded by a capability: default_capabilities.  Root, with
-     * CAP_DAC_OVERRIDE, may read it, and is trusted with it: doc/threat-model.md.) */
-    if (s.h.type != SEAL_TYPE_ROOTFS && fchmod(memfd, 0111) < 0) {
-        log_error("memfd: %s", strerror(errno));
+    /* Closed to writes for good, and execute-only: /proc/PID/exe opens the file itself, and
+     * the workload's uid may not read it.  (Its memory is guarded by a capability:
+     * default_capabilities.  Root, with CAP_DAC_OVERRIDE, may read it, and is trusted with
+     * it: doc/threat-model.md.) */
+    int plain = seal_plaintext(&s, s.h.type != SEAL_TYPE_ROOTFS ? 0111 : 0, &err);
+    if (plain < 0) {
+        log_error("`%s`: %s", r->path, err->msg);
+        run_audit_launch_failed(r, err->msg);
         goto out;
     }
     close(r->exe_fd);
-    r->exe_fd = memfd;
-    memfd = -1;
+    r->exe_fd = plain;
     r->sealed = true;
     if (s.h.type == SEAL_TYPE_ROOTFS) {
         /* The tree gets a tmpfs of its own, twice its size, mounted in the child's private
@@ -376,8 +410,6 @@ static int gate_sealed(struct run *r, cJSON *exe)
     }
     rc = 0;
 out:
-    if (memfd >= 0)
-        close(memfd);
     secret_free(key);
     cJSON_Delete(input);
     free(trusted);
@@ -541,37 +573,6 @@ static bool keep_tree(const struct decision *d)
     const char *v =
         cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(d->monitor, "on_main_exit"));
     return v != NULL && strcmp(v, "supervise") == 0;
-}
-
-/* What a root workload keeps when the decision names no capabilities: podman's default set
- * (containers.conf), which is Docker's without CAP_NET_RAW, CAP_MKNOD and CAP_AUDIT_WRITE.
- * Without CAP_SYS_ADMIN and CAP_SYS_PTRACE it can neither leave its namespaces nor read its
- * supervisor (doc/supervision.md). */
-#define CAP(n) (UINT64_C(1) << (n))
-static const uint64_t default_root_caps =
-    CAP(CAP_CHOWN) | CAP(CAP_DAC_OVERRIDE) | CAP(CAP_FOWNER) | CAP(CAP_FSETID) | CAP(CAP_KILL) |
-    CAP(CAP_NET_BIND_SERVICE) | CAP(CAP_SETFCAP) | CAP(CAP_SETGID) | CAP(CAP_SETPCAP) |
-    CAP(CAP_SETUID) | CAP(CAP_SYS_CHROOT);
-
-static void default_capabilities(struct run *r)
-{
-    struct confine *c = &r->d.confinement;
-    uid_t uid = c->user_given ? c->uid : geteuid();
-    if (r->sealed && uid != 0 && geteuid() == 0) {
-        /* The plaintext's guard.  A process may read another's memory (/proc/PID/mem,
-         * maps, environ) only if it holds every capability the other is permitted
-         * (cap_ptrace_access_check), or CAP_SYS_PTRACE.  So a sealed workload holds the
-         * least of them, CAP_WAKE_ALARM, which no other process of its uid has. */
-        if (!c->caps_given)
-            c->caps = 0;
-        c->caps_given = true;
-        c->caps |= CAP(CAP_WAKE_ALARM);
-        return;
-    }
-    if (c->caps_given || uid != 0 || r->bundle != NULL)
-        return;
-    c->caps_given = true;
-    c->caps = default_root_caps;
 }
 
 /* A monitored workload granted CAP_SYS_ADMIN (namespaces, mounts, cgroups) or CAP_SYS_PTRACE

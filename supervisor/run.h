@@ -42,7 +42,7 @@ struct run {
     struct supervisor sv;
     struct cgroup cg;
     bool monitored;          /* the decision has a monitor block or a ttl */
-    bool sealed;             /* exe_fd is a sealed memfd holding the decrypted workload */
+    bool sealed;             /* exe_fd is the decrypted workload: memory only, read-only */
     char *entrypoint;        /* a sealed root file system: what to start in it */
     char *rootfs_dir;        /* its (empty) mount point on the host */
     uint64_t rootfs_cap;     /* the size of its tmpfs */

@@ -384,33 +384,30 @@ static void run_shares(void *(*fn)(void *), void *shares, size_t size, unsigned 
  * that would otherwise wait: decryption then only copies into them.  Nowhere else: where
  * nothing else would run beside it (digests remembered, or version 2's hashed on every
  * CPU), allocating first and then copying costs more than writes that allocate as they go,
- * since both take the memfd's inode lock (bench_seal: 0.44-0.50 against 0.63-0.67 for a
- * remembered file, 0.27-0.28 against 0.30-0.32 for a first launch of version 2).  A failure
- * leaves the pages to the writes, which report it. */
+ * since both take the file's inode lock (bench_seal, into a memfd: 0.44-0.50 against
+ * 0.63-0.67 for a remembered file, 0.27-0.28 against 0.30-0.32 for a first launch of
+ * version 2).  A failure leaves the pages to the writes, which report it. */
 static void *reserve(void *arg)
 {
     const struct sealed *s = arg;
-    (void)fallocate(s->out_fd, 0, 0, (off_t)s->h.plain_size);
+    (void)fallocate(s->plain.fd, 0, 0, (off_t)s->h.plain_size);
     return NULL;
 }
 
-static void reserve_start(struct sealed *s, int out_fd)
+static void reserve_start(struct sealed *s)
 {
     /* Below a megabyte a thread costs more than it saves. */
-    if (out_fd < 0 || s->h.plain_size < (1u << 20) || s->h.plain_size > SEAL_RESERVE_MAX ||
-        cpus() < 2)
+    if (s->h.plain_size < (1u << 20) || s->h.plain_size > SEAL_RESERVE_MAX || cpus() < 2 ||
+        memfile_new(&s->plain, "tether-sealed", s->h.plain_size, false, NULL) < 0)
         return;
-    /* A descriptor of its own: the caller's may be closed, and its number reused, first. */
-    s->out_fd = fcntl(out_fd, F_DUPFD_CLOEXEC, 3);
-    if (s->out_fd >= 0 && !thread_start(&s->reserver, reserve, s))
-        close(steal_fd(&s->out_fd));
+    s->reserving = thread_start(&s->reserver, reserve, s);
 }
 
 static void reserve_wait(struct sealed *s)
 {
-    if (s->out_fd >= 0) {
+    if (s->reserving) {
         pthread_join(s->reserver, NULL);
-        close(steal_fd(&s->out_fd));
+        s->reserving = false;
     }
 }
 
@@ -527,12 +524,12 @@ static unsigned char *header_read(int fd, uint64_t size, size_t *len, tether_err
     return buf;
 }
 
-int seal_open(int fd, const struct seal_digests *known, int out_fd, struct sealed *s,
+int seal_open(int fd, const struct seal_digests *known, bool to_decrypt, struct sealed *s,
               tether_error_t *err)
 {
     memset(s, 0, sizeof *s);
     s->fd = fd;
-    s->out_fd = -1;
+    s->plain.fd = s->plain.ro = -1;
     struct stat st;
     if (fstat(fd, &st) < 0)
         return error_set(err, errno, "sealed file");
@@ -572,7 +569,8 @@ int seal_open(int fd, const struct seal_digests *known, int out_fd, struct seale
         hex_encode(digest, 32, s->digest);
         s->file_sha256[0] = '\0';
     } else {
-        reserve_start(s, out_fd);
+        if (to_decrypt)
+            reserve_start(s);
         /* One pass gives both: the digest over header and ciphertext (what is signed, what
          * policies see), and, with the trailer after it, the whole file's sha256
          * (exe.sha256).  Read through a small buffer: the kernel copies from its cache,
@@ -619,6 +617,7 @@ int seal_open(int fd, const struct seal_digests *known, int out_fd, struct seale
 void seal_close(struct sealed *s)
 {
     reserve_wait(s);
+    memfile_close(&s->plain);
     seal_header_clear(&s->h);
 }
 
@@ -697,8 +696,8 @@ int seal_verify(struct sealed *s, const char *const *trusted, size_t n_trusted,
 
 /* One thread's share of the chunks, [first, end): each read, authenticated and decrypted in
  * buffers of the thread's own, and written at its place.  Streamed through small buffers,
- * not mapped: the kernel copies from its page cache and into the memfd's pages, and no page
- * of ours is touched more than once a chunk (on a virtual machine with shadow page tables a
+ * not mapped: the kernel copies from its page cache and into the plaintext file's pages, and no
+ * page of ours is touched more than once a chunk (on a virtual machine with shadow page tables a
  * first touch costs microseconds). */
 struct share {
     const struct sealed *s;
@@ -756,12 +755,17 @@ out:
     return NULL;
 }
 
-int seal_decrypt(struct sealed *s, const struct secret *key, int out_fd, tether_error_t *err)
+int seal_decrypt(struct sealed *s, const struct secret *key, bool sealed, tether_error_t *err)
 {
     reserve_wait(s);
     if (key->len != 32)
         return error_set(err, 0, "the key is %zu bytes, not 32", key->len);
     const struct seal_header *h = &s->h;
+    if (sealed && s->plain.ro >= 0)
+        memfile_close(&s->plain); /* reserved in a private tmpfs: not what is wanted */
+    if (s->plain.fd < 0 && memfile_new(&s->plain, "tether-sealed", h->plain_size, sealed, err) < 0)
+        return -1;
+    int out_fd = s->plain.fd;
     uint64_t n = seal_chunks(h);
     unsigned t = threads_for(n);
     /* The plaintext's size first: where the host gives shmem files huge pages only within
@@ -784,9 +788,14 @@ int seal_decrypt(struct sealed *s, const struct secret *key, int out_fd, tether_
                            "was altered, or the key is not its key",
                            (unsigned long long)w[i].failed + 1, (unsigned long long)n);
     }
-    /* Nothing of a file that did not open whole is left behind.  (The kernel frees the
-     * memfd's pages; they are zeroed before any other use.) */
-    if (rc < 0 && ftruncate(out_fd, 0) < 0)
-        return error_set(err, errno, "decrypting into memory");
+    /* Nothing of a file that did not open whole is left behind.  (The kernel frees its
+     * pages; they are zeroed before any other use.) */
+    if (rc < 0)
+        memfile_close(&s->plain);
     return rc;
+}
+
+int seal_plaintext(struct sealed *s, mode_t mode, tether_error_t *err)
+{
+    return memfile_finish(&s->plain, mode, err);
 }

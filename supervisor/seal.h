@@ -1,5 +1,5 @@
 /* Sealed workloads: the file format (doc/sealed-format.md), sealing, and opening: signature,
- * header, and decryption into a file descriptor of the caller's choosing (a memfd). */
+ * header, and decryption into a file in memory only (core/memfile.h). */
 #pragma once
 
 #include <openssl/evp.h>
@@ -8,6 +8,7 @@
 #include <stdint.h>
 
 #include "core/error.h"
+#include "core/memfile.h"
 #include "core/secret.h"
 
 #define SEAL_MAGIC "TETHSEAL"
@@ -70,8 +71,9 @@ struct sealed {
     bool has_signature;
     unsigned char signer_pub[32];
     unsigned char signature[64];
-    char signer[80]; /* "ed25519:<sha256 of the public key>", or "" */
-    int out_fd;      /* the memfd whose pages a thread is reserving, or -1 */
+    char signer[80];      /* "ed25519:<sha256 of the public key>", or "" */
+    struct memfile plain; /* what it is decrypted into, once made */
+    bool reserving;       /* a thread is allocating plain's pages: reserver */
     pthread_t reserver;
 };
 
@@ -88,13 +90,13 @@ struct seal_digests {
  * private copy (measure_exe_collect makes one of any other), so that the bytes decrypted
  * are the bytes hashed.
  *
- * out_fd, if not -1, is the empty memfd seal_decrypt will fill: from when a version 1 file
- * is hashed on one CPU until decryption begins, a thread on another reserves its pages for
- * the plaintext (from 1 MiB to SEAL_RESERVE_MAX bytes; outside those, nothing is reserved),
- * so that decryption only copies.  No plaintext is written to it before the key is
- * released; a caller that does not decrypt closes it. */
+ * With to_decrypt, the file the plaintext will fill is made as soon as its size is known,
+ * and from when a version 1 file is hashed on one CPU until decryption begins, a thread on
+ * another reserves its pages (from 1 MiB to SEAL_RESERVE_MAX bytes; outside those, nothing
+ * is reserved), so that decryption only copies.  Nothing is written to it before the key is
+ * released; seal_close frees it when nothing was. */
 #define SEAL_RESERVE_MAX (UINT64_C(256) << 20)
-int seal_open(int fd, const struct seal_digests *known, int out_fd, struct sealed *s,
+int seal_open(int fd, const struct seal_digests *known, bool to_decrypt, struct sealed *s,
               tether_error_t *err);
 void seal_close(struct sealed *s);
 /* The file as a whole, for telling whether it changed: its digest (header and payload) and
@@ -105,7 +107,11 @@ void seal_identity(const struct sealed *s, char hex[65]);
  * proves no trust); with some, an unsigned file or another signer is refused. */
 int seal_verify(struct sealed *s, const char *const *trusted, size_t n_trusted,
                 const char **trusted_file, tether_error_t *err);
-/* Decrypts into out_fd (an empty memfd), sized to the plaintext first, each chunk
- * authenticated before its plaintext is written at its place, on every CPU this process may
- * use.  On failure out_fd is truncated to nothing. */
-int seal_decrypt(struct sealed *s, const struct secret *key, int out_fd, tether_error_t *err);
+/* Decrypts into a file in memory only ("tether-sealed", core/memfile.h; with sealed, a
+ * memfd), sized to the plaintext first, each chunk authenticated before its plaintext is
+ * written at its place, on every CPU this process may use.  On failure nothing of it is
+ * kept. */
+int seal_decrypt(struct sealed *s, const struct secret *key, bool sealed, tether_error_t *err);
+/* After seal_decrypt: the plaintext, closed to writes for good and with mode (unless 0), as a
+ * descriptor that is then the caller's (memfile_finish). */
+int seal_plaintext(struct sealed *s, mode_t mode, tether_error_t *err);

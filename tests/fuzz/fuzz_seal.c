@@ -23,7 +23,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     int fd = memfd_create("fuzz-sealed", MFD_CLOEXEC);
     if (fd >= 0 && write(fd, data, size) == (ssize_t)size) {
         struct sealed s;
-        if (seal_open(fd, NULL, -1, &s, &err) == 0)
+        if (seal_open(fd, NULL, false, &s, &err) == 0)
             seal_close(&s);
         error_free(&err);
     }

@@ -8,7 +8,8 @@ import shutil
 import subprocess
 import time
 
-from harness import PROBE, POLICIES, Skip, case, disk_files_holding, eq, main, one_line, wait_for
+from harness import (PROBE, POLICIES, Skip, case, children_of, disk_files_holding, eq, main,
+                     one_line, wait_for)
 from opa_server import DataAPI
 
 ALLOW_ALL = os.path.join(POLICIES, "allow-all.lua")
@@ -238,6 +239,165 @@ def decrypted_bytes_are_the_sealed_bytes_at_every_size(ws):
         sealed = kit.seal(out="w-%d.sealed" % size, src=src)
         got = json.loads(kit.run(sealed, "selfsum").stdout)["selfsum"]
         eq(got, "%d %016x" % (size, fnv1a64(data)), "size %d" % size)
+
+
+def mount_devices(pid):
+    """The devices of every mount the process's mount namespace shows."""
+    with open("/proc/%d/mountinfo" % pid) as f:
+        return {tuple(int(x) for x in line.split()[2].split(":")) for line in f}
+
+
+@case
+def the_plaintext_is_closed_to_writes_and_mounted_nowhere(ws):
+    """The file a sealed workload runs from: below 2 MiB a sealed memfd; from 2 MiB a tmpfs of
+    tether's own that no mount namespace shows, made immutable.  Nobody writes it, not the
+    workload (root) nor root on the node, and it is exactly what was sealed."""
+    import errno
+    import fcntl
+    import struct
+    kit = Kit(ws)
+    with open(kit.exe, "rb") as f:
+        base = f.read()
+    for size, link in ((len(base), "/memfd:tether-sealed (deleted)"),
+                       (4 << 20, "/tether-sealed (deleted)")):
+        data = base + os.urandom(size - len(base))
+        src = ws.write("plain-%d" % size, "", mode=0o755)
+        with open(src, "wb") as f:
+            f.write(data)
+        sealed = kit.seal(out="w-%d.sealed" % size, src=src)
+        ready = ws.path("ready-%d" % size)
+        proc = ws.popen("run", "--policy", ALLOW_ALL, sealed, "--", "write", "/proc/self/exe",
+                        "MZ", "selfsum", "ready", ready, "sleep", "3")
+        try:
+            wait_for(lambda: os.path.exists(ready), what="the workload")
+            pid = children_of(proc.pid)[0]
+            exe = "/proc/%d/exe" % pid
+            eq(os.readlink(exe), link, "what /proc/PID/exe names (size %d)" % size)
+            fs = subprocess.run(["stat", "-L", "-f", "-c", "%T", exe], capture_output=True,
+                                text=True, check=True).stdout.strip()
+            eq(fs, "tmpfs", "memory only (size %d)" % size)
+            for how in (os.O_WRONLY, os.O_RDWR | os.O_TRUNC, os.O_WRONLY | os.O_APPEND):
+                try:
+                    os.close(os.open(exe, how))
+                    raise AssertionError("root opened the plaintext for writing (size %d)" % size)
+                except OSError as e:
+                    assert e.errno in (errno.EPERM, errno.ETXTBSY), (size, e)
+            if size >= 2 << 20:
+                st = os.stat(exe)
+                dev = (os.major(st.st_dev), os.minor(st.st_dev))
+                for where in (os.getpid(), pid):
+                    assert dev not in mount_devices(where), \
+                        "the plaintext's tmpfs is mounted where pid %d sees it" % where
+                fd = os.open(exe, os.O_RDONLY)
+                try:
+                    flags = struct.unpack("l", fcntl.ioctl(fd, 0x80086601, b"\0" * 8))[0]
+                finally:
+                    os.close(fd)
+                assert flags & 0x10, "FS_IMMUTABLE_FL is not set"
+                try:
+                    os.chmod(exe, 0o777)
+                    raise AssertionError("root changed the plaintext's mode")
+                except PermissionError:
+                    pass
+            eq(proc.wait(timeout=20), 0, "exit status")
+            r = json.loads(proc.stdout.read())
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert r["write"] in (errno.EACCES, errno.EPERM, errno.ETXTBSY), \
+            "the workload wrote its own image (size %d): %r" % (size, r["write"])
+        eq(r["selfsum"], "%d %016x" % (size, fnv1a64(data)), "what ran (size %d)" % size)
+
+
+# The attack on a private tmpfs's file: open the image, clear its immutable flag, exec a
+# program from disk (the image no longer runs, so no ETXTBSY) and write the image through
+# the descriptor kept across the exec.
+REWRITE_STAGE1 = """
+import fcntl, os, struct, sys
+fd = os.open("/proc/self/exe", os.O_RDONLY)
+os.set_inheritable(fd, True)
+try:
+    fcntl.ioctl(fd, 0x40086602, struct.pack("l", 0))  # FS_IOC_SETFLAGS: none
+    cleared = "cleared"
+except OSError as e:
+    cleared = e.strerror
+os.execv(sys.argv[1], ["python3", "-c", sys.argv[2], str(fd), cleared])
+"""
+REWRITE_STAGE2 = """
+import json, os, sys
+fd = int(sys.argv[1])
+try:
+    w = os.open("/proc/self/fd/%d" % fd, os.O_WRONLY)
+    os.pwrite(w, b"EVIL", 0)
+    wrote = "wrote"
+except OSError as e:
+    wrote = e.strerror
+print(json.dumps({"link": os.readlink("/proc/self/fd/%d" % fd), "cleared": sys.argv[2],
+                  "write": wrote, "head": os.pread(fd, 4, 0).hex()}))
+"""
+
+
+@case
+def a_workload_that_may_clear_the_immutable_flag_cannot_rewrite_its_image(ws):
+    """Root with CAP_LINUX_IMMUTABLE clears a file's immutable flag; once no process runs
+    it, it opens for writing again.  A workload that may hold that capability (or gain it
+    through CAP_SYS_PTRACE or CAP_SYS_ADMIN) gets its plaintext in a sealed memfd, which no
+    capability opens; any other keeps the private tmpfs, whose flag it cannot clear."""
+    python = "/usr/bin/python3.11"
+    if not os.path.exists(python) or os.path.getsize(python) < 2 << 20:
+        raise Skip("needs Debian's %s (a sealed executable of 2 MiB or more)" % python)
+    kit = Kit(ws)
+    sealed = kit.seal(out="python.sealed", src=python)
+    keep = ["CAP_DAC_OVERRIDE", "CAP_FOWNER"]
+    # A memfd has no immutable flag to clear: "cleared" there changes nothing.
+    for extra, link, cleared in (
+            ([], "/tether-sealed (deleted)", "Operation not permitted"),
+            (["CAP_LINUX_IMMUTABLE"], "/memfd:tether-sealed (deleted)", "cleared"),
+            (["CAP_SYS_PTRACE"], "/memfd:tether-sealed (deleted)", "cleared"),
+            (["CAP_SYS_ADMIN"], "/memfd:tether-sealed (deleted)", "cleared")):
+        pol = ws.decision_policy({"allow": True, "confine": {"capabilities": keep + extra}},
+                                 "caps.lua")
+        p = kit.run(sealed, "-c", REWRITE_STAGE1, python, REWRITE_STAGE2, policy=pol)
+        r = json.loads(p.stdout)
+        what = "granted %s" % (extra or "the default")
+        eq((r["write"], r["head"]), ("Operation not permitted", "7f454c46"),
+           "the image rewritten (%s)" % what)
+        eq((r["link"], r["cleared"]), (link, cleared), "the file, and the flag (%s)" % what)
+
+
+@case
+def without_what_a_private_tmpfs_needs_the_plaintext_goes_to_a_memfd(ws):
+    """tether without CAP_SYS_ADMIN (no tmpfs of its own) or without CAP_LINUX_IMMUTABLE (no
+    immutable flag) decrypts into a sealed memfd, and the workload runs, byte for byte."""
+    if shutil.which("setpriv") is None:
+        raise Skip("needs setpriv(1) (util-linux)")
+    kit = Kit(ws)
+    with open(kit.exe, "rb") as f:
+        data = f.read()
+    data += os.urandom((4 << 20) - len(data))
+    src = ws.write("plain-4m", "", mode=0o755)
+    with open(src, "wb") as f:
+        f.write(data)
+    sealed = kit.seal(out="w-4m.sealed", src=src)
+    for cap in (None, "sys_admin", "linux_immutable"):
+        ws.prefix = ["setpriv", "--inh-caps=-" + cap, "--bounding-set=-" + cap, "--"] if cap else []
+        ready = ws.path("ready-%s" % cap)
+        proc = ws.popen("run", "--policy", ALLOW_ALL, sealed, "--", "selfsum", "ready", ready,
+                        "sleep", "2")
+        try:
+            wait_for(lambda: os.path.exists(ready), what="the workload")
+            link = os.readlink("/proc/%d/exe" % children_of(proc.pid)[-1])
+            eq(proc.wait(timeout=20), 0, "exit status (without %s)" % cap)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        eq(link, "/memfd:tether-sealed (deleted)" if cap else "/tether-sealed (deleted)",
+           "the file it ran from (without %s)" % cap)
+        r = json.loads(proc.stdout.read())
+        eq(r["selfsum"], "%d %016x" % (len(data), fnv1a64(data)), "what ran (without %s)" % cap)
+    ws.prefix = []
 
 
 @case
