@@ -97,9 +97,11 @@ struct watch {
  * an event (capabilities raised from its permitted set, namespaces), and a rule over the
  * whole tree (how many processes), are judged there.  Without an interval, before the first
  * whole look, or after events were lost, every look is a whole one. */
-#define CHANGED_MAX 4096
+#define CHANGED_MAX 4096                /* processes, each once */
+#define CHANGED_SLOTS (2 * CHANGED_MAX) /* a power of two */
 struct changed {
-    pid_t *pids; /* unsorted, with repeats */
+    pid_t *pids;  /* unsorted */
+    pid_t *slots; /* pids, hashed (open addressing; 0 is free): each process once */
     size_t n;
     bool overflow;   /* more than CHANGED_MAX, or the connector lost events */
     bool whole_seen; /* a look at the whole tree has been made */
@@ -210,14 +212,24 @@ static int pid_cmp(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* A process's fork, exec, comm and id changes are one entry: what fills the list on a busy
+ * host is how many processes had events, not how many events. */
 static void changed_add(struct changed *c, pid_t pid)
 {
-    if (c->pids == NULL)
+    if (c->pids == NULL) {
         c->pids = xcalloc(CHANGED_MAX, sizeof *c->pids);
-    if (c->n == CHANGED_MAX)
+        c->slots = xcalloc(CHANGED_SLOTS, sizeof *c->slots);
+    }
+    size_t i = ((uint32_t)pid * UINT32_C(2654435761)) & (CHANGED_SLOTS - 1);
+    for (; c->slots[i] != 0; i = (i + 1) & (CHANGED_SLOTS - 1))
+        if (c->slots[i] == pid)
+            return;
+    if (c->n == CHANGED_MAX) {
         c->overflow = true;
-    else
-        c->pids[c->n++] = pid;
+        return;
+    }
+    c->slots[i] = pid;
+    c->pids[c->n++] = pid;
 }
 
 /* The cgroup holds the tree exactly, but for a container runtime, which moves the container
@@ -798,13 +810,15 @@ static cJSON *measure_processes(struct mon *m, bool whole)
     cJSON *procs = cJSON_CreateArray();
     measure_look_begin(MEASURE_HASH_MAX);
     for (size_t i = 0; i < n; i++) {
-        if (!whole && ((i > 0 && pids[i] == pids[i - 1]) || !in_tree(m, pids[i])))
+        if (!whole && !in_tree(m, pids[i]))
             continue;
         cJSON *p = NULL;
         guard_beat(&m->guard, GUARD_IDLE_MS); /* hashing a large executable takes a while */
         if (measure_process_collect(pids[i], &p, NULL) == 0)
             cJSON_AddItemToArray(procs, p);
     }
+    if (c->n > 0)
+        memset(c->slots, 0, CHANGED_SLOTS * sizeof *c->slots);
     c->n = 0;
     c->overflow = false;
     c->whole_seen |= whole;
@@ -1109,8 +1123,10 @@ static void on_cn(struct mon *m)
             if (ev.what == PROC_EVENT_NONE)
                 continue;
             /* exec, exit, uid, gid, sid, ptrace, comm, coredump: each begins with the
-             * thread's pid and its process's. */
-            changed_add(&m->changed, ev.event_data.exec.process_tgid);
+             * thread's pid and its process's.  A process that exited has nothing left to
+             * measure. */
+            if (ev.what != PROC_EVENT_EXIT)
+                changed_add(&m->changed, ev.event_data.exec.process_tgid);
             pid_t pid = ev.event_data.exec.process_pid;
             if (ev.what == PROC_EVENT_EXEC || ev.what == PROC_EVENT_EXIT)
                 let_go_if_past(m, pid);
@@ -1418,6 +1434,7 @@ static void mon_close(struct mon *m)
     }
     free(m->watches);
     free(m->changed.pids);
+    free(m->changed.slots);
     free(m->memo);
     free(m->exec_state);
     while (m->n_still > 0)

@@ -506,6 +506,24 @@ def an_exec_look_judges_what_changed_and_the_interval_the_tree(ws):
 
 
 @case
+def an_exec_storm_beside_the_workload_leaves_the_exec_look_to_what_changed(ws):
+    """The process connector reports the whole host's events, and the look an exec triggers
+    measures those of its processes in the workload's tree: a host that runs thousands of
+    processes a second beside it (here a shell running /bin/true in a loop) must not make
+    that look a whole one.  (Events the kernel drops, where the monitor cannot keep up, do:
+    one loop leaves it the time.)"""
+    storm = [subprocess.Popen(["/bin/sh", "-c", "while :; do /bin/true; done"])]
+    try:
+        trigger, scope, n = scope_run(ws, 60000, "exec FORBIDDEN 30")
+    finally:
+        for p in storm:
+            p.kill()
+            p.wait()
+    eq((trigger, scope), ("exec in the workload's tree", "changed"), "the exec's look")
+    assert n <= 3, "the exec's look measured %d processes of a tree of %d" % (n, SLEEPERS + 1)
+
+
+@case
 def a_process_whose_main_thread_ended_is_still_seen(ws):
     """A program whose main thread has ended (pthread_exit) while another runs on has no
     /proc/PID/exe; the look finds its program through a live thread's link."""
