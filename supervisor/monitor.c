@@ -97,8 +97,10 @@ struct watch {
  * an event (capabilities raised from its permitted set, namespaces), and a rule over the
  * whole tree (how many processes), are judged there.  Without an interval, before the first
  * whole look, or after events were lost, every look is a whole one. */
-#define CHANGED_MAX 4096                /* processes, each once */
-#define CHANGED_SLOTS (2 * CHANGED_MAX) /* a power of two */
+#define CHANGED_MAX 4096 /* processes, each once */
+#define CHANGED_BITS 13
+#define CHANGED_SLOTS (1u << CHANGED_BITS)
+_Static_assert(CHANGED_SLOTS >= 2 * CHANGED_MAX, "the set is at most half full");
 struct changed {
     pid_t *pids;  /* unsorted */
     pid_t *slots; /* pids, hashed (open addressing; 0 is free): each process once */
@@ -216,11 +218,14 @@ static int pid_cmp(const void *a, const void *b)
  * host is how many processes had events, not how many events. */
 static void changed_add(struct changed *c, pid_t pid)
 {
+    if (pid <= 0 || c->overflow) /* the next look is a whole one anyway */
+        return;
     if (c->pids == NULL) {
         c->pids = xcalloc(CHANGED_MAX, sizeof *c->pids);
         c->slots = xcalloc(CHANGED_SLOTS, sizeof *c->slots);
     }
-    size_t i = ((uint32_t)pid * UINT32_C(2654435761)) & (CHANGED_SLOTS - 1);
+    /* Fibonacci hashing: the product's top bits. */
+    size_t i = ((uint32_t)pid * UINT32_C(2654435769)) >> (32 - CHANGED_BITS);
     for (; c->slots[i] != 0; i = (i + 1) & (CHANGED_SLOTS - 1))
         if (c->slots[i] == pid)
             return;
@@ -1123,8 +1128,8 @@ static void on_cn(struct mon *m)
             if (ev.what == PROC_EVENT_NONE)
                 continue;
             /* exec, exit, uid, gid, sid, ptrace, comm, coredump: each begins with the
-             * thread's pid and its process's.  A process that exited has nothing left to
-             * measure. */
+             * thread's pid and its process's.  An exit (of any thread, the main one
+             * too) changes nothing a look measures. */
             if (ev.what != PROC_EVENT_EXIT)
                 changed_add(&m->changed, ev.event_data.exec.process_tgid);
             pid_t pid = ev.event_data.exec.process_pid;
