@@ -369,12 +369,13 @@ static int gate_sealed(struct run *r, cJSON *exe)
         goto out;
     }
 
-    /* A workload that may clear the immutable flag of a private tmpfs's file, itself or by
-     * proxy, could rewrite its own image once it no longer runs it: a sealed memfd it is
+    /* A private tmpfs only for a workload that holds no capability beyond the default set:
+     * CAP_LINUX_IMMUTABLE clears its file's flag (CAP_SYS_PTRACE and CAP_SYS_ADMIN get it
+     * through another process), and its image could then be rewritten once no process runs
+     * it; CAP_DAC_READ_SEARCH opens files by handle.  Any other gets a sealed memfd
      * (core/memfile.h). */
-    bool sealed_memfd =
-        kept_caps(r, true) & (CAP(CAP_LINUX_IMMUTABLE) | CAP(CAP_SYS_ADMIN) | CAP(CAP_SYS_PTRACE));
-    if (seal_decrypt(&s, key, sealed_memfd, &err) < 0) {
+    bool memfd_only = (kept_caps(r, true) & ~(default_root_caps | CAP(CAP_WAKE_ALARM))) != 0;
+    if (seal_decrypt(&s, key, memfd_only, &err) < 0) {
         log_error("`%s`: %s", r->path, err->msg);
         run_audit_launch_failed(r, err->msg);
         goto out;

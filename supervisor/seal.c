@@ -755,21 +755,25 @@ out:
     return NULL;
 }
 
-int seal_decrypt(struct sealed *s, const struct secret *key, bool sealed, tether_error_t *err)
+int seal_decrypt(struct sealed *s, const struct secret *key, bool memfd_only, tether_error_t *err)
 {
     reserve_wait(s);
     if (key->len != 32)
         return error_set(err, 0, "the key is %zu bytes, not 32", key->len);
     const struct seal_header *h = &s->h;
-    if (sealed && s->plain.ro >= 0)
-        memfile_close(&s->plain); /* reserved in a private tmpfs: not what is wanted */
-    if (s->plain.fd < 0 && memfile_new(&s->plain, "tether-sealed", h->plain_size, sealed, err) < 0)
+    /* Reserved before the decision said what the workload may hold: its pages are wasted,
+     * and the memfd gets none reserved. */
+    if (memfd_only && s->plain.ro >= 0)
+        memfile_close(&s->plain);
+    if (s->plain.fd < 0 &&
+        memfile_new(&s->plain, "tether-sealed", h->plain_size, memfd_only, err) < 0)
         return -1;
     int out_fd = s->plain.fd;
     uint64_t n = seal_chunks(h);
     unsigned t = threads_for(n);
-    /* The plaintext's size first: where the host gives shmem files huge pages only within
-     * their size (shmem_enabled=within_size, doc/operations.md), every write lands in them. */
+    /* The plaintext's size first: huge pages are given only within a file's size (the
+     * private tmpfs's huge=within_size, or a host's shmem_enabled=within_size for a memfd),
+     * so that every write lands in them. */
     if (ftruncate(out_fd, (off_t)h->plain_size) < 0)
         return error_set(err, errno, "decrypting into memory");
     struct share w[SEAL_THREADS_MAX];

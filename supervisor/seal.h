@@ -90,11 +90,11 @@ struct seal_digests {
  * private copy (measure_exe_collect makes one of any other), so that the bytes decrypted
  * are the bytes hashed.
  *
- * With to_decrypt, the file the plaintext will fill is made as soon as its size is known,
- * and from when a version 1 file is hashed on one CPU until decryption begins, a thread on
- * another reserves its pages (from 1 MiB to SEAL_RESERVE_MAX bytes; outside those, nothing
- * is reserved), so that decryption only copies.  Nothing is written to it before the key is
- * released; seal_close frees it when nothing was. */
+ * With to_decrypt, from when a version 1 file is hashed on one CPU until decryption begins,
+ * a thread on another makes the file the plaintext will fill and reserves its pages (from
+ * 1 MiB to SEAL_RESERVE_MAX bytes, on two CPUs or more; else seal_decrypt makes the file),
+ * so that decryption only copies.  Nothing is written to it before the key is released;
+ * seal_close frees it when nothing was. */
 #define SEAL_RESERVE_MAX (UINT64_C(256) << 20)
 int seal_open(int fd, const struct seal_digests *known, bool to_decrypt, struct sealed *s,
               tether_error_t *err);
@@ -107,11 +107,11 @@ void seal_identity(const struct sealed *s, char hex[65]);
  * proves no trust); with some, an unsigned file or another signer is refused. */
 int seal_verify(struct sealed *s, const char *const *trusted, size_t n_trusted,
                 const char **trusted_file, tether_error_t *err);
-/* Decrypts into a file in memory only ("tether-sealed", core/memfile.h; with sealed, a
+/* Decrypts into a file in memory only ("tether-sealed", core/memfile.h; with memfd_only, a
  * memfd), sized to the plaintext first, each chunk authenticated before its plaintext is
  * written at its place, on every CPU this process may use.  On failure nothing of it is
  * kept. */
-int seal_decrypt(struct sealed *s, const struct secret *key, bool sealed, tether_error_t *err);
+int seal_decrypt(struct sealed *s, const struct secret *key, bool memfd_only, tether_error_t *err);
 /* After seal_decrypt: the plaintext, closed to writes for good and with mode (unless 0), as a
  * descriptor that is then the caller's (memfile_finish). */
 int seal_plaintext(struct sealed *s, mode_t mode, tether_error_t *err);

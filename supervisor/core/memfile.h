@@ -10,11 +10,12 @@
  * writers from then on (ETXTBSY).
  *
  * CAP_LINUX_IMMUTABLE clears that flag, and once no process runs the file, it opens for
- * writing again; a seal is for good, whoever asks.  So a plaintext whose workload may hold
- * that capability, or one that gets it by proxy (CAP_SYS_PTRACE, CAP_SYS_ADMIN), must be
- * asked for sealed.  That, a smaller plaintext, or one where a private tmpfs cannot be had
- * (no CAP_SYS_ADMIN or CAP_LINUX_IMMUTABLE, a kernel before 6.0), gets a memfd, sealed
- * against every change once written (F_SEAL_WRITE and the rest). */
+ * writing again; a seal is for good, whoever asks.  And no exec prevention marks that
+ * tmpfs.  So the caller asks for a memfd (memfd_only) unless it knows that the workload
+ * holds no capability beyond the default set.  That, a smaller plaintext, or one where a
+ * private tmpfs cannot be had (no CAP_SYS_ADMIN or CAP_LINUX_IMMUTABLE, a kernel before
+ * 6.0), gets a memfd, sealed against every change once written (F_SEAL_WRITE and the
+ * rest). */
 #pragma once
 
 #include <stdbool.h>
@@ -31,9 +32,9 @@ struct memfile {
 };
 
 /* A new, empty file named name ("/name (deleted)" in /proc/PID/exe; a memfd's
- * "/memfd:name (deleted)") for a plaintext of size bytes; with sealed, a memfd whatever the
- * size.  Both descriptors close on exec. */
-int memfile_new(struct memfile *m, const char *name, uint64_t size, bool sealed,
+ * "/memfd:name (deleted)") for a plaintext of size bytes; with memfd_only, a memfd whatever
+ * the size.  Both descriptors close on exec. */
+int memfile_new(struct memfile *m, const char *name, uint64_t size, bool memfd_only,
                 tether_error_t *err);
 /* Closes it to writes for good: mode set (unless 0), then sealed or made immutable.  Returns
  * the descriptor to read and execute it through, which is then the caller's; m holds
