@@ -9,7 +9,8 @@
  * Timestamps are coarse (a clock tick), so a file changed within the last CACHE_SETTLE_S
  * seconds is never remembered: a second change in the same tick would not move its ctime,
  * as git's "racily clean" index entries teach.  A file with fs-verity enabled cannot change
- * at all, and its verity digest is exposed besides. */
+ * at all, and its verity digest is exposed besides.  A file no name reaches is remembered
+ * in this process only (measure_cache_put). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -240,7 +241,11 @@ void measure_cache_put(int fd, const struct measure_stamp *st, char kind, const 
     if (!st->cacheable || !file_id_get(fd, &after, &verity_after) || !same_id(&st->id, &after) ||
         !(st->verity || settled(&st->id)))
         return;
-    if (cache_dir >= 0)
+    /* A file no name reaches (a memfd, a sealed workload's tmpfs of its own, whose device and
+     * inode numbers the next such file may well have) is remembered by this process only:
+     * the store outlives it, and its identity would rest on its times alone. */
+    struct stat sb;
+    if (cache_dir >= 0 && fstat(fd, &sb) == 0 && sb.st_nlink > 0)
         store_save(&st->id, kind, hex);
     remember(&st->id, kind, hex);
 }

@@ -122,6 +122,33 @@ def the_cache_has_a_bound_however_many_files_run(ws):
         assert got[0] in ("read", "cache") and got[1] == sha(f), (f, got)
 
 
+@case
+def a_file_no_name_reaches_is_not_remembered_across_starts(ws):
+    """A deleted file (a memfd, a sealed workload's own tmpfs) is known only by its device,
+    inode and times, and the next such file may have the same device and inode: the store,
+    which outlives tether, never holds one."""
+    run = ws.own_run_dir()
+    app = ws.path("app")
+    shutil.copy("/bin/true", app)
+    os.chmod(app, 0o755)
+    fd = os.open(app, os.O_RDONLY)
+    os.unlink(app)
+    time.sleep(SETTLE)
+    pol = ws.policy(REPORT, name="report.lua")
+    path = "/proc/self/fd/%d" % fd
+    try:
+        for what in ("the first launch", "the second"):
+            p = subprocess.run([*ws.prefix, TETHER, "run", "--policy", pol, "--", path],
+                               env=ws.env, cwd=ws.root, capture_output=True, text=True,
+                               pass_fds=(fd,), timeout=60)
+            eq(p.returncode, 77, "%s: %s" % (what, p.stderr))
+            seen = p.stderr.strip().splitlines()[-1].split("denied: ", 1)[1].split("; ")
+            eq(seen[:2], ["read", sha("/bin/true")], what + " reads the file")
+    finally:
+        os.close(fd)
+    eq(os.listdir(os.path.join(run, ".hashes")), [], "entries in the store")
+
+
 FS_IOC_ENABLE_VERITY = 0x40806685
 
 
