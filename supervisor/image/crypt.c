@@ -3,17 +3,16 @@
  * in a sealed memfd. */
 #define _GNU_SOURCE
 #include <errno.h>
-#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "../core/cleanup.h"
+#include "../core/memfile.h"
 #include "../core/trust.h"
 #include "../core/util.h"
 #include "image.h"
@@ -115,9 +114,9 @@ static int decrypt_layer(int fd, int64_t size, const struct secret *key,
                          const unsigned char nonce[16], const char *digest, size_t idx, int *out_fd,
                          tether_error_t *err)
 {
-    cleanup_close int mfd = memfd_create("tether-layer", MFD_CLOEXEC | MFD_ALLOW_SEALING);
-    if (mfd < 0)
-        return error_set(err, errno, "layer %zu: memfd", idx);
+    struct memfile mf; /* a sealed memfd: read by the unpacker, never executed */
+    if (memfile_new(&mf, "tether-layer", (uint64_t)size, true, err) < 0)
+        return error_wrap(err, "layer %zu", idx);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     static unsigned char in[1 << 16], out[1 << 16];
@@ -144,7 +143,7 @@ static int decrypt_layer(int fd, int64_t size, const struct secret *key,
             goto out;
         }
         EVP_DigestUpdate(md, out, (size_t)m);
-        if (write_all(mfd, out, (size_t)m) < 0) {
+        if (write_all(mf.fd, out, (size_t)m) < 0) {
             error_set(err, errno, "layer %zu: memfd", idx);
             goto out;
         }
@@ -161,13 +160,15 @@ static int decrypt_layer(int fd, int64_t size, const struct secret *key,
                   idx);
         goto out;
     }
-    if (fcntl(mfd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL) < 0) {
-        error_set(err, errno, "layer %zu: sealing its memfd", idx);
+    int plain = memfile_finish(&mf, 0, err);
+    if (plain < 0) {
+        error_wrap(err, "layer %zu", idx);
         goto out;
     }
-    *out_fd = steal_fd(&mfd);
+    *out_fd = plain;
     rc = 0;
 out:
+    memfile_close(&mf);
     explicit_bzero(out, sizeof out);
     EVP_CIPHER_CTX_free(ctx);
     EVP_MD_CTX_free(md);
