@@ -578,67 +578,84 @@ static int server_end_by_diag(const struct conn_ends *c, unsigned *uid)
     return tcp_classify(&t, &c->peer, c->peer_port, &c->local, c->local_port);
 }
 
-/* The same from /proc/net/tcp and tcp6, where sock_diag cannot answer: an open server end
- * if there is one, else one waiting to be accepted, else a closed one (the same ports'
- * earlier connection may linger as one). */
-static int server_end_by_table(const struct conn_ends *c, unsigned *uid)
+/* Calls visit on each socket of /proc/net/tcp and tcp6 until it returns true: whether one
+ * did. */
+static bool tcp_table_find(bool (*visit)(const struct tcp_sock *t, void *arg), void *arg)
 {
-    bool queued = false, closed = false;
     for (int v6 = 0; v6 < 2; v6++) {
         FILE *f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "re");
         if (f == NULL)
             continue;
         char line[512];
         struct tcp_sock t;
-        while (fgets(line, sizeof line, f) != NULL) {
-            if (!tcp_line_parse(line, &t))
-                continue;
-            enum tcp_line_kind k =
-                tcp_classify(&t, &c->peer, c->peer_port, &c->local, c->local_port);
-            if (k == TCP_LINE_SERVER) {
-                fclose(f);
-                *uid = t.uid;
-                return TCP_LINE_SERVER;
-            }
-            queued = queued || k == TCP_LINE_QUEUED;
-            closed = closed || k == TCP_LINE_CLOSED;
-        }
+        bool found = false;
+        while (!found && fgets(line, sizeof line, f) != NULL)
+            found = tcp_line_parse(line, &t) && visit(&t, arg);
         fclose(f);
+        if (found)
+            return true;
     }
-    return queued ? TCP_LINE_QUEUED : closed ? TCP_LINE_CLOSED : TCP_LINE_OTHER;
+    return false;
+}
+
+struct table_end {
+    const struct conn_ends *c;
+    bool queued, closed;
+    unsigned uid;
+};
+
+static bool table_end_visit(const struct tcp_sock *t, void *arg)
+{
+    struct table_end *e = arg;
+    const struct conn_ends *c = e->c;
+    enum tcp_line_kind k = tcp_classify(t, &c->peer, c->peer_port, &c->local, c->local_port);
+    e->queued = e->queued || k == TCP_LINE_QUEUED;
+    e->closed = e->closed || k == TCP_LINE_CLOSED;
+    e->uid = t->uid;
+    return k == TCP_LINE_SERVER;
+}
+
+/* The same from /proc/net/tcp and tcp6, where sock_diag cannot answer: an open server end
+ * if there is one, else one waiting to be accepted, else a closed one (the same ports'
+ * earlier connection may linger as one). */
+static int server_end_by_table(const struct conn_ends *c, unsigned *uid)
+{
+    struct table_end e = {.c = c};
+    if (tcp_table_find(table_end_visit, &e)) {
+        *uid = e.uid;
+        return TCP_LINE_SERVER;
+    }
+    return e.queued ? TCP_LINE_QUEUED : e.closed ? TCP_LINE_CLOSED : TCP_LINE_OTHER;
+}
+
+struct table_listener {
+    const struct opa_policy *op;
+    const struct conn_ends *c;
+    char *owner; /* why its uid is not trusted */
+    size_t size;
+};
+
+static bool table_listener_visit(const struct tcp_sock *t, void *arg)
+{
+    static const struct in6_addr any4 = {.s6_addr = {[10] = 0xff, [11] = 0xff}};
+    const struct table_listener *l = arg;
+    if (t->state != TCP_LISTEN || t->lport != (unsigned)l->c->peer_port)
+        return false;
+    bool covers = memcmp(&t->la, &l->c->peer, sizeof t->la) == 0 ||
+                  memcmp(&t->la, &any4, sizeof t->la) == 0 || IN6_IS_ADDR_UNSPECIFIED(&t->la);
+    return covers && uid_refused(l->op, t->uid, l->owner, l->size) != NULL;
 }
 
 /* A listener on the connection's port that could have taken it (on its address, or on a
- * wildcard) and is not a trusted uid's: *uid, and true.  A listener vouches for nobody, but
- * one that is not trusted makes a connection that went unaccepted, closed or vanished an
- * attack rather than an outage.  Read from the kernel's table, which lists every listener
- * whatever device it is bound to; on the failure path only. */
-static bool untrusted_listener(const struct opa_policy *op, const struct conn_ends *c,
-                               unsigned *uid)
+ * wildcard) and is not a trusted uid's: true, and why not in owner.  A listener vouches for
+ * nobody, but one that is not trusted makes a connection that went unaccepted, closed or
+ * vanished an attack rather than an outage.  Read from the kernel's table, which lists every
+ * listener whatever device it is bound to; on the failure path only. */
+static bool untrusted_listener(const struct opa_policy *op, const struct conn_ends *c, char *owner,
+                               size_t size)
 {
-    static const struct in6_addr any4 = {.s6_addr = {[10] = 0xff, [11] = 0xff}};
-    bool found = false;
-    char why[160];
-    for (int v6 = 0; v6 < 2 && !found; v6++) {
-        FILE *f = fopen(v6 ? "/proc/net/tcp6" : "/proc/net/tcp", "re");
-        if (f == NULL)
-            continue;
-        char line[512];
-        struct tcp_sock t;
-        while (!found && fgets(line, sizeof line, f) != NULL) {
-            if (!tcp_line_parse(line, &t) || t.state != TCP_LISTEN ||
-                t.lport != (unsigned)c->peer_port)
-                continue;
-            bool covers = memcmp(&t.la, &c->peer, sizeof t.la) == 0 ||
-                          memcmp(&t.la, &any4, sizeof t.la) == 0 || IN6_IS_ADDR_UNSPECIFIED(&t.la);
-            if (covers && uid_refused(op, t.uid, why, sizeof why) != NULL) {
-                *uid = t.uid;
-                found = true;
-            }
-        }
-        fclose(f);
-    }
-    return found;
+    struct table_listener l = {op, c, owner, size};
+    return tcp_table_find(table_listener_visit, &l);
 }
 
 /* No server end to judge (why): an outage (*unanswered), unless a listener that could have
@@ -646,14 +663,12 @@ static bool untrusted_listener(const struct opa_policy *op, const struct conn_en
 static const char *no_server_end(const struct opa_policy *op, const struct conn_ends *c,
                                  const char *why, char *buf, size_t size, bool *unanswered)
 {
-    unsigned uid;
-    if (!untrusted_listener(op, c, &uid)) {
+    char owner[160], text[160];
+    if (!untrusted_listener(op, c, owner, sizeof owner)) {
         *unanswered = true;
         return why;
     }
-    char owner[160], text[160];
     snprintf(text, sizeof text, "%s", why); /* why may be buf */
-    uid_refused(op, uid, owner, sizeof owner);
     snprintf(buf, size, "%.100s, and port %d has a listener of %.150s", text, c->peer_port, owner);
     return buf;
 }
