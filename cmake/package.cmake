@@ -70,8 +70,9 @@ set(CPACK_DEBIAN_PACKAGE_SHLIBDEPS ON)
 # (the binary's .note.dlopen names them): libsystemd for transient scopes
 # (doc/supervision.md), libcurl for OPA, libarchive for root file systems and OCI images.
 # libcrypto (in libssl3) is loaded the same way, at its first use, but keys, sealed files and
-# images all need it: a dependency, not a recommendation.
-set(CPACK_DEBIAN_PACKAGE_DEPENDS "libssl3 (>= 3.0)")
+# images all need it: a dependency, not a recommendation.  So is libseccomp, which every
+# `tether run` loads to confine its workload.
+set(CPACK_DEBIAN_PACKAGE_DEPENDS "libssl3 (>= 3.0), libseccomp2 (>= 2.5)")
 set(CPACK_DEBIAN_PACKAGE_RECOMMENDS "libcurl4, libarchive13, libsystemd0")
 set(CPACK_DEBIAN_PACKAGE_SUGGESTS "runc | crun, podman")
 set(CPACK_DEBIAN_PACKAGE_CONTROL_STRICT_PERMISSION ON)

@@ -8,10 +8,10 @@
 #include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/capability.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../supervisor/core/capability.h"
 #include "../supervisor/core/cleanup.h"
 #include "../supervisor/core/util.h"
 #include "measure.h"
@@ -22,16 +22,15 @@ cJSON *measure_caps_names(uint64_t mask)
     for (int cap = 0; cap < 64; cap++) {
         if (!(mask & (UINT64_C(1) << cap)))
             continue;
-        char *name = cap_to_name(cap);
+        const char *name = capability_name(cap);
         char buf[64];
-        if (name != NULL && strncmp(name, "cap_", 4) == 0) {
-            snprintf(buf, sizeof buf, "%s", name);
+        if (name != NULL) {
+            snprintf(buf, sizeof buf, "CAP_%s", name);
             for (char *p = buf; *p; p++)
                 *p = (char)toupper((unsigned char)*p);
         } else {
-            snprintf(buf, sizeof buf, "CAP_%d", cap); /* a capability libcap does not name */
+            snprintf(buf, sizeof buf, "CAP_%d", cap); /* a capability tether does not name */
         }
-        cap_free(name);
         cJSON_AddItemToArray(list, cJSON_CreateString(buf));
     }
     return list;

@@ -5,11 +5,11 @@
 
 #include <ctype.h>
 #include <sched.h>
-#include <seccomp.h>
 #include <string.h>
-#include <sys/capability.h>
 
+#include "../supervisor/core/capability.h"
 #include "../supervisor/core/cleanup.h"
+#include "../supervisor/core/libseccomp.h"
 #include "../supervisor/core/util.h"
 
 const char *const confine_rlimit_names[RL_COUNT] = {"nofile", "nproc", "as",
@@ -40,21 +40,14 @@ void confine_clear(struct confine *c)
 int confine_cap_from_name(const char *name)
 {
     char buf[64];
+    if (strncasecmp(name, "cap_", 4) == 0)
+        name += 4;
     size_t n = strlen(name);
-    if (n == 0 || n + 5 > sizeof buf)
+    if (n == 0 || n >= sizeof buf)
         return -1;
-    bool prefixed = strncasecmp(name, "cap_", 4) == 0;
-    snprintf(buf, sizeof buf, "%s%s", prefixed ? "" : "cap_", name);
-    for (char *p = buf; *p; p++)
-        *p = (char)tolower((unsigned char)*p);
-    cap_value_t v;
-    if (cap_from_name(buf, &v) < 0 || v < 0 || v > 63)
-        return -1;
-    /* cap_from_name also takes numbers ("cap_7"); only names are names. */
-    for (const char *p = buf + 4; *p; p++)
-        if (!(isalpha((unsigned char)*p) || *p == '_'))
-            return -1;
-    return v;
+    for (size_t i = 0; i <= n; i++)
+        buf[i] = (char)tolower((unsigned char)name[i]);
+    return capability_from_name(buf);
 }
 
 /* A JSON list of strings; returns the reason when it is not one. */
@@ -166,6 +159,9 @@ static char *parse_seccomp(const cJSON *s, struct confine *c)
     if (!cJSON_IsObject(calls))
         return xasprintf("`confine.seccomp.syscalls` must be an object of lists, not %s",
                          json_type_name(calls));
+    cleanup_error tether_error_t err = NULL;
+    if (libseccomp_load(&err) < 0)
+        return xasprintf("`confine.seccomp.syscalls`: %s", err->msg);
     cleanup_free char *unknown = NULL;
     cJSON_ArrayForEach (f, calls) {
         int act = action_from_name(f->string);
@@ -180,7 +176,7 @@ static char *parse_seccomp(const cJSON *s, struct confine *c)
         const cJSON *name;
         cJSON_ArrayForEach (name, f) {
             /* Resolved for the native architecture: the filter is built for it alone. */
-            int nr = seccomp_syscall_resolve_name(name->valuestring);
+            int nr = sym_seccomp_syscall_resolve_name(name->valuestring);
             if (nr == __NR_SCMP_ERROR || nr < 0) {
                 note_unknown(&unknown, name->valuestring);
                 continue;

@@ -8,6 +8,7 @@
 #include "../measure/measure.h"
 #include "audit.h"
 #include "core/cleanup.h"
+#include "core/libseccomp.h"
 #include "core/log.h"
 #include "core/util.h"
 #include "launch.h"
@@ -149,6 +150,13 @@ int cmd_run(int argc, char **argv)
         r.cmd = image_word;
     }
 
+    /* Every workload is confined: without libseccomp, stop before anything is measured,
+     * decided or released (core/libseccomp.h). */
+    if (libseccomp_load(&err) < 0) {
+        log_error("%s; not starting the workload", err->msg);
+        run_release(&r);
+        return EXIT_FAILED;
+    }
     status_sweep();
     int rc = run_load(&r);
     if (rc == 0)

@@ -14,14 +14,15 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/capability.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
+#include "core/libseccomp.h"
 #include "core/log.h"
 #include "core/util.h"
 
@@ -122,29 +123,30 @@ static uint32_t scmp_action(enum confine_action a)
 static int default_rules(scmp_filter_ctx ctx, tether_error_t *err)
 {
     for (const char *const *name = confine_default_denied; *name; name++) {
-        int nr = seccomp_syscall_resolve_name(*name);
+        int nr = sym_seccomp_syscall_resolve_name(*name);
         if (nr == __NR_SCMP_ERROR || nr < 0)
             continue; /* not a system call of this architecture */
-        int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+        int r = sym_seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
         if (r < 0)
             return error_set(err, -r, "seccomp: rule for `%s`", *name);
     }
     /* clone(2) that would create a namespace; clone3(2) passes its flags in memory a filter
      * cannot read, so it answers ENOSYS and the C library falls back to clone(2). */
     for (size_t i = 0; i < sizeof clone_ns_flags / sizeof clone_ns_flags[0]; i++) {
-        int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+        int r =
+            sym_seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
                                  SCMP_A0(SCMP_CMP_MASKED_EQ, clone_ns_flags[i], clone_ns_flags[i]));
         if (r < 0)
             return error_set(err, -r, "seccomp: rule for `clone`");
     }
     /* AF_VSOCK (40) reaches the hypervisor's side of a virtual machine. */
-    int r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
-                             SCMP_A0(SCMP_CMP_EQ, 40, 0));
+    int r = sym_seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(socket), 1,
+                                 SCMP_A0(SCMP_CMP_EQ, 40, 0));
     if (r < 0)
         return error_set(err, -r, "seccomp: rule for `socket`");
-    int nr = seccomp_syscall_resolve_name("clone3");
+    int nr = sym_seccomp_syscall_resolve_name("clone3");
     if (nr != __NR_SCMP_ERROR && nr >= 0) {
-        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
+        r = sym_seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
         if (r < 0)
             return error_set(err, -r, "seccomp: rule for `clone3`");
     }
@@ -154,32 +156,36 @@ static int default_rules(scmp_filter_ctx ctx, tether_error_t *err)
 int confine_prepare(const struct confine *c, struct confine_plan *plan, tether_error_t *err)
 {
     plan->filter = NULL;
+    /* Whatever the block asks: the child's filters, this one and the exec gate's, are
+     * loaded after it has left tether's root, with what tether loads here. */
+    if (libseccomp_load(err) < 0)
+        return -1;
     if (c->seccomp != CONFINE_SECCOMP_DEFAULT && c->seccomp != CONFINE_SECCOMP_CUSTOM)
         return 0;
     uint32_t def =
         c->seccomp == CONFINE_SECCOMP_DEFAULT ? SCMP_ACT_ALLOW : scmp_action(c->seccomp_default);
-    scmp_filter_ctx ctx = seccomp_init(def);
+    scmp_filter_ctx ctx = sym_seccomp_init(def);
     if (ctx == NULL)
         return error_set(err, 0, "seccomp: cannot create a filter");
     /* Native architecture only: a system call made through another ABI kills. */
-    int r = seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
+    int r = sym_seccomp_attr_set(ctx, SCMP_FLTATR_ACT_BADARCH, SCMP_ACT_KILL_PROCESS);
     /* no_new_privs is set by confine_apply as the decision says, not by libseccomp. */
     if (r == 0)
-        r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+        r = sym_seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
     /* A binary tree of system call numbers: each of the workload's calls is checked in a
      * few comparisons rather than down a list of all the rules. */
     if (r == 0)
-        r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
+        r = sym_seccomp_attr_set(ctx, SCMP_FLTATR_CTL_OPTIMIZE, 2);
     /* The kernel's own errno when loading fails (EACCES, ...), not libseccomp's ECANCELED. */
     if (r == 0)
-        r = seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
+        r = sym_seccomp_attr_set(ctx, SCMP_FLTATR_API_SYSRAWRC, 1);
     if (r < 0) {
-        seccomp_release(ctx);
+        sym_seccomp_release(ctx);
         return error_set(err, -r, "seccomp: filter attributes");
     }
     if (c->seccomp == CONFINE_SECCOMP_DEFAULT) {
         if (default_rules(ctx, err) < 0) {
-            seccomp_release(ctx);
+            sym_seccomp_release(ctx);
             return -1;
         }
     } else {
@@ -187,12 +193,12 @@ int confine_prepare(const struct confine *c, struct confine_plan *plan, tether_e
             uint32_t act = scmp_action(c->rules[i].action);
             if (act == def)
                 continue; /* libseccomp refuses a rule that repeats the default */
-            r = seccomp_rule_add(ctx, act, c->rules[i].nr, 0);
+            r = sym_seccomp_rule_add(ctx, act, c->rules[i].nr, 0);
             if (r < 0) {
-                char *name = seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, c->rules[i].nr);
+                char *name = sym_seccomp_syscall_resolve_num_arch(SCMP_ARCH_NATIVE, c->rules[i].nr);
                 error_set(err, -r, "seccomp: rule for `%s`", name ? name : "?");
                 free(name);
-                seccomp_release(ctx);
+                sym_seccomp_release(ctx);
                 return -1;
             }
         }
@@ -204,7 +210,7 @@ int confine_prepare(const struct confine *c, struct confine_plan *plan, tether_e
 void confine_plan_release(struct confine_plan *plan)
 {
     if (plan->filter != NULL)
-        seccomp_release(plan->filter);
+        sym_seccomp_release(plan->filter);
     plan->filter = NULL;
 }
 
@@ -265,7 +271,7 @@ static bool have_any_permitted(void)
 {
     struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3};
     struct __user_cap_data_struct d[2] = {{0}};
-    if (capget(&h, d) < 0)
+    if (syscall(SYS_capget, &h, d) < 0)
         return true;
     return d[0].permitted != 0 || d[1].permitted != 0;
 }
@@ -273,10 +279,10 @@ static bool have_any_permitted(void)
 static int drop_bounding(const struct confine *c, const char **step)
 {
     *step = "capability bounding set";
-    int last = (int)cap_max_bits() - 1;
-    for (int cap = 0; cap <= last && cap < 64; cap++) {
+    for (int cap = 0; cap < 64; cap++) {
         if (c->caps & (UINT64_C(1) << cap))
             continue;
+        /* 1 in the set, 0 not, and EINVAL past the kernel's last capability. */
         if (prctl(PR_CAPBSET_READ, cap, 0, 0, 0) != 1)
             continue;
         if (prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) < 0) {
@@ -294,25 +300,14 @@ static int drop_bounding(const struct confine *c, const char **step)
 static int set_caps(const struct confine *c, bool non_root, const char **step)
 {
     *step = "capabilities";
-    cap_t caps = cap_init();
-    if (caps == NULL)
-        return -1;
-    for (int cap = 0; cap < 64; cap++) {
-        if (!(c->caps & (UINT64_C(1) << cap)))
-            continue;
-        cap_value_t v = cap;
-        if (cap_set_flag(caps, CAP_PERMITTED, 1, &v, CAP_SET) < 0 ||
-            cap_set_flag(caps, CAP_EFFECTIVE, 1, &v, CAP_SET) < 0 ||
-            cap_set_flag(caps, CAP_INHERITABLE, 1, &v, CAP_SET) < 0) {
-            cap_free(caps);
-            return -1;
-        }
+    struct __user_cap_header_struct h = {.version = _LINUX_CAPABILITY_VERSION_3, .pid = 0};
+    struct __user_cap_data_struct d[2];
+    for (int i = 0; i < 2; i++) {
+        uint32_t set = (uint32_t)(c->caps >> (32 * i));
+        d[i] =
+            (struct __user_cap_data_struct){.effective = set, .permitted = set, .inheritable = set};
     }
-    int r = cap_set_proc(caps);
-    int e = errno;
-    cap_free(caps);
-    errno = e;
-    if (r < 0)
+    if (syscall(SYS_capset, &h, d) < 0)
         return -1;
 
     /* A non-root workload keeps its capabilities across exec only as ambient ones. */
@@ -400,7 +395,7 @@ int confine_apply(const struct confine *c, const struct confine_plan *plan, cons
 
     if (plan->filter != NULL) {
         *step = "seccomp";
-        int r = seccomp_load(plan->filter);
+        int r = sym_seccomp_load(plan->filter);
         if (r < 0) {
             errno = -r;
             return -1;

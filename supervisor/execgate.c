@@ -12,7 +12,6 @@
 #include <poll.h>
 #include <signal.h>
 #include <sched.h>
-#include <seccomp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +23,7 @@
 
 #include "core/cleanup.h"
 #include "core/error.h"
+#include "core/libseccomp.h"
 
 static bool pseudo_fs(const char *type)
 {
@@ -94,19 +94,31 @@ int execgate_open(const char **step)
     return fan;
 }
 
+/* libseccomp, which `tether run` loaded before it forked: a child that finds it missing
+ * fails (ELIBACC) rather than load it from where the child now is (core/libseccomp.h). */
+static bool have_libseccomp(void)
+{
+    if (libseccomp_load(NULL) == 0)
+        return true;
+    errno = ELIBACC;
+    return false;
+}
+
 /* A filter that allows all but what add refuses, loaded without no_new_privs (the caller
  * still holds CAP_SYS_ADMIN): 0, or -1 with errno. */
 static int load_filter(int (*add)(scmp_filter_ctx ctx))
 {
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!have_libseccomp())
+        return -1;
+    scmp_filter_ctx ctx = sym_seccomp_init(SCMP_ACT_ALLOW);
     if (ctx == NULL)
         return -1;
-    int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+    int r = sym_seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
     if (r == 0)
         r = add(ctx);
     if (r == 0)
-        r = seccomp_load(ctx);
-    seccomp_release(ctx);
+        r = sym_seccomp_load(ctx);
+    sym_seccomp_release(ctx);
     if (r < 0) {
         errno = -r;
         return -1;
@@ -116,7 +128,7 @@ static int load_filter(int (*add)(scmp_filter_ctx ctx))
 
 static int add_no_memfd(scmp_filter_ctx ctx)
 {
-    return seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(memfd_create), 0);
+    return sym_seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(memfd_create), 0);
 }
 
 int execgate_no_memfd(void)
@@ -129,20 +141,20 @@ static int add_no_namespaces(scmp_filter_ctx ctx)
     static const unsigned long flags[] = {CLONE_NEWUSER, CLONE_NEWNS};
     int r = 0;
     for (size_t i = 0; r == 0 && i < sizeof flags / sizeof flags[0]; i++) {
-        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 1,
-                             SCMP_A0(SCMP_CMP_MASKED_EQ, flags[i], flags[i]));
-        if (r == 0)
-            r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+        r = sym_seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(unshare), 1,
                                  SCMP_A0(SCMP_CMP_MASKED_EQ, flags[i], flags[i]));
+        if (r == 0)
+            r = sym_seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(clone), 1,
+                                     SCMP_A0(SCMP_CMP_MASKED_EQ, flags[i], flags[i]));
     }
     /* Nor into someone else's: a namespace of a process outside, passed by descriptor. */
     if (r == 0)
-        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(setns), 0);
+        r = sym_seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), SCMP_SYS(setns), 0);
     /* clone3(2) passes its flags in memory a filter cannot read: ENOSYS, and the C library
      * falls back to clone(2). */
-    int nr = seccomp_syscall_resolve_name("clone3");
+    int nr = sym_seccomp_syscall_resolve_name("clone3");
     if (r == 0 && nr != __NR_SCMP_ERROR && nr >= 0)
-        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
+        r = sym_seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
     return r;
 }
 
@@ -153,24 +165,26 @@ int execgate_no_unmarked_mounts(void)
 
 int execgate_exec_listener(void)
 {
-    scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
+    if (!have_libseccomp())
+        return -1;
+    scmp_filter_ctx ctx = sym_seccomp_init(SCMP_ACT_ALLOW);
     if (ctx == NULL) {
         errno = ENOMEM;
         return -1;
     }
-    int r = seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
+    int r = sym_seccomp_attr_set(ctx, SCMP_FLTATR_CTL_NNP, 0);
     if (r == 0)
-        r = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(execve), 0);
+        r = sym_seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(execve), 0);
     if (r == 0)
-        r = seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(execveat), 0);
+        r = sym_seccomp_rule_add(ctx, SCMP_ACT_NOTIFY, SCMP_SYS(execveat), 0);
     /* uselib(2) opens a file for exec outside any execve: refused, where the kernel has it. */
-    int nr = seccomp_syscall_resolve_name("uselib");
+    int nr = sym_seccomp_syscall_resolve_name("uselib");
     if (r == 0 && nr != __NR_SCMP_ERROR && nr >= 0)
-        r = seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+        r = sym_seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
     if (r == 0)
-        r = seccomp_load(ctx);
-    int fd = r == 0 ? seccomp_notify_fd(ctx) : -1;
-    seccomp_release(ctx);
+        r = sym_seccomp_load(ctx);
+    int fd = r == 0 ? sym_seccomp_notify_fd(ctx) : -1;
+    sym_seccomp_release(ctx);
     if (r < 0 || fd < 0) {
         errno = r < 0 ? -r : EBADF;
         return -1;
@@ -182,17 +196,17 @@ pid_t execgate_exec_begins(int listener)
 {
     struct seccomp_notif *req = NULL;
     struct seccomp_notif_resp *resp = NULL;
-    if (seccomp_notify_alloc(&req, &resp) < 0)
+    if (!have_libseccomp() || sym_seccomp_notify_alloc(&req, &resp) < 0)
         return -1;
     pid_t tid = -1;
     /* ENOENT: the thread went (a signal) before it was answered: nothing to remember. */
-    if (seccomp_notify_receive(listener, req) == 0) {
+    if (sym_seccomp_notify_receive(listener, req) == 0) {
         resp->id = req->id;
         resp->flags = SECCOMP_USER_NOTIF_FLAG_CONTINUE;
-        if (seccomp_notify_respond(listener, resp) == 0)
+        if (sym_seccomp_notify_respond(listener, resp) == 0)
             tid = (pid_t)req->pid;
     }
-    seccomp_notify_free(req, resp);
+    sym_seccomp_notify_free(req, resp);
     return tid;
 }
 

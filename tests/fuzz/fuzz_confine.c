@@ -1,5 +1,5 @@
 /* Fuzz target: the confine block parser (capability, system call, namespace and rlimit
- * names resolved against libcap and libseccomp). */
+ * names resolved against tether's table and libseccomp). */
 #include <stdint.h>
 #include <stdlib.h>
 

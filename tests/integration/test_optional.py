@@ -1,5 +1,6 @@
-"""Optional libraries: libcurl (with libssl) for OPA, libarchive for root file systems and
-libcrypto for keys, signatures and sealed files are loaded only when their feature is used.  With one of them unloadable (the file replaced by an
+"""Optional libraries: libcurl (with libssl) for OPA, libarchive for root file systems,
+libcrypto for keys, signatures and sealed files, and libseccomp for confining a workload are
+loaded only when their feature is used.  With one of them unloadable (the file replaced by an
 empty one, in a mount namespace of the test's own), a plain `tether run` still works, and the
 feature that needs it fails closed with one line that names the library."""
 import json
@@ -106,6 +107,33 @@ def without_libcrypto_only_cryptography_fails(ws):
     p = subprocess.run([TETHER, "audit", "verify", ws.audit], env=ws.env, capture_output=True,
                        text=True)
     eq(p.returncode, 0, "the trail written without libcrypto verifies: " + p.stderr)
+
+
+@case
+def without_libseccomp_no_workload_starts_and_judging_still_works(ws):
+    """Every workload is confined, so without libseccomp `tether run` stops before it
+    measures, decides or releases anything; what only judges (measure, eval) still works,
+    and a decision that names system calls is refused, not half-applied."""
+    marker = ws.path("ran")
+    p = without(ws, "libseccomp.so.2", "run", "--policy", ALLOW_ALL, "--", "touch", marker,
+                rc=125)
+    line = one_line(p.stderr)
+    assert "libseccomp.so.2" in line and "libseccomp2" in line, line
+    assert not os.path.exists(marker), "the workload started"
+    eq(ws.audit_records(), [], "records of a run that could not confine")
+    p = without(ws, "libseccomp.so.2", "measure", "--", "/bin/true", rc=0)
+    inp = ws.write("in.json", p.stdout)
+    p = without(ws, "libseccomp.so.2", "eval", "--policy", ALLOW_ALL, "--input", inp, rc=0)
+    eq(json.loads(p.stdout)["allow"], True, "an allow-all decision")
+    calls = ws.write("calls.lua", "function decide(input) return {allow = true, confine = "
+                     "{seccomp = {default_action = 'allow', syscalls = {errno = {'uname'}}}}} "
+                     "end\n")
+    p = without(ws, "libseccomp.so.2", "eval", "--policy", calls, "--input", inp, rc=77)
+    d = json.loads(p.stdout)
+    assert not d["allow"] and "libseccomp.so.2" in " ".join(d["reasons"]), d
+    # and with it, the same decision stands
+    p = ws.tether("eval", "--policy", calls, "--input", inp, check_rc=0)
+    eq(json.loads(p.stdout)["allow"], True, "the same decision with libseccomp")
 
 
 if __name__ == "__main__":

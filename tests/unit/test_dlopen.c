@@ -10,10 +10,11 @@
 
 #include "../../supervisor/core/crypto.h"
 #include "../../supervisor/core/libarchive.h"
+#include "../../supervisor/core/libseccomp.h"
 #include "test.h"
 
-/* In a child: moves it (how), then loads libcrypto and libarchive; 0 when both refused
- * with the message that says why, 1 when either loaded, 2 when the move failed. */
+/* In a child: moves it (how), then loads libcrypto, libarchive and libseccomp; 0 when all
+ * refused with the message that says why, 1 when any loaded, 2 when the move failed. */
 static int refused_after(int how)
 {
     pid_t pid = fork();
@@ -22,9 +23,10 @@ static int refused_after(int how)
             _exit(2);
         if (how == 1 && (chroot("/usr") < 0 || chdir("/") < 0))
             _exit(2);
-        tether_error_t e1 = NULL, e2 = NULL;
+        tether_error_t e1 = NULL, e2 = NULL, e3 = NULL;
         bool refused = crypto_load(&e1) < 0 && strstr(e1->msg, "namespace") != NULL &&
-                       libarchive_load(&e2) < 0 && strstr(e2->msg, "namespace") != NULL;
+                       libarchive_load(&e2) < 0 && strstr(e2->msg, "namespace") != NULL &&
+                       libseccomp_load(&e3) < 0 && strstr(e3->msg, "namespace") != NULL;
         _exit(refused ? 0 : 1);
     }
     int st;
@@ -46,5 +48,8 @@ int main(void)
     unsigned int n = 0;
     CHECK(EVP_Digest("abc", 3, md, &n, EVP_sha256(), NULL) == 1 && n == 32 && md[0] == 0xba,
           "and computes SHA-256(\"abc\")");
+    err = NULL;
+    CHECK(libseccomp_load(&err) == 0 && sym_seccomp_syscall_resolve_name("read") == 0,
+          "libseccomp loads where tether started, and resolves `read` (%s)", err ? err->msg : "");
     return test_done();
 }
