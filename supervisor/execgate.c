@@ -94,11 +94,11 @@ int execgate_open(const char **step)
     return fan;
 }
 
-/* libseccomp, which `tether run` loaded before it forked: a child that finds it missing
- * fails (ELIBACC) rather than load it from where the child now is (core/libseccomp.h). */
+/* libseccomp, which `tether run` loaded before it forked (core/libseccomp.h): a child
+ * that finds it missing fails (ELIBACC), and never loads a library itself. */
 static bool have_libseccomp(void)
 {
-    if (libseccomp_load(NULL) == 0)
+    if (sym_seccomp_init != NULL)
         return true;
     errno = ELIBACC;
     return false;

@@ -1,4 +1,5 @@
-/* Capability names (see capability.h). */
+/* Capability names (see capability.h).  Kernel headers of Linux 5.9 or later (Debian 12 has
+ * 6.1's): CAP_CHECKPOINT_RESTORE is the last named here. */
 #include "capability.h"
 
 #include <linux/capability.h>

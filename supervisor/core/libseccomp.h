@@ -1,8 +1,8 @@
 /* libseccomp, loaded with dlopen by what confines a workload (core/dlopen.h): a hook, an
  * eval or a status maps neither it nor its lookups.  `tether run` loads it first, before it
- * measures or decides, so that a host without it stops there; confine_prepare and the exec
- * gate load it too (a no-op once loaded), and a child that has left tether's root or mount
- * namespace only finds it loaded or fails closed.  The symbols stay for the process and its
+ * measures or decides, so that a host without it stops there; confine_prepare loads it too (a
+ * no-op once loaded), in tether, and the exec gate's filters, built in the child, only find
+ * it loaded or fail closed.  The symbols stay for the process and its
  * forked children. */
 #pragma once
 

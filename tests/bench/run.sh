@@ -114,7 +114,7 @@ echo "== OCI image launch: an encrypted 50 MB image against it plain and against
 python3 tests/bench/bench_image.py "$build/tether" "$build/tests/probe" "${BENCH_IMAGE_RUNS:-5}" 50
 
 echo "== OCI hook: runc run with tether's createRuntime and poststop hooks against without (target: ratio <= 1.25)"
-python3 tests/bench/bench_oci.py "$build/tether" "$build/tests/probe" "${BENCH_OCI_RUNS:-30}"
+python3 tests/bench/bench_oci.py "$build/tether" "$build/tests/probe" "${BENCH_OCI_RUNS:-100}"
 
 echo "== Lua decisions per second (target: >= 100000/s)"
 "$build/tether" measure --compact -- /bin/true >"$tmp/input.json"

@@ -71,8 +71,9 @@ def check_contents(deb):
     arch = run(["dpkg", "--print-architecture"]).strip()
     version = open(os.path.join(SRC, "CMakeLists.txt")).read().split("VERSION ", 2)[2].split()[0]
     eq(os.path.basename(deb), "tether_%s_%s.deb" % (version, arch), "package file name")
-    # Dependencies come from the binary's shared libraries (dpkg-shlibdeps); the libraries it
-    # loads with dlopen when a feature is used are recommended.
+    # Dependencies come from the binary's shared libraries (dpkg-shlibdeps), and libseccomp2,
+    # which every run loads with dlopen; the libraries it loads with dlopen when an optional
+    # feature is used are recommended.
     for lib in ("libc6", "libcjson1", "liblua5.4-0", "libseccomp2"):
         if lib not in fields:
             raise AssertionError("Depends lacks %s:\n%s" % (lib, fields))
