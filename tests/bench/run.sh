@@ -12,7 +12,10 @@ export TETHER_CONFIG="$tmp/tether.json"
 echo '{}' >"$TETHER_CONFIG"
 runs=${BENCH_RUNS:-300}
 
-echo "== launch overhead (target: ratio <= 1.3)"
+# env(1) is a bare exec: what tether adds to it is measuring, deciding, auditing and
+# confining.  Its first target (1.3, issue 2) was never met: issue 13 set the launch's
+# against bubblewrap's bare start instead (next).
+echo "== launch overhead against env(1), a bare exec (no target: see bubblewrap below)"
 # The audit trail on tmpfs: what is measured is tether, not the disk's fsync.
 "$build/tests/bench/spawnbench" "$runs" \
     "tether run" "$build/tether" run --policy policies/allow-all.lua --audit /dev/shm/tether-bench.$$ -- /bin/true :: \
