@@ -8,6 +8,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/mount.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
@@ -18,6 +19,7 @@
 #include <sys/fanotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +37,27 @@ static bool pseudo_fs(const char *type)
         if (strcmp(type, *t) == 0)
             return true;
     return false;
+}
+
+/* The mount table of this process's mount namespace, as its root sees it, from a proc of
+ * the gate's own, made now and mounted nowhere: an image's tree, the root the workload has
+ * by now, has no /proc, and nothing mounted at /proc then has a say in what is marked.
+ * From /proc where no proc can be made (a mount namespace of another user namespace's, in
+ * which no proc is whole). */
+static FILE *mount_table(void)
+{
+    cleanup_close int fs = (int)syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC);
+    cleanup_close int mnt = -1;
+    if (fs >= 0 && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
+        mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC,
+                           MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+    int fd = mnt >= 0 ? openat(mnt, "self/mountinfo", O_RDONLY | O_CLOEXEC) : -1;
+    FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
+    if (f != NULL)
+        return f;
+    if (fd >= 0)
+        close(fd);
+    return fopen("/proc/self/mountinfo", "re");
 }
 
 int execgate_open(const char **step)
@@ -57,7 +80,7 @@ int execgate_open(const char **step)
                             O_RDONLY | O_LARGEFILE | O_NONBLOCK | O_CLOEXEC);
     if (fan < 0)
         return -1;
-    cleanup_file FILE *f = fopen("/proc/self/mountinfo", "re");
+    cleanup_file FILE *f = mount_table();
     cleanup_free char *line = NULL;
     size_t cap = 0;
     while (f != NULL && getline(&line, &cap, f) > 0) {

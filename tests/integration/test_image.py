@@ -221,6 +221,29 @@ def plain_image_runs(ws):
     assert "key_release" not in kit.events(), "a plain image needs no key"
 
 
+@case
+def an_images_workload_has_its_execs_judged(ws):
+    """monitor.prevent_exec holds every exec of an image's workload too, though its root, the
+    image's tree, has no /proc to list its mounts from: a program the policy forbids never
+    runs (EPERM, audited), one it allows does."""
+    kit = Kit(ws)
+    lay = kit.plain(user_entries=[("bin/other", "file", kit.probe, 0o755, 0)])
+    pol = ws.policy("""
+if input.exec ~= nil then
+  if input.exec.path == "/bin/other" then return {allow = false, reasons = {"not this one"}} end
+  return {allow = true}
+end
+return {allow = true, monitor = {prevent_exec = true, on_drift = "log", exec_timeout_ms = 30000}}""")
+    r = json.loads(kit.run(lay, "exec", "/bin/other", "cat", "/data/marker.txt",
+                           policy=pol).stdout)
+    eq(r, {"exec": 1}, "the forbidden program's execve failed with EPERM")
+    den = [(d["path"], d["reason"]) for d in ws.audit_records() if d["event"] == "exec_denied"]
+    eq(den, [("/bin/other", "not this one")], "audited")
+    r = json.loads(kit.run(lay, "exec", "/bin/probe", "cat", "/data/marker.txt",
+                           policy=pol).stdout)
+    eq(r, {"cat /data/marker.txt": kit.marker}, "an allowed program runs")
+
+
 def cosign_sign(ws, lay, key, reference="localhost/app"):
     """A cosign signature of the image, as cosign stores it in a layout: a manifest tagged
     sha256-<hex>.sig whose layer is the simple-signing payload, signed with openssl (ECDSA
