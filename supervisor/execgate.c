@@ -8,6 +8,7 @@
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/magic.h>
 #include <linux/mount.h>
 #include <linux/seccomp.h>
 #include <poll.h>
@@ -19,7 +20,9 @@
 #include <sys/fanotify.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -41,9 +44,10 @@ static bool pseudo_fs(const char *type)
 
 /* The mount table of this process's mount namespace, as its root sees it, from a proc of
  * the gate's own, made now and mounted nowhere: an image's tree, the root the workload has
- * by now, has no /proc, and nothing mounted at /proc then has a say in what is marked.
- * From /proc where no proc can be made (a mount namespace of another user namespace's, in
- * which no proc is whole). */
+ * by now, has no /proc of its own, and nothing mounted at /proc has a say in what is
+ * marked.  From /proc where no proc can be made (a mount namespace of another user
+ * namespace's, in which no proc is whole), and only if that is a proc: an image's /proc is
+ * a directory of the image's, whose "mountinfo" would list what its author wants. */
 static FILE *mount_table(void)
 {
     cleanup_close int fs = (int)syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC);
@@ -51,13 +55,58 @@ static FILE *mount_table(void)
     if (fs >= 0 && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
         mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC,
                            MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-    int fd = mnt >= 0 ? openat(mnt, "self/mountinfo", O_RDONLY | O_CLOEXEC) : -1;
-    FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
-    if (f != NULL)
-        return f;
-    if (fd >= 0)
+    int fd = mnt >= 0 ? openat(mnt, "self/mountinfo", O_RDONLY | O_CLOEXEC)
+                      : open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+    struct statfs sf;
+    if (fd >= 0 && (fstatfs(fd, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC)) {
         close(fd);
-    return fopen("/proc/self/mountinfo", "re");
+        errno = ENOENT;
+        return NULL;
+    }
+    FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
+    if (f == NULL && fd >= 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+    }
+    return f;
+}
+
+/* A mount point as the mount table escapes it (a space, tab, newline or backslash as a
+ * backslash and three octal digits), decoded in place. */
+static void mount_point_decode(char *s)
+{
+    char *out = s;
+    for (const char *in = s; *in; out++) {
+        if (in[0] == '\\' && in[1] >= '0' && in[1] <= '3' && in[2] >= '0' && in[2] <= '7' &&
+            in[3] >= '0' && in[3] <= '7') {
+            *out = (char)(((in[1] - '0') << 6) | ((in[2] - '0') << 3) | (in[3] - '0'));
+            in += 4;
+        } else {
+            *out = *in++;
+        }
+    }
+    *out = '\0';
+}
+
+/* The id of the mount at path (the top one: what an exec by that path goes through). */
+static bool mount_id_at(const char *path, uint64_t *id)
+{
+    struct statx sx;
+    if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_MNT_ID, &sx) < 0 ||
+        !(sx.stx_mask & STATX_MNT_ID))
+        return false;
+    *id = sx.stx_mnt_id;
+    return true;
+}
+
+static int gate_fail(int fan, const char **step, const char *msg)
+{
+    int e = errno;
+    close(fan);
+    *step = msg;
+    errno = e;
+    return -1;
 }
 
 int execgate_open(const char **step)
@@ -80,39 +129,51 @@ int execgate_open(const char **step)
                             O_RDONLY | O_LARGEFILE | O_NONBLOCK | O_CLOEXEC);
     if (fan < 0)
         return -1;
+    uint64_t root_id;
+    if (!mount_id_at("/", &root_id))
+        return gate_fail(fan, step, "exec prevention: the root's mount id");
     cleanup_file FILE *f = mount_table();
+    if (f == NULL)
+        return gate_fail(fan, step, "exec prevention: the mount table (a proc of its own)");
+    /* Every mount the namespace holds, checked by its id at its place: a covered mount
+     * (another on the same point) is not reached by any path, and one whose point cannot
+     * be reached is not either.  The root's must be there. */
+    bool root_seen = false;
     cleanup_free char *line = NULL;
     size_t cap = 0;
-    while (f != NULL && getline(&line, &cap, f) > 0) {
+    errno = 0;
+    while (getline(&line, &cap, f) > 0) {
         char mnt[4096], opts[1024], fstype[64];
+        unsigned long long id;
         const char *sep = strstr(line, " - ");
-        if (sep == NULL || sscanf(line, "%*s %*s %*s %*s %4095s %1023s", mnt, opts) != 2 ||
-            sscanf(sep + 3, "%63s", fstype) != 1)
-            continue;
+        if (sep == NULL || sscanf(line, "%llu %*s %*s %*s %4095s %1023s", &id, mnt, opts) != 3 ||
+            sscanf(sep + 3, "%63s", fstype) != 1) {
+            errno = EINVAL;
+            return gate_fail(fan, step, "exec prevention: a line of the mount table");
+        }
+        mount_point_decode(mnt);
+        root_seen |= id == root_id;
         /* A mount that allows no exec needs no mark, nor do the kernel's own file systems,
          * which hold no programs and refuse one (an exec of /proc/self/exe goes through
          * the mount of the file it names). */
         bool noexec = false;
         for (char *save = NULL, *o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save))
             noexec |= strcmp(o, "noexec") == 0;
-        if (noexec || pseudo_fs(fstype))
+        uint64_t at;
+        if (noexec || pseudo_fs(fstype) || !mount_id_at(mnt, &at) || at != id)
             continue;
         if (fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN_EXEC_PERM, AT_FDCWD, mnt) <
             0) {
-            int e = errno;
             static char msg[4200];
             snprintf(msg, sizeof msg, "exec prevention: cannot mark the mount `%s`", mnt);
-            *step = msg;
-            close(fan);
-            errno = e;
-            return -1;
+            return gate_fail(fan, step, msg);
         }
     }
-    if (f == NULL) {
-        int e = errno;
-        close(fan);
-        errno = e;
-        return -1;
+    if (ferror(f))
+        return gate_fail(fan, step, "exec prevention: reading the mount table");
+    if (!root_seen) {
+        errno = ENOENT;
+        return gate_fail(fan, step, "exec prevention: the mount table lacks the root's mount");
     }
     return fan;
 }

@@ -11,10 +11,12 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tarfile
 import time
 
-from harness import PROBE, POLICIES, Skip, case, disk_files_holding, eq, main, one_line
+from harness import (PROBE, POLICIES, TETHER, Skip, case, disk_files_holding, eq, main,
+                     one_line)
 
 ALLOW_ALL = os.path.join(POLICIES, "allow-all.lua")
 REF = "org.opencontainers.image.ref.name"
@@ -201,6 +203,17 @@ class Kit:
         return line, after
 
 
+# An image's own /proc/self/mountinfo, listing no mount at all.
+FAKE_PROC = [("proc", "dir", None, 0o555, 0), ("proc/self", "dir", None, 0o555, 0),
+             ("proc/self/mountinfo", "file", b"", 0o444, 0)]
+GATED = """
+if input.exec ~= nil then
+  if input.exec.path == "/bin/other" then return {allow = false, reasons = {"not this one"}} end
+  return {allow = true}
+end
+return {allow = true, monitor = {prevent_exec = true, on_drift = "log", exec_timeout_ms = 30000}}"""
+
+
 @case
 def plain_image_runs(ws):
     kit = Kit(ws)
@@ -224,16 +237,12 @@ def plain_image_runs(ws):
 @case
 def an_images_workload_has_its_execs_judged(ws):
     """monitor.prevent_exec holds every exec of an image's workload too, though its root, the
-    image's tree, has no /proc to list its mounts from: a program the policy forbids never
-    runs (EPERM, audited), one it allows does."""
+    image's tree, has no /proc of its own to list its mounts from: a program the policy
+    forbids never runs (EPERM, audited), one it allows does.  The image's own
+    proc/self/mountinfo, which lists no mount, is not what is marked by."""
     kit = Kit(ws)
-    lay = kit.plain(user_entries=[("bin/other", "file", kit.probe, 0o755, 0)])
-    pol = ws.policy("""
-if input.exec ~= nil then
-  if input.exec.path == "/bin/other" then return {allow = false, reasons = {"not this one"}} end
-  return {allow = true}
-end
-return {allow = true, monitor = {prevent_exec = true, on_drift = "log", exec_timeout_ms = 30000}}""")
+    lay = kit.plain(user_entries=FAKE_PROC + [("bin/other", "file", kit.probe, 0o755, 0)])
+    pol = ws.policy(GATED)
     r = json.loads(kit.run(lay, "exec", "/bin/other", "cat", "/data/marker.txt",
                            policy=pol).stdout)
     eq(r, {"exec": 1}, "the forbidden program's execve failed with EPERM")
@@ -243,6 +252,39 @@ return {allow = true, monitor = {prevent_exec = true, on_drift = "log", exec_tim
                            policy=pol).stdout)
     eq(r, {"cat /data/marker.txt": kit.marker}, "an allowed program runs")
 
+
+# Runs a command with fsopen(2) failing (ENOSYS), as under a kernel before 5.2 or a seccomp
+# profile older than the new mount API.
+NO_FSOPEN = r"""
+import ctypes, os, sys
+s = ctypes.CDLL("libseccomp.so.2")
+s.seccomp_init.restype = ctypes.c_void_p
+ctx = ctypes.c_void_p(s.seccomp_init(0x7fff0000))
+nr = s.seccomp_syscall_resolve_name(b"fsopen")
+if nr < 0 or s.seccomp_rule_add(ctx, 0x00050000 | 38, nr, 0) != 0 or s.seccomp_load(ctx) != 0:
+    sys.exit("no seccomp filter")
+os.execv(sys.argv[1], sys.argv[1:])
+"""
+
+
+@case
+def an_images_mount_table_is_never_what_marks(ws):
+    """Where the gate cannot make a proc of its own, it reads /proc only if it is a proc: in
+    an image's tree /proc/self/mountinfo is a file of the image's, which may list nothing.
+    The workload does not start, and the forbidden program never runs."""
+    kit = Kit(ws)
+    lay = kit.plain(user_entries=FAKE_PROC + [("bin/other", "file", kit.probe, 0o755, 0)])
+    pol = ws.policy(GATED)
+    before = len(ws.audit_records())
+    p = subprocess.run([sys.executable, "-c", NO_FSOPEN, TETHER, "run", "--policy", pol,
+                        "--image", "oci:%s:app" % lay.path, "--", "exec", "/bin/other", "cat",
+                        "/data/marker.txt"], env=ws.env, capture_output=True, text=True,
+                       timeout=60)
+    eq(p.returncode, 125, "exit status (stderr %r)" % p.stderr)
+    assert "mount table" in one_line(p.stderr), p.stderr
+    assert kit.marker not in p.stdout, "the forbidden program ran"
+    after = [r["event"] for r in ws.audit_records()[before:]]
+    assert "exit" not in after, "the workload ran: %r" % after
 
 def cosign_sign(ws, lay, key, reference="localhost/app"):
     """A cosign signature of the image, as cosign stores it in a layout: a manifest tagged

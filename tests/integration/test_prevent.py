@@ -741,6 +741,33 @@ def a_storm_of_execs_past_the_kernels_queue_is_still_held(ws):
 
 
 @case
+def a_mount_whose_name_the_mount_table_escapes_is_marked(ws):
+    """The mount table writes a space in a mount point as \\040: the gate marks the mount
+    at the real name, not whatever a directory literally named with the escape holds (the
+    workload's own mount, where the forbidden program is, would go unmarked)."""
+    need_root()
+    base = ws.path("mnt")
+    point, decoy = os.path.join(base, "a b"), os.path.join(base, "a\\040b")
+    os.makedirs(point)
+    os.makedirs(decoy)
+    prog = os.path.join(point, "forbidden")
+    pol = gate_policy(ws, 'if e.path == "%s" then return {allow = false, reasons = {"no"}} end'
+                      % prog, monitor='on_drift = "log", exec_timeout_ms = 30000')
+    out = ws.path("errno")
+    # A tmpfs of the test's own, in a mount namespace of its own: the host never sees it.
+    script = ('mount -t tmpfs -o mode=0755 tmpfs "$1" && cp "$2" "$3" && shift 3 && '
+              'exec "$@"')
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                        "sh", point, PROBE, prog, TETHER, "run", "--policy", pol, "--",
+                        sys.executable, "-c", TRY_EXEC, out, prog, "mark", ws.path("ran")],
+                       env=ws.env, capture_output=True, text=True, timeout=60)
+    eq(p.returncode, 0, "the run (stderr %r)" % p.stderr)
+    assert not os.path.exists(ws.path("ran")), "the program on the escaped mount ran unjudged"
+    eq(open(out).read(), "1", "its execve failed with EPERM")
+    eq([d["path"] for d in records(ws, "exec_denied")], [prog], "audited")
+
+
+@case
 def wrapper_mode_refuses_prevent_exec(ws):
     need_root()
     pol = ws.decision_policy({"allow": True, "monitor": {"prevent_exec": True}})
