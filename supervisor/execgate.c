@@ -5,11 +5,13 @@
 #define _GNU_SOURCE
 #include "execgate.h"
 
+#include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <linux/mount.h>
+#include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <poll.h>
 #include <signal.h>
@@ -29,6 +31,8 @@
 #include "core/cleanup.h"
 #include "core/error.h"
 #include "core/libseccomp.h"
+#include "core/log.h"
+#include "core/util.h"
 
 static bool pseudo_fs(const char *type)
 {
@@ -42,34 +46,27 @@ static bool pseudo_fs(const char *type)
     return false;
 }
 
-/* The mount table of this process's mount namespace, as its root sees it, from a proc of
- * the gate's own, made now and mounted nowhere: an image's tree, the root the workload has
- * by now, has no /proc of its own, and nothing mounted at /proc has a say in what is
- * marked.  From /proc where no proc can be made (a mount namespace of another user
- * namespace's, in which no proc is whole), and only if that is a proc: an image's /proc is
- * a directory of the image's, whose "mountinfo" would list what its author wants. */
-static FILE *mount_table(void)
+/* A proc to read the gate's facts from: one of the gate's own, made now and mounted nowhere,
+ * so that nothing mounted at /proc has a say (an image's tree has no /proc of its own, and
+ * a file of the image's there could list anything).  /proc where no proc can be made (a
+ * mount namespace of another user namespace's, in which no proc is whole), and only if it
+ * is a proc.  Its root directory, or -1. */
+static int gate_proc(void)
 {
     cleanup_close int fs = (int)syscall(SYS_fsopen, "proc", FSOPEN_CLOEXEC);
-    cleanup_close int mnt = -1;
+    int mnt = -1;
     if (fs >= 0 && syscall(SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, NULL, NULL, 0) == 0)
         mnt = (int)syscall(SYS_fsmount, fs, FSMOUNT_CLOEXEC,
                            MOUNT_ATTR_NOEXEC | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
-    int fd = mnt >= 0 ? openat(mnt, "self/mountinfo", O_RDONLY | O_CLOEXEC)
-                      : open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
+    if (mnt < 0)
+        mnt = open("/proc", O_PATH | O_DIRECTORY | O_CLOEXEC);
     struct statfs sf;
-    if (fd >= 0 && (fstatfs(fd, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC)) {
-        close(fd);
+    if (mnt >= 0 && (fstatfs(mnt, &sf) < 0 || sf.f_type != PROC_SUPER_MAGIC)) {
+        close(mnt);
         errno = ENOENT;
-        return NULL;
+        return -1;
     }
-    FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
-    if (f == NULL && fd >= 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-    }
-    return f;
+    return mnt;
 }
 
 /* A mount point as the mount table escapes it (a space, tab, newline or backslash as a
@@ -89,15 +86,158 @@ static void mount_point_decode(char *s)
     *out = '\0';
 }
 
-/* The id of the mount at path (the top one: what an exec by that path goes through). */
-static bool mount_id_at(const char *path, uint64_t *id)
+struct mount_entry {
+    uint64_t id, parent;
+    char *point;    /* decoded */
+    bool exec_free; /* noexec, or a file system of the kernel's own that holds no programs */
+};
+
+struct mount_table {
+    struct mount_entry *e;
+    size_t n;
+};
+
+static void mount_table_free(struct mount_table *t)
+{
+    for (size_t i = 0; i < t->n; i++)
+        free(t->e[i].point);
+    free(t->e);
+    t->e = NULL;
+    t->n = 0;
+}
+
+/* The next space-separated field of *p, NUL-terminated in place, or NULL. */
+static char *field(char **p)
+{
+    char *f = *p;
+    if (f == NULL || *f == '\0' || *f == '\n')
+        return NULL;
+    char *end = f + strcspn(f, " \n");
+    *p = *end ? end + 1 : end;
+    *end = '\0';
+    return f;
+}
+
+/* The mount table of the process's mount namespace, as its root sees it, from proc: 0, or
+ * -1 with errno (a line that does not parse is EINVAL). */
+static int mount_table_read(int proc, struct mount_table *t)
+{
+    int fd = openat(proc, "self/mountinfo", O_RDONLY | O_CLOEXEC);
+    FILE *f = fd >= 0 ? fdopen(fd, "re") : NULL;
+    if (f == NULL) {
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    cleanup_free char *line = NULL;
+    size_t cap = 0;
+    int rc = 0;
+    errno = 0;
+    while (rc == 0 && getline(&line, &cap, f) > 0) {
+        char *p = line, *sep = strstr(line, " - ");
+        char *id = field(&p), *parent = field(&p), *dev = field(&p), *root = field(&p);
+        char *point = field(&p), *opts = field(&p);
+        char *fstype = NULL;
+        if (sep != NULL) {
+            char *q = sep + 3;
+            fstype = field(&q);
+        }
+        unsigned long long idv, parentv;
+        if (!id || !parent || !dev || !root || !point || !opts || !fstype || opts > sep ||
+            sscanf(id, "%llu", &idv) != 1 || sscanf(parent, "%llu", &parentv) != 1) {
+            errno = EINVAL;
+            rc = -1;
+            break;
+        }
+        mount_point_decode(point);
+        bool noexec = false;
+        for (char *save = NULL, *o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save))
+            noexec |= strcmp(o, "noexec") == 0;
+        t->e = xrealloc(t->e, (t->n + 1) * sizeof *t->e);
+        t->e[t->n++] =
+            (struct mount_entry){idv, parentv, xstrdup(point), noexec || pseudo_fs(fstype)};
+    }
+    if (rc == 0 && ferror(f))
+        rc = -1;
+    int e = errno;
+    fclose(f);
+    errno = e;
+    return rc;
+}
+
+/* A mount with another on its very point, on top of it: no path reaches it. */
+static bool covered(const struct mount_table *t, const struct mount_entry *m)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (t->e[i].parent == m->id && t->e[i].id != m->id && strcmp(t->e[i].point, m->point) == 0)
+            return true;
+    return false;
+}
+
+/* What fd refers to, with its mount's id: asking for nothing else, so that a file system
+ * that refuses even root its attributes (FUSE without allow_other) still says which mount
+ * it is (the kernel fills the mount's id whatever is asked). */
+static bool statx_mount(int fd, struct statx *sx)
+{
+    if (statx(fd, "", AT_EMPTY_PATH | AT_STATX_DONT_SYNC, 0, sx) < 0)
+        return false;
+    return (sx->stx_mask & STATX_MNT_ID) != 0;
+}
+
+/* The id of the mount fd is on (the top one at its place). */
+static bool mount_id_of(int fd, uint64_t *id)
 {
     struct statx sx;
-    if (statx(AT_FDCWD, path, AT_SYMLINK_NOFOLLOW | AT_NO_AUTOMOUNT, STATX_MNT_ID, &sx) < 0 ||
-        !(sx.stx_mask & STATX_MNT_ID))
+    if (!statx_mount(fd, &sx))
         return false;
     *id = sx.stx_mnt_id;
     return true;
+}
+
+/* Marks mount m, reached once by its point and checked by its id: 1 marked (or made noexec),
+ * 0 its point holds another mount now (a race: read the table again), -1 with errno. */
+static int mark_one(int fan, int proc, const struct mount_entry *m)
+{
+    struct open_how how = {.flags = O_PATH | O_CLOEXEC,
+                           .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+    cleanup_close int fd = (int)syscall(SYS_openat2, AT_FDCWD, m->point, &how, sizeof how);
+    uint64_t at;
+    if (fd < 0 || !mount_id_of(fd, &at))
+        return -1;
+    if (at != m->id)
+        return 0;
+    /* Marked through the descriptor (its magic link in the gate's proc), so that what is
+     * marked is what was checked. */
+    char link[64];
+    snprintf(link, sizeof link, "self/fd/%d", fd);
+    if (fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN_EXEC_PERM, proc, link) == 0)
+        return 1;
+    /* A mount even root may not read (a FUSE mount of another user's, without allow_other;
+     * NFS with root_squash): no mark can be made, so nothing on it may run (in this mount
+     * namespace only). */
+    int e = errno;
+    struct mount_attr attr = {.attr_set = MOUNT_ATTR_NOEXEC};
+    if (e == EACCES && syscall(SYS_mount_setattr, fd, "", AT_EMPTY_PATH, &attr, sizeof attr) == 0) {
+        log_debug("exec prevention: `%s` cannot be marked: made noexec", m->point);
+        return 1;
+    }
+    errno = e;
+    return -1;
+}
+
+/* Whether what fd refers to (a file or a directory an exec could start from) is on a mount
+ * the gate holds, or on none an exec can come from. */
+static bool fd_held(int fd, const uint64_t *held, size_t n_held)
+{
+    struct statx sx;
+    if (!statx_mount(fd, &sx))
+        return false;
+    if ((sx.stx_mask & STATX_TYPE) && !S_ISREG(sx.stx_mode) && !S_ISDIR(sx.stx_mode))
+        return true; /* a pipe, a socket, a terminal: no program runs from one */
+    for (size_t i = 0; i < n_held; i++)
+        if (held[i] == sx.stx_mnt_id)
+            return true;
+    return false;
 }
 
 static int gate_fail(int fan, const char **step, const char *msg)
@@ -109,7 +249,7 @@ static int gate_fail(int fan, const char **step, const char *msg)
     return -1;
 }
 
-int execgate_open(const char **step)
+int execgate_open(const char **step, bool workload)
 {
     *step = "exec prevention: fanotify";
     /* No limit on the queue: the kernel lets a permission event go unasked when its group's
@@ -129,51 +269,91 @@ int execgate_open(const char **step)
                             O_RDONLY | O_LARGEFILE | O_NONBLOCK | O_CLOEXEC);
     if (fan < 0)
         return -1;
-    uint64_t root_id;
-    if (!mount_id_at("/", &root_id))
-        return gate_fail(fan, step, "exec prevention: the root's mount id");
-    cleanup_file FILE *f = mount_table();
-    if (f == NULL)
-        return gate_fail(fan, step, "exec prevention: the mount table (a proc of its own)");
-    /* Every mount the namespace holds, checked by its id at its place: a covered mount
-     * (another on the same point) is not reached by any path, and one whose point cannot
-     * be reached is not either.  The root's must be there. */
-    bool root_seen = false;
-    cleanup_free char *line = NULL;
-    size_t cap = 0;
-    errno = 0;
-    while (getline(&line, &cap, f) > 0) {
-        char mnt[4096], opts[1024], fstype[64];
-        unsigned long long id;
-        const char *sep = strstr(line, " - ");
-        if (sep == NULL || sscanf(line, "%llu %*s %*s %*s %4095s %1023s", &id, mnt, opts) != 3 ||
-            sscanf(sep + 3, "%63s", fstype) != 1) {
-            errno = EINVAL;
-            return gate_fail(fan, step, "exec prevention: a line of the mount table");
+    cleanup_close int proc = gate_proc();
+    if (proc < 0)
+        return gate_fail(fan, step, "exec prevention: a proc to read the mount table from");
+    /* Every mount of the namespace but a covered one (another on its very point, which no
+     * path reaches) is marked, or made noexec where it cannot be, or the gate fails: none is
+     * passed over.  A point that holds another mount than the table says was changed while
+     * it was read (a rename, by whoever may write a directory above it): the table is read
+     * again, a few times. */
+    static char msg[4200];
+    struct mount_table t = {NULL, 0};
+    int tries = 0, raced;
+    do {
+        mount_table_free(&t);
+        if (mount_table_read(proc, &t) < 0) {
+            mount_table_free(&t);
+            return gate_fail(fan, step, "exec prevention: reading the mount table");
         }
-        mount_point_decode(mnt);
-        root_seen |= id == root_id;
-        /* A mount that allows no exec needs no mark, nor do the kernel's own file systems,
-         * which hold no programs and refuse one (an exec of /proc/self/exe goes through
-         * the mount of the file it names). */
-        bool noexec = false;
-        for (char *save = NULL, *o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save))
-            noexec |= strcmp(o, "noexec") == 0;
-        uint64_t at;
-        if (noexec || pseudo_fs(fstype) || !mount_id_at(mnt, &at) || at != id)
-            continue;
-        if (fanotify_mark(fan, FAN_MARK_ADD | FAN_MARK_MOUNT, FAN_OPEN_EXEC_PERM, AT_FDCWD, mnt) <
-            0) {
-            static char msg[4200];
-            snprintf(msg, sizeof msg, "exec prevention: cannot mark the mount `%s`", mnt);
-            return gate_fail(fan, step, msg);
+        raced = 0;
+        for (size_t i = 0; i < t.n && !raced; i++) {
+            const struct mount_entry *m = &t.e[i];
+            if (m->exec_free || covered(&t, m))
+                continue;
+            int r = mark_one(fan, proc, m);
+            if (r < 0) {
+                snprintf(msg, sizeof msg, "exec prevention: cannot mark the mount `%s`", m->point);
+                mount_table_free(&t);
+                return gate_fail(fan, step, msg);
+            }
+            raced = r == 0;
         }
+    } while (raced && ++tries < 3);
+    if (raced) {
+        errno = EAGAIN;
+        mount_table_free(&t);
+        return gate_fail(fan, step,
+                         "exec prevention: the mounts moved while they were marked, three times");
     }
-    if (ferror(f))
-        return gate_fail(fan, step, "exec prevention: reading the mount table");
-    if (!root_seen) {
-        errno = ENOENT;
-        return gate_fail(fan, step, "exec prevention: the mount table lacks the root's mount");
+    if (!workload) {
+        mount_table_free(&t);
+        return fan;
+    }
+    /* Nothing the workload starts with may reach a mount outside the table: its root, its
+     * working directory, and every descriptor it keeps across its exec (a directory or file
+     * opened before its mount namespace was made is on the host's mount, which no mark
+     * holds: an execveat(2) from it would not be judged). */
+    uint64_t *held = xcalloc(t.n + 1, sizeof *held);
+    size_t n_held = 0;
+    for (size_t i = 0; i < t.n; i++)
+        held[n_held++] = t.e[i].id; /* marked, noexec, or the kernel's own */
+    mount_table_free(&t);
+    int bad = -2;
+    if (!fd_held(AT_FDCWD, held, n_held)) /* statx(AT_FDCWD, ""): the working directory */
+        bad = -1;
+    cleanup_close int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (bad == -2 && (root < 0 || !fd_held(root, held, n_held)))
+        bad = -3;
+    cleanup_close int fds = openat(proc, "self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = bad == -2 && fds >= 0 ? fdopendir(dup(fds)) : NULL;
+    if (bad == -2 && d == NULL)
+        bad = -4;
+    for (struct dirent *e; d != NULL && bad == -2 && (e = readdir(d)) != NULL;) {
+        int fd = atoi(e->d_name);
+        if (e->d_name[0] == '.' || fd == dirfd(d) || fd == fan)
+            continue;
+        int flags = fcntl(fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC) && !fd_held(fd, held, n_held))
+            bad = fd;
+    }
+    if (d != NULL)
+        closedir(d);
+    free(held);
+    if (bad != -2) {
+        if (bad >= 0)
+            snprintf(msg, sizeof msg,
+                     "exec prevention: descriptor %d is a file or directory on a mount this "
+                     "workload's mounts do not hold (an exec from it would not be judged); "
+                     "give it a pipe, or close it",
+                     bad);
+        else
+            snprintf(msg, sizeof msg, "exec prevention: %s",
+                     bad == -1   ? "the working directory is on a mount the gate does not hold"
+                     : bad == -3 ? "the root is on a mount the gate does not hold"
+                                 : "listing the descriptors");
+        errno = EPERM;
+        return gate_fail(fan, step, msg);
     }
     return fan;
 }
@@ -239,6 +419,18 @@ static int add_no_namespaces(scmp_filter_ctx ctx)
     int nr = sym_seccomp_syscall_resolve_name("clone3");
     if (r == 0 && nr != __NR_SCMP_ERROR && nr >= 0)
         r = sym_seccomp_rule_add(ctx, SCMP_ACT_ERRNO(ENOSYS), nr, 0);
+    /* Nor a mount the marks were not made on: a new one, one moved or cloned (open_tree's
+     * detached copy), or one uncovered by an unmount.  Only a workload granted CAP_SYS_ADMIN
+     * could (which undoes supervision anyway, and is on record); this keeps exec prevention
+     * whole even then. */
+    static const char *const mounts[] = {"mount",      "umount2", "open_tree",
+                                         "move_mount", "fsopen",  "fsconfig",
+                                         "fsmount",    "fspick",  "mount_setattr"};
+    for (size_t i = 0; r == 0 && i < sizeof mounts / sizeof mounts[0]; i++) {
+        nr = sym_seccomp_syscall_resolve_name(mounts[i]);
+        if (nr != __NR_SCMP_ERROR && nr >= 0)
+            r = sym_seccomp_rule_add(ctx, SCMP_ACT_ERRNO(EPERM), nr, 0);
+    }
     return r;
 }
 
@@ -458,7 +650,7 @@ int execgate_open_in(pid_t pid, tether_error_t *err)
         const char *step = "exec prevention: the container's mount namespace";
         int fan = -1;
         if (ns >= 0 && setns(ns, CLONE_NEWNS) == 0)
-            fan = execgate_open(&step);
+            fan = execgate_open(&step, false);
         int e = errno;
         char msg[256];
         snprintf(msg, sizeof msg, "%s: %s", step, fan < 0 ? strerror(e) : "");

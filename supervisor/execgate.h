@@ -5,16 +5,20 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-/* In the workload's process, in its final mount namespace, while it still holds
- * CAP_SYS_ADMIN: a fanotify group with a mark on every mount that allows exec.  -1 with
- * errno and *step on failure (a mount that cannot be marked is a failure). */
-int execgate_open(const char **step);
+/* In the workload's process (workload), or in a process that has entered a container's
+ * mount namespace, while it still holds CAP_SYS_ADMIN: a fanotify group with a mark on every
+ * mount that allows exec (one that cannot be marked is made noexec there; a covered one,
+ * which no path reaches, is passed over).  The workload's own root, working directory and
+ * every descriptor it keeps across exec must be on those mounts.  -1 with errno and *step
+ * on failure. */
+int execgate_open(const char **step, bool workload);
 /* Before the confinement: memfd_create(2) fails with EPERM, since an exec from a memfd goes
  * through a mount no mark can reach. */
 int execgate_no_memfd(void);
 /* After the marks, in the workload's final mount namespace, while it still holds
  * CAP_SYS_ADMIN: no new user or mount namespace (unshare, clone; clone3 answers ENOSYS), whose
- * mounts would be copies without the marks.  0, or -1 with errno. */
+ * mounts would be copies without the marks, and no mount made, moved, cloned or unmounted.
+ * 0, or -1 with errno. */
 int execgate_no_unmarked_mounts(void);
 /* After the marks, in the same process: every execve(2) and execveat(2) of the workload's
  * tree waits at its start until tether has seen it (a seccomp listener; uselib(2) fails with

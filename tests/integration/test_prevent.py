@@ -1,13 +1,14 @@
 """Exec prevention (monitor.prevent_exec): every exec in a monitored workload's tree is held by
 the kernel until tether has decided, and a forbidden one never runs."""
 import errno
+import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
 
-from harness import PROBE, TETHER, Skip, case, eq, main, marked, wait_for
+from harness import PROBE, TETHER, Skip, case, eq, main, marked, one_line, wait_for
 
 DRIFT_KILLED = 78
 HANG = 'string.find(string.rep("a", 4000), string.rep("a-", 40) .. "b")'
@@ -63,7 +64,6 @@ def forbidden_exec_never_runs(ws):
     eq(open(out).read(), "1", "execve failed with EPERM")
     den = records(ws, "exec_denied")
     eq([(d["path"], d["reason"]) for d in den], [("/usr/bin/dash", "no shells here")], "audited")
-    import hashlib
     eq(den[0]["sha256"], hashlib.sha256(open("/usr/bin/dash", "rb").read()).hexdigest(), "its hash")
 
 
@@ -740,6 +740,31 @@ def a_storm_of_execs_past_the_kernels_queue_is_still_held(ws):
     eq(len(records(ws, "exec_denied")), 200, "each one audited")
 
 
+def forbidden_on_own_tmpfs(ws, point):
+    """A prevented run that execs a forbidden program (the probe with one byte more, told by
+    its hash) from a tmpfs at point, mounted in a mount namespace of the test's own (the host
+    never sees it); asserts the exec was held and denied."""
+    prog = os.path.join(point, "forbidden")
+    bytes_ = open(PROBE, "rb").read() + b"\0"
+    src = ws.path("forbidden")
+    with open(src, "wb") as f:
+        f.write(bytes_)
+    pol = gate_policy(ws, 'if e.sha256 == "%s" then return {allow = false, reasons = {"no"}} end'
+                      % hashlib.sha256(bytes_).hexdigest(),
+                      monitor='on_drift = "log", exec_timeout_ms = 30000')
+    out = ws.path("errno")
+    script = ('mount -t tmpfs -o mode=0755 tmpfs "$1" && cp "$2" "$3" && chmod 755 "$3" && '
+              'shift 3 && exec "$@"')
+    p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
+                        "sh", point, src, prog, TETHER, "run", "--policy", pol, "--",
+                        sys.executable, "-c", TRY_EXEC, out, prog, "mark", ws.path("ran")],
+                       env=ws.env, capture_output=True, text=True, timeout=60)
+    eq(p.returncode, 0, "the run (stderr %r)" % p.stderr)
+    assert not os.path.exists(ws.path("ran")), "the program on the tmpfs ran unjudged"
+    eq(open(out).read(), "1", "its execve failed with EPERM")
+    eq(len(records(ws, "exec_denied")), 1, "audited")
+
+
 @case
 def a_mount_whose_name_the_mount_table_escapes_is_marked(ws):
     """The mount table writes a space in a mount point as \\040: the gate marks the mount
@@ -747,24 +772,110 @@ def a_mount_whose_name_the_mount_table_escapes_is_marked(ws):
     workload's own mount, where the forbidden program is, would go unmarked)."""
     need_root()
     base = ws.path("mnt")
-    point, decoy = os.path.join(base, "a b"), os.path.join(base, "a\\040b")
+    point = os.path.join(base, "a b")
     os.makedirs(point)
-    os.makedirs(decoy)
-    prog = os.path.join(point, "forbidden")
-    pol = gate_policy(ws, 'if e.path == "%s" then return {allow = false, reasons = {"no"}} end'
-                      % prog, monitor='on_drift = "log", exec_timeout_ms = 30000')
-    out = ws.path("errno")
-    # A tmpfs of the test's own, in a mount namespace of its own: the host never sees it.
-    script = ('mount -t tmpfs -o mode=0755 tmpfs "$1" && cp "$2" "$3" && shift 3 && '
-              'exec "$@"')
+    os.makedirs(os.path.join(base, "a\\040b"))
+    forbidden_on_own_tmpfs(ws, point)
+
+
+@case
+def a_long_mount_point_is_marked_too(ws):
+    """A mount point whose escaped name is longer than a path may be (spaces, written as
+    \\040, four bytes each) is read whole and marked, not passed over."""
+    need_root()
+    point = os.path.join(ws.path("mnt"), *([" " * 200] * 6))
+    os.makedirs(point)
+    forbidden_on_own_tmpfs(ws, point)
+
+
+@case
+def a_descriptor_on_the_hosts_mounts_is_refused(ws):
+    """A file or directory opened before the workload's mount namespace was made is on the
+    host's mount, which no mark holds: an execveat(2) from it would not be judged (a root
+    workload writes a program into its stdout's file, makes it executable and runs it).
+    Such a descriptor kept across the exec stops the start; pipes and terminals do not."""
+    need_root()
+    pol = gate_policy(ws, "", monitor='on_drift = "log", exec_timeout_ms = 30000')
+    ran = ws.path("ran")
+    log = ws.path("out.log")
+    with open(log, "w") as f:
+        p = subprocess.run([TETHER, "run", "--policy", pol, "--", PROBE, "mark", ran],
+                           env=ws.env, stdout=f, stderr=subprocess.PIPE, text=True, timeout=60)
+    eq(p.returncode, 125, "stdout on a file (stderr %r)" % p.stderr)
+    line = one_line(p.stderr)
+    assert "descriptor 1" in line and "exec prevention" in line, line
+    assert not os.path.exists(ran), "the workload started"
+    fd = os.open(ws.root, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        p = subprocess.run([TETHER, "run", "--policy", pol, "--", PROBE, "mark", ran],
+                           env=ws.env, capture_output=True, text=True, timeout=60,
+                           pass_fds=(fd,))
+    finally:
+        os.close(fd)
+    eq(p.returncode, 125, "a directory kept open (stderr %r)" % p.stderr)
+    assert "descriptor %d" % fd in one_line(p.stderr), p.stderr
+    assert not os.path.exists(ran), "the workload started"
+    # With pipes only, it starts.
+    p = ws.tether("run", "--policy", pol, "--", PROBE, "mark", ran, check_rc=0)
+    assert os.path.exists(ran), "the workload did not start: " + p.stderr
+
+
+@case
+def a_mount_no_mark_can_be_made_on_runs_nothing(ws):
+    """A FUSE mount of another user's, without allow_other: not even root may read it, so
+    no mark can be made on it.  The gate makes it noexec in the workload's mount namespace,
+    and the workload, run as that user, cannot run the program there (which no mark would
+    have held)."""
+    need_root()
+    if not os.path.exists("/dev/fuse"):
+        raise Skip("no /dev/fuse")
+    os.chmod(ws.root, 0o755)
+    point, out = ws.path("fuse"), ws.path("out")
+    os.mkdir(point)
+    os.mkdir(out, 0o777)
+    os.chmod(out, 0o777)
+    probe = ws.path("probe")
+    subprocess.run(["cp", PROBE, probe], check=True)
+    os.chmod(probe, 0o755)
+    ran = os.path.join(out, "ran")
+    pol = ws.policy('if input.exec ~= nil then return {allow = true} end\n'
+                    'return {allow = true, confine = {user = {uid = 1000, gid = 1000}}, '
+                    'monitor = {prevent_exec = true, on_drift = "log", exec_timeout_ms = 30000}}')
+    server = os.path.join(os.path.dirname(os.path.abspath(__file__)), "minifuse.py")
+    # The FUSE server and tether in a mount namespace of the test's own; the server goes
+    # when tether is done.
+    script = ('"$1" "$2" "$3" "$4" 1000 > "$5" & '
+              'for i in $(seq 200); do grep -q mounted "$5" && break; sleep 0.05; done; '
+              'shift 5; "$@"; rc=$?; umount -l "$MNT"; kill $! 2>/dev/null; exit $rc')
+    env = dict(ws.env, MNT=point)
     p = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script,
-                        "sh", point, PROBE, prog, TETHER, "run", "--policy", pol, "--",
-                        sys.executable, "-c", TRY_EXEC, out, prog, "mark", ws.path("ran")],
-                       env=ws.env, capture_output=True, text=True, timeout=60)
+                        "sh", sys.executable, server, point, probe, ws.path("mounted"),
+                        TETHER, "run", "--policy", pol, "--", probe,
+                        "exec", os.path.join(point, "prog"), "mark", ran],
+                       env=env, capture_output=True, text=True, timeout=60)
     eq(p.returncode, 0, "the run (stderr %r)" % p.stderr)
-    assert not os.path.exists(ws.path("ran")), "the program on the escaped mount ran unjudged"
-    eq(open(out).read(), "1", "its execve failed with EPERM")
-    eq([d["path"] for d in records(ws, "exec_denied")], [prog], "audited")
+    assert not os.path.exists(ran), "the program on the unmarkable mount ran unjudged"
+    eq(json.loads(p.stdout), {"exec": errno.EACCES}, "its exec failed: the mount is noexec")
+
+
+@case
+def no_mount_is_made_once_the_marks_are(ws):
+    """A mount made after the marks would hold programs no mark holds.  Even a workload
+    granted CAP_SYS_ADMIN with no seccomp filter of the decision's cannot make one."""
+    need_root()
+    pol = ws.policy('if input.exec ~= nil then return {allow = true} end\n'
+                    'return {allow = true, confine = {capabilities = {"CAP_SYS_ADMIN"}, '
+                    'seccomp = "unconfined"}, monitor = {prevent_exec = true, on_drift = "log", '
+                    'exec_timeout_ms = 30000}}')
+    script = ("import ctypes, sys\n"
+              "libc = ctypes.CDLL(None, use_errno=True)\n"
+              "r = libc.mount(b'none', sys.argv[1].encode(), b'tmpfs', 0, None)\n"
+              "open(sys.argv[2], 'w').write(str(ctypes.get_errno() if r else 0))\n")
+    point = ws.path("m")
+    os.mkdir(point)
+    ws.tether("run", "--policy", pol, "--", sys.executable, "-c", script, point,
+              ws.path("errno"), check_rc=0)
+    eq(open(ws.path("errno")).read(), str(errno.EPERM), "mount(2) failed with EPERM")
 
 
 @case

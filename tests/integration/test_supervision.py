@@ -347,6 +347,15 @@ def granting_sys_admin_is_on_record(ws):
     assert "escape its supervision" in p.stderr, p.stderr
     rec = records(ws.audit, "supervision_weakened")
     eq([r["supervision_weakened_by"] for r in rec], [["CAP_SYS_ADMIN"]], "audited")
+    # A non-root workload holds them as ambient capabilities: the same record.
+    pol = ws.decision_policy({"allow": True, "monitor": {"interval_ms": 1000},
+                              "confine": {"user": {"uid": NOBODY, "gid": NOBODY},
+                                          "capabilities": ["CAP_SYS_PTRACE"]}})
+    p = ws.tether("run", "--policy", pol, "--", "true", check_rc=0)
+    assert "escape its supervision" in p.stderr, p.stderr
+    rec = records(ws.audit, "supervision_weakened")
+    eq([r["supervision_weakened_by"] for r in rec], [["CAP_SYS_ADMIN"], ["CAP_SYS_PTRACE"]],
+       "a non-root workload's, audited")
 
 
 # --- 5. wrapper mode: a drift kill ends the container, not only the runtime ---
