@@ -240,38 +240,19 @@ static bool fd_held(int fd, const uint64_t *held, size_t n_held)
     return false;
 }
 
-static int gate_fail(int fan, const char **step, const char *msg)
+static int gate_fail(const char **step, const char *msg)
 {
-    int e = errno;
-    close(fan);
     *step = msg;
-    errno = e;
     return -1;
 }
 
-int execgate_open(const char **step, bool workload)
+/* Marks every mount of the calling process's mount namespace in fan (see execgate_open),
+ * and for the workload's own process checks what it keeps: 0, or -1 with errno and *step. */
+static int mark_all(int fan, const char **step, bool workload)
 {
-    *step = "exec prevention: fanotify";
-    /* No limit on the queue: the kernel lets a permission event go unasked when its group's
-     * queue is full (fs.fanotify.max_queued_events unread events), so a workload with that
-     * many execs waiting would run the next one unheld.  Each held exec is a task of the
-     * workload's: what it may have bounds the queue. */
-    /* Events name the thread (FAN_REPORT_TID): two threads of a process may be in execve(2)
-     * at once, and each exec's files must be told apart from the other's.  Reads never wait
-     * (FAN_NONBLOCK): an event is withdrawn when its thread is killed, between the wakeup and
-     * the read, and nothing else would come to end the wait.  Nor does the open of an
-     * event's descriptor (O_NONBLOCK): the workload's write lease on its own file would hold
-     * it for the lease break time; the kernel denies an exec whose descriptor cannot be
-     * made. */
-    /* FAN_CLASS_PRE_CONTENT: the class whose denials may carry an errno (FAN_DENY_ERRNO). */
-    int fan = fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_UNLIMITED_QUEUE | FAN_REPORT_TID |
-                                FAN_NONBLOCK | FAN_CLOEXEC,
-                            O_RDONLY | O_LARGEFILE | O_NONBLOCK | O_CLOEXEC);
-    if (fan < 0)
-        return -1;
     cleanup_close int proc = gate_proc();
     if (proc < 0)
-        return gate_fail(fan, step, "exec prevention: a proc to read the mount table from");
+        return gate_fail(step, "exec prevention: a proc to read the mount table from");
     /* Every mount of the namespace but a covered one (another on its very point, which no
      * path reaches) is marked, or made noexec where it cannot be, or the gate fails: none is
      * passed over.  A point that holds another mount than the table says was changed while
@@ -284,7 +265,7 @@ int execgate_open(const char **step, bool workload)
         mount_table_free(&t);
         if (mount_table_read(proc, &t) < 0) {
             mount_table_free(&t);
-            return gate_fail(fan, step, "exec prevention: reading the mount table");
+            return gate_fail(step, "exec prevention: reading the mount table");
         }
         raced = 0;
         for (size_t i = 0; i < t.n && !raced; i++) {
@@ -295,7 +276,7 @@ int execgate_open(const char **step, bool workload)
             if (r < 0) {
                 snprintf(msg, sizeof msg, "exec prevention: cannot mark the mount `%s`", m->point);
                 mount_table_free(&t);
-                return gate_fail(fan, step, msg);
+                return gate_fail(step, msg);
             }
             raced = r == 0;
         }
@@ -303,12 +284,12 @@ int execgate_open(const char **step, bool workload)
     if (raced) {
         errno = EAGAIN;
         mount_table_free(&t);
-        return gate_fail(fan, step,
+        return gate_fail(step,
                          "exec prevention: the mounts moved while they were marked, three times");
     }
     if (!workload) {
         mount_table_free(&t);
-        return fan;
+        return 0;
     }
     /* Nothing the workload starts with may reach a mount outside the table: its root, its
      * working directory, and every descriptor it keeps across its exec (a directory or file
@@ -353,7 +334,42 @@ int execgate_open(const char **step, bool workload)
                      : bad == -3 ? "the root is on a mount the gate does not hold"
                                  : "listing the descriptors");
         errno = EPERM;
-        return gate_fail(fan, step, msg);
+        return gate_fail(step, msg);
+    }
+    return 0;
+}
+
+/* The group: see execgate_open. */
+static int gate_group(void)
+{
+    /* No limit on the queue: the kernel lets a permission event go unasked when its group's
+     * queue is full (fs.fanotify.max_queued_events unread events), so a workload with that
+     * many execs waiting would run the next one unheld.  Each held exec is a task of the
+     * workload's: what it may have bounds the queue. */
+    /* Events name the thread (FAN_REPORT_TID): two threads of a process may be in execve(2)
+     * at once, and each exec's files must be told apart from the other's.  Reads never wait
+     * (FAN_NONBLOCK): an event is withdrawn when its thread is killed, between the wakeup and
+     * the read, and nothing else would come to end the wait.  Nor does the open of an
+     * event's descriptor (O_NONBLOCK): the workload's write lease on its own file would hold
+     * it for the lease break time; the kernel denies an exec whose descriptor cannot be
+     * made. */
+    /* FAN_CLASS_PRE_CONTENT: the class whose denials may carry an errno (FAN_DENY_ERRNO). */
+    return fanotify_init(FAN_CLASS_PRE_CONTENT | FAN_UNLIMITED_QUEUE | FAN_REPORT_TID |
+                             FAN_NONBLOCK | FAN_CLOEXEC,
+                         O_RDONLY | O_LARGEFILE | O_NONBLOCK | O_CLOEXEC);
+}
+
+int execgate_open(const char **step)
+{
+    *step = "exec prevention: fanotify";
+    int fan = gate_group();
+    if (fan < 0)
+        return -1;
+    if (mark_all(fan, step, true) < 0) {
+        int e = errno;
+        close(fan);
+        errno = e;
+        return -1;
     }
     return fan;
 }
@@ -632,57 +648,54 @@ pid_t execgate_hold(int gate_fd, int init_pidfd)
     _exit(0);
 }
 
-int execgate_open_in(pid_t pid, tether_error_t *err)
+int execgate_remark_in(pid_t pid, int fan, tether_error_t *err)
 {
-    int sp[2];
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sp) < 0)
-        return error_set(err, errno, "exec prevention: socketpair");
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0)
+        return error_set(err, errno, "exec prevention: pipe");
     pid_t child = fork();
     if (child < 0) {
-        close(sp[0]), close(sp[1]);
-        return error_set(err, errno, "exec prevention: fork");
+        int e = errno;
+        close(p[0]), close(p[1]);
+        return error_set(err, e, "exec prevention: fork");
     }
     if (child == 0) {
-        close(sp[0]);
+        close(p[0]);
         char path[64];
         snprintf(path, sizeof path, "/proc/%d/ns/mnt", (int)pid);
         int ns = open(path, O_RDONLY | O_CLOEXEC);
         const char *step = "exec prevention: the container's mount namespace";
-        int fan = -1;
+        int rc = -1;
         if (ns >= 0 && setns(ns, CLONE_NEWNS) == 0)
-            fan = execgate_open(&step, false);
-        int e = errno;
-        char msg[256];
-        snprintf(msg, sizeof msg, "%s: %s", step, fan < 0 ? strerror(e) : "");
-        char ctl[CMSG_SPACE(sizeof fan)] = {0};
-        struct iovec iov = {.iov_base = msg, .iov_len = strlen(msg) + 1};
-        struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-        if (fan >= 0) {
-            mh.msg_control = ctl;
-            mh.msg_controllen = sizeof ctl;
-            struct cmsghdr *cm = CMSG_FIRSTHDR(&mh);
-            cm->cmsg_level = SOL_SOCKET;
-            cm->cmsg_type = SCM_RIGHTS;
-            cm->cmsg_len = CMSG_LEN(sizeof fan);
-            memcpy(CMSG_DATA(cm), &fan, sizeof fan);
+            rc = mark_all(fan, &step, false);
+        if (rc < 0) {
+            char msg[512];
+            int n = snprintf(msg, sizeof msg, "%s: %s", step, strerror(errno));
+            (void)!write(p[1], msg, (size_t)(n < (int)sizeof msg ? n : (int)sizeof msg - 1));
         }
-        _exit(sendmsg(sp[1], &mh, 0) < 0 ? 1 : 0);
+        _exit(rc < 0 ? 1 : 0);
     }
-    close(sp[1]);
-    char msg[256] = "";
-    char ctl[CMSG_SPACE(sizeof(int))];
-    struct iovec iov = {.iov_base = msg, .iov_len = sizeof msg - 1};
-    struct msghdr mh = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = ctl, .msg_controllen = sizeof ctl};
-    ssize_t n = recvmsg(sp[0], &mh, MSG_CMSG_CLOEXEC);
-    close(sp[0]);
-    while (waitpid(child, NULL, 0) < 0 && errno == EINTR)
+    close(p[1]);
+    char msg[512];
+    ssize_t n = read(p[0], msg, sizeof msg - 1);
+    close(p[0]);
+    int st = 0;
+    while (waitpid(child, &st, 0) < 0 && errno == EINTR)
         ;
-    int fan = -1;
-    for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); n > 0 && cm; cm = CMSG_NXTHDR(&mh, cm))
-        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS)
-            memcpy(&fan, CMSG_DATA(cm), sizeof fan);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 0)
+        return 0;
+    msg[n > 0 ? n : 0] = '\0';
+    return error_set(err, 0, "%s", n > 0 ? msg : "exec prevention: marking the container's mounts");
+}
+
+int execgate_open_in(pid_t pid, tether_error_t *err)
+{
+    int fan = gate_group();
     if (fan < 0)
-        return error_set(err, 0, "%s", n > 0 ? msg : "exec prevention: no group was made");
+        return error_set(err, errno, "exec prevention: fanotify");
+    if (execgate_remark_in(pid, fan, err) < 0) {
+        close(fan);
+        return -1;
+    }
     return fan;
 }

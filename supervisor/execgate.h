@@ -5,13 +5,12 @@
 #include <stdbool.h>
 #include <sys/types.h>
 
-/* In the workload's process (workload), or in a process that has entered a container's
- * mount namespace, while it still holds CAP_SYS_ADMIN: a fanotify group with a mark on every
- * mount that allows exec (one that cannot be marked is made noexec there; a covered one,
- * which no path reaches, is passed over).  The workload's own root, working directory and
- * every descriptor it keeps across exec must be on those mounts.  -1 with errno and *step
- * on failure. */
-int execgate_open(const char **step, bool workload);
+/* In the workload's process, in its final mount namespace, while it still holds
+ * CAP_SYS_ADMIN: a fanotify group with a mark on every mount that allows exec (one that
+ * cannot be marked is made noexec there; a covered one, which no path reaches, is passed
+ * over).  The workload's own root, working directory and every descriptor it keeps across
+ * exec must be on those mounts.  -1 with errno and *step on failure. */
+int execgate_open(const char **step);
 /* Before the confinement: memfd_create(2) fails with EPERM, since an exec from a memfd goes
  * through a mount no mark can reach. */
 int execgate_no_memfd(void);
@@ -57,7 +56,10 @@ void execgate_allow_held(int gate_fd, int event_fd);
  * every held exec when the last descriptor of the group closes, so the group must outlive
  * the tree, not tether.  Returns its pid, or -1. */
 pid_t execgate_hold(int gate_fd, int init_pidfd);
-/* The same group for a process's mount namespace (a container's, from its init): made by a
- * child that enters it.  Returns the group, or -1 with err. */
+/* The same group for a process's mount namespace (a container's, from its init), its marks
+ * made by a child that enters it (execgate_remark_in).  Returns the group, or -1 with err. */
 struct tether_error;
 int execgate_open_in(pid_t pid, struct tether_error **err);
+/* In a child that enters the mount namespace of pid, marks its mounts in fan again (a mount
+ * made since gets its mark; one marked already keeps it): 0, or -1 with err. */
+int execgate_remark_in(pid_t pid, int fan, struct tether_error **err);

@@ -122,7 +122,7 @@ static int hand_over(int report_fd, int kind, int fd, const char *what, const ch
 static int send_gate(void *arg, const char **step)
 {
     int report_fd = *(int *)arg;
-    int fan = execgate_open(step, true);
+    int fan = execgate_open(step);
     if (fan < 0)
         return -1;
     if (execgate_no_unmarked_mounts() < 0) {

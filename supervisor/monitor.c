@@ -112,6 +112,7 @@ struct changed {
 struct mon {
     struct run *r;
     const struct monitor_container *c; /* a container's monitor, or NULL under run */
+    bool remarked;                     /* the container's mounts marked again at its exec */
     struct cgroup ccg;                 /* the container's own cgroup (dir NULL: none) */
     struct tree_memo *memo;            /* in_tree's answers, where it walks up parents */
     struct guard guard;                /* the container monitor's guard */
@@ -790,6 +791,19 @@ static void on_gate(struct mon *m)
         if (ev->vers != FANOTIFY_METADATA_VERSION || !(ev->mask & FAN_OPEN_EXEC_PERM)) {
             execgate_answer(gate, ev->fd, false);
             continue;
+        }
+        /* A container's first held exec is the runtime's of its program, after every mount
+         * the runtime makes past the createRuntime hook (a path of readonlyPaths bound onto
+         * itself, a later hook's): its mounts are marked again before anything is answered.
+         * Until that succeeds, every exec is denied. */
+        if (m->c != NULL && !m->remarked) {
+            cleanup_error tether_error_t err = NULL;
+            if (execgate_remark_in(m->c->init, gate, &err) < 0) {
+                log_error("container %s: %s; denying its exec", m->c->id, err->msg);
+                execgate_answer(gate, ev->fd, false);
+                continue;
+            }
+            m->remarked = true;
         }
         judge_exec(m, ev->pid, ev->fd);
     }

@@ -198,22 +198,33 @@ def state_of_a_container_gone_without_poststop_is_swept(ws):
                                              "bundle": b}), 0)
 
 
+def forbid_in_containers(ws, path, on_drift):
+    """The node's policy: containers run under exec prevention, and path is forbidden."""
+    node(ws, 'if input.exec ~= nil and input.exec.path == "%s" then\n'
+             '  return {allow = false, reasons = {"not in this container"}}\n'
+             'end\n'
+             'return {allow = true, monitor = {prevent_exec = true, on_drift = "%s", '
+             'exec_timeout_ms = 30000}}' % (path, on_drift))
+
+
+def run_and_delete(ws, b, name):
+    """runc run of bundle b under a container id of its own, deleted afterwards."""
+    c = cid(name)
+    try:
+        return run_container(ws, b, c)
+    finally:
+        subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+
+
 @case
 def forbidden_exec_in_a_prevented_container_never_runs(ws):
     """monitor.prevent_exec under the hook: the marks go on the container's own mounts, so
     runc's exec of the container's program is judged (and allowed), and a forbidden exec in
     the container fails with EPERM and never runs."""
-    node(ws, 'if input.exec ~= nil and input.exec.path == "/forbidden" then\n'
-             '  return {allow = false, reasons = {"not in this container"}}\n'
-             'end\n'
-             'return {allow = true, monitor = {prevent_exec = true, on_drift = "kill", exec_timeout_ms = 30000}}')
+    forbid_in_containers(ws, "/forbidden", "kill")
     b = bundle(ws, ["/probe", "mark", "/started", "exec", "/forbidden", "mark", "/ran"])
     shutil.copy(PROBE, os.path.join(b, "rootfs", "forbidden"))
-    c = cid("tether-pv")
-    try:
-        p = run_container(ws, b, c)
-    finally:
-        subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+    p = run_and_delete(ws, b, "tether-pv")
     assert os.path.exists(os.path.join(b, "rootfs", "started")), "the allowed program ran: " + p.stderr
     assert not os.path.exists(os.path.join(b, "rootfs", "ran")), "the forbidden program ran"
     den = [r for r in ws.audit_records() if r["event"] == "exec_denied"]
@@ -222,14 +233,32 @@ def forbidden_exec_in_a_prevented_container_never_runs(ws):
 
 
 @case
+def a_mount_the_runtime_makes_after_the_hook_is_marked_too(ws):
+    """runc binds a path of readonlyPaths onto itself after the createRuntime hook, when the
+    container's mounts were first marked: the monitor marks them again at the container's
+    first exec, so a forbidden program there fails with EPERM and never runs."""
+    forbid_in_containers(ws, "/opt/forbidden", "log")
+    b = bundle(ws, ["/probe", "mark", "/started", "exec", "/opt/forbidden", "mark", "/ran"])
+    os.makedirs(os.path.join(b, "rootfs", "opt"))
+    shutil.copy(PROBE, os.path.join(b, "rootfs", "opt", "forbidden"))
+    cfg = json.load(open(os.path.join(b, "config.json")))
+    cfg["linux"]["readonlyPaths"] = cfg["linux"].get("readonlyPaths", []) + ["/opt"]
+    json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+    p = run_and_delete(ws, b, "tether-ro")
+    assert os.path.exists(os.path.join(b, "rootfs", "started")), "the allowed program ran: " + p.stderr
+    assert not os.path.exists(os.path.join(b, "rootfs", "ran")), "the forbidden program ran"
+    eq(json.loads(p.stdout).get("exec"), errno.EPERM, "the exec failed with EPERM")
+    den = [r for r in ws.audit_records() if r["event"] == "exec_denied"]
+    eq([(d["path"], d["reason"]) for d in den], [("/opt/forbidden", "not in this container")],
+       "the denial, audited")
+
+
+@case
 def a_process_in_a_cgroup_below_the_containers_is_still_in_it(ws):
     """A container whose cgroup file system is writable (systemd in a container has one, and
     puts every process in a group below the container's) makes a group of its own and moves
     into it: it is still the container's, so its forbidden exec is held and denied."""
-    node(ws, 'if input.exec ~= nil and input.exec.path == "/forbidden" then\n'
-             '  return {allow = false, reasons = {"not in this container"}}\n'
-             'end\n'
-             'return {allow = true, monitor = {prevent_exec = true, on_drift = "log", exec_timeout_ms = 30000}}')
+    forbid_in_containers(ws, "/forbidden", "log")
     b = bundle(ws, ["/probe", "mkdir", "/sys/fs/cgroup/below", "write",
                     "/sys/fs/cgroup/below/cgroup.procs", "0", "mark", "/moved",
                     "exec", "/forbidden", "mark", "/ran"])
@@ -242,11 +271,7 @@ def a_process_in_a_cgroup_below_the_containers_is_still_in_it(ws):
     if not any(n["type"] == "cgroup" for n in ns):
         ns.append({"type": "cgroup"})
     json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
-    c = cid("tether-pcg")
-    try:
-        p = run_container(ws, b, c)
-    finally:
-        subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+    p = run_and_delete(ws, b, "tether-pcg")
     assert not os.path.exists(os.path.join(b, "rootfs", "ran")), "the forbidden program ran"
     out = json.loads(p.stdout)
     if out.get("write") != 0:
@@ -261,10 +286,7 @@ def a_process_in_a_cgroup_below_the_containers_is_still_in_it(ws):
 def runc_exec_into_a_prevented_container_is_judged(ws):
     """A process that runc exec puts into a prevented container execs through the
     container's marked mounts: a forbidden program fails, an allowed one runs."""
-    node(ws, 'if input.exec ~= nil and input.exec.path == "/forbidden" then\n'
-             '  return {allow = false, reasons = {"not in this container"}}\n'
-             'end\n'
-             'return {allow = true, monitor = {prevent_exec = true, on_drift = "log", exec_timeout_ms = 30000}}')
+    forbid_in_containers(ws, "/forbidden", "log")
     b = bundle(ws, ["/probe", "ready", "/ready", "sleep", "60"])
     shutil.copy(PROBE, os.path.join(b, "rootfs", "forbidden"))
     c = cid("tether-px")
