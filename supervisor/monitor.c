@@ -792,10 +792,11 @@ static void on_gate(struct mon *m)
             execgate_answer(gate, ev->fd, false);
             continue;
         }
-        /* A container's first held exec is the runtime's of its program, after every mount
-         * the runtime makes past the createRuntime hook (a path of readonlyPaths bound onto
-         * itself, a later hook's): its mounts are marked again before anything is answered.
-         * Until that succeeds, every exec is denied. */
+        /* Until the container's init execs its program, after every mount the runtime
+         * makes past the createRuntime hook (a path of readonlyPaths bound onto itself, a
+         * createContainer hook's), the container's mounts are marked again at each held
+         * exec, before it is answered: a hook's exec in the container comes before some of
+         * them.  Where that fails, the exec is denied. */
         if (m->c != NULL && !m->remarked) {
             cleanup_error tether_error_t err = NULL;
             if (execgate_remark_in(m->c->init, gate, &err) < 0) {
@@ -803,7 +804,9 @@ static void on_gate(struct mon *m)
                 execgate_answer(gate, ev->fd, false);
                 continue;
             }
-            m->remarked = true;
+            char task[64];
+            snprintf(task, sizeof task, "/proc/%d/task/%d", (int)m->c->init, (int)ev->pid);
+            m->remarked = access(task, F_OK) == 0;
         }
         judge_exec(m, ev->pid, ev->fd);
     }

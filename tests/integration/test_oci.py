@@ -235,22 +235,30 @@ def forbidden_exec_in_a_prevented_container_never_runs(ws):
 @case
 def a_mount_the_runtime_makes_after_the_hook_is_marked_too(ws):
     """runc binds a path of readonlyPaths onto itself after the createRuntime hook, when the
-    container's mounts were first marked: the monitor marks them again at the container's
-    first exec, so a forbidden program there fails with EPERM and never runs."""
+    container's mounts were first marked, and after a createContainer hook, whose exec in
+    the container is held before it: the monitor marks the mounts again at each held exec
+    until the container's init has exec'd its program, so a forbidden program there fails
+    with EPERM and never runs."""
     forbid_in_containers(ws, "/opt/forbidden", "log")
-    b = bundle(ws, ["/probe", "mark", "/started", "exec", "/opt/forbidden", "mark", "/ran"])
-    os.makedirs(os.path.join(b, "rootfs", "opt"))
-    shutil.copy(PROBE, os.path.join(b, "rootfs", "opt", "forbidden"))
-    cfg = json.load(open(os.path.join(b, "config.json")))
-    cfg["linux"]["readonlyPaths"] = cfg["linux"].get("readonlyPaths", []) + ["/opt"]
-    json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
-    p = run_and_delete(ws, b, "tether-ro")
-    assert os.path.exists(os.path.join(b, "rootfs", "started")), "the allowed program ran: " + p.stderr
-    assert not os.path.exists(os.path.join(b, "rootfs", "ran")), "the forbidden program ran"
-    eq(json.loads(p.stdout).get("exec"), errno.EPERM, "the exec failed with EPERM")
-    den = [r for r in ws.audit_records() if r["event"] == "exec_denied"]
-    eq([(d["path"], d["reason"]) for d in den], [("/opt/forbidden", "not in this container")],
-       "the denial, audited")
+    for hook in (None, "createContainer"):
+        b = bundle(ws, ["/probe", "mark", "/started", "exec", "/opt/forbidden", "mark", "/ran"],
+                   name="b-%s" % (hook or "plain"))
+        os.makedirs(os.path.join(b, "rootfs", "opt"))
+        shutil.copy(PROBE, os.path.join(b, "rootfs", "opt", "forbidden"))
+        cfg = json.load(open(os.path.join(b, "config.json")))
+        cfg["linux"]["readonlyPaths"] = cfg["linux"].get("readonlyPaths", []) + ["/opt"]
+        if hook:
+            cfg["hooks"][hook] = [{"path": "/bin/true", "args": ["true"]}]
+        json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+        before = len(ws.audit_records())
+        p = run_and_delete(ws, b, "tether-ro%s" % ("h" if hook else ""))
+        what = "with a %s hook" % hook if hook else "without other hooks"
+        assert os.path.exists(os.path.join(b, "rootfs", "started")), what + ": " + p.stderr
+        assert not os.path.exists(os.path.join(b, "rootfs", "ran")), "ran, " + what
+        eq(json.loads(p.stdout).get("exec"), errno.EPERM, "the exec failed with EPERM, " + what)
+        den = [r for r in ws.audit_records()[before:] if r["event"] == "exec_denied"]
+        eq([(d["path"], d["reason"]) for d in den], [("/opt/forbidden", "not in this container")],
+           "the denial, audited, " + what)
 
 
 @case
