@@ -26,6 +26,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <poll.h>
 #include <sched.h>
 #include <stdbool.h>
@@ -117,11 +118,52 @@ static int hand_over(int report_fd, int kind, int fd, const char *what, const ch
     return -1;
 }
 
+struct gate_arg {
+    int report_fd;
+    const struct launch_spec *spec;
+};
+
+/* A descriptor tether opened before the workload's mount namespace was made (the measured
+ * program, its interpreter, a script) is on the host's mount, which no mark holds: the
+ * workload's /proc/self/exe, or the script's /dev/fd/N, would stay there, for it to rewrite
+ * and run again unjudged.  Under exec prevention the same file, opened again by its path in
+ * the namespace (on the marked copy) and checked by device and inode, takes its number. */
+static int reopen_here(int fd, const char **step)
+{
+    *step = "exec prevention: the measured file in the workload's mount namespace";
+    char link[64], path[4096];
+    snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(link, path, sizeof path - 1);
+    int flags = fcntl(fd, F_GETFL);
+    if (n <= 0 || flags < 0)
+        return -1;
+    path[n] = '\0';
+    struct open_how how = {.flags = (uint64_t)(flags & (O_ACCMODE | O_PATH)) | O_CLOEXEC,
+                           .resolve = RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS};
+    cleanup_close int here = (int)syscall(SYS_openat2, AT_FDCWD, path, &how, sizeof how);
+    struct stat a, b;
+    if (here < 0 || fstat(fd, &a) < 0 || fstat(here, &b) < 0)
+        return -1;
+    if (a.st_dev != b.st_dev || a.st_ino != b.st_ino) {
+        errno = ESTALE;
+        return -1;
+    }
+    return dup3(here, fd, O_CLOEXEC) < 0 ? -1 : 0;
+}
+
 /* Exec prevention: the group, made in the workload's final mount namespace, and the listener
  * for each exec's start go to tether over the report socket; this process keeps no copy. */
 static int send_gate(void *arg, const char **step)
 {
-    int report_fd = *(int *)arg;
+    const struct gate_arg *g = arg;
+    int report_fd = g->report_fd;
+    /* A sealed file (a memfd, a tmpfs of its own: both closed to writes) and an image's tree
+     * are run from where they are. */
+    if (g->spec->rootfs_dir == NULL && !g->spec->fd_only) {
+        if ((g->spec->exe_fd >= 0 && reopen_here(g->spec->exe_fd, step) < 0) ||
+            (g->spec->interp_fd >= 0 && reopen_here(g->spec->interp_fd, step) < 0))
+            return -1;
+    }
     int fan = execgate_open(step);
     if (fan < 0)
         return -1;
@@ -226,9 +268,10 @@ child_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_f
         plan.pdeath_signal = SIGKILL;
         plan.parent = sv->tether_pid;
     }
+    struct gate_arg gate = {report_fd, spec};
     if (spec->prevent_exec) {
         plan.after_mounts = send_gate;
-        plan.after_arg = &report_fd;
+        plan.after_arg = &gate;
     }
     if (confine_apply(&c, &plan, &step) < 0) {
         int e = errno;

@@ -878,6 +878,71 @@ def no_mount_is_made_once_the_marks_are(ws):
     eq(open(ws.path("errno")).read(), str(errno.EPERM), "mount(2) failed with EPERM")
 
 
+# A script that writes the forbidden program over itself, through its own /dev/fd/N, and runs
+# that descriptor (execveat(N, "", AT_EMPTY_PATH)).
+SELF_REWRITING_SCRIPT = r"""#!%s
+import os, sys
+n = int(sys.argv[0].rsplit("/", 1)[1])
+w = os.open("/proc/self/fd/%%d" %% n, os.O_WRONLY | os.O_TRUNC)
+os.write(w, open(sys.argv[1], "rb").read())
+os.close(w)
+try:
+    os.execve(n, ["prog", "mark", sys.argv[2]], {})
+except OSError as e:
+    open(sys.argv[3], "w").write(str(e.errno))
+""" % sys.executable
+
+# A program that keeps its own file (/proc/self/exe, O_PATH), execs python, which writes the
+# forbidden program into that file and runs it through the descriptor.
+KEEP_SELF = r"""
+import os, sys
+fd = os.open("/proc/self/exe", os.O_PATH)
+os.set_inheritable(fd, True)
+os.execv(sys.argv[1], [sys.argv[1], "-c", sys.argv[2], str(fd)] + sys.argv[3:])
+"""
+REWRITE_KEPT = r"""
+import os, sys
+fd, prog, ran, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+w = os.open("/proc/self/fd/%d" % fd, os.O_WRONLY | os.O_TRUNC)
+os.write(w, open(prog, "rb").read())
+os.close(w)
+try:
+    os.execve(fd, ["prog", "mark", ran], {})
+except OSError as e:
+    open(out, "w").write(str(e.errno))
+"""
+
+
+@case
+def the_launched_file_rewritten_and_run_again_is_judged(ws):
+    """The workload's own file, as it was launched (its script's /dev/fd/N, its
+    /proc/self/exe), is on the marked copy of its mount, not on the host's: a root workload
+    that writes another program into it and runs it through that descriptor is held, and
+    the program, which the policy forbids, never runs."""
+    need_root()
+    bytes_ = open(PROBE, "rb").read() + b"\0"
+    prog = ws.path("forbidden")
+    with open(prog, "wb") as f:
+        f.write(bytes_)
+    pol = gate_policy(ws, 'if e.sha256 == "%s" then return {allow = false, reasons = {"no"}} end'
+                      % hashlib.sha256(bytes_).hexdigest(),
+                      monitor='on_drift = "log", exec_timeout_ms = 30000')
+    script = ws.write("self.py", SELF_REWRITING_SCRIPT)
+    os.chmod(script, 0o755)
+    ran, out = ws.path("ran"), ws.path("errno")
+    ws.tether("run", "--policy", pol, "--", script, prog, ran, out, timeout=60)
+    assert not os.path.exists(ran), "the rewritten script ran unjudged"
+    eq(open(out).read(), "1", "its execveat failed with EPERM")
+    python = ws.path("python")
+    subprocess.run(["cp", sys.executable, python], check=True)
+    os.unlink(out)
+    ws.tether("run", "--policy", pol, "--", python, "-c", KEEP_SELF, sys.executable,
+              REWRITE_KEPT, prog, ran, out, timeout=60)
+    assert not os.path.exists(ran), "the rewritten program ran unjudged"
+    eq(open(out).read(), "1", "its execveat failed with EPERM")
+    eq(len(records(ws, "exec_denied")), 2, "both audited")
+
+
 @case
 def wrapper_mode_refuses_prevent_exec(ws):
     need_root()
