@@ -740,18 +740,25 @@ def a_storm_of_execs_past_the_kernels_queue_is_still_held(ws):
     eq(len(records(ws, "exec_denied")), 200, "each one audited")
 
 
+def forbidden_program(ws):
+    """The probe with one byte more, which a gate policy (on_drift "log") forbids by its
+    hash: its path, and the policy's."""
+    bytes_ = open(PROBE, "rb").read() + b"\0"
+    prog = ws.path("forbidden")
+    with open(prog, "wb") as f:
+        f.write(bytes_)
+    pol = gate_policy(ws, 'if e.sha256 == "%s" then return {allow = false, reasons = {"no"}} end'
+                      % hashlib.sha256(bytes_).hexdigest(),
+                      monitor='on_drift = "log", exec_timeout_ms = 30000')
+    return prog, pol
+
+
 def forbidden_on_own_tmpfs(ws, point):
     """A prevented run that execs a forbidden program (the probe with one byte more, told by
     its hash) from a tmpfs at point, mounted in a mount namespace of the test's own (the host
     never sees it); asserts the exec was held and denied."""
     prog = os.path.join(point, "forbidden")
-    bytes_ = open(PROBE, "rb").read() + b"\0"
-    src = ws.path("forbidden")
-    with open(src, "wb") as f:
-        f.write(bytes_)
-    pol = gate_policy(ws, 'if e.sha256 == "%s" then return {allow = false, reasons = {"no"}} end'
-                      % hashlib.sha256(bytes_).hexdigest(),
-                      monitor='on_drift = "log", exec_timeout_ms = 30000')
+    src, pol = forbidden_program(ws)
     out = ws.path("errno")
     script = ('mount -t tmpfs -o mode=0755 tmpfs "$1" && cp "$2" "$3" && chmod 755 "$3" && '
               'shift 3 && exec "$@"')
@@ -920,13 +927,7 @@ def the_launched_file_rewritten_and_run_again_is_judged(ws):
     that writes another program into it and runs it through that descriptor is held, and
     the program, which the policy forbids, never runs."""
     need_root()
-    bytes_ = open(PROBE, "rb").read() + b"\0"
-    prog = ws.path("forbidden")
-    with open(prog, "wb") as f:
-        f.write(bytes_)
-    pol = gate_policy(ws, 'if e.sha256 == "%s" then return {allow = false, reasons = {"no"}} end'
-                      % hashlib.sha256(bytes_).hexdigest(),
-                      monitor='on_drift = "log", exec_timeout_ms = 30000')
+    prog, pol = forbidden_program(ws)
     script = ws.write("self.py", SELF_REWRITING_SCRIPT)
     os.chmod(script, 0o755)
     ran, out = ws.path("ran"), ws.path("errno")
