@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <linux/capability.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,6 +12,7 @@
 #include <unistd.h>
 
 #include "../measure/measure.h"
+#include "../policy/confine.h"
 #include "audit.h"
 #include "container_monitor.h"
 #include "core/cleanup.h"
@@ -102,6 +104,26 @@ static void write_state(const char *dir, const char *name, const cJSON *j)
     }
 }
 
+/* Whether the container's configuration grants a capability that reaches a program no mark
+ * of exec prevention holds (see run_start): CAP_SYS_ADMIN, CAP_SYS_PTRACE,
+ * CAP_CHECKPOINT_RESTORE, in any of its sets. */
+static bool grants_past_marks(const cJSON *input)
+{
+    static const char *const sets[] = {"bounding", "effective", "permitted", "inheritable",
+                                       "ambient"};
+    const cJSON *caps =
+        cJSON_GetObjectItemCaseSensitive(path_get(input, "container", "process"), "capabilities");
+    for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) {
+        const cJSON *name;
+        cJSON_ArrayForEach (name, cJSON_GetObjectItemCaseSensitive(caps, sets[i])) {
+            int cap = cJSON_IsString(name) ? confine_cap_from_name(name->valuestring) : -1;
+            if (cap == CAP_SYS_ADMIN || cap == CAP_SYS_PTRACE || cap == CAP_CHECKPOINT_RESTORE)
+                return true;
+        }
+    }
+    return false;
+}
+
 /* Measures and decides; on an allow with a monitor block, leaves a monitor behind that
  * takes r's node, engine and decision. */
 static int gate(const char *stage, const cJSON *state, struct run *r)
@@ -184,7 +206,11 @@ static int gate(const char *stage, const cJSON *state, struct run *r)
         int64_t init = 0;
         bool have_init =
             json_get_int(cJSON_GetObjectItemCaseSensitive(state, "pid"), 1, INT32_MAX, &init);
-        if (creds_wanted(d)) {
+        if (prevent_exec(d) && grants_past_marks(input))
+            rc = deny(id, "monitor.prevent_exec cannot hold a container granted CAP_SYS_ADMIN, "
+                          "CAP_SYS_PTRACE or CAP_CHECKPOINT_RESTORE: each reaches a program no "
+                          "mark holds");
+        else if (creds_wanted(d)) {
             if (!have_init)
                 rc = deny(id, "the decision releases credentials, and the state has no pid");
             else if (creds_container(r, input, (pid_t)init, &err) < 0)

@@ -297,8 +297,10 @@ static int mark_all(int fan, const char **step, bool workload)
      * holds: an execveat(2) from it would not be judged). */
     uint64_t *held = xcalloc(t.n + 1, sizeof *held);
     size_t n_held = 0;
+    /* Marked, made noexec, or the kernel's own: not a covered one, which was not marked. */
     for (size_t i = 0; i < t.n; i++)
-        held[n_held++] = t.e[i].id; /* marked, noexec, or the kernel's own */
+        if (!covered(&t, &t.e[i]))
+            held[n_held++] = t.e[i].id;
     mount_table_free(&t);
     int bad = -2;
     if (!fd_held(AT_FDCWD, held, n_held)) /* statx(AT_FDCWD, ""): the working directory */

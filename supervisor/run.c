@@ -642,6 +642,20 @@ int run_start(struct run *r)
     cleanup_error tether_error_t err = NULL;
     struct confine_plan plan = {.filter = NULL};
     default_capabilities(r);
+    /* Grants that reach past the marks: mounts and namespaces (CAP_SYS_ADMIN), another
+     * process's root and memory (CAP_SYS_PTRACE), and /proc/PID/map_files, whose shared
+     * anonymous mappings are files on the kernel's own mount (CAP_CHECKPOINT_RESTORE, or
+     * CAP_SYS_ADMIN), which no mark can hold. */
+    const struct confine *cf = &r->d.confinement;
+    uint64_t past = CAP(CAP_SYS_ADMIN) | CAP(CAP_SYS_PTRACE) | CAP(CAP_CHECKPOINT_RESTORE);
+    if (prevent_exec(&r->d) && cf->caps_given && (cf->caps & past)) {
+        const char *why = "monitor.prevent_exec cannot hold a workload granted CAP_SYS_ADMIN, "
+                          "CAP_SYS_PTRACE or CAP_CHECKPOINT_RESTORE: each reaches a program no "
+                          "mark holds";
+        log_error("%s; not starting it", why);
+        run_audit_launch_failed(r, why);
+        return EXIT_FAILED;
+    }
     int wrc = audit_weakened(r);
     if (wrc != 0)
         return wrc;

@@ -262,6 +262,28 @@ def a_mount_the_runtime_makes_after_the_hook_is_marked_too(ws):
 
 
 @case
+def a_container_granted_what_reaches_past_the_marks_does_not_start(ws):
+    """A container whose configuration grants CAP_SYS_ADMIN, CAP_SYS_PTRACE or
+    CAP_CHECKPOINT_RESTORE reaches programs no mark holds (mounts, another process's root,
+    /proc/self/map_files): under exec prevention the hook denies it and it never starts."""
+    forbid_in_containers(ws, "/forbidden", "log")
+    for cap in ("CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_CHECKPOINT_RESTORE"):
+        b = bundle(ws, ["/probe", "mark", "/started"], name="b-%s" % cap)
+        cfg = json.load(open(os.path.join(b, "config.json")))
+        cfg["process"]["capabilities"]["bounding"].append(cap)
+        json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+        c = cid("tether-cap")
+        try:
+            p = subprocess.run([runc(), "run", "-b", b, c], capture_output=True, text=True,
+                               timeout=60)
+        finally:
+            subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+        assert p.returncode != 0, "runc run succeeded with " + cap
+        assert "prevent_exec" in p.stderr and cap in p.stderr, p.stderr
+        assert not os.path.exists(os.path.join(b, "rootfs", "started")), "started with " + cap
+
+
+@case
 def a_process_in_a_cgroup_below_the_containers_is_still_in_it(ws):
     """A container whose cgroup file system is writable (systemd in a container has one, and
     puts every process in a group below the container's) makes a group of its own and moves
