@@ -904,6 +904,41 @@ def a_working_directory_on_a_covered_mount_is_refused(ws):
     assert not os.path.exists(ws.path("ran")), "the covered mount's program ran unjudged"
 
 
+# A script that writes the forbidden program over itself, through its own /dev/fd/N, and runs
+# that descriptor (execveat(N, "", AT_EMPTY_PATH)).
+SELF_REWRITING_SCRIPT = r"""#!%s
+import os, sys
+n = int(sys.argv[0].rsplit("/", 1)[1])
+w = os.open("/proc/self/fd/%%d" %% n, os.O_WRONLY | os.O_TRUNC)
+os.write(w, open(sys.argv[1], "rb").read())
+os.close(w)
+try:
+    os.execve(n, ["prog", "mark", sys.argv[2]], {})
+except OSError as e:
+    open(sys.argv[3], "w").write(str(e.errno))
+""" % sys.executable
+
+# A program that keeps its own file (/proc/self/exe, O_PATH), execs python, which writes the
+# forbidden program into that file and runs it through the descriptor.
+KEEP_SELF = r"""
+import os, sys
+fd = os.open("/proc/self/exe", os.O_PATH)
+os.set_inheritable(fd, True)
+os.execv(sys.argv[1], [sys.argv[1], "-c", sys.argv[2], str(fd)] + sys.argv[3:])
+"""
+REWRITE_KEPT = r"""
+import os, sys
+fd, prog, ran, out = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+w = os.open("/proc/self/fd/%d" % fd, os.O_WRONLY | os.O_TRUNC)
+os.write(w, open(prog, "rb").read())
+os.close(w)
+try:
+    os.execve(fd, ["prog", "mark", ran], {})
+except OSError as e:
+    open(out, "w").write(str(e.errno))
+"""
+
+
 @case
 def the_launched_file_rewritten_and_run_again_is_judged(ws):
     """The workload's own file, as it was launched (its script's /dev/fd/N, its
