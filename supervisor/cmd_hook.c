@@ -104,9 +104,8 @@ static void write_state(const char *dir, const char *name, const cJSON *j)
     }
 }
 
-/* Whether the container's configuration grants a capability that reaches a program no mark
- * of exec prevention holds (see run_start): CAP_SYS_ADMIN, CAP_SYS_PTRACE,
- * CAP_CHECKPOINT_RESTORE, in any of its sets. */
+/* Whether the container's configuration grants, in any of its sets, a capability that
+ * reaches a program no mark of exec prevention holds (run.h, PAST_THE_MARKS). */
 static bool grants_past_marks(const cJSON *input)
 {
     static const char *const sets[] = {"bounding", "effective", "permitted", "inheritable",
@@ -117,7 +116,7 @@ static bool grants_past_marks(const cJSON *input)
         const cJSON *name;
         cJSON_ArrayForEach (name, cJSON_GetObjectItemCaseSensitive(caps, sets[i])) {
             int cap = cJSON_IsString(name) ? confine_cap_from_name(name->valuestring) : -1;
-            if (cap == CAP_SYS_ADMIN || cap == CAP_SYS_PTRACE || cap == CAP_CHECKPOINT_RESTORE)
+            if (cap >= 0 && (PAST_THE_MARKS & (UINT64_C(1) << cap)))
                 return true;
         }
     }
@@ -207,9 +206,9 @@ static int gate(const char *stage, const cJSON *state, struct run *r)
         bool have_init =
             json_get_int(cJSON_GetObjectItemCaseSensitive(state, "pid"), 1, INT32_MAX, &init);
         if (prevent_exec(d) && grants_past_marks(input))
-            rc = deny(id, "monitor.prevent_exec cannot hold a container granted CAP_SYS_ADMIN, "
-                          "CAP_SYS_PTRACE or CAP_CHECKPOINT_RESTORE: each reaches a program no "
-                          "mark holds");
+            rc = deny(id,
+                      "monitor.prevent_exec cannot hold a container granted " PAST_THE_MARKS_NAMES
+                      ": each reaches a program no mark holds");
         else if (creds_wanted(d)) {
             if (!have_init)
                 rc = deny(id, "the decision releases credentials, and the state has no pid");

@@ -357,6 +357,30 @@ static int cgroupfs_readonly(const char **step)
     return 0;
 }
 
+/* What the kernel obeys as the node's root, outside every namespace, read-only in the
+ * workload's mount namespace, as runc's readonlyPaths make it for a container: the sysctls
+ * (kernel.core_pattern and kernel.modprobe name programs the kernel starts, as root, on the
+ * node), /proc/sysrq-trigger, and sysfs (/sys/kernel/uevent_helper names one too).  A root
+ * workload could otherwise have the kernel start a program of its choosing, which neither
+ * supervision nor exec prevention would see.  Its mount calls are refused afterwards
+ * (seccomp, or no CAP_SYS_ADMIN), so it cannot undo this. */
+static int kernel_knobs_readonly(const char **step)
+{
+    static const char *const paths[] = {"/proc/sys", "/proc/sysrq-trigger", "/sys"};
+    struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
+    *step = "supervision: read-only /proc/sys, /proc/sysrq-trigger and /sys";
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++) {
+        if (access(paths[i], F_OK) < 0)
+            continue;
+        /* A mount of its own to make read-only (/sys is one already). */
+        if (i < 2 && mount(paths[i], paths[i], NULL, MS_BIND | MS_REC, NULL) < 0)
+            return -1;
+        if (mount_setattr(AT_FDCWD, paths[i], AT_RECURSIVE, &ro, sizeof ro) < 0)
+            return -1;
+    }
+    return 0;
+}
+
 static bool tether_gone(int life_fd)
 {
     struct pollfd p = {.fd = life_fd, .events = POLLIN};
@@ -412,7 +436,8 @@ init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd
         if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
             child_fail(report_fd, 125, errno, step);
         step = "supervision: mounting /proc";
-        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0)
+        if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
+            kernel_knobs_readonly(&step) < 0)
             child_fail(report_fd, 125, errno, step);
         if (spec->cgroup != NULL || placed) {
             step = "supervision: cgroup namespace";

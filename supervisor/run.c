@@ -643,15 +643,15 @@ int run_start(struct run *r)
     struct confine_plan plan = {.filter = NULL};
     default_capabilities(r);
     /* Grants that reach past the marks: mounts and namespaces (CAP_SYS_ADMIN), another
-     * process's root and memory (CAP_SYS_PTRACE), and /proc/PID/map_files, whose shared
+     * process's root and memory (CAP_SYS_PTRACE), /proc/PID/map_files, whose shared
      * anonymous mappings are files on the kernel's own mount (CAP_CHECKPOINT_RESTORE, or
-     * CAP_SYS_ADMIN), which no mark can hold. */
+     * CAP_SYS_ADMIN), which no mark can hold, and the kernel's own code or a raw device
+     * (CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_BOOT's kexec, CAP_MKNOD). */
     const struct confine *cf = &r->d.confinement;
-    uint64_t past = CAP(CAP_SYS_ADMIN) | CAP(CAP_SYS_PTRACE) | CAP(CAP_CHECKPOINT_RESTORE);
-    if (prevent_exec(&r->d) && cf->caps_given && (cf->caps & past)) {
-        const char *why = "monitor.prevent_exec cannot hold a workload granted CAP_SYS_ADMIN, "
-                          "CAP_SYS_PTRACE or CAP_CHECKPOINT_RESTORE: each reaches a program no "
-                          "mark holds";
+    if (prevent_exec(&r->d) && cf->caps_given && (cf->caps & PAST_THE_MARKS)) {
+        const char *why =
+            "monitor.prevent_exec cannot hold a workload granted " PAST_THE_MARKS_NAMES
+            ": each reaches a program no mark holds";
         log_error("%s; not starting it", why);
         run_audit_launch_failed(r, why);
         return EXIT_FAILED;

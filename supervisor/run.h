@@ -2,6 +2,9 @@
  * engine, measure, decide and record, start; and the state a supervised run carries. */
 #pragma once
 
+#include <linux/capability.h>
+#include <stdint.h>
+
 #include <cjson/cJSON.h>
 #include <sys/stat.h>
 
@@ -61,6 +64,15 @@ int run_load(struct run *r);
 int run_gate(struct run *r);
 /* The decision asks for exec prevention (monitor.prevent_exec). */
 bool prevent_exec(const struct decision *d);
+/* Capabilities that reach a program no mark of exec prevention holds (run_start): a
+ * prevented workload, or container, granted one does not start. */
+#define PAST_THE_MARKS                                                                             \
+    ((UINT64_C(1) << CAP_SYS_ADMIN) | (UINT64_C(1) << CAP_SYS_PTRACE) |                            \
+     (UINT64_C(1) << CAP_CHECKPOINT_RESTORE) | (UINT64_C(1) << CAP_SYS_MODULE) |                   \
+     (UINT64_C(1) << CAP_SYS_RAWIO) | (UINT64_C(1) << CAP_SYS_BOOT) | (UINT64_C(1) << CAP_MKNOD))
+#define PAST_THE_MARKS_NAMES                                                                       \
+    "CAP_SYS_ADMIN, CAP_SYS_PTRACE, CAP_CHECKPOINT_RESTORE, CAP_SYS_MODULE, CAP_SYS_RAWIO, "       \
+    "CAP_SYS_BOOT or CAP_MKNOD"
 /* Confines and starts the workload under r->sv: 0, or the exit status. */
 int run_start(struct run *r);
 /* The input document of the monitor phase, without processes (the monitor adds them). */

@@ -263,11 +263,13 @@ def a_mount_the_runtime_makes_after_the_hook_is_marked_too(ws):
 
 @case
 def a_container_granted_what_reaches_past_the_marks_does_not_start(ws):
-    """A container whose configuration grants CAP_SYS_ADMIN, CAP_SYS_PTRACE or
-    CAP_CHECKPOINT_RESTORE reaches programs no mark holds (mounts, another process's root,
-    /proc/self/map_files): under exec prevention the hook denies it and it never starts."""
+    """A container whose configuration grants CAP_SYS_ADMIN, CAP_SYS_PTRACE,
+    CAP_CHECKPOINT_RESTORE, or the kernel's code or a raw device (CAP_SYS_MODULE,
+    CAP_SYS_RAWIO, CAP_SYS_BOOT, CAP_MKNOD) reaches programs no mark holds: under exec
+    prevention the hook denies it and it never starts."""
     forbid_in_containers(ws, "/forbidden", "log")
-    for cap in ("CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_CHECKPOINT_RESTORE"):
+    for cap in ("CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_CHECKPOINT_RESTORE", "CAP_SYS_MODULE",
+                "CAP_SYS_RAWIO", "CAP_SYS_BOOT", "CAP_MKNOD"):
         b = bundle(ws, ["/probe", "mark", "/started"], name="b-%s" % cap)
         cfg = json.load(open(os.path.join(b, "config.json")))
         cfg["process"]["capabilities"]["bounding"].append(cap)

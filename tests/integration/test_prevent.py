@@ -868,12 +868,14 @@ def a_mount_no_mark_can_be_made_on_runs_nothing(ws):
 @case
 def a_grant_that_reaches_past_the_marks_is_refused(ws):
     """CAP_SYS_ADMIN (mounts, namespaces, /proc/PID/map_files), CAP_SYS_PTRACE (another
-    process's root) and CAP_CHECKPOINT_RESTORE (map_files: a shared anonymous mapping is a
-    file on the kernel's own mount, which execveat runs) each reach a program no mark holds:
-    a prevented workload granted one does not start."""
+    process's root), CAP_CHECKPOINT_RESTORE (map_files: a shared anonymous mapping is a file
+    on the kernel's own mount, which execveat runs), and the kernel's code or a raw device
+    (CAP_SYS_MODULE, CAP_SYS_RAWIO, CAP_SYS_BOOT, CAP_MKNOD) each reach a program no mark
+    holds: a prevented workload granted one does not start."""
     need_root()
     ran = ws.path("ran")
-    for cap in ("CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_CHECKPOINT_RESTORE"):
+    for cap in ("CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_CHECKPOINT_RESTORE", "CAP_SYS_MODULE",
+                "CAP_SYS_RAWIO", "CAP_SYS_BOOT", "CAP_MKNOD"):
         pol = ws.policy('if input.exec ~= nil then return {allow = true} end\n'
                         'return {allow = true, confine = {capabilities = {"%s"}}, '
                         'monitor = {prevent_exec = true, on_drift = "log", '

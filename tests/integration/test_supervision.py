@@ -1,5 +1,6 @@
 """Supervision that cannot be outlived or escaped (doc/supervision.md): each case performs an
 attack on the real binary and asserts the fail-closed outcome."""
+import errno
 import json
 import os
 import resource
@@ -336,6 +337,30 @@ def unprivileged_workload_cannot_end_its_supervision(ws):
     need_root()
     res = attack_tether(ws, "{user = {uid = %d, gid = %d}}" % (NOBODY, NOBODY))
     eq(res["uid"], NOBODY, "the workload ran as nobody")
+
+
+@case
+def the_kernels_own_knobs_are_read_only_to_a_supervised_workload(ws):
+    """kernel.core_pattern and kernel.modprobe name programs the kernel starts as the node's
+    root, outside every namespace, and so does /sys/kernel/uevent_helper: a root workload
+    that could write them would have a program of its choosing run unsupervised and unjudged.
+    In a supervised workload's mount namespace /proc/sys and /sys are read-only (only opened
+    for writing here, never written)."""
+    need_root()
+    pol = ws.decision_policy({"allow": True, "monitor": {"interval_ms": 1000}})
+    script = ("import errno, json, os, sys\n"
+              "out = {}\n"
+              "try:\n"
+              "    os.close(os.open('/proc/sys/kernel/core_pattern', os.O_WRONLY))\n"
+              "    out['core_pattern'] = 0\n"
+              "except OSError as e:\n"
+              "    out['core_pattern'] = e.errno\n"
+              "for p in ('/proc/sys', '/sys'):\n"
+              "    out[p] = bool(os.statvfs(p).f_flag & os.ST_RDONLY)\n"
+              "print(json.dumps(out))\n")
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", script, check_rc=0)
+    eq(json.loads(p.stdout), {"core_pattern": errno.EROFS, "/proc/sys": True, "/sys": True},
+       "read-only for a root workload")
 
 
 @case
