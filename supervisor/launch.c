@@ -364,7 +364,7 @@ static int cgroupfs_readonly(const char **step)
  * workload could otherwise have the kernel start a program of its choosing, which neither
  * supervision nor exec prevention would see.  Its mount calls are refused afterwards
  * (seccomp, or no CAP_SYS_ADMIN), so it cannot undo this. */
-static int kernel_knobs_readonly(const char **step)
+static int kernel_knobs_readonly(const char **step, bool own_net)
 {
     static const char *const paths[] = {"/proc/sys", "/proc/sysrq-trigger", "/sys"};
     struct mount_attr ro = {.attr_set = MOUNT_ATTR_RDONLY};
@@ -378,6 +378,13 @@ static int kernel_knobs_readonly(const char **step)
         if (mount_setattr(AT_FDCWD, paths[i], AT_RECURSIVE, &ro, sizeof ro) < 0)
             return -1;
     }
+    /* A workload with a network namespace of its own sets its own net sysctls (they are
+     * its namespace's, and name no program): /proc/sys/net stays writable for it. */
+    struct mount_attr rw = {.attr_clr = MOUNT_ATTR_RDONLY};
+    if (own_net && access("/proc/sys/net", F_OK) == 0 &&
+        (mount("/proc/sys/net", "/proc/sys/net", NULL, MS_BIND, NULL) < 0 ||
+         mount_setattr(AT_FDCWD, "/proc/sys/net", 0, &rw, sizeof rw) < 0))
+        return -1;
     return 0;
 }
 
@@ -437,7 +444,8 @@ init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd
             child_fail(report_fd, 125, errno, step);
         step = "supervision: mounting /proc";
         if (mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL) < 0 ||
-            kernel_knobs_readonly(&step) < 0)
+            kernel_knobs_readonly(&step, spec->confine != NULL &&
+                                             (spec->confine->namespaces & CLONE_NEWNET)) < 0)
             child_fail(report_fd, 125, errno, step);
         if (spec->cgroup != NULL || placed) {
             step = "supervision: cgroup namespace";

@@ -356,11 +356,21 @@ def the_kernels_own_knobs_are_read_only_to_a_supervised_workload(ws):
               "except OSError as e:\n"
               "    out['core_pattern'] = e.errno\n"
               "for p in ('/proc/sys', '/sys'):\n"
-              "    out[p] = bool(os.statvfs(p).f_flag & os.ST_RDONLY)\n"
-              "print(json.dumps(out))\n")
+              "    out[p] = bool(os.statvfs(p).f_flag & os.ST_RDONLY)\n")
+    script += ("out['net'] = bool(os.statvfs('/proc/sys/net').f_flag & os.ST_RDONLY)\n"
+               "print(json.dumps(out))\n")
     p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", script, check_rc=0)
-    eq(json.loads(p.stdout), {"core_pattern": errno.EROFS, "/proc/sys": True, "/sys": True},
+    eq(json.loads(p.stdout.splitlines()[-1]),
+       {"core_pattern": errno.EROFS, "/proc/sys": True, "/sys": True, "net": True},
        "read-only for a root workload")
+    # With a network namespace of its own, its net sysctls are its own to set.
+    pol = ws.decision_policy({"allow": True, "monitor": {"interval_ms": 1000},
+                              "confine": {"namespaces": ["net"],
+                                          "capabilities": ["CAP_NET_ADMIN"]}})
+    p = ws.tether("run", "--policy", pol, "--", sys.executable, "-c", script, check_rc=0)
+    eq(json.loads(p.stdout.splitlines()[-1]),
+       {"core_pattern": errno.EROFS, "/proc/sys": True, "/sys": True, "net": False},
+       "a workload with its own network namespace")
 
 
 @case
