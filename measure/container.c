@@ -157,6 +157,12 @@ static int parse_config(const char *text, size_t len, const char *bundle, const 
     }
     cJSON_AddBoolToObject(c, "seccomp",
                           cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(linux_, "seccomp")));
+    cJSON_AddItemToObject(
+        c, "readonly_paths",
+        strings_or_empty(cJSON_GetObjectItemCaseSensitive(linux_, "readonlyPaths")));
+    cJSON_AddItemToObject(
+        c, "masked_paths",
+        strings_or_empty(cJSON_GetObjectItemCaseSensitive(linux_, "maskedPaths")));
     cJSON *mounts = cJSON_AddArrayToObject(c, "mounts");
     const cJSON *m;
     cJSON_ArrayForEach (m, cJSON_GetObjectItemCaseSensitive(cfg, "mounts")) {

@@ -123,6 +123,39 @@ static bool grants_past_marks(const cJSON *input)
     return false;
 }
 
+static bool string_listed(const cJSON *list, const char *s)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach (e, list)
+        if (cJSON_IsString(e) && strcmp(e->valuestring, s) == 0)
+            return true;
+    return false;
+}
+
+/* Whether root in the container could write the node's sysctls (kernel.core_pattern names a
+ * program the kernel runs as the node's root, outside every namespace, and so outside
+ * every mark): no user namespace of its own, and /proc/sys neither read-only, nor masked,
+ * nor under a read-only /proc. */
+static bool proc_sys_writable(const cJSON *input)
+{
+    const cJSON *c = cJSON_GetObjectItemCaseSensitive(input, "container");
+    if (string_listed(cJSON_GetObjectItemCaseSensitive(c, "namespaces"), "user"))
+        return false;
+    static const char *const paths[] = {"/proc/sys", "/proc"};
+    for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
+        if (string_listed(cJSON_GetObjectItemCaseSensitive(c, "readonly_paths"), paths[i]) ||
+            string_listed(cJSON_GetObjectItemCaseSensitive(c, "masked_paths"), paths[i]))
+            return false;
+    const cJSON *m;
+    cJSON_ArrayForEach (m, cJSON_GetObjectItemCaseSensitive(c, "mounts")) {
+        const char *dest = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "destination"));
+        if (dest != NULL && strcmp(dest, "/proc") == 0 &&
+            string_listed(cJSON_GetObjectItemCaseSensitive(m, "options"), "ro"))
+            return false;
+    }
+    return true;
+}
+
 /* Measures and decides; on an allow with a monitor block, leaves a monitor behind that
  * takes r's node, engine and decision. */
 static int gate(const char *stage, const cJSON *state, struct run *r)
@@ -209,6 +242,10 @@ static int gate(const char *stage, const cJSON *state, struct run *r)
             rc = deny(id,
                       "monitor.prevent_exec cannot hold a container granted " PAST_THE_MARKS_NAMES
                       ": each reaches a program no mark holds");
+        else if (prevent_exec(d) && proc_sys_writable(input))
+            rc = deny(id, "monitor.prevent_exec cannot hold a container whose root may write "
+                          "/proc/sys (kernel.core_pattern runs a program no mark holds): list it "
+                          "in linux.readonlyPaths");
         else if (creds_wanted(d)) {
             if (!have_init)
                 rc = deny(id, "the decision releases credentials, and the state has no pid");

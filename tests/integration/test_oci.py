@@ -207,6 +207,16 @@ def forbid_in_containers(ws, path, on_drift):
              'exec_timeout_ms = 30000}}' % (path, on_drift))
 
 
+def runc_run_once(b, name):
+    """runc run of bundle b, whatever its outcome, deleted afterwards."""
+    c = cid(name)
+    try:
+        return subprocess.run([runc(), "run", "-b", b, c], capture_output=True, text=True,
+                              timeout=60)
+    finally:
+        subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+
+
 def run_and_delete(ws, b, name):
     """runc run of bundle b under a container id of its own, deleted afterwards."""
     c = cid(name)
@@ -274,15 +284,33 @@ def a_container_granted_what_reaches_past_the_marks_does_not_start(ws):
         cfg = json.load(open(os.path.join(b, "config.json")))
         cfg["process"]["capabilities"]["bounding"].append(cap)
         json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
-        c = cid("tether-cap")
-        try:
-            p = subprocess.run([runc(), "run", "-b", b, c], capture_output=True, text=True,
-                               timeout=60)
-        finally:
-            subprocess.run([runc(), "delete", "--force", c], capture_output=True)
+        p = runc_run_once(b, "tether-cap")
         assert p.returncode != 0, "runc run succeeded with " + cap
         assert "prevent_exec" in p.stderr and cap in p.stderr, p.stderr
         assert not os.path.exists(os.path.join(b, "rootfs", "started")), "started with " + cap
+
+
+@case
+def a_container_whose_root_may_write_proc_sys_is_not_prevented(ws):
+    """Root in a container whose /proc/sys is writable could point kernel.core_pattern at a
+    program, which the kernel runs as the node's root outside every mark: under exec
+    prevention the hook denies such a container (runc's default lists /proc/sys in
+    readonlyPaths: the same container with it starts)."""
+    forbid_in_containers(ws, "/forbidden", "log")
+    for listed in (False, True):
+        b = bundle(ws, ["/probe", "mark", "/started"], name="b-%s" % listed)
+        cfg = json.load(open(os.path.join(b, "config.json")))
+        ro = [p for p in cfg["linux"].get("readonlyPaths", []) if p not in ("/proc/sys", "/proc")]
+        cfg["linux"]["readonlyPaths"] = ro + (["/proc/sys"] if listed else [])
+        json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
+        p = runc_run_once(b, "tether-ps")
+        started = os.path.exists(os.path.join(b, "rootfs", "started"))
+        if listed:
+            eq(p.returncode, 0, "with /proc/sys read-only (stderr %r)" % p.stderr)
+            assert started, "the container did not start"
+        else:
+            assert p.returncode != 0 and "/proc/sys" in p.stderr, p.stderr
+            assert not started, "the container started with /proc/sys writable"
 
 
 @case
