@@ -463,6 +463,13 @@ init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd
     int sfd = signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0)
         child_fail(report_fd, 125, errno, "supervision: signalfd");
+    /* The report socket's end of file says the workload has exec'd, so tether must see it
+     * once the workload's copy closes: the workload goes on only after the init has closed
+     * its own.  Else, with the init slow to close it, tether would take an exec of the
+     * workload's first children for part of the launch exec, and refuse it unjudged. */
+    int go[2];
+    if (pipe2(go, O_CLOEXEC) < 0)
+        child_fail(report_fd, 125, errno, "supervision: pipe");
     pid_t main_pid = fork();
     if (main_pid < 0)
         child_fail(report_fd, 125, errno, "fork");
@@ -470,9 +477,17 @@ init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd
         close(sfd);
         close(life_fd);
         close(note_fd);
+        close(go[1]);
+        char b;
+        while (read(go[0], &b, 1) < 0 && errno == EINTR)
+            ;
+        close(go[0]);
         child_run(sv, spec, by_fd, report_fd);
     }
+    close(go[0]);
     close(report_fd);
+    (void)!write(go[1], "g", 1);
+    close(go[1]);
     if (spec->cgroup != NULL)
         close(spec->cgroup->procs_fd);
 
