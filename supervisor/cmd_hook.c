@@ -123,36 +123,83 @@ static bool grants_past_marks(const cJSON *input)
     return false;
 }
 
-static bool string_listed(const cJSON *list, const char *s)
+/* A path as a runtime resolves it in the container: no repeated or trailing slash, no "."
+ * component.  NULL for one with a ".." (taken for none of the paths compared). */
+static char *path_clean(const char *p)
+{
+    if (p == NULL || strstr(p, "..") != NULL)
+        return NULL;
+    char *out = xstrdup(p), *o = out;
+    for (const char *in = p; *in;) {
+        if (*in == '/' && (in[1] == '/' || (in[1] == '.' && (in[2] == '/' || in[2] == '\0')))) {
+            in += in[1] == '/' ? 1 : 2;
+            continue;
+        }
+        *o++ = *in++;
+    }
+    while (o > out + 1 && o[-1] == '/')
+        o--;
+    *o = '\0';
+    return out;
+}
+
+static bool path_listed(const cJSON *list, const char *path)
 {
     const cJSON *e;
-    cJSON_ArrayForEach (e, list)
-        if (cJSON_IsString(e) && strcmp(e->valuestring, s) == 0)
+    cJSON_ArrayForEach (e, list) {
+        cleanup_free char *c = path_clean(cJSON_GetStringValue(e));
+        if (c != NULL && strcmp(c, path) == 0)
             return true;
+    }
     return false;
 }
 
-/* Whether root in the container could write the node's sysctls (kernel.core_pattern names a
- * program the kernel runs as the node's root, outside every namespace, and so outside
- * every mark): no user namespace of its own, and /proc/sys neither read-only, nor masked,
- * nor under a read-only /proc. */
+/* Whether root in the container could write the node's sysctls or sysfs (kernel.core_pattern
+ * and /sys/kernel/uevent_helper name programs the kernel runs as the node's root, outside
+ * every namespace, and so outside every mark): no user namespace of its own, and a writable
+ * sysfs, or a proc file system mounted (or a /proc of the node's bound) anywhere but at
+ * /proc and writable, or /proc/sys neither read-only, nor masked, nor under a read-only
+ * /proc. */
 static bool proc_sys_writable(const cJSON *input)
 {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(input, "container");
-    if (string_listed(cJSON_GetObjectItemCaseSensitive(c, "namespaces"), "user"))
+    if (path_listed(cJSON_GetObjectItemCaseSensitive(c, "namespaces"), "user"))
+        return false;
+    bool proc_ro = false;
+    const cJSON *m;
+    cJSON_ArrayForEach (m, cJSON_GetObjectItemCaseSensitive(c, "mounts")) {
+        cleanup_free char *dest =
+            path_clean(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "destination")));
+        const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "type"));
+        cleanup_free char *source =
+            path_clean(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "source")));
+        const cJSON *opts = cJSON_GetObjectItemCaseSensitive(m, "options");
+        bool ro = path_listed(opts, "ro");
+        bool proc = (type != NULL && strcmp(type, "proc") == 0) ||
+                    (source != NULL && strncmp(source, "/proc", 5) == 0 &&
+                     (source[5] == '\0' || source[5] == '/'));
+        /* A writable sysfs names a program the kernel runs too (/sys/kernel/uevent_helper). */
+        bool sys = (type != NULL && strcmp(type, "sysfs") == 0) ||
+                   (source != NULL && strncmp(source, "/sys", 4) == 0 &&
+                    (source[4] == '\0' || source[4] == '/'));
+        if (sys && !ro)
+            return true;
+        if (!proc)
+            continue;
+        if (dest == NULL || strcmp(dest, "/proc") != 0) {
+            if (!ro)
+                return true; /* a proc of its own elsewhere, writable */
+        } else if (ro) {
+            proc_ro = true;
+        }
+    }
+    if (proc_ro)
         return false;
     static const char *const paths[] = {"/proc/sys", "/proc"};
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
-        if (string_listed(cJSON_GetObjectItemCaseSensitive(c, "readonly_paths"), paths[i]) ||
-            string_listed(cJSON_GetObjectItemCaseSensitive(c, "masked_paths"), paths[i]))
+        if (path_listed(cJSON_GetObjectItemCaseSensitive(c, "readonly_paths"), paths[i]) ||
+            path_listed(cJSON_GetObjectItemCaseSensitive(c, "masked_paths"), paths[i]))
             return false;
-    const cJSON *m;
-    cJSON_ArrayForEach (m, cJSON_GetObjectItemCaseSensitive(c, "mounts")) {
-        const char *dest = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "destination"));
-        if (dest != NULL && strcmp(dest, "/proc") == 0 &&
-            string_listed(cJSON_GetObjectItemCaseSensitive(m, "options"), "ro"))
-            return false;
-    }
     return true;
 }
 
@@ -244,8 +291,9 @@ static int gate(const char *stage, const cJSON *state, struct run *r)
                       ": each reaches a program no mark holds");
         else if (prevent_exec(d) && proc_sys_writable(input))
             rc = deny(id, "monitor.prevent_exec cannot hold a container whose root may write "
-                          "/proc/sys (kernel.core_pattern runs a program no mark holds): list it "
-                          "in linux.readonlyPaths");
+                          "/proc/sys or /sys (kernel.core_pattern and /sys/kernel/uevent_helper "
+                          "name programs no mark holds): list /proc/sys in linux.readonlyPaths "
+                          "and mount /sys read-only");
         else if (creds_wanted(d)) {
             if (!have_init)
                 rc = deny(id, "the decision releases credentials, and the state has no pid");

@@ -292,25 +292,46 @@ def a_container_granted_what_reaches_past_the_marks_does_not_start(ws):
 
 @case
 def a_container_whose_root_may_write_proc_sys_is_not_prevented(ws):
-    """Root in a container whose /proc/sys is writable could point kernel.core_pattern at a
-    program, which the kernel runs as the node's root outside every mark: under exec
-    prevention the hook denies such a container (runc's default lists /proc/sys in
-    readonlyPaths: the same container with it starts)."""
+    """Root in a container whose /proc/sys (or /sys) is writable could point
+    kernel.core_pattern (or /sys/kernel/uevent_helper) at a program, which the kernel runs as
+    the node's root outside every mark: under exec prevention the hook denies such a
+    container.  runc's default lists /proc/sys in readonlyPaths and mounts /sys read-only:
+    the same container starts, with the path written "/proc/sys/" too."""
     forbid_in_containers(ws, "/forbidden", "log")
-    for listed in (False, True):
-        b = bundle(ws, ["/probe", "mark", "/started"], name="b-%s" % listed)
+
+    def no_proc_sys(cfg):
+        cfg["linux"]["readonlyPaths"] = [p for p in cfg["linux"].get("readonlyPaths", [])
+                                         if p not in ("/proc/sys", "/proc")]
+
+    def slash(cfg):
+        no_proc_sys(cfg)
+        cfg["linux"]["readonlyPaths"].append("/proc/sys/")
+
+    def second_proc(cfg):
+        cfg["mounts"].append({"destination": "/mnt", "type": "proc", "source": "proc"})
+
+    def sysfs_rw(cfg):
+        for m in cfg["mounts"]:
+            if m["destination"] == "/sys":
+                m["options"] = [o for o in m.get("options", []) if o != "ro"]
+
+    for name, change, starts in (("default", None, True), ("slash", slash, True),
+                                 ("no-proc-sys", no_proc_sys, False),
+                                 ("second-proc", second_proc, False),
+                                 ("sysfs-rw", sysfs_rw, False)):
+        b = bundle(ws, ["/probe", "mark", "/started"], name="b-%s" % name)
         cfg = json.load(open(os.path.join(b, "config.json")))
-        ro = [p for p in cfg["linux"].get("readonlyPaths", []) if p not in ("/proc/sys", "/proc")]
-        cfg["linux"]["readonlyPaths"] = ro + (["/proc/sys"] if listed else [])
+        if change:
+            change(cfg)
         json.dump(cfg, open(os.path.join(b, "config.json"), "w"))
         p = runc_run_once(b, "tether-ps")
         started = os.path.exists(os.path.join(b, "rootfs", "started"))
-        if listed:
-            eq(p.returncode, 0, "with /proc/sys read-only (stderr %r)" % p.stderr)
-            assert started, "the container did not start"
+        if starts:
+            eq(p.returncode, 0, "%s (stderr %r)" % (name, p.stderr))
+            assert started, "the %s container did not start" % name
         else:
-            assert p.returncode != 0 and "/proc/sys" in p.stderr, p.stderr
-            assert not started, "the container started with /proc/sys writable"
+            assert p.returncode != 0 and "/proc/sys" in p.stderr, (name, p.stderr)
+            assert not started, "the %s container started" % name
 
 
 @case
