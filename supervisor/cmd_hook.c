@@ -6,6 +6,7 @@
 #include <getopt.h>
 #include <linux/capability.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -154,47 +155,67 @@ static bool path_listed(const cJSON *list, const char *path)
     return false;
 }
 
+/* Read-only as the kernel reads a mount's options: the last of "ro" and "rw". */
+static bool options_ro(const cJSON *opts)
+{
+    bool ro = false;
+    const cJSON *o;
+    cJSON_ArrayForEach (o, opts) {
+        const char *v = cJSON_GetStringValue(o);
+        if (v != NULL && strcmp(v, "ro") == 0)
+            ro = true;
+        else if (v != NULL && strcmp(v, "rw") == 0)
+            ro = false;
+    }
+    return ro;
+}
+
+static bool under(const char *path, const char *dir)
+{
+    size_t n = strlen(dir);
+    return strncmp(path, dir, n) == 0 && (path[n] == '\0' || path[n] == '/');
+}
+
 /* Whether root in the container could write the node's sysctls or sysfs (kernel.core_pattern
  * and /sys/kernel/uevent_helper name programs the kernel runs as the node's root, outside
- * every namespace, and so outside every mark): no user namespace of its own, and a writable
- * sysfs, or a proc file system mounted (or a /proc of the node's bound) anywhere but at
- * /proc and writable, or /proc/sys neither read-only, nor masked, nor under a read-only
- * /proc. */
-static bool proc_sys_writable(const cJSON *input)
+ * every namespace, and so outside every mark).  Not with a user namespace of its own.
+ * Else: /proc/sys (or /proc) must be in readonlyPaths or maskedPaths, which the runtime
+ * applies after every mount, whatever the mounts' options; any other proc, or a bind of
+ * the node's /proc, and any sysfs or bind of /sys, must be read-only (the last of "ro" and
+ * "rw"); a bind's source is resolved on the node (from the bundle when relative), and one
+ * that cannot be counts as writable. */
+static bool proc_sys_writable(const cJSON *input, const char *bundle)
 {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(input, "container");
     if (path_listed(cJSON_GetObjectItemCaseSensitive(c, "namespaces"), "user"))
         return false;
-    bool proc_ro = false;
     const cJSON *m;
     cJSON_ArrayForEach (m, cJSON_GetObjectItemCaseSensitive(c, "mounts")) {
         cleanup_free char *dest =
             path_clean(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "destination")));
         const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "type"));
-        cleanup_free char *source =
-            path_clean(cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "source")));
+        const char *source = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "source"));
         const cJSON *opts = cJSON_GetObjectItemCaseSensitive(m, "options");
-        bool ro = path_listed(opts, "ro");
-        bool proc = (type != NULL && strcmp(type, "proc") == 0) ||
-                    (source != NULL && strncmp(source, "/proc", 5) == 0 &&
-                     (source[5] == '\0' || source[5] == '/'));
-        /* A writable sysfs names a program the kernel runs too (/sys/kernel/uevent_helper). */
-        bool sys = (type != NULL && strcmp(type, "sysfs") == 0) ||
-                   (source != NULL && strncmp(source, "/sys", 4) == 0 &&
-                    (source[4] == '\0' || source[4] == '/'));
-        if (sys && !ro)
-            return true;
-        if (!proc)
-            continue;
-        if (dest == NULL || strcmp(dest, "/proc") != 0) {
-            if (!ro)
-                return true; /* a proc of its own elsewhere, writable */
-        } else if (ro) {
-            proc_ro = true;
+        bool bind = (type != NULL && strcmp(type, "bind") == 0) || path_listed(opts, "bind") ||
+                    path_listed(opts, "rbind");
+        /* A bind's source is a path on the node, relative to the bundle unless absolute. */
+        cleanup_free char *real = NULL;
+        if (source != NULL && (source[0] == '/' || bind)) {
+            cleanup_free char *full =
+                source[0] == '/' ? xstrdup(source) : xasprintf("%s/%s", bundle, source);
+            if ((real = realpath(full, NULL)) == NULL)
+                return true; /* a source the node does not resolve: it could be anything */
         }
+        bool ro = options_ro(opts);
+        bool proc =
+            (type != NULL && strcmp(type, "proc") == 0) || (real != NULL && under(real, "/proc"));
+        bool sys =
+            (type != NULL && strcmp(type, "sysfs") == 0) || (real != NULL && under(real, "/sys"));
+        bool the_proc =
+            type != NULL && strcmp(type, "proc") == 0 && dest != NULL && strcmp(dest, "/proc") == 0;
+        if ((sys || (proc && !the_proc)) && !ro)
+            return true;
     }
-    if (proc_ro)
-        return false;
     static const char *const paths[] = {"/proc/sys", "/proc"};
     for (size_t i = 0; i < sizeof paths / sizeof *paths; i++)
         if (path_listed(cJSON_GetObjectItemCaseSensitive(c, "readonly_paths"), paths[i]) ||
@@ -289,7 +310,7 @@ static int gate(const char *stage, const cJSON *state, struct run *r)
             rc = deny(id,
                       "monitor.prevent_exec cannot hold a container granted " PAST_THE_MARKS_NAMES
                       ": each reaches a program no mark holds");
-        else if (prevent_exec(d) && proc_sys_writable(input))
+        else if (prevent_exec(d) && proc_sys_writable(input, bundle))
             rc = deny(id, "monitor.prevent_exec cannot hold a container whose root may write "
                           "/proc/sys or /sys (kernel.core_pattern and /sys/kernel/uevent_helper "
                           "name programs no mark holds): list /proc/sys in linux.readonlyPaths "

@@ -479,8 +479,11 @@ init_run(const struct supervisor *sv, const struct launch_spec *spec, bool by_fd
         close(note_fd);
         close(go[1]);
         char b;
-        while (read(go[0], &b, 1) < 0 && errno == EINTR)
+        ssize_t n;
+        while ((n = read(go[0], &b, 1)) < 0 && errno == EINTR)
             ;
+        if (n != 1)
+            _exit(125); /* the init is gone before it let the workload go */
         close(go[0]);
         child_run(sv, spec, by_fd, report_fd);
     }

@@ -315,10 +315,32 @@ def a_container_whose_root_may_write_proc_sys_is_not_prevented(ws):
             if m["destination"] == "/sys":
                 m["options"] = [o for o in m.get("options", []) if o != "ro"]
 
+    def proc_ro_then_rw(cfg):  # runc mounts in order: the later, writable /proc wins
+        no_proc_sys(cfg)
+        cfg["mounts"].insert(0, {"destination": "/proc", "type": "proc", "source": "proc",
+                                 "options": ["ro"]})
+
+    def ro_then_rw_options(cfg):  # the kernel takes the last of ro and rw
+        cfg["mounts"].append({"destination": "/mnt", "type": "proc", "source": "proc",
+                              "options": ["ro", "rw"]})
+
+    def bind_dotdot(cfg):
+        cfg["mounts"].append({"destination": "/mnt", "type": "bind",
+                              "source": "/tmp/../proc/sys", "options": ["rbind", "rw"]})
+
+    def bind_relative(cfg):  # relative to the bundle
+        cfg["mounts"].append({"destination": "/mnt", "type": "bind",
+                              "source": "../../../../../../../../../proc/sys",
+                              "options": ["rbind", "rw"]})
+
     for name, change, starts in (("default", None, True), ("slash", slash, True),
                                  ("no-proc-sys", no_proc_sys, False),
                                  ("second-proc", second_proc, False),
-                                 ("sysfs-rw", sysfs_rw, False)):
+                                 ("sysfs-rw", sysfs_rw, False),
+                                 ("proc-ro-then-rw", proc_ro_then_rw, False),
+                                 ("ro-then-rw", ro_then_rw_options, False),
+                                 ("bind-dotdot", bind_dotdot, False),
+                                 ("bind-relative", bind_relative, False)):
         b = bundle(ws, ["/probe", "mark", "/started"], name="b-%s" % name)
         cfg = json.load(open(os.path.join(b, "config.json")))
         if change:
