@@ -144,6 +144,15 @@ static char *path_clean(const char *p)
     return out;
 }
 
+static bool string_listed(const cJSON *list, const char *s)
+{
+    const cJSON *e;
+    cJSON_ArrayForEach (e, list)
+        if (cJSON_IsString(e) && strcmp(e->valuestring, s) == 0)
+            return true;
+    return false;
+}
+
 static bool path_listed(const cJSON *list, const char *path)
 {
     const cJSON *e;
@@ -187,7 +196,7 @@ static bool under(const char *path, const char *dir)
 static bool proc_sys_writable(const cJSON *input, const char *bundle)
 {
     const cJSON *c = cJSON_GetObjectItemCaseSensitive(input, "container");
-    if (path_listed(cJSON_GetObjectItemCaseSensitive(c, "namespaces"), "user"))
+    if (string_listed(cJSON_GetObjectItemCaseSensitive(c, "namespaces"), "user"))
         return false;
     const cJSON *m;
     cJSON_ArrayForEach (m, cJSON_GetObjectItemCaseSensitive(c, "mounts")) {
@@ -196,8 +205,8 @@ static bool proc_sys_writable(const cJSON *input, const char *bundle)
         const char *type = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "type"));
         const char *source = cJSON_GetStringValue(cJSON_GetObjectItemCaseSensitive(m, "source"));
         const cJSON *opts = cJSON_GetObjectItemCaseSensitive(m, "options");
-        bool bind = (type != NULL && strcmp(type, "bind") == 0) || path_listed(opts, "bind") ||
-                    path_listed(opts, "rbind");
+        bool bind = (type != NULL && strcmp(type, "bind") == 0) || string_listed(opts, "bind") ||
+                    string_listed(opts, "rbind");
         /* A bind's source is a path on the node, relative to the bundle unless absolute. */
         cleanup_free char *real = NULL;
         if (source != NULL && (source[0] == '/' || bind)) {

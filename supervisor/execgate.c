@@ -240,6 +240,44 @@ static bool fd_held(int fd, const uint64_t *held, size_t n_held)
     return false;
 }
 
+/* What of the workload's own reaches a mount outside held: its working directory, its
+ * root, or a descriptor it keeps across exec (one other than fan).  NULL when nothing does,
+ * else why, in msg. */
+static const char *kept_outside(int proc, int fan, const uint64_t *held, size_t n_held, char *msg,
+                                size_t cap)
+{
+    if (!fd_held(AT_FDCWD, held, n_held)) /* statx(AT_FDCWD, ""): the working directory */
+        return "exec prevention: the working directory is on a mount the gate does not hold";
+    cleanup_close int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (root < 0 || !fd_held(root, held, n_held))
+        return "exec prevention: the root is on a mount the gate does not hold";
+    int fds = openat(proc, "self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    DIR *d = fds >= 0 ? fdopendir(fds) : NULL;
+    if (d == NULL) {
+        if (fds >= 0)
+            close(fds);
+        return "exec prevention: listing the descriptors";
+    }
+    int bad = -1;
+    for (struct dirent *e; bad < 0 && (e = readdir(d)) != NULL;) {
+        int fd = atoi(e->d_name);
+        if (e->d_name[0] == '.' || fd == dirfd(d) || fd == fan)
+            continue;
+        int flags = fcntl(fd, F_GETFD);
+        if (flags >= 0 && !(flags & FD_CLOEXEC) && !fd_held(fd, held, n_held))
+            bad = fd;
+    }
+    closedir(d);
+    if (bad < 0)
+        return NULL;
+    snprintf(msg, cap,
+             "exec prevention: descriptor %d is a file or directory on a mount this workload's "
+             "mounts do not "
+             "hold (an exec from it would not be judged); give it a pipe, or close it",
+             bad);
+    return msg;
+}
+
 static int gate_fail(const char **step, const char *msg)
 {
     *step = msg;
@@ -302,41 +340,11 @@ static int mark_all(int fan, const char **step, bool workload)
         if (!covered(&t, &t.e[i]))
             held[n_held++] = t.e[i].id;
     mount_table_free(&t);
-    int bad = -2;
-    if (!fd_held(AT_FDCWD, held, n_held)) /* statx(AT_FDCWD, ""): the working directory */
-        bad = -1;
-    cleanup_close int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-    if (bad == -2 && (root < 0 || !fd_held(root, held, n_held)))
-        bad = -3;
-    cleanup_close int fds = openat(proc, "self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    DIR *d = bad == -2 && fds >= 0 ? fdopendir(dup(fds)) : NULL;
-    if (bad == -2 && d == NULL)
-        bad = -4;
-    for (struct dirent *e; d != NULL && bad == -2 && (e = readdir(d)) != NULL;) {
-        int fd = atoi(e->d_name);
-        if (e->d_name[0] == '.' || fd == dirfd(d) || fd == fan)
-            continue;
-        int flags = fcntl(fd, F_GETFD);
-        if (flags >= 0 && !(flags & FD_CLOEXEC) && !fd_held(fd, held, n_held))
-            bad = fd;
-    }
-    if (d != NULL)
-        closedir(d);
+    const char *why = kept_outside(proc, fan, held, n_held, msg, sizeof msg);
     free(held);
-    if (bad != -2) {
-        if (bad >= 0)
-            snprintf(msg, sizeof msg,
-                     "exec prevention: descriptor %d is a file or directory on a mount this "
-                     "workload's mounts do not hold (an exec from it would not be judged); "
-                     "give it a pipe, or close it",
-                     bad);
-        else
-            snprintf(msg, sizeof msg, "exec prevention: %s",
-                     bad == -1   ? "the working directory is on a mount the gate does not hold"
-                     : bad == -3 ? "the root is on a mount the gate does not hold"
-                                 : "listing the descriptors");
+    if (why != NULL) {
         errno = EPERM;
-        return gate_fail(step, msg);
+        return gate_fail(step, why);
     }
     return 0;
 }
